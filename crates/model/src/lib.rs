@@ -1,0 +1,42 @@
+//! The Kuma resource model: every resource type (Mesh, Dataplane, DataplaneInsight and the
+//! policies), the one type registry that drives API paths and kumactl arguments, validation that
+//! collects every violation with its field path, and the REST shapes (flat resource objects, lists,
+//! Kuma's error body).
+//!
+//! This crate does no I/O and must never depend on tokio, a store backend or a network stack: every
+//! other crate builds on it, and it has to stay cheap to compile and easy to test.
+
+mod dataplane;
+mod duration;
+mod insight;
+mod mesh;
+mod parse;
+pub mod policy;
+mod registry;
+mod resource;
+pub mod rest;
+mod schema;
+mod spec;
+mod tags;
+mod validation;
+
+pub use dataplane::{
+    parse_inbound_interface, parse_outbound_interface, DataplaneSpec, Gateway, Inbound,
+    InboundInterface, Networking, Outbound, OutboundInterface, TransparentProxying,
+};
+pub use duration::{parse_duration, DurationError};
+pub use insight::{
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
+    DiscoverySubscriptionStatus,
+};
+pub use mesh::{
+    CaConf, CaDataSource, CertificateAuthorityBackend, LegacyCa, Logging, LoggingBackend,
+    MeshSpec, Metrics, MetricsBackend, Mtls, Tracing, TracingBackend,
+};
+pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput};
+pub use registry::{ResourceType, Scope, TypeDescriptor};
+pub use resource::{Resource, ResourceKey, Version};
+pub use schema::json_schemas;
+pub use spec::Spec;
+pub use tags::{Tags, SERVICE_TAG, SERVICE_TAG_LEGACY};
+pub use validation::{validate, validate_meta, ValidationContext, ValidationError, Violation};

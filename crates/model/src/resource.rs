@@ -1,0 +1,88 @@
+//! A stored resource: its key, spec, version and timestamps, and its flat REST form.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::registry::ResourceType;
+use crate::spec::Spec;
+
+/// Identifies a resource: `(type, mesh, name)`; `mesh` is `None` for global types.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ResourceKey {
+    pub resource_type: ResourceType,
+    pub mesh: Option<String>,
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// A key of `resource_type`; `mesh` is dropped for global types.
+    pub fn new(resource_type: ResourceType, mesh: &str, name: &str) -> ResourceKey {
+        let mesh = resource_type.is_mesh_scoped().then(|| mesh.to_string());
+        ResourceKey { resource_type, mesh, name: name.to_string() }
+    }
+
+    /// The key of the Mesh named `name`.
+    pub fn mesh(name: &str) -> ResourceKey {
+        ResourceKey { resource_type: ResourceType::Mesh, mesh: None, name: name.to_string() }
+    }
+
+    /// The mesh this key belongs to: its own name for a Mesh.
+    pub fn owning_mesh(&self) -> &str {
+        self.mesh.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.mesh {
+            Some(mesh) => write!(f, "{} {}/{}", self.resource_type, mesh, self.name),
+            None => write!(f, "{} {}", self.resource_type, self.name),
+        }
+    }
+}
+
+/// An opaque version that changes on every write; updates compare-and-set on it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Version(pub String);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resource as a store returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub key: ResourceKey,
+    pub spec: Spec,
+    pub version: Version,
+    pub creation_time: DateTime<Utc>,
+    pub modification_time: DateTime<Utc>,
+}
+
+/// Formats a timestamp as Kuma's API does (RFC 3339, UTC, microseconds).
+pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Resource {
+    /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields.
+    pub fn to_rest_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("type".into(), self.key.resource_type.name().into());
+        if let Some(mesh) = &self.key.mesh {
+            object.insert("mesh".into(), mesh.clone().into());
+        }
+        object.insert("name".into(), self.key.name.clone().into());
+        object.insert("creationTime".into(), format_time(&self.creation_time).into());
+        object.insert("modificationTime".into(), format_time(&self.modification_time).into());
+        if let Value::Object(fields) = self.spec.to_json() {
+            object.extend(fields);
+        }
+        Value::Object(object)
+    }
+}
