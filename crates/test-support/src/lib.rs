@@ -1,1 +1,15 @@
-//! placeholder
+//! Helpers for tests across the workspace: `eventually!` for waiting with a deadline, free ports,
+//! locating the workspace's binaries, and spawning a real `kuma-cp` process.
+//!
+//! Used only as a dev-dependency; it must never be linked into a shipped binary. Helpers that
+//! panic on failure are named `must_*`.
+
+mod eventually;
+mod kuma_cp;
+mod ports;
+mod process;
+
+pub use eventually::poll_until;
+pub use kuma_cp::{KumaCp, KumaCpBuilder};
+pub use ports::free_port;
+pub use process::{bin_path, must_http_get, HttpReply};

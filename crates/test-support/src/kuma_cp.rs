@@ -1,0 +1,140 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{bin_path, free_port, must_http_get, poll_until};
+
+/// A running `kuma-cp run` process on free 127.0.0.1 ports. Dropping it sends SIGTERM and waits.
+#[derive(Debug)]
+pub struct KumaCp {
+    child: Option<Child>,
+    pub api_port: u16,
+    pub diagnostics_port: u16,
+    pub bootstrap_port: u16,
+    pub xds_port: u16,
+    pub sds_port: u16,
+    pub raft_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Settings for a `KumaCp` before it starts.
+#[derive(Debug, Default)]
+pub struct KumaCpBuilder {
+    env: BTreeMap<String, String>,
+    config_yaml: Option<String>,
+}
+
+impl KumaCpBuilder {
+    /// Sets a `KUMA_*` environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Passes a config file with this content (`-c FILE`).
+    pub fn config(mut self, yaml: &str) -> Self {
+        self.config_yaml = Some(yaml.to_string());
+        self
+    }
+
+    /// Starts the process and waits until `/ready` answers 200; panics with its log otherwise.
+    pub fn must_start(self) -> KumaCp {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let log = dir.path().join("kuma-cp.log");
+        let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
+        let mut cmd = Command::new(bin_path("kuma-cp"));
+        cmd.arg("run");
+        if let Some(yaml) = &self.config_yaml {
+            let path = dir.path().join("kuma-cp.yaml");
+            std::fs::write(&path, yaml).expect("write config");
+            cmd.arg("-c").arg(path);
+        }
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUMA_API_SERVER_PORT", ports[0].to_string())
+            .env("KUMA_DIAGNOSTICS_PORT", ports[1].to_string())
+            .env("KUMA_BOOTSTRAP_SERVER_PORT", ports[2].to_string())
+            .env("KUMA_XDS_SERVER_GRPC_PORT", ports[3].to_string())
+            .env("KUMA_SDS_SERVER_GRPC_PORT", ports[4].to_string())
+            .env("KUMA_RAFT_PORT", ports[5].to_string())
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::options().append(true).open(&log).expect("log file"));
+        let child = cmd.spawn().expect("spawn kuma-cp");
+        let mut cp = KumaCp {
+            child: Some(child),
+            api_port: ports[0],
+            diagnostics_port: ports[1],
+            bootstrap_port: ports[2],
+            xds_port: ports[3],
+            sds_port: ports[4],
+            raft_port: ports[5],
+            log,
+            _dir: dir,
+        };
+        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_until(Duration::from_secs(20), "kuma-cp /ready", || {
+                if let Some(status) = cp.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    return Err(format!("kuma-cp exited with {status}"));
+                }
+                match must_http_get(cp.diagnostics_port, "/ready") {
+                    Ok(r) if r.status == 200 => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+        }));
+        if ready.is_err() {
+            panic!("kuma-cp did not become ready; its log:\n{}", cp.log());
+        }
+        cp
+    }
+}
+
+impl KumaCp {
+    pub fn builder() -> KumaCpBuilder {
+        KumaCpBuilder::default()
+    }
+
+    /// Starts with default settings.
+    pub fn must_start() -> KumaCp {
+        KumaCp::builder().must_start()
+    }
+
+    /// `http://127.0.0.1:<api port>`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") and waits for the exit status.
+    pub fn must_stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("kuma-cp is running");
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        poll_until(Duration::from_secs(10), "kuma-cp exits", || {
+            child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_string())
+        })
+    }
+}
+
+impl Drop for KumaCp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
