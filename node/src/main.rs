@@ -1,1 +1,94 @@
-fn main() {}
+//! `kuma-cp`: parse the command line, load the config, run the control plane, map errors to an
+//! exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kuma_api_server::ServerInfo;
+use kuma_cp::{ControlPlane, KumaCpConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "kuma-cp", about = "Universal Control Plane for Envoy-based Service Mesh", version = kuma_build_info::VERSION)]
+struct Cli {
+    /// Log level: off, error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Launch the Control Plane.
+    Run {
+        /// Configuration file (YAML); see kuma-cp.defaults.yaml for every key.
+        #[arg(short = 'c', long = "config-file")]
+        config_file: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version {
+        /// Print build details too.
+        #[arg(short = 'a', long)]
+        detailed: bool,
+    },
+}
+
+fn init_logging(level: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("--log-level {level:?} is not valid ({e}); use off, error, warn, info, debug or trace"))?;
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+}
+
+fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    let info = ServerInfo { version: kuma_build_info::VERSION.to_string(), hostname };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(ControlPlane::new(config, info).run(shutdown_signal()))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version { detailed } => {
+            if detailed {
+                print!("{}", kuma_build_info::detailed("Kuma"));
+            } else {
+                println!("{}", kuma_build_info::VERSION);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { config_file } => {
+            if let Err(e) = init_logging(&cli.log_level) {
+                eprintln!("Error: {e}");
+                return ExitCode::from(2);
+            }
+            match run(config_file) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

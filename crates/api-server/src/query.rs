@@ -1,0 +1,64 @@
+//! Query parameters: paging (`size`, `offset`) and tag filters (`tag=k:v`, repeatable).
+
+use axum::http::{HeaderMap, StatusCode, Uri};
+use kuma_model::rest::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+use crate::error::{ApiError, Op};
+
+#[derive(Debug, Default)]
+pub(crate) struct ListParams {
+    pub size: usize,
+    pub offset: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// Every other parameter, kept in `next` links.
+    other: Vec<(String, String)>,
+}
+
+impl ListParams {
+    pub fn parse(uri: &Uri) -> Result<ListParams, ApiError> {
+        let mut params = ListParams { size: DEFAULT_PAGE_SIZE, ..Default::default() };
+        let query = uri.query().unwrap_or_default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "size" => {
+                    params.size = match value.parse::<usize>() {
+                        Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+                        _ => {
+                            return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid page size")
+                                .with_cause("size", format!("{value:?} is not a page size; use 1 to {MAX_PAGE_SIZE}")))
+                        }
+                    }
+                }
+                "offset" => params.offset = Some(value.into_owned()).filter(|o| !o.is_empty()),
+                "tag" => {
+                    let Some((k, v)) = value.split_once(':') else {
+                        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid tag filter")
+                            .with_cause("tag", format!("{value:?} is not KEY:VALUE, e.g. tag=service:redis")));
+                    };
+                    params.tags.push((k.to_string(), v.to_string()));
+                }
+                _ => params.other.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        Ok(params)
+    }
+
+    /// The absolute URL of the page that starts at `offset`, built from the request's host so it
+    /// points at whichever control plane the client reached.
+    pub fn next_url(&self, uri: &Uri, headers: &HeaderMap, offset: &str) -> String {
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.tags {
+            query.append_pair("tag", &format!("{k}:{v}"));
+        }
+        for (k, v) in &self.other {
+            query.append_pair(k, v);
+        }
+        query.append_pair("offset", offset);
+        query.append_pair("size", &self.size.to_string());
+        format!("http://{host}{}?{}", uri.path(), query.finish())
+    }
+}

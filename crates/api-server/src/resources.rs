@@ -1,0 +1,282 @@
+//! Handlers for `/meshes`, `/meshes/{mesh}/{collection}[/{name}]` and `/{collection}`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kuma_model::rest::ResourceList;
+use kuma_model::{
+    parse_resource, validate, ParseError, Resource, ResourceInput, ResourceKey, ResourceType,
+    ValidationContext, Version, Violation,
+};
+use kuma_store::{ListQuery, StoreError};
+
+use crate::error::{ApiError, Op};
+use crate::overview;
+use crate::query::ListParams;
+use crate::server::State;
+
+/// A collection segment is a registered type's path, or `dataplanes+insights`.
+pub(crate) const OVERVIEW: &str = "dataplanes+insights";
+
+fn mesh_scoped_type(collection: &str, op: Op) -> Result<ResourceType, ApiError> {
+    match ResourceType::from_path(collection) {
+        Some(t) if t.is_mesh_scoped() => Ok(t),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            op,
+            format!("unknown resource collection {collection:?}; see /openapi.json for the paths"),
+        )),
+    }
+}
+
+fn with_etag(mut response: Response, version: &Version) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", version.0)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// `If-Match: "v"` (or bare `v`) as a version.
+fn if_match(headers: &HeaderMap) -> Option<Version> {
+    let raw = headers.get(header::IF_MATCH)?.to_str().ok()?.trim();
+    let raw = raw.strip_prefix("W/").unwrap_or(raw);
+    Some(Version(raw.trim_matches('"').to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+async fn get_one(state: &State, key: ResourceKey) -> Result<Response, ApiError> {
+    let resource = state.store.get(&key).await.map_err(|e| ApiError::store(Op::Get, e, false))?;
+    Ok(with_etag(Json(resource.to_rest_json()).into_response(), &resource.version))
+}
+
+pub(crate) async fn list(
+    state: &State,
+    resource_type: ResourceType,
+    mesh: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Json<ResourceList>, ApiError> {
+    let params = ListParams::parse(uri)?;
+    if !params.tags.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "tag filters apply to dataplanes+insights only")
+            .with_cause("tag", "remove it, or list /meshes/{mesh}/dataplanes+insights instead"));
+    }
+    let query = ListQuery {
+        resource_type,
+        mesh: mesh.map(str::to_string),
+        size: params.size,
+        offset: params.offset.clone(),
+    };
+    let page = state.store.list(&query).await.map_err(|e| match e {
+        StoreError::Invalid { reason } => ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset").with_cause("offset", reason),
+        other => ApiError::store(Op::List, other, false),
+    })?;
+    Ok(Json(ResourceList {
+        total: page.total as u64,
+        items: page.items.iter().map(Resource::to_rest_json).collect(),
+        next: page.next.map(|offset| params.next_url(uri, headers, &offset)),
+    }))
+}
+
+pub(crate) async fn list_meshes(state: State, uri: Uri, headers: HeaderMap) -> Result<Json<ResourceList>, ApiError> {
+    list(&state, ResourceType::Mesh, None, &uri, &headers).await
+}
+
+pub(crate) async fn get_mesh(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
+    get_one(&state, ResourceKey::mesh(&name)).await
+}
+
+pub(crate) async fn list_in_mesh(
+    state: State,
+    Path((mesh, collection)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if collection == OVERVIEW {
+        return overview::list(&state, Some(&mesh), &uri, &headers).await.map(IntoResponse::into_response);
+    }
+    let t = mesh_scoped_type(&collection, Op::List)?;
+    Ok(list(&state, t, Some(&mesh), &uri, &headers).await?.into_response())
+}
+
+pub(crate) async fn list_across_meshes(
+    state: State,
+    Path(collection): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ResourceList>, ApiError> {
+    let t = mesh_scoped_type(&collection, Op::List)?;
+    list(&state, t, None, &uri, &headers).await
+}
+
+pub(crate) async fn get_in_mesh(
+    state: State,
+    Path((mesh, collection, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    if collection == OVERVIEW {
+        return overview::get(&state, &mesh, &name).await;
+    }
+    let t = mesh_scoped_type(&collection, Op::Get)?;
+    get_one(&state, ResourceKey::new(t, &mesh, &name)).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+/// Reads the body within the size limit: 413 past it.
+async fn read_body(state: &State, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Op::Put,
+                format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, Op::Put, format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses the body as JSON, or as YAML when the client says so.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let yaml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("yaml"));
+    let parsed = if yaml {
+        serde_yaml::from_slice(body).map_err(|e| format!("the body is not valid YAML: {e}"))
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))
+    };
+    parsed.map_err(|details| ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details))
+}
+
+async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if state.config.read_only {
+        return Err(ApiError::read_only(Op::Put));
+    }
+    let bytes = read_body(&state, body).await?;
+    let value = parse_body(&headers, &bytes)?;
+    let input = match parse_resource(value) {
+        Ok(input) => input,
+        Err(ParseError::Syntax(details)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details)),
+        Err(ParseError::Invalid(e)) => return Err(ApiError::validation(Op::Put, e)),
+    };
+
+    let mut violations = url_mismatches(&url_key, &input);
+    let mesh = match &input.key.mesh {
+        Some(mesh) => match state.store.get(&ResourceKey::mesh(mesh)).await {
+            Ok(resource) => Some(resource),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(ApiError::store(Op::Put, e, false)),
+        },
+        None => None,
+    };
+    let ctx = ValidationContext { mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()) };
+    if let Err(e) = validate(&input, &ctx) {
+        violations.extend(e.violations);
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::invalid(Op::Put, violations));
+    }
+    if let (Some(name), None) = (&input.key.mesh, &mesh) {
+        return Err(ApiError::store(Op::Put, StoreError::MeshNotFound { mesh: name.clone() }, false));
+    }
+
+    let precondition = if_match(&headers);
+    let ResourceInput { key, spec } = input;
+    let store = &state.store;
+    let (status, resource) = match &precondition {
+        Some(version) => (StatusCode::OK, store.update(key, spec, version).await),
+        None => match store.get(&key).await {
+            Ok(current) => (StatusCode::OK, store.update(key, spec, &current.version).await),
+            Err(StoreError::NotFound { .. }) => (StatusCode::CREATED, store.create(key, spec).await),
+            Err(e) => return Err(ApiError::store(Op::Put, e, false)),
+        },
+    };
+    let resource = resource.map_err(|e| ApiError::store(Op::Put, e, precondition.is_some()))?;
+    tracing::info!(resource = %resource.key, version = %resource.version, created = status == StatusCode::CREATED, "resource written");
+    Ok(with_etag(status.into_response(), &resource.version))
+}
+
+/// The URL names the resource; the body must agree with it.
+fn url_mismatches(url: &ResourceKey, input: &ResourceInput) -> Vec<Violation> {
+    let body = &input.key;
+    let mut violations = Vec::new();
+    if url.resource_type != body.resource_type {
+        violations.push(Violation::new(
+            "type",
+            format!("{:?} does not match the URL, which is for {}", body.resource_type.name(), url.resource_type.name()),
+        ));
+    }
+    if url.name != body.name {
+        violations.push(Violation::new("name", format!("{:?} does not match {:?} from the URL", body.name, url.name)));
+    }
+    if url.resource_type.is_mesh_scoped() && body.resource_type.is_mesh_scoped() && url.mesh != body.mesh {
+        violations.push(Violation::new(
+            "mesh",
+            format!(
+                "{:?} does not match {:?} from the URL",
+                body.mesh.as_deref().unwrap_or_default(),
+                url.mesh.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    violations
+}
+
+pub(crate) async fn put_mesh(state: State, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    put(state, ResourceKey::mesh(&name), headers, body).await
+}
+
+pub(crate) async fn put_in_mesh(
+    state: State,
+    Path((mesh, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if collection == OVERVIEW {
+        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Put, "dataplanes+insights is read-only; PUT the Dataplane instead"));
+    }
+    let t = mesh_scoped_type(&collection, Op::Put)?;
+    put(state, ResourceKey::new(t, &mesh, &name), headers, body).await
+}
+
+async fn delete(state: State, key: ResourceKey, headers: HeaderMap) -> Result<Response, ApiError> {
+    if state.config.read_only {
+        return Err(ApiError::read_only(Op::Delete));
+    }
+    let precondition = if_match(&headers);
+    state
+        .store
+        .delete(&key, precondition.as_ref())
+        .await
+        .map_err(|e| ApiError::store(Op::Delete, e, precondition.is_some()))?;
+    tracing::info!(resource = %key, "resource deleted");
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn delete_mesh(state: State, Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    delete(state, ResourceKey::mesh(&name), headers).await
+}
+
+pub(crate) async fn delete_in_mesh(
+    state: State,
+    Path((mesh, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if collection == OVERVIEW {
+        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Delete, "dataplanes+insights is read-only; DELETE the Dataplane instead"));
+    }
+    let t = mesh_scoped_type(&collection, Op::Delete)?;
+    delete(state, ResourceKey::new(t, &mesh, &name), headers).await
+}

@@ -1,0 +1,94 @@
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use kuma_model::rest::{Index, TAGLINE};
+use kuma_store::ResourceStore;
+use tokio::net::TcpListener;
+
+use crate::error::{ApiError, Op};
+use crate::{openapi, overview, resources, ApiServerConfig};
+
+/// What the index (`GET /`) reports about this control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub hostname: String,
+}
+
+pub(crate) struct AppState {
+    pub store: Arc<dyn ResourceStore>,
+    pub config: ApiServerConfig,
+    pub info: ServerInfo,
+    pub openapi: String,
+}
+
+pub(crate) type State = axum::extract::State<Arc<AppState>>;
+
+/// The HTTP API server.
+pub struct ApiServer {
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").field("config", &self.state.config).finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn ResourceStore>, config: ApiServerConfig, info: ServerInfo) -> ApiServer {
+        let openapi = openapi::document(&info.version).to_string();
+        ApiServer { state: Arc::new(AppState { store, config, info, openapi }) }
+    }
+
+    /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(index))
+            .route("/openapi.json", get(openapi_json))
+            .route("/meshes", get(resources::list_meshes))
+            .route(
+                "/meshes/{name}",
+                get(resources::get_mesh).put(resources::put_mesh).delete(resources::delete_mesh),
+            )
+            .route("/meshes/{mesh}/{collection}", get(resources::list_in_mesh))
+            .route(
+                "/meshes/{mesh}/{collection}/{name}",
+                get(resources::get_in_mesh).put(resources::put_in_mesh).delete(resources::delete_in_mesh),
+            )
+            .route("/{collection}", get(resources::list_across_meshes))
+            .route("/dataplanes+insights", get(overview::list_across_meshes))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+}
+
+async fn index(state: State) -> Json<Index> {
+    Json(Index {
+        hostname: state.info.hostname.clone(),
+        tagline: TAGLINE.to_string(),
+        version: state.info.version.clone(),
+    })
+}
+
+async fn openapi_json(state: State) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], state.openapi.clone())
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, Op::Get, format!("no API at {}; see /openapi.json for the paths", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Get, format!("{method} is not supported on {}", uri.path()))
+}

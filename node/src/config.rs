@@ -1,0 +1,310 @@
+//! kuma-cp's configuration: the checked-in defaults YAML, overridden by a config file, overridden
+//! by `KUMA_*` environment variables. Every key has an environment variable, derived from its path
+//! (`apiServer.port` -> `KUMA_API_SERVER_PORT`), so no variable is ever forgotten.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kuma_api_server::ApiServerConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The defaults, as shipped; a test keeps them equal to `KumaCpConfig::default()`.
+pub const DEFAULTS_YAML: &str = include_str!("../kuma-cp.defaults.yaml");
+
+/// Where kuma-cp runs. Kubernetes mode arrives with its own issue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Universal,
+}
+
+/// Which backend holds the resources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreType {
+    /// In this process; lost on restart; one control plane only.
+    #[default]
+    Memory,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(rename = "type")]
+    pub kind: StoreType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortConfig {
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcPortConfig {
+    pub grpc_port: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultsConfig {
+    /// Do not create the `default` mesh on first start.
+    pub skip_mesh_creation: bool,
+}
+
+/// The whole configuration of one kuma-cp.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KumaCpConfig {
+    pub environment: Environment,
+    pub store: StoreConfig,
+    pub api_server: ApiServerConfig,
+    pub bootstrap_server: PortConfig,
+    pub sds_server: GrpcPortConfig,
+    pub xds_server: GrpcPortConfig,
+    pub diagnostics: PortConfig,
+    pub raft: PortConfig,
+    pub defaults: DefaultsConfig,
+}
+
+impl Default for KumaCpConfig {
+    fn default() -> Self {
+        KumaCpConfig {
+            environment: Environment::Universal,
+            store: StoreConfig::default(),
+            api_server: ApiServerConfig::default(),
+            bootstrap_server: PortConfig { port: 5682 },
+            sds_server: GrpcPortConfig { grpc_port: 5677 },
+            xds_server: GrpcPortConfig { grpc_port: 5678 },
+            diagnostics: PortConfig { port: 5680 },
+            raft: PortConfig { port: 5683 },
+            defaults: DefaultsConfig::default(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded; each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{var}={value:?} is not valid: expected {expected}")]
+    Env { var: String, value: String, expected: &'static str },
+    #[error("{field}: {message} (set by {origin})")]
+    Field { field: String, message: String, origin: String },
+    #[error("invalid configuration: {}", problems.join("; "))]
+    Invalid { problems: Vec<String> },
+}
+
+/// `apiServer.port` -> `KUMA_API_SERVER_PORT`.
+pub fn env_var_name(path: &[&str]) -> String {
+    let mut name = String::from("KUMA");
+    for segment in path {
+        name.push('_');
+        for c in segment.chars() {
+            if c.is_ascii_uppercase() {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
+        }
+    }
+    name
+}
+
+fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (k, v) in overlay {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// Applies `KUMA_*` variables to every leaf the defaults have; records which paths they set.
+fn apply_env(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    set: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    if let Value::Object(map) = value {
+        for (key, child) in map.iter_mut() {
+            path.push(key.clone());
+            apply_env(child, path, env, set)?;
+            path.pop();
+        }
+        return Ok(());
+    }
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let var = env_var_name(&segments);
+    let Some(raw) = env(&var) else { return Ok(()) };
+    let parsed = match value {
+        Value::Number(_) => raw.trim().parse::<u64>().map(Value::from).map_err(|_| "a non-negative integer"),
+        Value::Bool(_) => match raw.trim() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err("true or false"),
+        },
+        _ => Ok(Value::String(raw.clone())),
+    };
+    *value = parsed.map_err(|expected| ConfigError::Env { var: var.clone(), value: raw, expected })?;
+    set.insert(segments.join("."), var);
+    Ok(())
+}
+
+impl KumaCpConfig {
+    /// Loads defaults < `file` < environment (read through `env`, so tests inject it).
+    pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<KumaCpConfig, ConfigError> {
+        let mut value = serde_json::to_value(KumaCpConfig::default()).expect("the config serializes");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let overlay: Value = serde_yaml::from_str(&text)
+                .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+            if !overlay.is_null() {
+                merge(&mut value, overlay);
+            }
+        }
+        let mut from_env = BTreeMap::new();
+        apply_env(&mut value, &mut Vec::new(), env, &mut from_env)?;
+
+        let config: KumaCpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            let origin = match from_env.get(&field) {
+                Some(var) => format!("environment variable {var}"),
+                None => match file {
+                    Some(path) => format!("config file {}", path.display()),
+                    None => "the defaults".to_string(),
+                },
+            };
+            ConfigError::Field { field, message: e.inner().to_string(), origin }
+        })?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { problems });
+        }
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: every problem, as `field: message`.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems: Vec<String> =
+            self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
+        let ports = [
+            ("apiServer.port", self.api_server.port),
+            ("bootstrapServer.port", self.bootstrap_server.port),
+            ("sdsServer.grpcPort", self.sds_server.grpc_port),
+            ("xdsServer.grpcPort", self.xds_server.grpc_port),
+            ("diagnostics.port", self.diagnostics.port),
+            ("raft.port", self.raft.port),
+        ];
+        for (i, (name, port)) in ports.iter().enumerate() {
+            if *port == 0 {
+                problems.push(format!("{name}: 0 is not a port; use 1-65535"));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                problems.push(format!("{name}: port {port} is already used by {other}; give each server its own port"));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| vars.get(k).cloned()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn checked_in_defaults_equal_the_default_config() {
+        let parsed: KumaCpConfig = serde_yaml::from_str(DEFAULTS_YAML).unwrap();
+        assert_eq!(parsed, KumaCpConfig::default());
+    }
+
+    #[test]
+    fn every_port_has_its_documented_variable_and_default() {
+        let c = KumaCpConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(
+            [c.sds_server.grpc_port, c.xds_server.grpc_port, c.diagnostics.port, c.api_server.port, c.bootstrap_server.port, c.raft.port],
+            [5677, 5678, 5680, 5681, 5682, 5683]
+        );
+        let vars = [
+            ("KUMA_SDS_SERVER_GRPC_PORT", "6677"),
+            ("KUMA_XDS_SERVER_GRPC_PORT", "6678"),
+            ("KUMA_DIAGNOSTICS_PORT", "6680"),
+            ("KUMA_API_SERVER_PORT", "6681"),
+            ("KUMA_BOOTSTRAP_SERVER_PORT", "6682"),
+            ("KUMA_RAFT_PORT", "6683"),
+        ];
+        let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
+        assert_eq!(
+            [c.sds_server.grpc_port, c.xds_server.grpc_port, c.diagnostics.port, c.api_server.port, c.bootstrap_server.port, c.raft.port],
+            [6677, 6678, 6680, 6681, 6682, 6683]
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let f = file("apiServer:\n  port: 7000\n  readOnly: true\n");
+        let c = KumaCpConfig::load(Some(f.path()), &env(&[("KUMA_API_SERVER_PORT", "7001")])).unwrap();
+        assert_eq!(c.api_server.port, 7001);
+        assert!(c.api_server.read_only);
+        assert_eq!(c.diagnostics.port, 5680);
+    }
+
+    #[test]
+    fn store_type_memory_is_the_default_and_unknown_types_name_the_variable() {
+        assert_eq!(KumaCpConfig::load(None, &env(&[])).unwrap().store.kind, StoreType::Memory);
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "etcd")])).unwrap_err().to_string();
+        assert!(err.contains("store.type") && err.contains("KUMA_STORE_TYPE") && err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_the_file_is_refused_with_its_path() {
+        let f = file("apiServer:\n  prot: 7000\n");
+        let err = KumaCpConfig::load(Some(f.path()), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("apiServer") && err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn malformed_env_value_names_the_variable() {
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "http")])).unwrap_err().to_string();
+        assert_eq!(err, "KUMA_API_SERVER_PORT=\"http\" is not valid: expected a non-negative integer");
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "70000")])).unwrap_err().to_string();
+        assert!(err.contains("apiServer.port") && err.contains("KUMA_API_SERVER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn two_servers_on_one_port_are_refused() {
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_DIAGNOSTICS_PORT", "5681")])).unwrap_err().to_string();
+        assert!(err.contains("diagnostics.port: port 5681 is already used by apiServer.port"), "{err}");
+    }
+
+    #[test]
+    fn env_var_names_follow_the_key_path() {
+        assert_eq!(env_var_name(&["apiServer", "readOnly"]), "KUMA_API_SERVER_READ_ONLY");
+        assert_eq!(env_var_name(&["defaults", "skipMeshCreation"]), "KUMA_DEFAULTS_SKIP_MESH_CREATION");
+    }
+}

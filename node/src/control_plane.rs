@@ -1,0 +1,118 @@
+//! The composition root: builds the store and every server of one kuma-cp from its config, runs
+//! them, and shuts them down together.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kuma_api_server::{ApiServer, ServerInfo};
+use kuma_model::{MeshSpec, ResourceKey, Spec};
+use kuma_store::{MemoryStore, ResourceStore, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::{KumaCpConfig, StoreType};
+use crate::diagnostics::{self, Readiness};
+
+/// Why the control plane could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error("{server} could not listen on {address}: {source}; stop whatever uses the port or set {variable} to another port")]
+    Bind { server: &'static str, address: SocketAddr, variable: &'static str, source: std::io::Error },
+    #[error("could not create the default mesh: {0}")]
+    DefaultMesh(StoreError),
+    #[error("{server} failed: {source}")]
+    Serve { server: &'static str, source: std::io::Error },
+}
+
+/// One kuma-cp peer.
+#[derive(Debug)]
+pub struct ControlPlane {
+    config: KumaCpConfig,
+    info: ServerInfo,
+}
+
+async fn bind(server: &'static str, port: u16, variable: &'static str) -> Result<TcpListener, ControlPlaneError> {
+    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind { server, address, variable, source })
+}
+
+/// Creates the `default` mesh unless it exists; safe to run on every start.
+pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreError> {
+    match store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await {
+        Ok(_) => {
+            info!(mesh = "default", "created the default mesh");
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl ControlPlane {
+    pub fn new(config: KumaCpConfig, info: ServerInfo) -> ControlPlane {
+        ControlPlane { config, info }
+    }
+
+    fn store(&self) -> Arc<dyn ResourceStore> {
+        match self.config.store.kind {
+            StoreType::Memory => Arc::new(MemoryStore::new()),
+        }
+    }
+
+    /// Runs until `shutdown` completes, then stops every server, letting requests in flight finish.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ControlPlaneError> {
+        let config = &self.config;
+        info!(store = ?config.store.kind, "starting Control Plane");
+        let store = self.store();
+        let readiness = Readiness::default();
+
+        let diagnostics_listener = bind("diagnostics server", config.diagnostics.port, "KUMA_DIAGNOSTICS_PORT").await?;
+        let api_listener = bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
+
+        if !config.defaults.skip_mesh_creation {
+            ensure_default_mesh(store.as_ref()).await.map_err(ControlPlaneError::DefaultMesh)?;
+        }
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
+        info!(port = config.api_server.port, "api-server starting");
+        let mut api_task = tokio::spawn(api.serve(api_listener, stopped(stop_rx.clone())));
+        info!(port = config.diagnostics.port, "diagnostics server starting");
+        let mut diagnostics_task = tokio::spawn(diagnostics::serve(diagnostics_listener, readiness.clone(), stopped(stop_rx)));
+
+        readiness.set(true);
+        info!("Control Plane ready");
+
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            r = &mut api_task => Some(("api-server", r)),
+            r = &mut diagnostics_task => Some(("diagnostics server", r)),
+        };
+        readiness.set(false);
+        let _ = stop_tx.send(true);
+        if let Some((server, result)) = failure {
+            let source = match result {
+                Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
+                Ok(Err(e)) => e,
+                Err(join) => std::io::Error::other(join.to_string()),
+            };
+            return Err(ControlPlaneError::Serve { server, source });
+        }
+        info!("stopping Control Plane");
+        // In-flight requests get a bounded grace period; a stuck client must not hold up shutdown.
+        let grace = Duration::from_secs(10);
+        let _ = tokio::time::timeout(grace, async {
+            let _ = api_task.await;
+            let _ = diagnostics_task.await;
+        })
+        .await;
+        info!("Control Plane stopped");
+        Ok(())
+    }
+}
