@@ -1,0 +1,7 @@
+//! The HTTP API driven through its axum Router, without a socket.
+
+mod support;
+
+mod paging;
+mod resources;
+mod validation;
