@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{bin_path, free_port, must_http_get, poll_until};
+use crate::{bin_path, free_port, http_get, poll_until};
 
 /// A running `kuma-cp run` process on free 127.0.0.1 ports. Dropping it sends SIGTERM and waits.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl KumaCpBuilder {
                 if let Some(status) = cp.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                     return Err(format!("kuma-cp exited with {status}"));
                 }
-                match must_http_get(cp.diagnostics_port, "/ready") {
+                match http_get(cp.diagnostics_port, "/ready") {
                     Ok(r) if r.status == 200 => Ok(()),
                     other => Err(format!("{other:?}")),
                 }

@@ -12,4 +12,4 @@ mod process;
 pub use eventually::poll_until;
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;
-pub use process::{bin_path, must_http_get, HttpReply};
+pub use process::{bin_path, http_get, http_request, HttpReply};

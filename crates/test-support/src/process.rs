@@ -27,12 +27,22 @@ pub struct HttpReply {
     pub body: String,
 }
 
-/// `GET http://127.0.0.1:port/path` over a raw socket; errors are returned, not panicked, so it
-/// can be polled with `eventually!`.
-pub fn must_http_get(port: u16, path: &str) -> std::io::Result<HttpReply> {
+/// `GET http://127.0.0.1:port/path`; errors are returned, not panicked, so it can be polled with
+/// `eventually!`.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpReply> {
+    http_request(port, "GET", path, None)
+}
+
+/// One HTTP/1.0 request to 127.0.0.1 over a raw socket, with an optional JSON body.
+pub fn http_request(port: u16, method: &str, path: &str, json: Option<&str>) -> std::io::Result<HttpReply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let body = json.unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
     let status = raw

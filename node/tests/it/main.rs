@@ -1,0 +1,3 @@
+//! kuma-cp as a real process: startup, configuration layering, signals, bad input.
+
+mod process;

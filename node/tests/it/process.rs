@@ -1,0 +1,134 @@
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use kuma_test_support::{free_port, http_get, http_request, KumaCp};
+use serde_json::Value;
+
+const KUMA_CP: &str = env!("CARGO_BIN_EXE_kuma-cp");
+
+fn must_json(reply: std::io::Result<kuma_test_support::HttpReply>) -> (u16, Value) {
+    let reply = reply.expect("the API answers");
+    (reply.status, serde_json::from_str(&reply.body).unwrap_or(Value::Null))
+}
+
+/// Runs kuma-cp to completion with only the given environment.
+fn must_run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(KUMA_CP)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("kuma-cp runs")
+}
+
+#[test]
+fn starts_with_defaults_and_creates_the_default_mesh() {
+    let cp = KumaCp::must_start();
+    let (status, index) = must_json(http_get(cp.api_port, "/"));
+    assert_eq!(status, 200);
+    assert_eq!(index["tagline"], "Kuma");
+    let (status, mesh) = must_json(http_get(cp.api_port, "/meshes/default"));
+    assert_eq!((status, mesh["name"].as_str()), (200, Some("default")));
+    assert_eq!(http_get(cp.diagnostics_port, "/healthy").unwrap().status, 200);
+    assert_eq!(http_get(cp.diagnostics_port, "/ready").unwrap().status, 200);
+}
+
+#[test]
+fn skip_mesh_creation_leaves_no_default_mesh() {
+    let cp = KumaCp::builder().env("KUMA_DEFAULTS_SKIP_MESH_CREATION", "true").must_start();
+    let (_, meshes) = must_json(http_get(cp.api_port, "/meshes"));
+    assert_eq!(meshes["total"], 0);
+}
+
+#[test]
+fn config_file_applies_and_env_vars_override_it() {
+    // The file makes the API read-only; the environment turns that back off for one of two peers.
+    let yaml = "apiServer:\n  readOnly: true\n";
+    let read_only = KumaCp::builder().config(yaml).must_start();
+    let writable = KumaCp::builder().config(yaml).env("KUMA_API_SERVER_READ_ONLY", "false").must_start();
+    let body = r#"{"type":"Mesh","name":"demo"}"#;
+    assert_eq!(http_request(read_only.api_port, "PUT", "/meshes/demo", Some(body)).unwrap().status, 405);
+    assert_eq!(http_request(writable.api_port, "PUT", "/meshes/demo", Some(body)).unwrap().status, 201);
+}
+
+#[test]
+fn sigterm_and_sigint_stop_it_cleanly() {
+    for signal in ["TERM", "INT"] {
+        let mut cp = KumaCp::must_start();
+        let status = cp.must_stop_with(signal);
+        assert!(status.success(), "SIG{signal}: {status}\n{}", cp.log());
+        let log = cp.log();
+        assert!(log.contains("shutdown requested") && log.contains("Control Plane stopped"), "{log}");
+        assert!(http_get(cp.api_port, "/").is_err(), "the API still answers after SIG{signal}");
+    }
+}
+
+#[test]
+fn logs_are_structured_with_fields() {
+    let cp = KumaCp::must_start();
+    let log = cp.log();
+    assert!(log.contains(&format!("api-server starting port={}", cp.api_port)), "{log}");
+    assert!(log.contains("created the default mesh mesh=\"default\""), "{log}");
+}
+
+#[test]
+fn malformed_env_var_is_one_clear_line_and_a_failure_exit() {
+    let out = must_run(&["run"], &[("KUMA_API_SERVER_PORT", "http")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(last, "Error: KUMA_API_SERVER_PORT=\"http\" is not valid: expected a non-negative integer");
+}
+
+#[test]
+fn unknown_store_type_names_the_variable_and_the_choices() {
+    let out = must_run(&["run"], &[("KUMA_STORE_TYPE", "cassandra")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("KUMA_STORE_TYPE") && stderr.contains("memory"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let out = must_run(&["run", "-c", "/nonexistent/kuma-cp.yaml"], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not read config file /nonexistent/kuma-cp.yaml"), "{stderr}");
+}
+
+#[test]
+fn port_in_use_says_which_server_and_which_variable() {
+    let taken = TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let diagnostics = free_port().to_string();
+    let out = must_run(&["run"], &[("KUMA_API_SERVER_PORT", &port), ("KUMA_DIAGNOSTICS_PORT", &diagnostics)]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api-server could not listen") && stderr.contains("KUMA_API_SERVER_PORT"), "{stderr}");
+}
+
+#[test]
+fn version_and_detailed_version() {
+    let out = must_run(&["version"], &[]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), kuma_build_info_version());
+    let out = must_run(&["version", "--detailed"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for key in ["Version:", "Git Tag:", "Git Commit:", "Build Date:"] {
+        assert!(text.contains(key), "{text}");
+    }
+}
+
+fn kuma_build_info_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[test]
+fn help_lists_the_commands_and_a_wrong_flag_fails() {
+    let out = must_run(&["-h"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("run") && text.contains("version"), "{text}");
+    let out = must_run(&["run", "--no-such-flag"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
