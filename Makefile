@@ -1,0 +1,45 @@
+# kuma-rs developer commands. `make test` is what CI runs (.ci/run); `make demo` starts a control
+# plane with the seeds' example resources.
+
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: setup build test verify fmt-check clippy deps tests fix demo bench
+
+setup:
+	@.ci/setup
+
+build:
+	$(CARGO) build --workspace --bins --locked
+
+## test: install what is missing, then run the whole gate (what CI runs).
+test: setup verify
+
+## verify: the read-only gate: formatting, lints, dependency direction, every test.
+verify: fmt-check clippy deps tests
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+deps:
+	@.ci/check-deps
+
+# The binaries are built first: process tests run kuma-cp and kumactl from the target directory.
+tests: build
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+else
+	$(CARGO) test --workspace --locked --no-fail-fast
+endif
+
+## fix: the mutating twin of verify.
+fix:
+	$(CARGO) fmt --all
+	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged -- -D warnings
+
+## demo: build, start kuma-cp, apply the seeds' Dataplanes, show them; Ctrl-C stops it.
+demo: setup build
+	@.ci/demo
