@@ -90,13 +90,24 @@ impl Default for KumaCpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid YAML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{var}={value:?} is not valid: expected {expected}")]
-    Env { var: String, value: String, expected: &'static str },
+    Env {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
     #[error("{field}: {message} (set by {origin})")]
-    Field { field: String, message: String, origin: String },
+    Field {
+        field: String,
+        message: String,
+        origin: String,
+    },
     #[error("invalid configuration: {}", problems.join("; "))]
     Invalid { problems: Vec<String> },
 }
@@ -151,7 +162,11 @@ fn apply_env(
     let var = env_var_name(&segments);
     let Some(raw) = env(&var) else { return Ok(()) };
     let parsed = match value {
-        Value::Number(_) => raw.trim().parse::<u64>().map(Value::from).map_err(|_| "a non-negative integer"),
+        Value::Number(_) => raw
+            .trim()
+            .parse::<u64>()
+            .map(Value::from)
+            .map_err(|_| "a non-negative integer"),
         Value::Bool(_) => match raw.trim() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
@@ -159,19 +174,32 @@ fn apply_env(
         },
         _ => Ok(Value::String(raw.clone())),
     };
-    *value = parsed.map_err(|expected| ConfigError::Env { var: var.clone(), value: raw, expected })?;
+    *value = parsed.map_err(|expected| ConfigError::Env {
+        var: var.clone(),
+        value: raw,
+        expected,
+    })?;
     set.insert(segments.join("."), var);
     Ok(())
 }
 
 impl KumaCpConfig {
     /// Loads defaults < `file` < environment (read through `env`, so tests inject it).
-    pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<KumaCpConfig, ConfigError> {
-        let mut value = serde_json::to_value(KumaCpConfig::default()).expect("the config serializes");
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<KumaCpConfig, ConfigError> {
+        let mut value =
+            serde_json::to_value(KumaCpConfig::default()).expect("the config serializes");
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-            let overlay: Value = serde_yaml::from_str(&text)
-                .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let overlay: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
             if !overlay.is_null() {
                 merge(&mut value, overlay);
             }
@@ -188,7 +216,11 @@ impl KumaCpConfig {
                     None => "the defaults".to_string(),
                 },
             };
-            ConfigError::Field { field, message: e.inner().to_string(), origin }
+            ConfigError::Field {
+                field,
+                message: e.inner().to_string(),
+                origin,
+            }
         })?;
         let problems = config.validate();
         if !problems.is_empty() {
@@ -199,8 +231,12 @@ impl KumaCpConfig {
 
     /// Checks what serde cannot: every problem, as `field: message`.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems: Vec<String> =
-            self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
+        let mut problems: Vec<String> = self
+            .api_server
+            .validate()
+            .into_iter()
+            .map(|p| format!("apiServer.{p}"))
+            .collect();
         let ports = [
             ("apiServer.port", self.api_server.port),
             ("bootstrapServer.port", self.bootstrap_server.port),
@@ -214,7 +250,9 @@ impl KumaCpConfig {
                 problems.push(format!("{name}: 0 is not a port; use 1-65535"));
             }
             if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
-                problems.push(format!("{name}: port {port} is already used by {other}; give each server its own port"));
+                problems.push(format!(
+                    "{name}: port {port} is already used by {other}; give each server its own port"
+                ));
             }
         }
         problems
@@ -227,7 +265,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| vars.get(k).cloned()
     }
 
@@ -247,7 +288,14 @@ mod tests {
     fn every_port_has_its_documented_variable_and_default() {
         let c = KumaCpConfig::load(None, &env(&[])).unwrap();
         assert_eq!(
-            [c.sds_server.grpc_port, c.xds_server.grpc_port, c.diagnostics.port, c.api_server.port, c.bootstrap_server.port, c.raft.port],
+            [
+                c.sds_server.grpc_port,
+                c.xds_server.grpc_port,
+                c.diagnostics.port,
+                c.api_server.port,
+                c.bootstrap_server.port,
+                c.raft.port
+            ],
             [5677, 5678, 5680, 5681, 5682, 5683]
         );
         let vars = [
@@ -260,7 +308,14 @@ mod tests {
         ];
         let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
         assert_eq!(
-            [c.sds_server.grpc_port, c.xds_server.grpc_port, c.diagnostics.port, c.api_server.port, c.bootstrap_server.port, c.raft.port],
+            [
+                c.sds_server.grpc_port,
+                c.xds_server.grpc_port,
+                c.diagnostics.port,
+                c.api_server.port,
+                c.bootstrap_server.port,
+                c.raft.port
+            ],
             [6677, 6678, 6680, 6681, 6682, 6683]
         );
     }
@@ -268,7 +323,8 @@ mod tests {
     #[test]
     fn env_overrides_file_which_overrides_defaults() {
         let f = file("apiServer:\n  port: 7000\n  readOnly: true\n");
-        let c = KumaCpConfig::load(Some(f.path()), &env(&[("KUMA_API_SERVER_PORT", "7001")])).unwrap();
+        let c =
+            KumaCpConfig::load(Some(f.path()), &env(&[("KUMA_API_SERVER_PORT", "7001")])).unwrap();
         assert_eq!(c.api_server.port, 7001);
         assert!(c.api_server.read_only);
         assert_eq!(c.diagnostics.port, 5680);
@@ -276,35 +332,66 @@ mod tests {
 
     #[test]
     fn store_type_memory_is_the_default_and_unknown_types_name_the_variable() {
-        assert_eq!(KumaCpConfig::load(None, &env(&[])).unwrap().store.kind, StoreType::Memory);
-        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "etcd")])).unwrap_err().to_string();
-        assert!(err.contains("store.type") && err.contains("KUMA_STORE_TYPE") && err.contains("memory"), "{err}");
+        assert_eq!(
+            KumaCpConfig::load(None, &env(&[])).unwrap().store.kind,
+            StoreType::Memory
+        );
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "etcd")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store.type") && err.contains("KUMA_STORE_TYPE") && err.contains("memory"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_key_in_the_file_is_refused_with_its_path() {
         let f = file("apiServer:\n  prot: 7000\n");
-        let err = KumaCpConfig::load(Some(f.path()), &env(&[])).unwrap_err().to_string();
+        let err = KumaCpConfig::load(Some(f.path()), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("apiServer") && err.contains("prot"), "{err}");
     }
 
     #[test]
     fn malformed_env_value_names_the_variable() {
-        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "http")])).unwrap_err().to_string();
-        assert_eq!(err, "KUMA_API_SERVER_PORT=\"http\" is not valid: expected a non-negative integer");
-        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "70000")])).unwrap_err().to_string();
-        assert!(err.contains("apiServer.port") && err.contains("KUMA_API_SERVER_PORT"), "{err}");
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "http")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "KUMA_API_SERVER_PORT=\"http\" is not valid: expected a non-negative integer"
+        );
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "70000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("apiServer.port") && err.contains("KUMA_API_SERVER_PORT"),
+            "{err}"
+        );
     }
 
     #[test]
     fn two_servers_on_one_port_are_refused() {
-        let err = KumaCpConfig::load(None, &env(&[("KUMA_DIAGNOSTICS_PORT", "5681")])).unwrap_err().to_string();
-        assert!(err.contains("diagnostics.port: port 5681 is already used by apiServer.port"), "{err}");
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_DIAGNOSTICS_PORT", "5681")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("diagnostics.port: port 5681 is already used by apiServer.port"),
+            "{err}"
+        );
     }
 
     #[test]
     fn env_var_names_follow_the_key_path() {
-        assert_eq!(env_var_name(&["apiServer", "readOnly"]), "KUMA_API_SERVER_READ_ONLY");
-        assert_eq!(env_var_name(&["defaults", "skipMeshCreation"]), "KUMA_DEFAULTS_SKIP_MESH_CREATION");
+        assert_eq!(
+            env_var_name(&["apiServer", "readOnly"]),
+            "KUMA_API_SERVER_READ_ONLY"
+        );
+        assert_eq!(
+            env_var_name(&["defaults", "skipMeshCreation"]),
+            "KUMA_DEFAULTS_SKIP_MESH_CREATION"
+        );
     }
 }

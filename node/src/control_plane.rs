@@ -19,11 +19,19 @@ use crate::diagnostics::{self, Readiness};
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
     #[error("{server} could not listen on {address}: {source}; stop whatever uses the port or set {variable} to another port")]
-    Bind { server: &'static str, address: SocketAddr, variable: &'static str, source: std::io::Error },
+    Bind {
+        server: &'static str,
+        address: SocketAddr,
+        variable: &'static str,
+        source: std::io::Error,
+    },
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
     #[error("{server} failed: {source}")]
-    Serve { server: &'static str, source: std::io::Error },
+    Serve {
+        server: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// One kuma-cp peer.
@@ -33,14 +41,31 @@ pub struct ControlPlane {
     info: ServerInfo,
 }
 
-async fn bind(server: &'static str, port: u16, variable: &'static str) -> Result<TcpListener, ControlPlaneError> {
+async fn bind(
+    server: &'static str,
+    port: u16,
+    variable: &'static str,
+) -> Result<TcpListener, ControlPlaneError> {
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind { server, address, variable, source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ControlPlaneError::Bind {
+            server,
+            address,
+            variable,
+            source,
+        })
 }
 
 /// Creates the `default` mesh unless it exists; safe to run on every start.
 pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreError> {
-    match store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await {
+    match store
+        .create(
+            ResourceKey::mesh("default"),
+            Spec::Mesh(MeshSpec::default()),
+        )
+        .await
+    {
         Ok(_) => {
             info!(mesh = "default", "created the default mesh");
             Ok(())
@@ -62,17 +87,28 @@ impl ControlPlane {
     }
 
     /// Runs until `shutdown` completes, then stops every server, letting requests in flight finish.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ControlPlaneError> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ControlPlaneError> {
         let config = &self.config;
         info!(store = ?config.store.kind, "starting Control Plane");
         let store = self.store();
         let readiness = Readiness::default();
 
-        let diagnostics_listener = bind("diagnostics server", config.diagnostics.port, "KUMA_DIAGNOSTICS_PORT").await?;
-        let api_listener = bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
+        let diagnostics_listener = bind(
+            "diagnostics server",
+            config.diagnostics.port,
+            "KUMA_DIAGNOSTICS_PORT",
+        )
+        .await?;
+        let api_listener =
+            bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
 
         if !config.defaults.skip_mesh_creation {
-            ensure_default_mesh(store.as_ref()).await.map_err(ControlPlaneError::DefaultMesh)?;
+            ensure_default_mesh(store.as_ref())
+                .await
+                .map_err(ControlPlaneError::DefaultMesh)?;
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -83,8 +119,15 @@ impl ControlPlane {
         let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
         info!(port = config.api_server.port, "api-server starting");
         let mut api_task = tokio::spawn(api.serve(api_listener, stopped(stop_rx.clone())));
-        info!(port = config.diagnostics.port, "diagnostics server starting");
-        let mut diagnostics_task = tokio::spawn(diagnostics::serve(diagnostics_listener, readiness.clone(), stopped(stop_rx)));
+        info!(
+            port = config.diagnostics.port,
+            "diagnostics server starting"
+        );
+        let mut diagnostics_task = tokio::spawn(diagnostics::serve(
+            diagnostics_listener,
+            readiness.clone(),
+            stopped(stop_rx),
+        ));
 
         readiness.set(true);
         info!("Control Plane ready");

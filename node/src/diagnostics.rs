@@ -44,6 +44,12 @@ pub fn router(readiness: Readiness) -> Router {
 }
 
 /// Serves diagnostics until `shutdown` completes.
-pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(readiness)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(readiness))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

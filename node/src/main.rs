@@ -35,8 +35,11 @@ enum Command {
 }
 
 fn init_logging(level: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| format!("--log-level {level:?} is not valid ({e}); use off, error, warn, info, debug or trace"))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+        format!(
+            "--log-level {level:?} is not valid ({e}); use off, error, warn, info, debug or trace"
+        )
+    })?;
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -60,8 +63,13 @@ async fn shutdown_signal() {
 fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();
-    let info = ServerInfo { version: kuma_build_info::VERSION.to_string(), hostname };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let info = ServerInfo {
+        version: kuma_build_info::VERSION.to_string(),
+        hostname,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(ControlPlane::new(config, info).run(shutdown_signal()))?;
     Ok(())
 }

@@ -14,7 +14,11 @@ pub struct ApiServerConfig {
 
 impl Default for ApiServerConfig {
     fn default() -> Self {
-        ApiServerConfig { port: 5681, read_only: false, max_body_bytes: 1024 * 1024 }
+        ApiServerConfig {
+            port: 5681,
+            read_only: false,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -23,7 +27,10 @@ impl ApiServerConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.max_body_bytes < 1024 {
-            problems.push(format!("maxBodyBytes: {} is too small; use at least 1024", self.max_body_bytes));
+            problems.push(format!(
+                "maxBodyBytes: {} is too small; use at least 1024",
+                self.max_body_bytes
+            ));
         }
         problems
     }

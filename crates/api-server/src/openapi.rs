@@ -23,7 +23,11 @@ fn error_responses() -> Value {
 }
 
 fn list_op(t: ResourceType, summary: String, overview: bool) -> Value {
-    let item = if overview { json!({"$ref": "#/components/schemas/DataplaneOverview"}) } else { json!({"$ref": format!("#/components/schemas/{}Resource", t.name())}) };
+    let item = if overview {
+        json!({"$ref": "#/components/schemas/DataplaneOverview"})
+    } else {
+        json!({"$ref": format!("#/components/schemas/{}Resource", t.name())})
+    };
     let mut parameters = vec![
         json!({"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}),
         json!({"name": "offset", "in": "query", "schema": {"type": "string"}}),
@@ -46,7 +50,8 @@ fn list_op(t: ResourceType, summary: String, overview: bool) -> Value {
 fn item_ops(t: ResourceType) -> Value {
     let schema = json!({"$ref": format!("#/components/schemas/{}Resource", t.name())});
     let mut get_responses = error_responses();
-    get_responses["200"] = json!({"description": "the resource", "content": {"application/json": {"schema": schema}}});
+    get_responses["200"] =
+        json!({"description": "the resource", "content": {"application/json": {"schema": schema}}});
     let mut put_responses = error_responses();
     put_responses["200"] = json!({"description": "updated"});
     put_responses["201"] = json!({"description": "created"});
@@ -93,22 +98,40 @@ pub(crate) fn document(version: &str) -> Value {
             let mesh_param = json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}});
             let name_param = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
             let mut list = list_op(t, format!("List {} in a mesh", d.path), false);
-            list["parameters"].as_array_mut().expect("array").push(mesh_param.clone());
+            list["parameters"]
+                .as_array_mut()
+                .expect("array")
+                .push(mesh_param.clone());
             paths.insert(format!("/meshes/{{mesh}}/{}", d.path), json!({"get": list}));
             let mut item = item_ops(t);
             item["parameters"] = json!([mesh_param, name_param]);
             paths.insert(format!("/meshes/{{mesh}}/{}/{{name}}", d.path), item);
-            paths.insert(format!("/{}", d.path), json!({"get": list_op(t, format!("List {} across meshes", d.path), false)}));
+            paths.insert(
+                format!("/{}", d.path),
+                json!({"get": list_op(t, format!("List {} across meshes", d.path), false)}),
+            );
         } else {
-            paths.insert(format!("/{}", d.path), json!({"get": list_op(t, format!("List {}", d.path), false)}));
+            paths.insert(
+                format!("/{}", d.path),
+                json!({"get": list_op(t, format!("List {}", d.path), false)}),
+            );
             let mut item = item_ops(t);
             item["parameters"] = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
             paths.insert(format!("/{}/{{name}}", d.path), item);
         }
     }
-    let mut overview = list_op(ResourceType::Dataplane, "Dataplanes with their insights".into(), true);
-    overview["parameters"].as_array_mut().expect("array").push(json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}}));
-    paths.insert("/meshes/{mesh}/dataplanes+insights".into(), json!({"get": overview}));
+    let mut overview = list_op(
+        ResourceType::Dataplane,
+        "Dataplanes with their insights".into(),
+        true,
+    );
+    overview["parameters"].as_array_mut().expect("array").push(
+        json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}}),
+    );
+    paths.insert(
+        "/meshes/{mesh}/dataplanes+insights".into(),
+        json!({"get": overview}),
+    );
     paths.insert("/dataplanes+insights".into(), json!({"get": list_op(ResourceType::Dataplane, "Dataplanes with their insights across meshes".into(), true)}));
 
     json!({

@@ -14,7 +14,11 @@ use crate::query::ListParams;
 use crate::server::State;
 
 /// Every resource of a type in `mesh` (or all meshes), following the store's pages.
-async fn list_all(store: &dyn ResourceStore, t: ResourceType, mesh: Option<&str>) -> Result<Vec<Resource>, StoreError> {
+async fn list_all(
+    store: &dyn ResourceStore,
+    t: ResourceType,
+    mesh: Option<&str>,
+) -> Result<Vec<Resource>, StoreError> {
     let mut query = ListQuery::new(t, mesh, kuma_model::rest::MAX_PAGE_SIZE);
     let mut all = Vec::new();
     loop {
@@ -29,26 +33,49 @@ async fn list_all(store: &dyn ResourceStore, t: ResourceType, mesh: Option<&str>
 
 /// The overview page. Filtering needs every dataplane's tags, so the page is cut after filtering;
 /// the offset is the `mesh/name` of the last item served, which stays valid across deletions.
-pub(crate) async fn list(state: &State, mesh: Option<&str>, uri: &Uri, headers: &HeaderMap) -> Result<Json<ResourceList>, ApiError> {
+pub(crate) async fn list(
+    state: &State,
+    mesh: Option<&str>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Json<ResourceList>, ApiError> {
     let params = ListParams::parse(uri)?;
     let store = state.store.as_ref();
-    let dataplanes = list_all(store, ResourceType::Dataplane, mesh).await.map_err(|e| ApiError::store(Op::List, e, false))?;
-    let insights: HashMap<ResourceKey, Resource> = list_all(store, ResourceType::DataplaneInsight, mesh)
+    let dataplanes = list_all(store, ResourceType::Dataplane, mesh)
         .await
-        .map_err(|e| ApiError::store(Op::List, e, false))?
-        .into_iter()
-        .map(|i| (ResourceKey::new(ResourceType::Dataplane, i.key.mesh.as_deref().unwrap_or_default(), &i.key.name), i))
-        .collect();
+        .map_err(|e| ApiError::store(Op::List, e, false))?;
+    let insights: HashMap<ResourceKey, Resource> =
+        list_all(store, ResourceType::DataplaneInsight, mesh)
+            .await
+            .map_err(|e| ApiError::store(Op::List, e, false))?
+            .into_iter()
+            .map(|i| {
+                (
+                    ResourceKey::new(
+                        ResourceType::Dataplane,
+                        i.key.mesh.as_deref().unwrap_or_default(),
+                        &i.key.name,
+                    ),
+                    i,
+                )
+            })
+            .collect();
 
     let matching: Vec<&Resource> = dataplanes
         .iter()
-        .filter(|dp| dp.spec.as_dataplane().is_some_and(|spec| spec.matches_tags(&params.tags)))
+        .filter(|dp| {
+            dp.spec
+                .as_dataplane()
+                .is_some_and(|spec| spec.matches_tags(&params.tags))
+        })
         .collect();
     let after = match params.offset.as_deref() {
         None => None,
         Some(offset) => Some(offset.split_once('/').ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
-                .with_cause("offset", format!("{offset:?} is not an offset this API issued"))
+            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset").with_cause(
+                "offset",
+                format!("{offset:?} is not an offset this API issued"),
+            )
         })?),
     };
     let position = |dp: &Resource| (dp.key.mesh.clone().unwrap_or_default(), dp.key.name.clone());
@@ -64,7 +91,10 @@ pub(crate) async fn list(state: &State, mesh: Option<&str>, uri: &Uri, headers: 
     });
     Ok(Json(ResourceList {
         total: matching.len() as u64,
-        items: page.iter().map(|dp| dataplane_overview(dp, insights.get(&dp.key))).collect(),
+        items: page
+            .iter()
+            .map(|dp| dataplane_overview(dp, insights.get(&dp.key)))
+            .collect(),
         next,
     }))
 }
@@ -75,7 +105,15 @@ pub(crate) async fn get(state: &State, mesh: &str, name: &str) -> Result<Respons
         .get(&ResourceKey::new(ResourceType::Dataplane, mesh, name))
         .await
         .map_err(|e| ApiError::store(Op::Get, e, false))?;
-    let insight = match state.store.get(&ResourceKey::new(ResourceType::DataplaneInsight, mesh, name)).await {
+    let insight = match state
+        .store
+        .get(&ResourceKey::new(
+            ResourceType::DataplaneInsight,
+            mesh,
+            name,
+        ))
+        .await
+    {
         Ok(insight) => Some(insight),
         Err(StoreError::NotFound { .. }) => None,
         Err(e) => return Err(ApiError::store(Op::Get, e, false)),
@@ -83,6 +121,10 @@ pub(crate) async fn get(state: &State, mesh: &str, name: &str) -> Result<Respons
     Ok(Json(dataplane_overview(&dataplane, insight.as_ref())).into_response())
 }
 
-pub(crate) async fn list_across_meshes(state: State, uri: Uri, headers: HeaderMap) -> Result<Json<ResourceList>, ApiError> {
+pub(crate) async fn list_across_meshes(
+    state: State,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ResourceList>, ApiError> {
     list(&state, None, &uri, &headers).await
 }

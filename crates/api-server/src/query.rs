@@ -16,7 +16,10 @@ pub(crate) struct ListParams {
 
 impl ListParams {
     pub fn parse(uri: &Uri) -> Result<ListParams, ApiError> {
-        let mut params = ListParams { size: DEFAULT_PAGE_SIZE, ..Default::default() };
+        let mut params = ListParams {
+            size: DEFAULT_PAGE_SIZE,
+            ..Default::default()
+        };
         let query = uri.query().unwrap_or_default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
@@ -24,16 +27,30 @@ impl ListParams {
                     params.size = match value.parse::<usize>() {
                         Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
                         _ => {
-                            return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid page size")
-                                .with_cause("size", format!("{value:?} is not a page size; use 1 to {MAX_PAGE_SIZE}")))
+                            return Err(ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                Op::List,
+                                "Invalid page size",
+                            )
+                            .with_cause(
+                                "size",
+                                format!("{value:?} is not a page size; use 1 to {MAX_PAGE_SIZE}"),
+                            ))
                         }
                     }
                 }
                 "offset" => params.offset = Some(value.into_owned()).filter(|o| !o.is_empty()),
                 "tag" => {
                     let Some((k, v)) = value.split_once(':') else {
-                        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid tag filter")
-                            .with_cause("tag", format!("{value:?} is not KEY:VALUE, e.g. tag=service:redis")));
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            Op::List,
+                            "Invalid tag filter",
+                        )
+                        .with_cause(
+                            "tag",
+                            format!("{value:?} is not KEY:VALUE, e.g. tag=service:redis"),
+                        ));
                     };
                     params.tags.push((k.to_string(), v.to_string()));
                 }

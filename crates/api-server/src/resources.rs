@@ -49,8 +49,15 @@ fn if_match(headers: &HeaderMap) -> Option<Version> {
 // Reads
 
 async fn get_one(state: &State, key: ResourceKey) -> Result<Response, ApiError> {
-    let resource = state.store.get(&key).await.map_err(|e| ApiError::store(Op::Get, e, false))?;
-    Ok(with_etag(Json(resource.to_rest_json()).into_response(), &resource.version))
+    let resource = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::store(Op::Get, e, false))?;
+    Ok(with_etag(
+        Json(resource.to_rest_json()).into_response(),
+        &resource.version,
+    ))
 }
 
 pub(crate) async fn list(
@@ -62,8 +69,15 @@ pub(crate) async fn list(
 ) -> Result<Json<ResourceList>, ApiError> {
     let params = ListParams::parse(uri)?;
     if !params.tags.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "tag filters apply to dataplanes+insights only")
-            .with_cause("tag", "remove it, or list /meshes/{mesh}/dataplanes+insights instead"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Op::List,
+            "tag filters apply to dataplanes+insights only",
+        )
+        .with_cause(
+            "tag",
+            "remove it, or list /meshes/{mesh}/dataplanes+insights instead",
+        ));
     }
     let query = ListQuery {
         resource_type,
@@ -72,17 +86,26 @@ pub(crate) async fn list(
         offset: params.offset.clone(),
     };
     let page = state.store.list(&query).await.map_err(|e| match e {
-        StoreError::Invalid { reason } => ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset").with_cause("offset", reason),
+        StoreError::Invalid { reason } => {
+            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
+                .with_cause("offset", reason)
+        }
         other => ApiError::store(Op::List, other, false),
     })?;
     Ok(Json(ResourceList {
         total: page.total as u64,
         items: page.items.iter().map(Resource::to_rest_json).collect(),
-        next: page.next.map(|offset| params.next_url(uri, headers, &offset)),
+        next: page
+            .next
+            .map(|offset| params.next_url(uri, headers, &offset)),
     }))
 }
 
-pub(crate) async fn list_meshes(state: State, uri: Uri, headers: HeaderMap) -> Result<Json<ResourceList>, ApiError> {
+pub(crate) async fn list_meshes(
+    state: State,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ResourceList>, ApiError> {
     list(&state, ResourceType::Mesh, None, &uri, &headers).await
 }
 
@@ -97,10 +120,14 @@ pub(crate) async fn list_in_mesh(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if collection == OVERVIEW {
-        return overview::list(&state, Some(&mesh), &uri, &headers).await.map(IntoResponse::into_response);
+        return overview::list(&state, Some(&mesh), &uri, &headers)
+            .await
+            .map(IntoResponse::into_response);
     }
     let t = mesh_scoped_type(&collection, Op::List)?;
-    Ok(list(&state, t, Some(&mesh), &uri, &headers).await?.into_response())
+    Ok(list(&state, t, Some(&mesh), &uri, &headers)
+        .await?
+        .into_response())
 }
 
 pub(crate) async fn list_across_meshes(
@@ -141,7 +168,11 @@ async fn read_body(state: &State, body: Body) -> Result<Bytes, ApiError> {
                 format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, Op::Put, format!("could not read the request body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Op::Put,
+                format!("could not read the request body: {e}"),
+            )
         }
     })
 }
@@ -160,7 +191,12 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Api
     parsed.map_err(|details| ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details))
 }
 
-async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn put(
+    state: State,
+    url_key: ResourceKey,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if state.config.read_only {
         return Err(ApiError::read_only(Op::Put));
     }
@@ -168,7 +204,9 @@ async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body)
     let value = parse_body(&headers, &bytes)?;
     let input = match parse_resource(value) {
         Ok(input) => input,
-        Err(ParseError::Syntax(details)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details)),
+        Err(ParseError::Syntax(details)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details))
+        }
         Err(ParseError::Invalid(e)) => return Err(ApiError::validation(Op::Put, e)),
     };
 
@@ -181,7 +219,9 @@ async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body)
         },
         None => None,
     };
-    let ctx = ValidationContext { mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()) };
+    let ctx = ValidationContext {
+        mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()),
+    };
     if let Err(e) = validate(&input, &ctx) {
         violations.extend(e.violations);
     }
@@ -189,7 +229,11 @@ async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body)
         return Err(ApiError::invalid(Op::Put, violations));
     }
     if let (Some(name), None) = (&input.key.mesh, &mesh) {
-        return Err(ApiError::store(Op::Put, StoreError::MeshNotFound { mesh: name.clone() }, false));
+        return Err(ApiError::store(
+            Op::Put,
+            StoreError::MeshNotFound { mesh: name.clone() },
+            false,
+        ));
     }
 
     let precondition = if_match(&headers);
@@ -198,8 +242,13 @@ async fn put(state: State, url_key: ResourceKey, headers: HeaderMap, body: Body)
     let (status, resource) = match &precondition {
         Some(version) => (StatusCode::OK, store.update(key, spec, version).await),
         None => match store.get(&key).await {
-            Ok(current) => (StatusCode::OK, store.update(key, spec, &current.version).await),
-            Err(StoreError::NotFound { .. }) => (StatusCode::CREATED, store.create(key, spec).await),
+            Ok(current) => (
+                StatusCode::OK,
+                store.update(key, spec, &current.version).await,
+            ),
+            Err(StoreError::NotFound { .. }) => {
+                (StatusCode::CREATED, store.create(key, spec).await)
+            }
             Err(e) => return Err(ApiError::store(Op::Put, e, false)),
         },
     };
@@ -215,13 +264,23 @@ fn url_mismatches(url: &ResourceKey, input: &ResourceInput) -> Vec<Violation> {
     if url.resource_type != body.resource_type {
         violations.push(Violation::new(
             "type",
-            format!("{:?} does not match the URL, which is for {}", body.resource_type.name(), url.resource_type.name()),
+            format!(
+                "{:?} does not match the URL, which is for {}",
+                body.resource_type.name(),
+                url.resource_type.name()
+            ),
         ));
     }
     if url.name != body.name {
-        violations.push(Violation::new("name", format!("{:?} does not match {:?} from the URL", body.name, url.name)));
+        violations.push(Violation::new(
+            "name",
+            format!("{:?} does not match {:?} from the URL", body.name, url.name),
+        ));
     }
-    if url.resource_type.is_mesh_scoped() && body.resource_type.is_mesh_scoped() && url.mesh != body.mesh {
+    if url.resource_type.is_mesh_scoped()
+        && body.resource_type.is_mesh_scoped()
+        && url.mesh != body.mesh
+    {
         violations.push(Violation::new(
             "mesh",
             format!(
@@ -234,7 +293,12 @@ fn url_mismatches(url: &ResourceKey, input: &ResourceInput) -> Vec<Violation> {
     violations
 }
 
-pub(crate) async fn put_mesh(state: State, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn put_mesh(
+    state: State,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     put(state, ResourceKey::mesh(&name), headers, body).await
 }
 
@@ -245,7 +309,11 @@ pub(crate) async fn put_in_mesh(
     body: Body,
 ) -> Result<Response, ApiError> {
     if collection == OVERVIEW {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Put, "dataplanes+insights is read-only; PUT the Dataplane instead"));
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Op::Put,
+            "dataplanes+insights is read-only; PUT the Dataplane instead",
+        ));
     }
     let t = mesh_scoped_type(&collection, Op::Put)?;
     put(state, ResourceKey::new(t, &mesh, &name), headers, body).await
@@ -265,7 +333,11 @@ async fn delete(state: State, key: ResourceKey, headers: HeaderMap) -> Result<Re
     Ok(StatusCode::OK.into_response())
 }
 
-pub(crate) async fn delete_mesh(state: State, Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn delete_mesh(
+    state: State,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     delete(state, ResourceKey::mesh(&name), headers).await
 }
 
@@ -275,7 +347,11 @@ pub(crate) async fn delete_in_mesh(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if collection == OVERVIEW {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Delete, "dataplanes+insights is read-only; DELETE the Dataplane instead"));
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Op::Delete,
+            "dataplanes+insights is read-only; DELETE the Dataplane instead",
+        ));
     }
     let t = mesh_scoped_type(&collection, Op::Delete)?;
     delete(state, ResourceKey::new(t, &mesh, &name), headers).await

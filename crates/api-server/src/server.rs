@@ -35,14 +35,27 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("config", &self.state.config).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl ApiServer {
-    pub fn new(store: Arc<dyn ResourceStore>, config: ApiServerConfig, info: ServerInfo) -> ApiServer {
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        config: ApiServerConfig,
+        info: ServerInfo,
+    ) -> ApiServer {
         let openapi = openapi::document(&info.version).to_string();
-        ApiServer { state: Arc::new(AppState { store, config, info, openapi }) }
+        ApiServer {
+            state: Arc::new(AppState {
+                store,
+                config,
+                info,
+                openapi,
+            }),
+        }
     }
 
     /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
@@ -53,12 +66,16 @@ impl ApiServer {
             .route("/meshes", get(resources::list_meshes))
             .route(
                 "/meshes/{name}",
-                get(resources::get_mesh).put(resources::put_mesh).delete(resources::delete_mesh),
+                get(resources::get_mesh)
+                    .put(resources::put_mesh)
+                    .delete(resources::delete_mesh),
             )
             .route("/meshes/{mesh}/{collection}", get(resources::list_in_mesh))
             .route(
                 "/meshes/{mesh}/{collection}/{name}",
-                get(resources::get_in_mesh).put(resources::put_in_mesh).delete(resources::delete_in_mesh),
+                get(resources::get_in_mesh)
+                    .put(resources::put_in_mesh)
+                    .delete(resources::delete_in_mesh),
             )
             .route("/{collection}", get(resources::list_across_meshes))
             .route("/dataplanes+insights", get(overview::list_across_meshes))
@@ -68,8 +85,14 @@ impl ApiServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
@@ -82,13 +105,24 @@ async fn index(state: State) -> Json<Index> {
 }
 
 async fn openapi_json(state: State) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], state.openapi.clone())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, Op::Get, format!("no API at {}; see /openapi.json for the paths", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        Op::Get,
+        format!("no API at {}; see /openapi.json for the paths", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, Op::Get, format!("{method} is not supported on {}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Op::Get,
+        format!("{method} is not supported on {}", uri.path()),
+    )
 }

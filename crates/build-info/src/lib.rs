@@ -32,7 +32,13 @@ mod tests {
     #[test]
     fn detailed_lists_every_field() {
         let text = super::detailed("Kuma");
-        for key in ["Product:", "Version:", "Git Tag:", "Git Commit:", "Build Date:"] {
+        for key in [
+            "Product:",
+            "Version:",
+            "Git Tag:",
+            "Git Commit:",
+            "Build Date:",
+        ] {
             assert!(text.contains(key), "{key} missing from {text}");
         }
     }

@@ -96,12 +96,18 @@ impl DataplaneInsightSpec {
 
     /// Responses sent, summed over all subscriptions.
     pub fn total_updates(&self) -> u64 {
-        self.subscriptions.iter().map(|s| s.status.total.responses_sent).sum()
+        self.subscriptions
+            .iter()
+            .map(|s| s.status.total.responses_sent)
+            .sum()
     }
 
     /// Responses rejected by Envoy, summed over all subscriptions.
     pub fn total_errors(&self) -> u64 {
-        self.subscriptions.iter().map(|s| s.status.total.responses_rejected).sum()
+        self.subscriptions
+            .iter()
+            .map(|s| s.status.total.responses_rejected)
+            .sum()
     }
 }
 

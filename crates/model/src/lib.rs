@@ -26,12 +26,11 @@ pub use dataplane::{
 };
 pub use duration::{parse_duration, DurationError};
 pub use insight::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
-    DiscoverySubscriptionStatus,
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, DiscoverySubscriptionStatus,
 };
 pub use mesh::{
-    CaConf, CaDataSource, CertificateAuthorityBackend, LegacyCa, Logging, LoggingBackend,
-    MeshSpec, Metrics, MetricsBackend, Mtls, Tracing, TracingBackend,
+    CaConf, CaDataSource, CertificateAuthorityBackend, LegacyCa, Logging, LoggingBackend, MeshSpec,
+    Metrics, MetricsBackend, Mtls, Tracing, TracingBackend,
 };
 pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput};
 pub use registry::{ResourceType, Scope, TypeDescriptor};

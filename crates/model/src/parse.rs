@@ -29,12 +29,19 @@ pub enum ParseError {
 /// and ignored.
 const SERVER_FIELDS: &[&str] = &["creationTime", "modificationTime"];
 
-fn take_string(object: &mut Map<String, Value>, field: &str, violations: &mut Vec<Violation>) -> Option<String> {
+fn take_string(
+    object: &mut Map<String, Value>,
+    field: &str,
+    violations: &mut Vec<Violation>,
+) -> Option<String> {
     match object.remove(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            violations.push(Violation::new(field, format!("must be a string, got {other}")));
+            violations.push(Violation::new(
+                field,
+                format!("must be a string, got {other}"),
+            ));
             None
         }
     }
@@ -79,8 +86,10 @@ pub fn parse_resource(value: Value) -> Result<ResourceInput, ParseError> {
     if let Some(t) = resource_type {
         match (t.is_mesh_scoped(), &mesh) {
             (true, None) => violations.push(Violation::new("mesh", "field is required")),
-            (false, Some(_)) => violations
-                .push(Violation::new("mesh", format!("must not be set on a {}", t.name()))),
+            (false, Some(_)) => violations.push(Violation::new(
+                "mesh",
+                format!("must not be set on a {}", t.name()),
+            )),
             _ => {}
         }
     }
@@ -108,7 +117,8 @@ fn spec_violation(e: &serde_path_to_error::Error<serde_json::Error>) -> Violatio
     for segment in e.path().iter() {
         match segment {
             serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
-            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => {
                 if !field.is_empty() {
                     field.push('.');
                 }
@@ -150,7 +160,10 @@ mod tests {
         )
         .unwrap();
         let input = parse_resource(docs[0].clone()).unwrap();
-        assert_eq!(input.key, ResourceKey::new(ResourceType::Dataplane, "default", "redis-1"));
+        assert_eq!(
+            input.key,
+            ResourceKey::new(ResourceType::Dataplane, "default", "redis-1")
+        );
         assert_eq!(
             input.spec.to_json(),
             json!({"networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}})
@@ -160,7 +173,9 @@ mod tests {
     #[test]
     fn missing_type_and_name_are_both_reported() {
         let err = parse_resource(json!({"mesh": "default"})).unwrap_err();
-        let ParseError::Invalid(e) = err else { panic!("{err:?}") };
+        let ParseError::Invalid(e) = err else {
+            panic!("{err:?}")
+        };
         let fields: Vec<_> = e.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["type", "name"]);
     }
@@ -172,14 +187,22 @@ mod tests {
             "networking": {"inbound": [{"interfaces": "x"}]}
         }))
         .unwrap_err();
-        let ParseError::Invalid(e) = err else { panic!("{err:?}") };
+        let ParseError::Invalid(e) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(e.violations[0].field, "networking.inbound[0].interfaces");
-        assert!(e.violations[0].message.contains("unknown field"), "{:?}", e.violations);
+        assert!(
+            e.violations[0].message.contains("unknown field"),
+            "{:?}",
+            e.violations
+        );
     }
 
     #[test]
     fn empty_documents_are_skipped() {
-        let docs = parse_resources_yaml("---\ntype: Mesh\nname: a\n---\n---\ntype: Mesh\nname: b\n").unwrap();
+        let docs =
+            parse_resources_yaml("---\ntype: Mesh\nname: a\n---\n---\ntype: Mesh\nname: b\n")
+                .unwrap();
         assert_eq!(docs.len(), 2);
     }
 }

@@ -21,12 +21,20 @@ impl ResourceKey {
     /// A key of `resource_type`; `mesh` is dropped for global types.
     pub fn new(resource_type: ResourceType, mesh: &str, name: &str) -> ResourceKey {
         let mesh = resource_type.is_mesh_scoped().then(|| mesh.to_string());
-        ResourceKey { resource_type, mesh, name: name.to_string() }
+        ResourceKey {
+            resource_type,
+            mesh,
+            name: name.to_string(),
+        }
     }
 
     /// The key of the Mesh named `name`.
     pub fn mesh(name: &str) -> ResourceKey {
-        ResourceKey { resource_type: ResourceType::Mesh, mesh: None, name: name.to_string() }
+        ResourceKey {
+            resource_type: ResourceType::Mesh,
+            mesh: None,
+            name: name.to_string(),
+        }
     }
 
     /// The mesh this key belongs to: its own name for a Mesh.
@@ -78,8 +86,14 @@ impl Resource {
             object.insert("mesh".into(), mesh.clone().into());
         }
         object.insert("name".into(), self.key.name.clone().into());
-        object.insert("creationTime".into(), format_time(&self.creation_time).into());
-        object.insert("modificationTime".into(), format_time(&self.modification_time).into());
+        object.insert(
+            "creationTime".into(),
+            format_time(&self.creation_time).into(),
+        );
+        object.insert(
+            "modificationTime".into(),
+            format_time(&self.modification_time).into(),
+        );
         if let Value::Object(fields) = self.spec.to_json() {
             object.extend(fields);
         }

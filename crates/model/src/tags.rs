@@ -41,13 +41,18 @@ impl Tags {
 
     /// The service this tag set names, under either spelling of the service tag.
     pub fn service(&self) -> Option<&str> {
-        self.get(SERVICE_TAG).or_else(|| self.get(SERVICE_TAG_LEGACY))
+        self.get(SERVICE_TAG)
+            .or_else(|| self.get(SERVICE_TAG_LEGACY))
     }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Tags(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Tags(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -119,7 +124,8 @@ mod tests {
 
     #[test]
     fn scalar_yaml_values_become_strings() {
-        let tags: Tags = serde_json::from_str(r#"{"version": 1, "ratio": 1.0, "canary": true}"#).unwrap();
+        let tags: Tags =
+            serde_json::from_str(r#"{"version": 1, "ratio": 1.0, "canary": true}"#).unwrap();
         assert_eq!(tags.get("version"), Some("1"));
         assert_eq!(tags.get("ratio"), Some("1.0"));
         assert_eq!(tags.get("canary"), Some("true"));

@@ -28,7 +28,10 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Violation {
-        Violation { field: field.into(), message: message.into() }
+        Violation {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -142,7 +145,8 @@ pub(crate) struct Report {
 
 impl Report {
     pub fn add(&mut self, path: &Path, message: impl Into<String>) {
-        self.violations.push(Violation::new(path.0.clone(), message));
+        self.violations
+            .push(Violation::new(path.0.clone(), message));
     }
 
     fn port(&mut self, path: &Path, port: Option<u32>, required: bool) {
@@ -158,7 +162,10 @@ impl Report {
     fn ip(&mut self, path: &Path, address: Option<&str>) {
         if let Some(a) = address {
             if a.parse::<IpAddr>().is_err() {
-                self.add(path, format!("{a:?} is not a valid IP address (host names are not allowed)"));
+                self.add(
+                    path,
+                    format!("{a:?} is not a valid IP address (host names are not allowed)"),
+                );
             }
         }
     }
@@ -189,7 +196,10 @@ impl Report {
             if name.is_empty() {
                 self.add(&path, "cannot be empty");
             } else if let Some(first) = seen.get(name) {
-                self.add(&path, format!("{name:?} is already used by {}", base.index(*first)));
+                self.add(
+                    &path,
+                    format!("{name:?} is already used by {}", base.index(*first)),
+                );
             } else {
                 seen.insert(name, i);
             }
@@ -199,8 +209,15 @@ impl Report {
     fn reference(&mut self, path: &Path, name: Option<&str>, known: &[&str], what: &str) {
         if let Some(name) = name {
             if !known.contains(&name) {
-                let choices = if known.is_empty() { "none are defined".into() } else { known.join(", ") };
-                self.add(path, format!("{what} {name:?} is not defined; defined: {choices}"));
+                let choices = if known.is_empty() {
+                    "none are defined".into()
+                } else {
+                    known.join(", ")
+                };
+                self.add(
+                    path,
+                    format!("{what} {name:?} is not defined; defined: {choices}"),
+                );
             }
         }
     }
@@ -218,32 +235,50 @@ const KNOWN_PROTOCOLS: &[&str] = &["http", "http2", "grpc", "tcp", "kafka"];
 
 fn valid_tag_key(k: &str) -> bool {
     !k.is_empty()
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/'))
 }
 
 fn valid_tag_value(v: &str) -> bool {
-    v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
 fn tag_charset_rules(report: &mut Report, path: &Path, tags: &Tags, allow_wildcard: bool) {
     for (k, v) in tags.iter() {
         let p = path.key(k);
         if !valid_tag_key(k) {
-            report.add(&p, "tag name must consist of letters, digits and '.', '-', '_', ':', '/'");
+            report.add(
+                &p,
+                "tag name must consist of letters, digits and '.', '-', '_', ':', '/'",
+            );
         }
         if v.is_empty() {
             report.add(&p, "tag value cannot be empty");
         } else if !(valid_tag_value(v) || (allow_wildcard && v == "*")) {
             let also = if allow_wildcard { ", or be '*'" } else { "" };
-            report.add(&p, format!("tag value must consist of letters, digits and '.', '-', '_', ':'{also}"));
+            report.add(
+                &p,
+                format!("tag value must consist of letters, digits and '.', '-', '_', ':'{also}"),
+            );
         }
-        if (k == "protocol" || k == "kuma.io/protocol") && v != "*" && !KNOWN_PROTOCOLS.contains(&v) {
-            report.add(&p, format!("protocol {v:?} is unknown; use one of {}", KNOWN_PROTOCOLS.join(", ")));
+        if (k == "protocol" || k == "kuma.io/protocol") && v != "*" && !KNOWN_PROTOCOLS.contains(&v)
+        {
+            report.add(
+                &p,
+                format!(
+                    "protocol {v:?} is unknown; use one of {}",
+                    KNOWN_PROTOCOLS.join(", ")
+                ),
+            );
         }
     }
     if let (Some(a), Some(b)) = (tags.get(SERVICE_TAG_LEGACY), tags.get(SERVICE_TAG)) {
         if a != b {
-            report.add(&path.key(SERVICE_TAG), format!("must equal tags[\"service\"] ({a:?}) when both are set"));
+            report.add(
+                &path.key(SERVICE_TAG),
+                format!("must equal tags[\"service\"] ({a:?}) when both are set"),
+            );
         }
     }
 }
@@ -263,8 +298,14 @@ struct SelectorRules {
     only_service: bool,
 }
 
-const SOURCES: SelectorRules = SelectorRules { require_service: true, only_service: false };
-const SERVICE_ONLY: SelectorRules = SelectorRules { require_service: true, only_service: true };
+const SOURCES: SelectorRules = SelectorRules {
+    require_service: true,
+    only_service: false,
+};
+const SERVICE_ONLY: SelectorRules = SelectorRules {
+    require_service: true,
+    only_service: true,
+};
 
 fn selectors(report: &mut Report, path: &Path, selectors: &[Selector], rules: SelectorRules) {
     if selectors.is_empty() {
@@ -278,10 +319,16 @@ fn selectors(report: &mut Report, path: &Path, selectors: &[Selector], rules: Se
             continue;
         }
         if rules.require_service && tags.service().is_none() {
-            report.add(&p.key(SERVICE_TAG_LEGACY), "mandatory tag \"service\" is missing");
+            report.add(
+                &p.key(SERVICE_TAG_LEGACY),
+                "mandatory tag \"service\" is missing",
+            );
         }
         if rules.only_service {
-            for (k, _) in tags.iter().filter(|(k, _)| *k != SERVICE_TAG && *k != SERVICE_TAG_LEGACY) {
+            for (k, _) in tags
+                .iter()
+                .filter(|(k, _)| *k != SERVICE_TAG && *k != SERVICE_TAG_LEGACY)
+            {
                 report.add(&p.key(k), "only the \"service\" tag is allowed here");
             }
         }
@@ -300,10 +347,16 @@ impl Validate for DataplaneSpec {
             || n.outbound.iter().any(|o| o.interface.is_some());
 
         if n.inbound.is_empty() && n.gateway.is_none() {
-            report.add(&net, "has to contain at least one inbound interface or gateway");
+            report.add(
+                &net,
+                "has to contain at least one inbound interface or gateway",
+            );
         }
         if !n.inbound.is_empty() && n.gateway.is_some() {
-            report.add(&net.field("gateway"), "cannot be defined both with inbounds");
+            report.add(
+                &net.field("gateway"),
+                "cannot be defined both with inbounds",
+            );
         }
         report.ip(&net.field("address"), n.address.as_deref());
         if legacy && n.address.is_some() {
@@ -323,13 +376,18 @@ impl Validate for DataplaneSpec {
         for (i, inbound) in n.inbound.iter().enumerate() {
             let p = net.field("inbound").index(i);
             if let Some(interface) = &inbound.interface {
-                if inbound.port.is_some() || inbound.service_port.is_some() || inbound.address.is_some() {
+                if inbound.port.is_some()
+                    || inbound.service_port.is_some()
+                    || inbound.address.is_some()
+                {
                     report.add(&p, "interface cannot be combined with port, servicePort or address; use one form");
                 }
                 match parse_inbound_interface(interface) {
                     Err(e) => report.add(&p.field("interface"), format!("invalid format: {e}")),
                     Ok(parsed) => {
-                        if parsed.dataplane_ip.is_loopback() && parsed.dataplane_port == parsed.workload_port {
+                        if parsed.dataplane_ip.is_loopback()
+                            && parsed.dataplane_port == parsed.workload_port
+                        {
                             report.add(&p.field("interface"), "the dataplane port and the service port cannot be the same on a loopback address");
                         }
                         claim(report, &p, parsed.dataplane_ip, parsed.dataplane_port);
@@ -340,7 +398,10 @@ impl Validate for DataplaneSpec {
                 report.port(&p.field("servicePort"), inbound.service_port, false);
                 report.ip(&p.field("address"), inbound.address.as_deref());
                 if inbound.address.is_none() && n.address.is_none() {
-                    report.add(&p.field("address"), "has to be set here or in networking.address");
+                    report.add(
+                        &p.field("address"),
+                        "has to be set here or in networking.address",
+                    );
                 }
                 if let Some(resolved) = inbound.resolve(n.address.as_deref()) {
                     claim(report, &p, resolved.dataplane_ip, resolved.dataplane_port);
@@ -355,7 +416,10 @@ impl Validate for DataplaneSpec {
             let p = net.field("outbound").index(i);
             if let Some(interface) = &outbound.interface {
                 if outbound.port.is_some() || outbound.address.is_some() {
-                    report.add(&p, "interface cannot be combined with port or address; use one form");
+                    report.add(
+                        &p,
+                        "interface cannot be combined with port or address; use one form",
+                    );
                 }
                 match parse_outbound_interface(interface) {
                     Err(e) => report.add(&p.field("interface"), format!("invalid format: {e}")),
@@ -370,9 +434,10 @@ impl Validate for DataplaneSpec {
             }
             match outbound.service_name() {
                 None => report.add(&p.field("service"), "cannot be empty"),
-                Some(s) if !valid_tag_value(s) || s.is_empty() => {
-                    report.add(&p.field("service"), "must consist of letters, digits and '.', '-', '_', ':'")
-                }
+                Some(s) if !valid_tag_value(s) || s.is_empty() => report.add(
+                    &p.field("service"),
+                    "must consist of letters, digits and '.', '-', '_', ':'",
+                ),
                 Some(_) => {}
             }
             if let Some(tags) = &outbound.tags {
@@ -380,11 +445,18 @@ impl Validate for DataplaneSpec {
             }
         }
         if let Some(tp) = &n.transparent_proxying {
-            report.port(&net.field("transparentProxying").field("redirectPort"), tp.redirect_port, false);
+            report.port(
+                &net.field("transparentProxying").field("redirectPort"),
+                tp.redirect_port,
+                false,
+            );
         }
         if let Some(metrics) = &self.metrics {
             if metrics.kind != "prometheus" {
-                report.add(&Path::root().field("metrics").field("type"), "has to be prometheus");
+                report.add(
+                    &Path::root().field("metrics").field("type"),
+                    "has to be prometheus",
+                );
             }
             if let Some(conf) = &metrics.conf {
                 prometheus_conf(report, &Path::root().field("metrics").field("conf"), conf);
@@ -414,24 +486,52 @@ impl Validate for DataplaneInsightSpec {
 
 fn backend_names(mesh: &MeshSpec, logging: bool) -> Vec<&str> {
     if logging {
-        mesh.logging.iter().flat_map(|l| &l.backends).map(|b| b.name.as_str()).collect()
+        mesh.logging
+            .iter()
+            .flat_map(|l| &l.backends)
+            .map(|b| b.name.as_str())
+            .collect()
     } else {
-        mesh.tracing.iter().flat_map(|t| &t.backends).map(|b| b.name.as_str()).collect()
+        mesh.tracing
+            .iter()
+            .flat_map(|t| &t.backends)
+            .map(|b| b.name.as_str())
+            .collect()
     }
 }
 
 impl Validate for TrafficPermissionSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
         // Sources are identified by their certificate, which carries only the service.
-        selectors(report, &Path::root().field("sources"), &self.sources, SERVICE_ONLY);
-        selectors(report, &Path::root().field("destinations"), &self.destinations, SOURCES);
+        selectors(
+            report,
+            &Path::root().field("sources"),
+            &self.sources,
+            SERVICE_ONLY,
+        );
+        selectors(
+            report,
+            &Path::root().field("destinations"),
+            &self.destinations,
+            SOURCES,
+        );
     }
 }
 
 impl Validate for TrafficRouteSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(report, &Path::root().field("sources"), &self.sources, SOURCES);
-        selectors(report, &Path::root().field("destinations"), &self.destinations, SERVICE_ONLY);
+        selectors(
+            report,
+            &Path::root().field("sources"),
+            &self.sources,
+            SOURCES,
+        );
+        selectors(
+            report,
+            &Path::root().field("destinations"),
+            &self.destinations,
+            SERVICE_ONLY,
+        );
         let conf = Path::root().field("conf");
         if self.conf.is_empty() {
             report.add(&conf, "must have at least one element");
@@ -445,7 +545,10 @@ impl Validate for TrafficRouteSpec {
                 continue;
             }
             if entry.destination.service().is_none() {
-                report.add(&p.key(SERVICE_TAG_LEGACY), "mandatory tag \"service\" is missing");
+                report.add(
+                    &p.key(SERVICE_TAG_LEGACY),
+                    "mandatory tag \"service\" is missing",
+                );
             }
             tag_charset_rules(report, &p, &entry.destination, false);
         }
@@ -454,8 +557,18 @@ impl Validate for TrafficRouteSpec {
 
 impl Validate for TrafficLogSpec {
     fn validate(&self, ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(report, &Path::root().field("sources"), &self.sources, SOURCES);
-        selectors(report, &Path::root().field("destinations"), &self.destinations, SERVICE_ONLY);
+        selectors(
+            report,
+            &Path::root().field("sources"),
+            &self.sources,
+            SOURCES,
+        );
+        selectors(
+            report,
+            &Path::root().field("destinations"),
+            &self.destinations,
+            SERVICE_ONLY,
+        );
         if let (Some(mesh), Some(conf)) = (ctx.mesh, &self.conf) {
             let known = backend_names(mesh, true);
             let path = Path::root().field("conf").field("backend");
@@ -466,7 +579,12 @@ impl Validate for TrafficLogSpec {
 
 impl Validate for TrafficTraceSpec {
     fn validate(&self, ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(report, &Path::root().field("selectors"), &self.selectors, SOURCES);
+        selectors(
+            report,
+            &Path::root().field("selectors"),
+            &self.selectors,
+            SOURCES,
+        );
         if let (Some(mesh), Some(conf)) = (ctx.mesh, &self.conf) {
             let known = backend_names(mesh, false);
             let path = Path::root().field("conf").field("backend");
@@ -477,18 +595,29 @@ impl Validate for TrafficTraceSpec {
 
 impl Validate for ProxyTemplateSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(report, &Path::root().field("selectors"), &self.selectors, SOURCES);
+        selectors(
+            report,
+            &Path::root().field("selectors"),
+            &self.selectors,
+            SOURCES,
+        );
         let conf = Path::root().field("conf");
         for (i, import) in self.conf.imports.iter().enumerate() {
             if !PROFILES.contains(&import.as_str()) {
                 report.add(
                     &conf.field("imports").index(i),
-                    format!("profile {import:?} not found; available profiles: {}", PROFILES.join(", ")),
+                    format!(
+                        "profile {import:?} not found; available profiles: {}",
+                        PROFILES.join(", ")
+                    ),
                 );
             }
         }
         let resources = conf.field("resources");
-        report.unique_names(&resources, self.conf.resources.iter().map(|r| r.name.as_str()));
+        report.unique_names(
+            &resources,
+            self.conf.resources.iter().map(|r| r.name.as_str()),
+        );
         for (i, resource) in self.conf.resources.iter().enumerate() {
             let p = resources.index(i);
             if resource.version.is_empty() {
@@ -501,11 +630,20 @@ impl Validate for ProxyTemplateSpec {
             match serde_yaml::from_str::<serde_json::Value>(&resource.resource) {
                 Ok(serde_json::Value::Object(object)) => {
                     if !object.get("@type").is_some_and(|t| t.is_string()) {
-                        report.add(&p.field("resource"), "native Envoy resource must name its type with \"@type\"");
+                        report.add(
+                            &p.field("resource"),
+                            "native Envoy resource must name its type with \"@type\"",
+                        );
                     }
                 }
-                Ok(_) => report.add(&p.field("resource"), "native Envoy resource must be an object"),
-                Err(e) => report.add(&p.field("resource"), format!("native Envoy resource is not valid YAML: {e}")),
+                Ok(_) => report.add(
+                    &p.field("resource"),
+                    "native Envoy resource must be an object",
+                ),
+                Err(e) => report.add(
+                    &p.field("resource"),
+                    format!("native Envoy resource is not valid YAML: {e}"),
+                ),
             }
         }
     }
@@ -513,11 +651,24 @@ impl Validate for ProxyTemplateSpec {
 
 impl Validate for HealthCheckSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(report, &Path::root().field("sources"), &self.sources, SOURCES);
-        selectors(report, &Path::root().field("destinations"), &self.destinations, SERVICE_ONLY);
+        selectors(
+            report,
+            &Path::root().field("sources"),
+            &self.sources,
+            SOURCES,
+        );
+        selectors(
+            report,
+            &Path::root().field("destinations"),
+            &self.destinations,
+            SERVICE_ONLY,
+        );
         let conf = Path::root().field("conf");
         if self.conf.active_checks.is_none() && self.conf.passive_checks.is_none() {
-            report.add(&conf, "has to have at least one of activeChecks or passiveChecks");
+            report.add(
+                &conf,
+                "has to have at least one of activeChecks or passiveChecks",
+            );
         }
         if let Some(active) = &self.conf.active_checks {
             let p = conf.field("activeChecks");
@@ -529,7 +680,10 @@ impl Validate for HealthCheckSpec {
         if let Some(passive) = &self.conf.passive_checks {
             let p = conf.field("passiveChecks");
             report.positive(&p.field("unhealthyThreshold"), passive.unhealthy_threshold);
-            report.positive_duration(&p.field("penaltyInterval"), passive.penalty_interval.as_deref());
+            report.positive_duration(
+                &p.field("penaltyInterval"),
+                passive.penalty_interval.as_deref(),
+            );
         }
     }
 }
@@ -559,7 +713,9 @@ fn host_port(address: &str) -> Result<(), String> {
     }
     match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(()),
-        _ => Err(format!("{address:?} has no valid port; expected HOST:PORT with a port in 1-65535")),
+        _ => Err(format!(
+            "{address:?} has no valid port; expected HOST:PORT with a port in 1-65535"
+        )),
     }
 }
 
@@ -570,7 +726,9 @@ fn url_with_port(url: &str) -> Result<(), String> {
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} has to be an http:// or https:// URL"))?;
     let authority = rest.split('/').next().unwrap_or_default();
-    host_port(authority).map_err(|_| format!("{url:?} has to include a host and a port, e.g. http://zipkin:9411/api/v2/spans"))
+    host_port(authority).map_err(|_| {
+        format!("{url:?} has to include a host and a port, e.g. http://zipkin:9411/api/v2/spans")
+    })
 }
 
 fn prometheus_conf(report: &mut Report, path: &Path, conf: &crate::mesh::PrometheusConf) {
@@ -590,11 +748,17 @@ impl Validate for MeshSpec {
             if (mtls.enabled.is_some() || mtls.ca.is_some())
                 && (mtls.enabled_backend.is_some() || !mtls.backends.is_empty())
             {
-                report.add(&p, "cannot mix enabled/ca (Kuma 0.4 form) with enabledBackend/backends");
+                report.add(
+                    &p,
+                    "cannot mix enabled/ca (Kuma 0.4 form) with enabledBackend/backends",
+                );
             }
             if let Some(ca) = &mtls.ca {
                 if ca.builtin.is_some() == ca.provided.is_some() {
-                    report.add(&p.field("ca"), "has to set exactly one of builtin or provided");
+                    report.add(
+                        &p.field("ca"),
+                        "has to set exactly one of builtin or provided",
+                    );
                 }
             }
             let backends = p.field("backends");
@@ -606,28 +770,53 @@ impl Validate for MeshSpec {
                     "builtin" => {
                         if let Some(ca_cert) = &conf.ca_cert {
                             if ca_cert.rsa_bits.is_some_and(|b| b < 2048) {
-                                report.add(&bp.field("conf").field("caCert").field("RSAbits"), "has to be at least 2048");
+                                report.add(
+                                    &bp.field("conf").field("caCert").field("RSAbits"),
+                                    "has to be at least 2048",
+                                );
                             }
                             if ca_cert.expiration.is_some() {
-                                report.positive_duration(&bp.field("conf").field("caCert").field("expiration"), ca_cert.expiration.as_deref());
+                                report.positive_duration(
+                                    &bp.field("conf").field("caCert").field("expiration"),
+                                    ca_cert.expiration.as_deref(),
+                                );
                             }
                         }
                         if conf.cert.is_some() || conf.key.is_some() {
-                            report.add(&bp.field("conf"), "cert and key are set only for a provided CA");
+                            report.add(
+                                &bp.field("conf"),
+                                "cert and key are set only for a provided CA",
+                            );
                         }
                     }
                     "provided" => {
                         data_source(report, &bp.field("conf").field("cert"), conf.cert.as_ref());
                         data_source(report, &bp.field("conf").field("key"), conf.key.as_ref());
                     }
-                    other => report.add(&bp.field("type"), format!("{other:?} is unknown; has to be one of builtin, provided")),
+                    other => report.add(
+                        &bp.field("type"),
+                        format!("{other:?} is unknown; has to be one of builtin, provided"),
+                    ),
                 }
-                if let Some(expiration) = backend.dp_cert.as_ref().and_then(|d| d.rotation.as_ref()).and_then(|r| r.expiration.as_deref()) {
-                    report.positive_duration(&bp.field("dpCert").field("rotation").field("expiration"), Some(expiration));
+                if let Some(expiration) = backend
+                    .dp_cert
+                    .as_ref()
+                    .and_then(|d| d.rotation.as_ref())
+                    .and_then(|r| r.expiration.as_deref())
+                {
+                    report.positive_duration(
+                        &bp.field("dpCert").field("rotation").field("expiration"),
+                        Some(expiration),
+                    );
                 }
             }
             let names: Vec<&str> = mtls.backends.iter().map(|b| b.name.as_str()).collect();
-            report.reference(&p.field("enabledBackend"), mtls.enabled_backend.as_deref(), &names, "CA backend");
+            report.reference(
+                &p.field("enabledBackend"),
+                mtls.enabled_backend.as_deref(),
+                &names,
+                "CA backend",
+            );
         }
 
         if let Some(logging) = &self.logging {
@@ -636,20 +825,43 @@ impl Validate for MeshSpec {
             report.unique_names(&backends, logging.backends.iter().map(|b| b.name.as_str()));
             for (i, backend) in logging.backends.iter().enumerate() {
                 let bp = backends.index(i);
-                let forms = [backend.kind.is_some(), backend.file.is_some(), backend.tcp.is_some()];
-                if forms.iter().filter(|x| **x).count() > 1 || (backend.kind.is_none() && backend.conf.is_some()) {
+                let forms = [
+                    backend.kind.is_some(),
+                    backend.file.is_some(),
+                    backend.tcp.is_some(),
+                ];
+                if forms.iter().filter(|x| **x).count() > 1
+                    || (backend.kind.is_none() && backend.conf.is_some())
+                {
                     report.add(&bp, "use either type + conf, or one of file / tcp");
                     continue;
                 }
-                let conf = backend.conf.as_ref().or(backend.file.as_ref()).or(backend.tcp.as_ref());
+                let conf = backend
+                    .conf
+                    .as_ref()
+                    .or(backend.file.as_ref())
+                    .or(backend.tcp.as_ref());
                 match backend.backend_type() {
                     Some("file") => {
-                        if conf.and_then(|c| c.path.as_deref()).is_none_or(str::is_empty) {
-                            report.add(&bp.field(if backend.file.is_some() { "file" } else { "conf" }).field("path"), "has to be set");
+                        if conf
+                            .and_then(|c| c.path.as_deref())
+                            .is_none_or(str::is_empty)
+                        {
+                            report.add(
+                                &bp.field(if backend.file.is_some() {
+                                    "file"
+                                } else {
+                                    "conf"
+                                })
+                                .field("path"),
+                                "has to be set",
+                            );
                         }
                     }
                     Some("tcp") => {
-                        let field = bp.field(if backend.tcp.is_some() { "tcp" } else { "conf" }).field("address");
+                        let field = bp
+                            .field(if backend.tcp.is_some() { "tcp" } else { "conf" })
+                            .field("address");
                         match conf.and_then(|c| c.address.as_deref()) {
                             None => report.add(&field, "has to be set"),
                             Some(a) => {
@@ -659,12 +871,20 @@ impl Validate for MeshSpec {
                             }
                         }
                     }
-                    Some(other) => report.add(&bp.field("type"), format!("{other:?} is unknown; has to be one of file, tcp")),
+                    Some(other) => report.add(
+                        &bp.field("type"),
+                        format!("{other:?} is unknown; has to be one of file, tcp"),
+                    ),
                     None => report.add(&bp.field("type"), "has to be set to file or tcp"),
                 }
             }
             let names: Vec<&str> = logging.backends.iter().map(|b| b.name.as_str()).collect();
-            report.reference(&p.field("defaultBackend"), logging.default_backend.as_deref(), &names, "logging backend");
+            report.reference(
+                &p.field("defaultBackend"),
+                logging.default_backend.as_deref(),
+                &names,
+                "logging backend",
+            );
         }
 
         if let Some(tracing) = &self.tracing {
@@ -684,7 +904,10 @@ impl Validate for MeshSpec {
                 }
                 let (conf_field, conf) = match (&backend.kind, &backend.zipkin) {
                     (Some(kind), _) if kind != "zipkin" => {
-                        report.add(&bp.field("type"), format!("{kind:?} is unknown; has to be zipkin"));
+                        report.add(
+                            &bp.field("type"),
+                            format!("{kind:?} is unknown; has to be zipkin"),
+                        );
                         continue;
                     }
                     (Some(_), _) => ("conf", backend.conf.as_ref()),
@@ -710,13 +933,23 @@ impl Validate for MeshSpec {
                 }
             }
             let names: Vec<&str> = tracing.backends.iter().map(|b| b.name.as_str()).collect();
-            report.reference(&p.field("defaultBackend"), tracing.default_backend.as_deref(), &names, "tracing backend");
+            report.reference(
+                &p.field("defaultBackend"),
+                tracing.default_backend.as_deref(),
+                &names,
+                "tracing backend",
+            );
         }
 
         if let Some(metrics) = &self.metrics {
             let p = root.field("metrics");
-            if metrics.prometheus.is_some() && (metrics.enabled_backend.is_some() || !metrics.backends.is_empty()) {
-                report.add(&p, "cannot mix prometheus (Kuma 0.4 form) with enabledBackend/backends");
+            if metrics.prometheus.is_some()
+                && (metrics.enabled_backend.is_some() || !metrics.backends.is_empty())
+            {
+                report.add(
+                    &p,
+                    "cannot mix prometheus (Kuma 0.4 form) with enabledBackend/backends",
+                );
             }
             if let Some(prometheus) = &metrics.prometheus {
                 prometheus_conf(report, &p.field("prometheus"), prometheus);
@@ -726,14 +959,22 @@ impl Validate for MeshSpec {
             for (i, backend) in metrics.backends.iter().enumerate() {
                 let bp = backends.index(i);
                 if backend.kind != "prometheus" {
-                    report.add(&bp.field("type"), format!("{:?} is unknown; has to be prometheus", backend.kind));
+                    report.add(
+                        &bp.field("type"),
+                        format!("{:?} is unknown; has to be prometheus", backend.kind),
+                    );
                 }
                 if let Some(conf) = &backend.conf {
                     prometheus_conf(report, &bp.field("conf"), conf);
                 }
             }
             let names: Vec<&str> = metrics.backends.iter().map(|b| b.name.as_str()).collect();
-            report.reference(&p.field("enabledBackend"), metrics.enabled_backend.as_deref(), &names, "metrics backend");
+            report.reference(
+                &p.field("enabledBackend"),
+                metrics.enabled_backend.as_deref(),
+                &names,
+                "metrics backend",
+            );
         }
     }
 }

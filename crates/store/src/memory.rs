@@ -12,7 +12,9 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 use crate::store::check_key;
-use crate::{EventKind, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchEvent, WatchStream};
+use crate::{
+    EventKind, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchEvent, WatchStream,
+};
 
 /// How many past events a watcher may ask to replay, and how far a live watcher may fall behind.
 const HISTORY: usize = 4096;
@@ -21,7 +23,11 @@ const HISTORY: usize = 4096;
 type OrderKey = (ResourceType, String, String);
 
 fn order_key(key: &ResourceKey) -> OrderKey {
-    (key.resource_type, key.mesh.clone().unwrap_or_default(), key.name.clone())
+    (
+        key.resource_type,
+        key.mesh.clone().unwrap_or_default(),
+        key.name.clone(),
+    )
 }
 
 #[derive(Debug, Default)]
@@ -46,7 +52,10 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
-        MemoryStore { state: Mutex::new(State::default()), events: broadcast::channel(HISTORY).0 }
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            events: broadcast::channel(HISTORY).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -55,8 +64,19 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, state: &mut State, kind: EventKind, key: ResourceKey, resource: Option<Resource>) {
-        let event = WatchEvent { revision: Revision(state.revision), kind, key, resource };
+    fn record(
+        &self,
+        state: &mut State,
+        kind: EventKind,
+        key: ResourceKey,
+        resource: Option<Resource>,
+    ) {
+        let event = WatchEvent {
+            revision: Revision(state.revision),
+            kind,
+            key,
+            resource,
+        };
         if state.history.len() == HISTORY {
             state.history.pop_front();
         }
@@ -72,9 +92,9 @@ fn encode_offset(key: &OrderKey) -> String {
 }
 
 fn decode_offset(t: ResourceType, offset: &str) -> Result<OrderKey, StoreError> {
-    let (mesh, name) = offset
-        .split_once('/')
-        .ok_or_else(|| StoreError::Invalid { reason: format!("offset {offset:?} is not one this store issued") })?;
+    let (mesh, name) = offset.split_once('/').ok_or_else(|| StoreError::Invalid {
+        reason: format!("offset {offset:?} is not one this store issued"),
+    })?;
     Ok((t, mesh.to_string(), name.to_string()))
 }
 
@@ -100,21 +120,32 @@ impl ResourceStore for MemoryStore {
             .take_while(|(k, _)| k.0 == t)
             .filter(|(k, _)| mesh.is_none_or(|m| k.1 == m));
         let total = matching.clone().count();
-        let after = query.offset.as_deref().map(|o| decode_offset(t, o)).transpose()?;
+        let after = query
+            .offset
+            .as_deref()
+            .map(|o| decode_offset(t, o))
+            .transpose()?;
         let mut page: Vec<(&OrderKey, &Resource)> = matching
             .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
             .take(size + 1)
             .collect();
         let next = (page.len() > size).then(|| encode_offset(page[size - 1].0));
         page.truncate(size);
-        Ok(ListPage { items: page.into_iter().map(|(_, r)| r.clone()).collect(), total, next })
+        Ok(ListPage {
+            items: page.into_iter().map(|(_, r)| r.clone()).collect(),
+            total,
+            next,
+        })
     }
 
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let mut state = self.lock();
         if let Some(mesh) = &key.mesh {
-            if !state.resources.contains_key(&order_key(&ResourceKey::mesh(mesh))) {
+            if !state
+                .resources
+                .contains_key(&order_key(&ResourceKey::mesh(mesh)))
+            {
                 return Err(StoreError::MeshNotFound { mesh: mesh.clone() });
             }
         }
@@ -136,14 +167,26 @@ impl ResourceStore for MemoryStore {
         Ok(resource)
     }
 
-    async fn update(&self, key: ResourceKey, spec: Spec, expected: &Version) -> Result<Resource, StoreError> {
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let mut state = self.lock();
         let revision = state.revision + 1;
         let ok = order_key(&key);
-        let current = state.resources.get_mut(&ok).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+        let current = state
+            .resources
+            .get_mut(&ok)
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
         if &current.version != expected {
-            return Err(StoreError::Conflict { key, expected: expected.clone(), actual: current.version.clone() });
+            return Err(StoreError::Conflict {
+                key,
+                expected: expected.clone(),
+                actual: current.version.clone(),
+            });
         }
         current.spec = spec;
         current.version = Version(revision.to_string());
@@ -154,10 +197,17 @@ impl ResourceStore for MemoryStore {
         Ok(resource)
     }
 
-    async fn delete(&self, key: &ResourceKey, expected: Option<&Version>) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
         let ok = order_key(key);
-        let current = state.resources.get(&ok).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+        let current = state
+            .resources
+            .get(&ok)
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
         if let Some(expected) = expected {
             if &current.version != expected {
                 return Err(StoreError::Conflict {
@@ -196,20 +246,33 @@ impl ResourceStore for MemoryStore {
     async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
         let state = self.lock();
         let from = from.unwrap_or(Revision(state.revision));
-        let oldest_kept = state.history.front().map_or(state.revision + 1, |e| e.revision.0);
+        let oldest_kept = state
+            .history
+            .front()
+            .map_or(state.revision + 1, |e| e.revision.0);
         if from.0 + 1 < oldest_kept {
             return Err(StoreError::Compacted { requested: from.0 });
         }
-        let replay: Vec<Result<WatchEvent, StoreError>> =
-            state.history.iter().filter(|e| e.revision > from).cloned().map(Ok).collect();
+        let replay: Vec<Result<WatchEvent, StoreError>> = state
+            .history
+            .iter()
+            .filter(|e| e.revision > from)
+            .cloned()
+            .map(Ok)
+            .collect();
         // Subscribing under the lock means no event falls between the replay and the live feed.
         let live = BroadcastStream::new(self.events.subscribe());
         drop(state);
-        let last_replayed = replay.last().and_then(|e| e.as_ref().ok()).map_or(from, |e| e.revision);
+        let last_replayed = replay
+            .last()
+            .and_then(|e| e.as_ref().ok())
+            .map_or(from, |e| e.revision);
         let live = live
             .map(move |item| match item {
                 Ok(event) => Ok(event),
-                Err(BroadcastStreamRecvError::Lagged(_)) => Err(StoreError::Compacted { requested: last_replayed.0 }),
+                Err(BroadcastStreamRecvError::Lagged(_)) => Err(StoreError::Compacted {
+                    requested: last_replayed.0,
+                }),
             })
             .scan(false, |ended, item| {
                 // End the stream after reporting a lag: the watcher must resynchronise.

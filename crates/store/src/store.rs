@@ -18,7 +18,12 @@ pub struct ListQuery {
 impl ListQuery {
     /// The first page of `resource_type` in `mesh` (or across meshes), `size` items long.
     pub fn new(resource_type: ResourceType, mesh: Option<&str>, size: usize) -> ListQuery {
-        ListQuery { resource_type, mesh: mesh.map(str::to_string), size, offset: None }
+        ListQuery {
+            resource_type,
+            mesh: mesh.map(str::to_string),
+            size,
+            offset: None,
+        }
     }
 }
 
@@ -48,10 +53,16 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError>;
 
     /// Replaces a resource's spec if its version is still `expected`.
-    async fn update(&self, key: ResourceKey, spec: Spec, expected: &Version) -> Result<Resource, StoreError>;
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError>;
 
     /// Deletes a resource (and what it owns); with `expected`, only if its version still matches.
-    async fn delete(&self, key: &ResourceKey, expected: Option<&Version>) -> Result<(), StoreError>;
+    async fn delete(&self, key: &ResourceKey, expected: Option<&Version>)
+        -> Result<(), StoreError>;
 
     /// The revision of the latest write.
     async fn revision(&self) -> Result<Revision, StoreError>;
@@ -68,7 +79,9 @@ pub fn check_key(key: &ResourceKey, spec: &Spec) -> Result<(), StoreError> {
         });
     }
     if key.resource_type.is_mesh_scoped() != key.mesh.is_some() {
-        return Err(StoreError::Invalid { reason: format!("key {key} has the wrong scope") });
+        return Err(StoreError::Invalid {
+            reason: format!("key {key} has the wrong scope"),
+        });
     }
     Ok(())
 }

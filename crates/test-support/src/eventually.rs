@@ -3,7 +3,11 @@ use std::time::{Duration, Instant};
 
 /// Polls `check` until it returns `Ok`, or panics with its last error once `deadline` has passed.
 /// Prefer the `eventually!` macro, which names the checked expression in the panic.
-pub fn poll_until<T, E: Debug>(deadline: Duration, what: &str, mut check: impl FnMut() -> Result<T, E>) -> T {
+pub fn poll_until<T, E: Debug>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
     let start = Instant::now();
     let mut pause = Duration::from_millis(10);
     loop {

@@ -9,7 +9,13 @@ pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     let dir = exe
         .parent()
-        .map(|deps| if deps.ends_with("deps") { deps.parent().unwrap_or(deps) } else { deps })
+        .map(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent().unwrap_or(deps)
+            } else {
+                deps
+            }
+        })
         .expect("the test executable lives in a directory");
     let path = dir.join(name);
     assert!(
@@ -34,7 +40,12 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpReply> {
 }
 
 /// One HTTP/1.0 request to 127.0.0.1 over a raw socket, with an optional JSON body.
-pub fn http_request(port: u16, method: &str, path: &str, json: Option<&str>) -> std::io::Result<HttpReply> {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> std::io::Result<HttpReply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let body = json.unwrap_or_default();
@@ -50,6 +61,9 @@ pub fn http_request(port: u16, method: &str, path: &str, json: Option<&str>) -> 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok(HttpReply { status, body })
 }

@@ -18,7 +18,10 @@ async fn must_reject(setup: &[&str], yaml: &str, fields: &[&str]) {
     expected.sort();
     assert_eq!(reply.cause_fields(), expected, "{}", reply.body);
     for cause in reply.body["causes"].as_array().expect("causes") {
-        assert!(!cause["message"].as_str().unwrap_or_default().is_empty(), "{cause}");
+        assert!(
+            !cause["message"].as_str().unwrap_or_default().is_empty(),
+            "{cause}"
+        );
     }
 }
 
@@ -219,7 +222,9 @@ async fn body_that_disagrees_with_the_url_is_rejected_field_by_field() {
     let api = must_api().await;
     let body = serde_json::json!({"type": "Dataplane", "mesh": "other", "name": "dp-2",
         "networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}});
-    let reply = api.put_json("/meshes/default/traffic-routes/dp-1", &body).await;
+    let reply = api
+        .put_json("/meshes/default/traffic-routes/dp-1", &body)
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.cause_fields(), ["mesh", "name", "type"]);
 }

@@ -9,7 +9,9 @@ mod traffic_route;
 mod traffic_trace;
 
 pub use health_check::{ActiveChecks, HealthCheckConf, HealthCheckSpec, PassiveChecks};
-pub use proxy_template::{ProxyTemplateConf, ProxyTemplateRawResource, ProxyTemplateSpec, PROFILES};
+pub use proxy_template::{
+    ProxyTemplateConf, ProxyTemplateRawResource, ProxyTemplateSpec, PROFILES,
+};
 pub use selector::Selector;
 pub use traffic_log::{TrafficLogConf, TrafficLogSpec};
 pub use traffic_permission::TrafficPermissionSpec;
