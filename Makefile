@@ -4,7 +4,7 @@
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup build test verify fmt-check clippy deps tests fix demo bench
+.PHONY: setup build test verify fmt-check clippy deps tests fix demo
 
 setup:
 	@.ci/setup

@@ -4,4 +4,5 @@ mod support;
 
 mod paging;
 mod resources;
+mod robustness;
 mod validation;
