@@ -1,1 +1,29 @@
-//! placeholder
+//! kumactl: the user CLI of kuma-rs. It owns the command line (`apply`, `get`, `delete`,
+//! `inspect`, `config`, `version`, `completion`), the `~/.kumactl/config` file, the REST client,
+//! mustache templating of applied files, and the table/YAML/JSON printers.
+//!
+//! kumactl is only a client of the control plane's HTTP API. It must never link a store backend
+//! (RocksDB, Raft, Kubernetes, Postgres) or any server crate: its only project dependency is
+//! `kuma-model`, for the type registry, parsing and the REST shapes it shares with the server.
+
+mod apply;
+mod args;
+mod cells;
+mod client;
+mod config;
+mod delete;
+mod error;
+mod get;
+mod inspect;
+mod kumactl;
+mod output;
+mod table;
+mod template;
+
+pub use args::{Args, Command};
+pub use client::{ApiClient, ClientError};
+pub use config::{Config, ConfigError};
+pub use error::CliError;
+pub use kumactl::{run, Kumactl};
+pub use table::Table;
+pub use template::{render_template, TemplateError};

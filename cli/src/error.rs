@@ -1,0 +1,179 @@
+//! `CliError`: everything a kumactl command can fail with. Its `Display` is the text the user
+//! sees after `Error: `, already in Kuma's shape for API and validation errors.
+
+use std::path::PathBuf;
+
+use kuma_model::rest::{Cause, ErrorBody};
+use kuma_model::Violation;
+
+use crate::client::{format_api_error, ClientError};
+use crate::config::ConfigError;
+use crate::template::TemplateError;
+
+/// A failed kumactl command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// `config control-planes add` reached something that is not a Kuma control plane.
+    #[error(
+        "{url} is not a Kuma Control Plane API Server ({reason}); check the address, \
+         e.g. http://localhost:5681"
+    )]
+    NotKuma { url: String, reason: String },
+    /// `config control-planes add` could not connect to the address at all.
+    #[error(
+        "could not connect to the Control Plane API Server at {url}: {reason}; check the address \
+         and that kuma-cp is running there"
+    )]
+    CannotConnect { url: String, reason: String },
+    /// A resource read from a file failed local checks; printed like the API's validation error.
+    #[error("{}", format_api_error(&invalid_body(location.as_deref(), violations)))]
+    InvalidResource {
+        location: Option<String>,
+        violations: Vec<Violation>,
+    },
+    /// One of several resources of an `apply` was refused; the ones before it were applied.
+    #[error(
+        "{source}\n(while applying {resource}, resource {position} of {count}; the resources \
+         before it were applied, the ones after it were not)"
+    )]
+    ApplyFailed {
+        source: ClientError,
+        resource: String,
+        position: usize,
+        count: usize,
+    },
+    /// A document is not YAML, or not an object.
+    #[error("{0}")]
+    Syntax(String),
+    /// The input holds no resource.
+    #[error("{0} contains no resources")]
+    NothingToApply(String),
+    #[error("could not read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not fetch {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("could not read the resources from stdin: {0}")]
+    ReadStdin(std::io::Error),
+    /// A `get`/`inspect` of one resource that does not exist.
+    #[error("No resources found in {mesh} mesh ({kind} {name:?} does not exist)")]
+    NotFound {
+        kind: &'static str,
+        mesh: String,
+        name: String,
+    },
+    /// A `delete` of a resource that does not exist.
+    #[error("there is no {kind} with name {name:?}{}", in_mesh(mesh))]
+    NothingToDelete {
+        kind: &'static str,
+        mesh: Option<String>,
+        name: String,
+    },
+    /// The server sent something kumactl could not make sense of.
+    #[error("could not read {what} from the API: {reason}")]
+    UnexpectedAnswer { what: String, reason: String },
+    #[error("could not write the output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("could not start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn in_mesh(mesh: &Option<String>) -> String {
+    mesh.as_ref()
+        .map(|m| format!(" in mesh {m:?}"))
+        .unwrap_or_default()
+}
+
+fn invalid_body(location: Option<&str>, violations: &[Violation]) -> ErrorBody {
+    let details = match location {
+        Some(location) => format!("Resource in {location} is not valid"),
+        None => "Resource is not valid".to_string(),
+    };
+    ErrorBody {
+        title: "Could not process a resource".to_string(),
+        details,
+        causes: violations
+            .iter()
+            .map(|v| Cause {
+                field: v.field.clone(),
+                message: v.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+impl CliError {
+    /// Whether the failure was a closed stdout (e.g. `kumactl get meshes | head -1`), which is
+    /// not worth reporting.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_validation_errors_look_like_the_apis() {
+        let err = CliError::InvalidResource {
+            location: None,
+            violations: vec![Violation::new(
+                "networking.inbound[0].tags[\"service\"]",
+                "tag has to exist",
+            )],
+        };
+        assert_eq!(
+            err.to_string(),
+            "Could not process a resource (Resource is not valid)\n\
+             * networking.inbound[0].tags[\"service\"]: tag has to exist"
+        );
+    }
+
+    #[test]
+    fn the_failing_document_is_named_when_there_are_several() {
+        let err = CliError::InvalidResource {
+            location: Some("document 2".into()),
+            violations: vec![Violation::new("name", "field is required")],
+        };
+        assert!(err
+            .to_string()
+            .starts_with("Could not process a resource (Resource in document 2"));
+    }
+
+    #[test]
+    fn not_found_messages_name_the_resource() {
+        let err = CliError::NotFound {
+            kind: "Dataplane",
+            mesh: "default".into(),
+            name: "x".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "No resources found in default mesh (Dataplane \"x\" does not exist)"
+        );
+        let err = CliError::NothingToDelete {
+            kind: "Mesh",
+            mesh: None,
+            name: "demo".into(),
+        };
+        assert_eq!(err.to_string(), "there is no Mesh with name \"demo\"");
+        let err = CliError::NothingToDelete {
+            kind: "Dataplane",
+            mesh: Some("default".into()),
+            name: "x".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "there is no Dataplane with name \"x\" in mesh \"default\""
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! `kumactl inspect dataplanes|meshes`: the augmented views. Dataplanes are joined with their
+//! insights by the API (`dataplanes+insights`); mesh counts are computed here from the lists.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use kuma_model::{DataplaneInsightSpec, DataplaneSpec, ResourceType, Spec};
+use serde_json::Value;
+
+use crate::cells;
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::get::{not_found, text};
+use crate::table::Table;
+
+/// The REST segment of dataplanes joined with their insights.
+const OVERVIEWS: &str = "dataplanes+insights";
+
+/// `inspect dataplanes [NAME] [--tag k=v]...` in `mesh`.
+pub(crate) async fn inspect_dataplanes(
+    client: &ApiClient,
+    mesh: &str,
+    name: Option<&str>,
+    tags: &[(String, String)],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let overviews = match name {
+        Some(name) => {
+            let overview = client
+                .get(&["meshes", mesh, OVERVIEWS, name])
+                .await
+                .map_err(|e| {
+                    if e.is_not_found() {
+                        not_found(ResourceType::Dataplane, mesh, name)
+                    } else {
+                        e.into()
+                    }
+                })?;
+            vec![overview]
+        }
+        None => {
+            let query: Vec<_> = tags
+                .iter()
+                .map(|(k, v)| ("tag", format!("{k}:{v}")))
+                .collect();
+            client
+                .list_all(&["meshes", mesh, OVERVIEWS], &query)
+                .await?
+                .items
+        }
+    };
+    write!(out, "{}", dataplanes_table(&overviews, Utc::now())?)?;
+    Ok(())
+}
+
+/// `inspect meshes`: per mesh, dataplanes online/total and the count of each policy type.
+pub(crate) async fn inspect_meshes(
+    client: &ApiClient,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let policies: Vec<_> = ResourceType::descriptors()
+        .iter()
+        .filter(|d| d.is_policy)
+        .collect();
+    let meshes = client
+        .list_all(&ApiClient::collection(ResourceType::Mesh, ""), &[])
+        .await?;
+    let mut header = vec!["MESH", "DATAPLANES"];
+    header.extend(policies.iter().map(|d| d.title));
+    let mut table = Table::new(header);
+    for mesh in &meshes.items {
+        let name = text(mesh, "name");
+        let overviews = client
+            .list_all(&["meshes", &name, OVERVIEWS], &[])
+            .await?
+            .items;
+        let mut online = 0;
+        for overview in &overviews {
+            if read_overview(overview)?.1.is_online() {
+                online += 1;
+            }
+        }
+        let mut row = vec![name.clone(), format!("{online}/{}", overviews.len())];
+        for policy in &policies {
+            let segments = ApiClient::collection(policy.resource_type, &name);
+            row.push(
+                client
+                    .list_all(&segments, &[])
+                    .await?
+                    .items
+                    .len()
+                    .to_string(),
+            );
+        }
+        table.push(row);
+    }
+    write!(out, "{table}")?;
+    Ok(())
+}
+
+/// The `inspect dataplanes` table for `DataplaneOverview` objects, ages measured at `now`.
+pub(crate) fn dataplanes_table(overviews: &[Value], now: DateTime<Utc>) -> Result<Table, CliError> {
+    let mut table = Table::new([
+        "MESH",
+        "NAME",
+        "TAGS",
+        "STATUS",
+        "LAST CONNECTED AGO",
+        "LAST UPDATED AGO",
+        "TOTAL UPDATES",
+        "TOTAL ERRORS",
+    ]);
+    for overview in overviews {
+        let (dataplane, insight) = read_overview(overview)?;
+        let latest = insight.latest();
+        table.push([
+            text(overview, "mesh"),
+            text(overview, "name"),
+            cells::tags(&dataplane.merged_tags()),
+            if insight.is_online() {
+                "Online"
+            } else {
+                "Offline"
+            }
+            .to_string(),
+            cells::ago(latest.and_then(|s| s.connect_time), now),
+            cells::ago(latest.and_then(|s| s.status.last_update_time), now),
+            insight.total_updates().to_string(),
+            insight.total_errors().to_string(),
+        ]);
+    }
+    Ok(table)
+}
+
+/// The dataplane spec and insight of a `DataplaneOverview`; an absent or empty insight is a
+/// dataplane that never connected.
+fn read_overview(overview: &Value) -> Result<(DataplaneSpec, DataplaneInsightSpec), CliError> {
+    let unexpected = |reason: String| CliError::UnexpectedAnswer {
+        what: format!("DataplaneOverview {:?}", text(overview, "name")),
+        reason,
+    };
+    let field = |name: &str| match overview.get(name) {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(value) => value.clone(),
+    };
+    let dataplane = match Spec::from_json(ResourceType::Dataplane, field("dataplane")) {
+        Ok(Spec::Dataplane(spec)) => spec,
+        Ok(_) => return Err(unexpected("dataplane is not a Dataplane".into())),
+        Err(e) => return Err(unexpected(format!("dataplane.{}: {}", e.path(), e.inner()))),
+    };
+    let insight = match Spec::from_json(ResourceType::DataplaneInsight, field("dataplaneInsight")) {
+        Ok(Spec::DataplaneInsight(spec)) => spec,
+        Ok(_) => {
+            return Err(unexpected(
+                "dataplaneInsight is not a DataplaneInsight".into(),
+            ))
+        }
+        Err(e) => {
+            return Err(unexpected(format!(
+                "dataplaneInsight.{}: {}",
+                e.path(),
+                e.inner()
+            )))
+        }
+    };
+    Ok((dataplane, insight))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! `kumactl inspect dataplanes|meshes`.
+
+use kuma_test_support::KumaCp;
+
+use crate::support::{Ctl, BACKEND_1, REDIS_1};
+
+#[test]
+fn inspect_dataplanes_shows_only_those_with_every_tag_given() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(REDIS_1);
+    ctl.must_apply(BACKEND_1);
+    ctl.must_apply(
+        "type: Dataplane\nmesh: default\nname: redis-2\nnetworking:\n  inbound:\n  \
+         - interface: 127.0.0.1:9001:6379\n    tags:\n      service: redis\n      version: v2\n",
+    );
+
+    let names = |args: &[&str]| -> Vec<String> {
+        ctl.must_run(args)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&["inspect", "dataplanes", "--tag", "service=redis"]),
+        ["redis-1", "redis-2"]
+    );
+    assert_eq!(
+        names(&[
+            "inspect",
+            "dataplanes",
+            "--tag",
+            "service=redis",
+            "--tag",
+            "version=v2"
+        ]),
+        ["redis-2"]
+    );
+    assert!(names(&["inspect", "dataplanes", "--tag", "service=nope"]).is_empty());
+    let row = ctl.must_run(&["inspect", "dataplanes", "redis-2"]);
+    assert!(
+        row.contains("   service=redis version=v2   Offline   "),
+        "{row}"
+    );
+}
+
+#[test]
+fn inspect_of_a_missing_dataplane_exits_non_zero() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    let stderr = ctl.run(&["inspect", "dataplanes", "nope"]).must_fail();
+    assert!(
+        stderr.contains("Dataplane \"nope\" does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_meshes_counts_dataplanes_and_policies_per_mesh() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(REDIS_1);
+    ctl.must_apply(BACKEND_1);
+    ctl.must_apply("type: Mesh\nname: demo\n");
+    ctl.must_apply(
+        "type: TrafficPermission\nmesh: demo\nname: allow-all\n\
+         sources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n",
+    );
+
+    assert_eq!(
+        ctl.must_run(&["inspect", "meshes"]),
+        "MESH      DATAPLANES   TRAFFIC PERMISSIONS   TRAFFIC ROUTES   TRAFFIC LOGS   TRAFFIC TRACES   PROXY TEMPLATES   HEALTH CHECKS\n\
+         default   0/2          0                     0                0              0                0                 0\n\
+         demo      0/0          1                     0                0              0                0                 0\n"
+    );
+}
