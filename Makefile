@@ -4,7 +4,7 @@
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup build test verify fmt-check clippy deps tests fix demo
+.PHONY: setup build test verify fmt-check clippy deps tests api-fuzz fix demo
 
 setup:
 	@.ci/setup
@@ -16,7 +16,7 @@ build:
 test: setup verify
 
 ## verify: the read-only gate: formatting, lints, dependency direction, every test.
-verify: fmt-check clippy deps tests
+verify: fmt-check clippy deps tests api-fuzz
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -34,6 +34,10 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --locked --no-fail-fast
 endif
+
+# Every API operation fuzzed from /openapi.json: no 5xx, responses match the document.
+api-fuzz: build
+	@.ci/api-fuzz
 
 ## fix: the mutating twin of verify.
 fix:

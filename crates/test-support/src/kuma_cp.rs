@@ -40,7 +40,20 @@ impl KumaCpBuilder {
     }
 
     /// Starts the process and waits until `/ready` answers 200; panics with its log otherwise.
+    /// When a port picked by `free_port` was taken by another test process in the meantime
+    /// (kuma-cp then says "could not listen"), it starts again on fresh ports, at most 3 times.
     pub fn must_start(self) -> KumaCp {
+        for attempt in 1..=3 {
+            match self.try_start() {
+                Ok(cp) => return cp,
+                Err(cp) if attempt < 3 && cp.log().contains("could not listen") => continue,
+                Err(cp) => panic!("kuma-cp did not become ready; its log:\n{}", cp.log()),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn try_start(&self) -> Result<KumaCp, KumaCp> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = dir.path().join("kuma-cp.log");
         let ports = [
@@ -87,21 +100,20 @@ impl KumaCpBuilder {
             log,
             _dir: dir,
         };
-        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            poll_until(Duration::from_secs(20), "kuma-cp /ready", || {
-                if let Some(status) = cp.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    return Err(format!("kuma-cp exited with {status}"));
-                }
-                match http_get(cp.diagnostics_port, "/ready") {
-                    Ok(r) if r.status == 200 => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            })
-        }));
-        if ready.is_err() {
-            panic!("kuma-cp did not become ready; its log:\n{}", cp.log());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(Ok(Some(_))) = cp.child.as_mut().map(|c| c.try_wait()) {
+                cp.child = None;
+                return Err(cp);
+            }
+            if matches!(http_get(cp.diagnostics_port, "/ready"), Ok(r) if r.status == 200) {
+                return Ok(cp);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(cp);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        cp
     }
 }
 
