@@ -75,3 +75,43 @@ fn inspect_meshes_counts_dataplanes_and_policies_per_mesh() {
          demo      0/0          1                     0                0              0                0                 0\n"
     );
 }
+
+#[test]
+fn a_connected_dataplane_is_online_with_ages_and_totals_over_every_subscription() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(REDIS_1);
+    let ago = |seconds: i64| (chrono::Utc::now() - chrono::Duration::seconds(seconds)).to_rfc3339();
+    // An earlier stream that ended, and the current one: totals add up, ages come from the latest.
+    let insight = |current_ended: bool| {
+        let end = if current_ended {
+            format!("  disconnectTime: '{}'\n", ago(60))
+        } else {
+            String::new()
+        };
+        format!(
+            "type: DataplaneInsight\nmesh: default\nname: redis-1\nsubscriptions:\n\
+             - id: old\n  controlPlaneInstanceId: cp-1\n  connectTime: '{}'\n  disconnectTime: '{}'\n  \
+               status:\n    lastUpdateTime: '{}'\n    total:\n      responsesSent: '5'\n      responsesRejected: '1'\n\
+             - id: new\n  controlPlaneInstanceId: cp-1\n  connectTime: '{}'\n{end}  \
+               status:\n    lastUpdateTime: '{}'\n    total:\n      responsesSent: '2'\n      responsesAcknowledged: '2'\n",
+            ago(3 * 86_400),
+            ago(2 * 86_400),
+            ago(2 * 86_400),
+            ago(90 * 60),
+            ago(65 * 60),
+        )
+    };
+    ctl.must_apply(&insight(false));
+    assert_eq!(
+        ctl.must_run(&["inspect", "dataplanes"]),
+        "MESH      NAME      TAGS            STATUS   LAST CONNECTED AGO   LAST UPDATED AGO   TOTAL UPDATES   TOTAL ERRORS\n\
+         default   redis-1   service=redis   Online   1h                   1h                 7               1\n"
+    );
+
+    // When the current stream ends too, the dataplane is Offline and its history stays.
+    ctl.must_apply(&insight(true));
+    let row = ctl.must_run(&["inspect", "dataplanes"]);
+    assert!(row.contains("   service=redis   Offline   1h   "), "{row}");
+    assert!(row.trim_end().ends_with("7               1"), "{row}");
+}
