@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use kuma_model::{parse_resource, parse_resources_yaml, ParseError, ResourceInput};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::args::ApplyArgs;
 use crate::client::{http_client, parse_url, root_cause, ApiClient};
@@ -86,20 +86,6 @@ fn read_resource(value: Value, label: Option<String>) -> Result<ResourceInput, C
     }
 }
 
-/// The flat REST object of a resource: `type`, `mesh` (not for Mesh), `name`, then its spec.
-pub(crate) fn rest_object(input: &ResourceInput) -> Value {
-    let mut object = Map::new();
-    object.insert("type".into(), input.key.resource_type.name().into());
-    if let Some(mesh) = &input.key.mesh {
-        object.insert("mesh".into(), mesh.clone().into());
-    }
-    object.insert("name".into(), input.key.name.clone().into());
-    if let Value::Object(fields) = input.spec.to_json() {
-        object.extend(fields);
-    }
-    Value::Object(object)
-}
-
 /// Reads the text `apply -f` names: a file, stdin (`-`) or an http(s) URL.
 pub(crate) async fn read_input(file: &str, stdin: &mut dyn Read) -> Result<String, CliError> {
     if file == "-" {
@@ -158,7 +144,7 @@ where
             if i > 0 {
                 writeln!(out, "---")?;
             }
-            print_yaml(out, &rest_object(resource))?;
+            print_yaml(out, &resource.to_rest_json())?;
         }
         return Ok(());
     }
@@ -168,7 +154,7 @@ where
         let key = &resource.key;
         let mesh = key.mesh.as_deref().unwrap_or_default();
         let segments = ApiClient::item(key.resource_type, mesh, &key.name);
-        match client.put(&segments, &rest_object(resource)).await {
+        match client.put(&segments, &resource.to_rest_json()).await {
             Ok(()) => {}
             // One resource: the API's error says it all, in Kuma's shape.
             Err(e) if count == 1 => return Err(e.into()),

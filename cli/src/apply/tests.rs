@@ -11,7 +11,7 @@ fn the_seeds_dataplane_becomes_its_flat_rest_object() {
     let resolved = Resolved::from_text(REDIS, &[], "stdin").unwrap();
     assert_eq!(resolved.resources.len(), 1);
     assert_eq!(
-        rest_object(&resolved.resources[0]),
+        resolved.resources[0].to_rest_json(),
         json!({
             "type": "Dataplane", "mesh": "default", "name": "redis-1",
             "networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}
@@ -67,7 +67,7 @@ fn server_set_times_are_accepted_and_not_sent() {
     let text = "type: Mesh\nname: a\ncreationTime: 2026-11-21T10:00:00Z\nmodificationTime: 2026-11-21T10:00:00Z\n";
     let resolved = Resolved::from_text(text, &[], "f").unwrap();
     assert_eq!(
-        rest_object(&resolved.resources[0]),
+        resolved.resources[0].to_rest_json(),
         json!({"type": "Mesh", "name": "a"})
     );
 }

@@ -25,6 +25,13 @@ pub enum ParseError {
     Invalid(#[from] ValidationError),
 }
 
+impl ResourceInput {
+    /// The flat REST object to submit: `type`, `mesh` (not for Mesh), `name`, then the spec.
+    pub fn to_rest_json(&self) -> Value {
+        crate::resource::flat_object(&self.key, None, &self.spec)
+    }
+}
+
 /// Fields the server sets; accepted on input (so `kumactl get -o yaml` output can be re-applied)
 /// and ignored.
 const SERVER_FIELDS: &[&str] = &["creationTime", "modificationTime"];

@@ -80,23 +80,29 @@ pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
 impl Resource {
     /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields.
     pub fn to_rest_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("type".into(), self.key.resource_type.name().into());
-        if let Some(mesh) = &self.key.mesh {
-            object.insert("mesh".into(), mesh.clone().into());
-        }
-        object.insert("name".into(), self.key.name.clone().into());
-        object.insert(
-            "creationTime".into(),
-            format_time(&self.creation_time).into(),
-        );
-        object.insert(
-            "modificationTime".into(),
-            format_time(&self.modification_time).into(),
-        );
-        if let Value::Object(fields) = self.spec.to_json() {
-            object.extend(fields);
-        }
-        Value::Object(object)
+        let times = (&self.creation_time, &self.modification_time);
+        flat_object(&self.key, Some(times), &self.spec)
     }
+}
+
+/// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec.
+pub(crate) fn flat_object(
+    key: &ResourceKey,
+    times: Option<(&DateTime<Utc>, &DateTime<Utc>)>,
+    spec: &Spec,
+) -> Value {
+    let mut object = Map::new();
+    object.insert("type".into(), key.resource_type.name().into());
+    if let Some(mesh) = &key.mesh {
+        object.insert("mesh".into(), mesh.clone().into());
+    }
+    object.insert("name".into(), key.name.clone().into());
+    if let Some((created, modified)) = times {
+        object.insert("creationTime".into(), format_time(created).into());
+        object.insert("modificationTime".into(), format_time(modified).into());
+    }
+    if let Value::Object(fields) = spec.to_json() {
+        object.extend(fields);
+    }
+    Value::Object(object)
 }
