@@ -4,16 +4,19 @@
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup build test verify fmt-check clippy deps tests api-fuzz fix demo
+.PHONY: setup setup-tests build test verify fmt-check clippy deps tests api-fuzz fix demo
 
 setup:
 	@.ci/setup
+
+setup-tests:
+	@.ci/setup --tests
 
 build:
 	$(CARGO) build --workspace --bins --locked
 
 ## test: install what is missing, then run the whole gate (what CI runs).
-test: setup verify
+test: setup-tests verify
 
 ## verify: the read-only gate: formatting, lints, dependency direction, every test.
 verify: fmt-check clippy deps tests api-fuzz
