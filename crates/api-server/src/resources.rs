@@ -18,7 +18,7 @@ use crate::query::ListParams;
 use crate::server::State;
 
 /// A collection segment is a registered type's path, or `dataplanes+insights`.
-pub(crate) const OVERVIEW: &str = "dataplanes+insights";
+use kuma_model::rest::DATAPLANES_WITH_INSIGHTS as OVERVIEW;
 
 fn mesh_scoped_type(collection: &str, op: Op) -> Result<ResourceType, ApiError> {
     match ResourceType::from_path(collection) {

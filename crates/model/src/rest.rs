@@ -44,6 +44,9 @@ pub struct Cause {
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+/// The collection segment of dataplanes joined with their insights (`/meshes/{mesh}/dataplanes+insights`).
+pub const DATAPLANES_WITH_INSIGHTS: &str = "dataplanes+insights";
+
 /// A Dataplane joined with its insight, as `dataplanes+insights` returns it.
 pub fn dataplane_overview(dataplane: &Resource, insight: Option<&Resource>) -> Value {
     let mut object = Map::new();
