@@ -96,24 +96,45 @@ impl DataplaneInsightSpec {
 
     /// Responses sent, summed over all subscriptions.
     pub fn total_updates(&self) -> u64 {
-        self.subscriptions
-            .iter()
-            .map(|s| s.status.total.responses_sent)
-            .sum()
+        // Saturating: the counters come from outside and must not overflow a sum.
+        self.subscriptions.iter().fold(0u64, |sum, s| {
+            sum.saturating_add(s.status.total.responses_sent)
+        })
     }
 
     /// Responses rejected by Envoy, summed over all subscriptions.
     pub fn total_errors(&self) -> u64 {
-        self.subscriptions
-            .iter()
-            .map(|s| s.status.total.responses_rejected)
-            .sum()
+        // Saturating: the counters come from outside and must not overflow a sum.
+        self.subscriptions.iter().fold(0u64, |sum, s| {
+            sum.saturating_add(s.status.total.responses_rejected)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: summing counters near u64::MAX panicked `kumactl inspect dataplanes`.
+    #[test]
+    fn totals_saturate_instead_of_overflowing() {
+        let subscription = |sent: u64| DiscoverySubscription {
+            status: DiscoverySubscriptionStatus {
+                total: DiscoveryServiceStats {
+                    responses_sent: sent,
+                    responses_rejected: sent,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let insight = DataplaneInsightSpec {
+            subscriptions: vec![subscription(u64::MAX), subscription(5)],
+        };
+        assert_eq!(insight.total_updates(), u64::MAX);
+        assert_eq!(insight.total_errors(), u64::MAX);
+    }
 
     #[test]
     fn counters_are_written_as_strings_and_read_from_either() {

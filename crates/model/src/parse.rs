@@ -120,22 +120,41 @@ pub fn parse_resource(value: Value) -> Result<ResourceInput, ParseError> {
 
 /// Turns a serde error inside a spec into a violation at the field it names.
 fn spec_violation(e: &serde_path_to_error::Error<serde_json::Error>) -> Violation {
+    // Keys of the tag maps are written as Kuma writes them (`tags["version"]`); serde reports map
+    // keys and struct fields alike, so the map-typed fields are recognised by name.
+    const TAG_MAPS: &[&str] = &["tags", "match", "destination"];
     let mut field = String::new();
+    let mut previous: Option<&str> = None;
     for segment in e.path().iter() {
         match segment {
-            serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Seq { index } => {
+                field.push_str(&format!("[{index}]"));
+                previous = None;
+            }
             serde_path_to_error::Segment::Map { key }
             | serde_path_to_error::Segment::Enum { variant: key } => {
-                if !field.is_empty() {
-                    field.push('.');
+                if previous.is_some_and(|p| TAG_MAPS.contains(&p)) {
+                    field.push_str(&format!("[{key:?}]"));
+                    previous = None;
+                } else {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(key);
+                    previous = Some(key.as_str());
                 }
-                field.push_str(key);
             }
-            serde_path_to_error::Segment::Unknown => {}
+            serde_path_to_error::Segment::Unknown => previous = None,
         }
     }
-    let message = e.inner().to_string();
-    // serde appends " at line N column M" for text input; ours is a parsed value, so none appears.
+    let mut message = e.inner().to_string();
+    if field == "rules" && message.starts_with("unknown field") {
+        // Kuma 0.2 wrapped policies in `rules: [{sources, destinations, conf}]`; 0.3 flattened them.
+        message.push_str(
+            "; Kuma 0.2's `rules: [...]` form is not supported: write sources, destinations and \
+             conf at the top level of the policy, as Kuma 0.3 and later do",
+        );
+    }
     Violation::new(field, message)
 }
 

@@ -22,10 +22,10 @@ pub enum ResourceType {
     DataplaneInsight,
     TrafficPermission,
     TrafficRoute,
-    TrafficLog,
-    TrafficTrace,
-    ProxyTemplate,
     HealthCheck,
+    TrafficTrace,
+    TrafficLog,
+    ProxyTemplate,
 }
 
 /// What the registry records about one type.
@@ -47,6 +47,7 @@ pub struct TypeDescriptor {
     pub title: &'static str,
 }
 
+/// In Kuma 1.0's order, which `kumactl inspect meshes` shows its policy columns in.
 const REGISTRY: &[TypeDescriptor] = &[
     TypeDescriptor {
         resource_type: ResourceType::Mesh,
@@ -99,14 +100,14 @@ const REGISTRY: &[TypeDescriptor] = &[
         title: "TRAFFIC ROUTES",
     },
     TypeDescriptor {
-        resource_type: ResourceType::TrafficLog,
-        name: "TrafficLog",
+        resource_type: ResourceType::HealthCheck,
+        name: "HealthCheck",
         scope: Scope::Mesh,
-        path: "traffic-logs",
-        singular: "traffic-log",
-        aliases: &["trafficlogs", "trafficlog"],
+        path: "health-checks",
+        singular: "healthcheck",
+        aliases: &["healthchecks", "health-check"],
         is_policy: true,
-        title: "TRAFFIC LOGS",
+        title: "HEALTH CHECKS",
     },
     TypeDescriptor {
         resource_type: ResourceType::TrafficTrace,
@@ -119,6 +120,16 @@ const REGISTRY: &[TypeDescriptor] = &[
         title: "TRAFFIC TRACES",
     },
     TypeDescriptor {
+        resource_type: ResourceType::TrafficLog,
+        name: "TrafficLog",
+        scope: Scope::Mesh,
+        path: "traffic-logs",
+        singular: "traffic-log",
+        aliases: &["trafficlogs", "trafficlog"],
+        is_policy: true,
+        title: "TRAFFIC LOGS",
+    },
+    TypeDescriptor {
         resource_type: ResourceType::ProxyTemplate,
         name: "ProxyTemplate",
         scope: Scope::Mesh,
@@ -127,16 +138,6 @@ const REGISTRY: &[TypeDescriptor] = &[
         aliases: &["proxy-templates", "proxy-template"],
         is_policy: true,
         title: "PROXY TEMPLATES",
-    },
-    TypeDescriptor {
-        resource_type: ResourceType::HealthCheck,
-        name: "HealthCheck",
-        scope: Scope::Mesh,
-        path: "health-checks",
-        singular: "healthcheck",
-        aliases: &["healthchecks", "health-check"],
-        is_policy: true,
-        title: "HEALTH CHECKS",
     },
 ];
 

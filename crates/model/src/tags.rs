@@ -12,8 +12,9 @@ pub const SERVICE_TAG: &str = "kuma.io/service";
 /// The service tag as the seeds (Kuma 0.1-0.6) spell it.
 pub const SERVICE_TAG_LEGACY: &str = "service";
 
-/// A sorted tag map. Scalar YAML values (`version: 1`, `canary: true`) are accepted and kept as
-/// strings, because a YAML author rarely means them as anything else.
+/// A sorted tag map. Whole numbers and booleans written unquoted in YAML (`version: 1`,
+/// `canary: true`) are kept as the strings they spell; a decimal number is refused, because YAML
+/// has already changed it (`1.10` reads as `1.1`) and a quoted string is what the user meant.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Tags(pub BTreeMap<String, String>);
@@ -111,7 +112,9 @@ impl<'de> Deserialize<'de> for TagValue {
                 Ok(TagValue(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<TagValue, E> {
-                Ok(TagValue(format!("{v:?}")))
+                Err(E::custom(format!(
+                    "tag value {v} is a decimal number, which YAML may have rounded; quote it, e.g. '{v}'"
+                )))
             }
         }
         deserializer.deserialize_any(V)
@@ -123,12 +126,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scalar_yaml_values_become_strings() {
-        let tags: Tags =
-            serde_json::from_str(r#"{"version": 1, "ratio": 1.0, "canary": true}"#).unwrap();
+    fn whole_numbers_and_booleans_become_the_strings_they_spell() {
+        let tags: Tags = serde_yaml::from_str("version: 1\ncanary: true\n").unwrap();
         assert_eq!(tags.get("version"), Some("1"));
-        assert_eq!(tags.get("ratio"), Some("1.0"));
         assert_eq!(tags.get("canary"), Some("true"));
+    }
+
+    #[test]
+    fn unquoted_decimal_numbers_are_refused_rather_than_rounded() {
+        // YAML reads `1.10` as the float 1.1: keeping it would route to the wrong version.
+        let err = serde_yaml::from_str::<Tags>("version: 1.10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("quote it"), "{err}");
+        let quoted: Tags = serde_yaml::from_str("version: '1.10'\n").unwrap();
+        assert_eq!(quoted.get("version"), Some("1.10"));
     }
 
     #[test]
