@@ -42,6 +42,9 @@ macro_rules! conformance_suite {
             watch_from_now_sees_create_update_delete_in_order,
             watch_from_a_revision_replays_the_changes_after_it,
             revision_advances_with_every_write,
+            deleting_a_mesh_tells_watchers_about_everything_it_owned,
+            an_offset_the_store_did_not_issue_is_invalid,
+            watch_from_long_ago_replays_everything_or_says_compacted,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -502,5 +505,66 @@ pub async fn revision_advances_with_every_write(store: Store) {
     assert!(r0 < r1 && r1 < r2 && r2 < r3, "{r0} {r1} {r2} {r3}");
     for r in [r0, r1, r2, r3] {
         assert!(seen.insert(r));
+    }
+}
+
+pub async fn deleting_a_mesh_tells_watchers_about_everything_it_owned(store: Store) {
+    must_create_mesh(&store, "doomed").await;
+    must_create_dp(&store, "doomed", "a").await;
+    let insight = ResourceKey::new(ResourceType::DataplaneInsight, "doomed", "a");
+    store
+        .create(
+            insight.clone(),
+            Spec::DataplaneInsight(DataplaneInsightSpec::default()),
+        )
+        .await
+        .unwrap();
+    let mut events = store.watch(None).await.unwrap();
+    store
+        .delete(&ResourceKey::mesh("doomed"), None)
+        .await
+        .unwrap();
+    let mut deleted = HashSet::new();
+    for _ in 0..3 {
+        let event = must_next_event(&mut events).await;
+        assert_eq!(event.kind, EventKind::Deleted, "{event:?}");
+        deleted.insert(event.key);
+    }
+    let expected: HashSet<ResourceKey> =
+        [ResourceKey::mesh("doomed"), dp_key("doomed", "a"), insight]
+            .into_iter()
+            .collect();
+    assert_eq!(deleted, expected);
+}
+
+pub async fn an_offset_the_store_did_not_issue_is_invalid(store: Store) {
+    must_create_mesh(&store, "default").await;
+    let mut query = ListQuery::new(ResourceType::Dataplane, Some("default"), 10);
+    query.offset = Some("not an offset".into());
+    let err = store.list(&query).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+}
+
+/// A watcher asking for history must never miss an event silently: it gets every change after
+/// its revision, in order, or `Compacted` (and then lists again).
+pub async fn watch_from_long_ago_replays_everything_or_says_compacted(store: Store) {
+    let start = store.revision().await.unwrap();
+    must_create_mesh(&store, "default").await;
+    for i in 0..50 {
+        must_create_dp(&store, "default", &format!("dp-{i:02}")).await;
+    }
+    match store.watch(Some(start)).await {
+        Err(StoreError::Compacted { .. }) => {}
+        Err(other) => panic!("unexpected error {other:?}"),
+        Ok(mut events) => {
+            assert_eq!(
+                must_next_event(&mut events).await.key,
+                ResourceKey::mesh("default")
+            );
+            for i in 0..50 {
+                let event = must_next_event(&mut events).await;
+                assert_eq!(event.key, dp_key("default", &format!("dp-{i:02}")));
+            }
+        }
     }
 }

@@ -292,4 +292,46 @@ mod tests {
     use std::sync::Arc;
 
     crate::conformance_suite!(async { Arc::new(MemoryStore::new()) as Arc<dyn ResourceStore> });
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_too_far_behind_is_told_and_its_stream_ends() {
+        let store = MemoryStore::new();
+        store
+            .create(ResourceKey::mesh("default"), Spec::Mesh(Default::default()))
+            .await
+            .unwrap();
+        let mut events = store.watch(None).await.unwrap();
+        for i in 0..HISTORY + 10 {
+            let key = ResourceKey::new(
+                ResourceType::TrafficPermission,
+                "default",
+                &format!("tp-{i}"),
+            );
+            store
+                .create(key, Spec::empty(ResourceType::TrafficPermission))
+                .await
+                .unwrap();
+        }
+        let mut delivered = 0;
+        loop {
+            match events.next().await {
+                Some(Ok(_)) => delivered += 1,
+                Some(Err(StoreError::Compacted { .. })) => break,
+                other => panic!("expected Compacted after the events kept, got {other:?}"),
+            }
+        }
+        assert!(
+            delivered <= HISTORY,
+            "{delivered} events delivered before the lag was reported"
+        );
+        assert!(
+            events.next().await.is_none(),
+            "the stream ends after Compacted"
+        );
+        // Asking for history older than what is kept is refused the same way.
+        assert!(matches!(
+            store.watch(Some(Revision(0))).await,
+            Err(StoreError::Compacted { .. })
+        ));
+    }
 }
