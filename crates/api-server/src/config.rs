@@ -10,6 +10,9 @@ pub struct ApiServerConfig {
     pub read_only: bool,
     /// Largest request body accepted; larger ones get 413 (`KUMA_API_SERVER_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Base of the `next` links of paged lists, e.g. `https://kuma.example.com:5682` behind a
+    /// proxy (`KUMA_API_SERVER_PUBLIC_URL`); empty means `http://` and the request's Host.
+    pub public_url: String,
 }
 
 impl Default for ApiServerConfig {
@@ -18,6 +21,7 @@ impl Default for ApiServerConfig {
             port: 5681,
             read_only: false,
             max_body_bytes: 1024 * 1024,
+            public_url: String::new(),
         }
     }
 }
@@ -30,6 +34,13 @@ impl ApiServerConfig {
             problems.push(format!(
                 "maxBodyBytes: {} is too small; use at least 1024",
                 self.max_body_bytes
+            ));
+        }
+        let url = &self.public_url;
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !scheme_ok {
+            problems.push(format!(
+                "publicUrl: {url:?} has to start with http:// or https://"
             ));
         }
         problems

@@ -21,6 +21,8 @@ pub(crate) enum Op {
     List,
     Put,
     Delete,
+    /// A request no handler takes (an unknown path or method).
+    Other,
 }
 
 impl Op {
@@ -30,6 +32,7 @@ impl Op {
             Op::List => "Could not retrieve resources",
             Op::Put => "Could not process a resource",
             Op::Delete => "Could not delete a resource",
+            Op::Other => "Could not process the request",
         }
     }
 }
@@ -83,7 +86,7 @@ impl ApiError {
     /// is its precondition failing (412) rather than a concurrent write (409).
     pub(crate) fn store(op: Op, e: StoreError, precondition: bool) -> ApiError {
         match e {
-            StoreError::NotFound { key } if precondition && op == Op::Put => {
+            StoreError::NotFound { key } if precondition => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, op, format!("Precondition Failed: {key} does not exist"))
             }
             StoreError::NotFound { key } => ApiError::new(StatusCode::NOT_FOUND, op, format!("{key} not found")),

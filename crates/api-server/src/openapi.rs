@@ -132,6 +132,19 @@ pub(crate) fn document(version: &str) -> Value {
         "/meshes/{mesh}/dataplanes+insights".into(),
         json!({"get": overview}),
     );
+    let mut overview_item = error_responses();
+    overview_item["200"] = json!({"description": "a Dataplane with its insight",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DataplaneOverview"}}}});
+    paths.insert(
+        "/meshes/{mesh}/dataplanes+insights/{name}".into(),
+        json!({
+            "parameters": [
+                {"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}
+            ],
+            "get": {"summary": "A Dataplane with its insight", "responses": overview_item}
+        }),
+    );
     paths.insert("/dataplanes+insights".into(), json!({"get": list_op(ResourceType::Dataplane, "Dataplanes with their insights across meshes".into(), true)}));
 
     json!({

@@ -87,7 +87,7 @@ pub(crate) async fn list(
     let page = &rest[..rest.len().min(params.size)];
     let next = (rest.len() > params.size).then(|| {
         let (m, n) = position(page[page.len() - 1]);
-        params.next_url(uri, headers, &format!("{m}/{n}"))
+        params.next_url(&state.config.public_url, uri, headers, &format!("{m}/{n}"))
     });
     Ok(Json(ResourceList {
         total: matching.len() as u64,

@@ -60,13 +60,25 @@ impl ListParams {
         Ok(params)
     }
 
-    /// The absolute URL of the page that starts at `offset`, built from the request's host so it
-    /// points at whichever control plane the client reached.
-    pub fn next_url(&self, uri: &Uri, headers: &HeaderMap, offset: &str) -> String {
-        let host = headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
+    /// The absolute URL of the page that starts at `offset`: under `public_url` when one is
+    /// configured, else under the request's host, so it points at whichever control plane the
+    /// client reached.
+    pub fn next_url(
+        &self,
+        public_url: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        offset: &str,
+    ) -> String {
+        let base = if public_url.is_empty() {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        } else {
+            public_url.trim_end_matches('/').to_string()
+        };
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.tags {
             query.append_pair("tag", &format!("{k}:{v}"));
@@ -76,6 +88,6 @@ impl ListParams {
         }
         query.append_pair("offset", offset);
         query.append_pair("size", &self.size.to_string());
-        format!("http://{host}{}?{}", uri.path(), query.finish())
+        format!("{base}{}?{}", uri.path(), query.finish())
     }
 }

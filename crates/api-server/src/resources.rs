@@ -38,11 +38,35 @@ fn with_etag(mut response: Response, version: &Version) -> Response {
     response
 }
 
-/// `If-Match: "v"` (or bare `v`) as a version.
-fn if_match(headers: &HeaderMap) -> Option<Version> {
+/// What an `If-Match` header asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IfMatch {
+    /// `If-Match: *`: the resource must exist, whatever its version.
+    Exists,
+    /// `If-Match: "v"` (or bare `v`): the resource must be at this version.
+    Version(Version),
+}
+
+fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
     let raw = headers.get(header::IF_MATCH)?.to_str().ok()?.trim();
+    if raw == "*" {
+        return Some(IfMatch::Exists);
+    }
     let raw = raw.strip_prefix("W/").unwrap_or(raw);
-    Some(Version(raw.trim_matches('"').to_string()))
+    Some(IfMatch::Version(Version(raw.trim_matches('"').to_string())))
+}
+
+/// True when the body stream stopped because it passed the size limit.
+fn is_length_limit(e: axum::Error) -> bool {
+    let inner = e.into_inner();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +121,7 @@ pub(crate) async fn list(
         items: page.items.iter().map(Resource::to_rest_json).collect(),
         next: page
             .next
-            .map(|offset| params.next_url(uri, headers, &offset)),
+            .map(|offset| params.next_url(&state.config.public_url, uri, headers, &offset)),
     }))
 }
 
@@ -158,21 +182,15 @@ pub(crate) async fn get_in_mesh(
 async fn read_body(state: &State, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
+        let details = format!("could not read the request body: {e}");
+        if is_length_limit(e) {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Op::Put,
                 format!("the request body is larger than {limit} bytes (apiServer.maxBodyBytes)"),
             )
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                Op::Put,
-                format!("could not read the request body: {e}"),
-            )
+            ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details)
         }
     })
 }
@@ -240,19 +258,25 @@ async fn put(
     let ResourceInput { key, spec } = input;
     let store = &state.store;
     let (status, resource) = match &precondition {
-        Some(version) => (StatusCode::OK, store.update(key, spec, version).await),
-        None => match store.get(&key).await {
+        Some(IfMatch::Version(version)) => (StatusCode::OK, store.update(key, spec, version).await),
+        Some(IfMatch::Exists) | None => match store.get(&key).await {
             Ok(current) => (
                 StatusCode::OK,
                 store.update(key, spec, &current.version).await,
             ),
+            Err(StoreError::NotFound { key }) if precondition.is_some() => {
+                return Err(ApiError::store(Op::Put, StoreError::NotFound { key }, true));
+            }
             Err(StoreError::NotFound { .. }) => {
                 (StatusCode::CREATED, store.create(key, spec).await)
             }
             Err(e) => return Err(ApiError::store(Op::Put, e, false)),
         },
     };
-    let resource = resource.map_err(|e| ApiError::store(Op::Put, e, precondition.is_some()))?;
+    // Only an explicit version makes a conflict the client's stale precondition (412); otherwise
+    // another request won a race between our read and write (409).
+    let stale = matches!(precondition, Some(IfMatch::Version(_)));
+    let resource = resource.map_err(|e| ApiError::store(Op::Put, e, stale))?;
     tracing::info!(resource = %resource.key, version = %resource.version, created = status == StatusCode::CREATED, "resource written");
     Ok(with_etag(status.into_response(), &resource.version))
 }
@@ -324,9 +348,13 @@ async fn delete(state: State, key: ResourceKey, headers: HeaderMap) -> Result<Re
         return Err(ApiError::read_only(Op::Delete));
     }
     let precondition = if_match(&headers);
+    let expected = match &precondition {
+        Some(IfMatch::Version(version)) => Some(version),
+        _ => None,
+    };
     state
         .store
-        .delete(&key, precondition.as_ref())
+        .delete(&key, expected)
         .await
         .map_err(|e| ApiError::store(Op::Delete, e, precondition.is_some()))?;
     tracing::info!(resource = %key, "resource deleted");

@@ -114,7 +114,7 @@ async fn openapi_json(state: State) -> impl IntoResponse {
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        Op::Get,
+        Op::Other,
         format!("no API at {}; see /openapi.json for the paths", uri.path()),
     )
 }
@@ -122,7 +122,7 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        Op::Get,
+        Op::Other,
         format!("{method} is not supported on {}", uri.path()),
     )
 }

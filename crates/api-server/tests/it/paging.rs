@@ -50,6 +50,25 @@ async fn pages_follow_next_links_until_null() {
 }
 
 #[tokio::test]
+async fn next_links_use_the_configured_public_url() {
+    let config = kuma_api_server::ApiServerConfig {
+        public_url: "https://kuma.example.com/".into(),
+        ..Default::default()
+    };
+    let api = crate::support::must_api_with(config).await;
+    for i in 0..3 {
+        api.must_put_yaml(&dataplane("default", &format!("dp-{i}"), "web", "1"))
+            .await;
+    }
+    let page = api.get("/meshes/default/dataplanes?size=2").await.body;
+    let next = page["next"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://kuma.example.com/meshes/default/dataplanes?"),
+        "{next}"
+    );
+}
+
+#[tokio::test]
 async fn default_page_is_100_and_size_above_1000_is_refused() {
     let api = must_api().await;
     for i in 0..101 {

@@ -267,7 +267,41 @@ async fn stale_if_match_is_412_and_current_if_match_succeeds() {
     assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
 }
 
-#[tokio::test]
+/// Six writers on separate tasks of a multi-threaded runtime, released together.
+async fn must_race(
+    api: &crate::support::Api,
+    if_match: Option<String>,
+) -> Vec<(StatusCode, Value)> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let mut body = redis_json();
+            body["networking"]["inbound"][0]["tags"]["writer"] = Value::String(i.to_string());
+            let (api, barrier, if_match) = (api.clone(), barrier.clone(), if_match.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let headers: Vec<(&str, &str)> =
+                    if_match.iter().map(|v| ("if-match", v.as_str())).collect();
+                let reply = api
+                    .send(
+                        Method::PUT,
+                        "/meshes/default/dataplanes/redis-1",
+                        Some(body.to_string()),
+                        &headers,
+                    )
+                    .await;
+                (reply.status, body)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for writer in writers {
+        results.push(writer.await.expect("writer task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_of_one_version_have_one_winner_and_the_rest_get_412() {
     let api = must_api().await;
     api.must_put_yaml(REDIS).await;
@@ -275,23 +309,8 @@ async fn concurrent_updates_of_one_version_have_one_winner_and_the_rest_get_412(
         .to_str()
         .unwrap()
         .to_string();
-    let writers = (0..6).map(|i| {
-        let mut body = redis_json();
-        body["networking"]["inbound"][0]["tags"]["writer"] = Value::String(i.to_string());
-        let api = api.clone();
-        let etag = etag.clone();
-        async move {
-            api.send(
-                Method::PUT,
-                "/meshes/default/dataplanes/redis-1",
-                Some(body.to_string()),
-                &[("if-match", &etag)],
-            )
-            .await
-            .status
-        }
-    });
-    let statuses: Vec<StatusCode> = futures::future::join_all(writers).await;
+    let results = must_race(&api, Some(etag)).await;
+    let statuses: Vec<StatusCode> = results.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == StatusCode::OK).count(),
         1,
@@ -303,6 +322,84 @@ async fn concurrent_updates_of_one_version_have_one_winner_and_the_rest_get_412(
             .all(|s| *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED),
         "{statuses:?}"
     );
+    let winner = &results
+        .iter()
+        .find(|(s, _)| *s == StatusCode::OK)
+        .unwrap()
+        .1;
+    let stored = api.get("/meshes/default/dataplanes/redis-1").await.body;
+    assert_eq!(stored["networking"], winner["networking"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_without_a_version_never_lose_an_acknowledged_write_silently() {
+    // Each PUT reads the current version and writes on it: a writer that loses the race between
+    // its read and its write gets 409 and can retry; the stored state is one acknowledged body.
+    let api = must_api().await;
+    api.must_put_yaml(REDIS).await;
+    let results = must_race(&api, None).await;
+    assert!(
+        results
+            .iter()
+            .all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+        "{results:?}"
+    );
+    let stored = api.get("/meshes/default/dataplanes/redis-1").await.body;
+    assert!(
+        results
+            .iter()
+            .any(|(s, body)| *s == StatusCode::OK && body["networking"] == stored["networking"]),
+        "the stored body {stored} was not acknowledged to any writer"
+    );
+}
+
+#[tokio::test]
+async fn if_match_star_requires_the_resource_to_exist() {
+    let api = must_api().await;
+    let body = Some(redis_json().to_string());
+    let missing = api
+        .send(
+            Method::PUT,
+            "/meshes/default/dataplanes/redis-1",
+            body.clone(),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        missing.body
+    );
+    assert_eq!(api.get("/meshes/default/dataplanes").await.body["total"], 0);
+    api.must_put_yaml(REDIS).await;
+    let present = api
+        .send(
+            Method::PUT,
+            "/meshes/default/dataplanes/redis-1",
+            body,
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(present.status, StatusCode::OK);
+    let deleted = api
+        .send(
+            Method::DELETE,
+            "/meshes/default/dataplanes/redis-1",
+            None,
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let again = api
+        .send(
+            Method::DELETE,
+            "/meshes/default/dataplanes/redis-1",
+            None,
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::PRECONDITION_FAILED);
 }
 
 #[tokio::test]

@@ -37,6 +37,7 @@ macro_rules! rejects {
 }
 
 const DP: &str = "type: Dataplane\nmesh: default\nname: dp-1\n";
+const REDIS: &str = "type: Dataplane\nmesh: default\nname: redis-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9000:6379\n    tags:\n      service: redis\n";
 const LOGGING_MESH: &str = "type: Mesh\nname: default\nlogging:\n  backends:\n  - name: file-1\n    type: file\n    conf:\n      path: /tmp/access.log\n";
 
 fn dp(networking: &str) -> String {
@@ -206,6 +207,55 @@ rejects! {
     mesh_with_bad_metrics_backend_is_rejected: []
         "type: Mesh\nname: m\nmetrics:\n  enabledBackend: prom-2\n  backends:\n  - name: prom-1\n    type: statsd\n    conf:\n      port: 99999\n      path: metrics\n"
         => ["metrics.backends[0].conf.path", "metrics.backends[0].conf.port", "metrics.backends[0].type", "metrics.enabledBackend"];
+    // --- Rules added after review
+    dataplane_with_unknown_metrics_type_and_bad_redirect_port_is_rejected: []
+        &format!("{}metrics:\n  name: m\n  type: statsd\n", dp("  inbound:\n  - interface: 127.0.0.1:8000:80\n    tags:\n      service: backend\n  transparentProxying:\n    redirectPort: 70000\n"))
+        => ["metrics.type", "networking.transparentProxying.redirectPort"];
+    dataplane_outbound_with_bad_service_and_tags_is_rejected: []
+        &dp("  inbound:\n  - interface: 127.0.0.1:8000:80\n    tags:\n      service: backend\n  outbound:\n  - interface: :10000\n    service: 'red is'\n    tags:\n      version: ''\n")
+        => ["networking.outbound[0].service", "networking.outbound[0].tags[\"version\"]"];
+    dataplane_insight_without_id_or_with_disconnect_before_connect_is_rejected: [REDIS]
+        "type: DataplaneInsight\nmesh: default\nname: redis-1\nsubscriptions:\n- id: ''\n  connectTime: '2026-01-02T00:00:00Z'\n  disconnectTime: '2026-01-01T00:00:00Z'\n"
+        => ["subscriptions[0].disconnectTime", "subscriptions[0].id"];
+    name_longer_than_253_characters_is_rejected: []
+        &format!("type: Mesh\nname: {}\n", "a".repeat(254))
+        => ["name"];
+    mesh_name_with_a_dot_is_rejected: []
+        "type: Mesh\nname: prod.eu\n"
+        => ["name"];
+    resource_in_a_mesh_with_invalid_characters_is_rejected: []
+        "type: TrafficPermission\nmesh: Prod\nname: tp\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n"
+        => ["mesh"];
+    unquoted_decimal_tag_value_is_rejected: []
+        &dp("  inbound:\n  - interface: 127.0.0.1:8000:80\n    tags:\n      service: backend\n      version: 1.10\n")
+        => ["networking.inbound[0].tags[\"version\"]"];
+    kuma_0_2_rules_form_is_rejected_with_a_hint: []
+        "type: TrafficPermission\nmesh: default\nname: tp\nrules:\n- sources:\n  - match:\n      service: '*'\n  destinations:\n  - match:\n      service: '*'\n"
+        => ["rules"];
+    mesh_legacy_ca_with_both_or_neither_kind_is_rejected: []
+        "type: Mesh\nname: m\nmtls:\n  enabled: true\n  ca:\n    builtin: {}\n    provided: {}\n"
+        => ["mtls.ca"];
+    mesh_ca_certificate_settings_in_the_wrong_place_are_rejected: []
+        "type: Mesh\nname: m\nmtls:\n  backends:\n  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation:\n        expiration: 0s\n    conf:\n      cert:\n        file: /a\n"
+        => ["mtls.backends[0].conf", "mtls.backends[0].dpCert.rotation.expiration"];
+    mesh_mixing_logging_tracing_and_metrics_forms_is_rejected: []
+        "type: Mesh\nname: m\nlogging:\n  backends:\n  - name: l\n    type: file\n    file:\n      path: /tmp/a\ntracing:\n  backends:\n  - name: t\n    type: zipkin\n    zipkin:\n      url: http://z:9411/api\nmetrics:\n  prometheus:\n    port: 5670\n  backends:\n  - name: p\n    type: prometheus\n"
+        => ["logging.backends[0]", "metrics", "tracing.backends[0]"];
+}
+
+#[tokio::test]
+async fn the_kuma_0_2_rules_form_is_explained() {
+    let api = must_api().await;
+    let reply = api
+        .put_yaml("type: TrafficRoute\nmesh: default\nname: r\nrules: []\n")
+        .await;
+    let message = reply.body["causes"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("write sources, destinations and conf at the top level"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -244,6 +294,10 @@ async fn the_seeds_resources_are_accepted() {
         "type: HealthCheck\nmesh: default\nname: hc\nsources:\n- match:\n    service: web\ndestinations:\n- match:\n    service: backend\nconf:\n  activeChecks:\n    interval: 10s\n    timeout: 2s\n    unhealthyThreshold: 3\n    healthyThreshold: 1\n",
         "type: ProxyTemplate\nmesh: default\nname: pt\nselectors:\n- match:\n    service: backend\nconf:\n  imports:\n  - default-proxy\n  resources:\n  - name: raw\n    version: v1\n    resource: |\n      '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n      name: localhost:8443\n",
         "type: TrafficTrace\nmesh: default\nname: tt\nselectors:\n- match:\n    service: '*'\n",
+        // No selectors: applies to every dataplane of the mesh.
+        "type: ProxyTemplate\nmesh: default\nname: everywhere\nconf:\n  imports:\n  - default-proxy\n",
+        // Kuma 0.4's forms of the mesh backends.
+        "type: Mesh\nname: legacy-backends\nmtls:\n  enabled: false\n  ca:\n    provided: {}\nlogging:\n  defaultBackend: file\n  backends:\n  - name: file\n    file:\n      path: /tmp/access.log\n  - name: logstash\n    tcp:\n      address: 127.0.0.1:5000\ntracing:\n  defaultBackend: zipkin\n  backends:\n  - name: zipkin\n    sampling: 50\n    zipkin:\n      url: http://zipkin:9411/api/v1/spans\n      apiVersion: httpJsonV1\nmetrics:\n  prometheus:\n    port: 1234\n    path: /metrics\n",
     ] {
         let reply = api.put_yaml(yaml).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{yaml}\n{}", reply.body);
