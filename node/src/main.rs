@@ -49,15 +49,19 @@ fn init_logging(level: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now, so a signal that arrives while the control plane is
+/// still starting is kept and ends it as soon as it is up, instead of killing it mid-start.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    })
 }
 
 fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -70,7 +74,11 @@ fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(ControlPlane::new(config, info).run(shutdown_signal()))?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        ControlPlane::new(config, info).run(shutdown).await?;
+        anyhow::Ok(())
+    })?;
     Ok(())
 }
 
