@@ -89,6 +89,21 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+
+    /// Whether the same request may succeed if sent again unchanged: the control plane could
+    /// not be reached, or a proxy or the API said it is unavailable for now (502, 503, 504).
+    /// Everything else (a refusal, a bad answer, a bad address) fails the same way again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, .. } | ClientError::Status { status, .. } => {
+                matches!(status, 502..=504)
+            }
+            ClientError::Decode { .. }
+            | ClientError::BadUrl { .. }
+            | ClientError::Transport { .. } => false,
+        }
+    }
 }
 
 /// The innermost cause of an error chain: for a refused connection, "Connection refused (os

@@ -1,10 +1,13 @@
 //! `~/.kumactl/config`: the known control planes, the contexts that point at them, and which
-//! context is active. Kuma's YAML layout, so a file written by one works with the other.
+//! context is active. Kuma's YAML layout, so a file written by one works with the other: fields
+//! kumactl does not know (Kuma's `credentials`, API server `headers`, ...) are kept as they were
+//! read and written back when the file is saved.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_yaml::Mapping;
 
 /// Name of the control plane and context kumactl uses when there is no config file.
 pub const DEFAULT_NAME: &str = "local";
@@ -13,9 +16,11 @@ pub const DEFAULT_URL: &str = "http://localhost:5681";
 /// The mesh used when neither `--mesh` nor the active context names one.
 pub const DEFAULT_MESH: &str = "default";
 
-/// The kumactl configuration file.
+/// The kumactl configuration file. Unlike the crates' `Config`s it keeps unknown fields instead of
+/// refusing them (`deny_unknown_fields`): the file is shared with Kuma's kumactl, which writes
+/// fields this one does not use, and its users must be able to keep it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Config {
     #[serde(default)]
     pub control_planes: Vec<ControlPlane>,
@@ -24,46 +29,64 @@ pub struct Config {
     /// Name of the active context; empty when none is.
     #[serde(default)]
     pub current_context: String,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// A control plane kumactl knows about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ControlPlane {
     pub name: String,
     pub coordinates: Coordinates,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// Where a control plane is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Coordinates {
     pub api_server: ApiServer,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// The HTTP API of a control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiServer {
     pub url: String,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// A named pairing of a control plane and defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Context {
     pub name: String,
     pub control_plane: String,
     #[serde(default)]
     pub defaults: ContextDefaults,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// Defaults a context applies to commands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ContextDefaults {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mesh: String,
+    /// Fields kumactl does not know, kept so that saving writes them back unchanged.
+    #[serde(flatten)]
+    pub extra: Mapping,
 }
 
 /// What can go wrong reading, changing or writing the config.
@@ -103,6 +126,7 @@ impl Default for Config {
             control_planes: vec![ControlPlane::new(DEFAULT_NAME, DEFAULT_URL)],
             contexts: vec![Context::new(DEFAULT_NAME)],
             current_context: DEFAULT_NAME.to_string(),
+            extra: Mapping::new(),
         }
     }
 }
@@ -114,8 +138,11 @@ impl ControlPlane {
             coordinates: Coordinates {
                 api_server: ApiServer {
                     url: url.to_string(),
+                    extra: Mapping::new(),
                 },
+                extra: Mapping::new(),
             },
+            extra: Mapping::new(),
         }
     }
 
@@ -133,7 +160,9 @@ impl Context {
             control_plane: control_plane.to_string(),
             defaults: ContextDefaults {
                 mesh: DEFAULT_MESH.to_string(),
+                extra: Mapping::new(),
             },
+            extra: Mapping::new(),
         }
     }
 }
@@ -172,6 +201,7 @@ impl Config {
                 control_planes: vec![],
                 contexts: vec![],
                 current_context: String::new(),
+                extra: Mapping::new(),
             }
         } else {
             serde_yaml::from_str(text).map_err(|e| e.to_string())?

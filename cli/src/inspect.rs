@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use kuma_model::{DataplaneInsightSpec, DataplaneSpec, ResourceType, Spec};
+use kuma_model::rest::DATAPLANES_WITH_INSIGHTS;
+use kuma_model::{DataplaneInsightSpec, DataplaneSpec, ResourceType, Spec, TypeDescriptor};
 use serde_json::Value;
 
 use crate::cells;
@@ -12,9 +13,6 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::get::{not_found, text};
 use crate::table::Table;
-
-/// The REST segment of dataplanes joined with their insights.
-const OVERVIEWS: &str = "dataplanes+insights";
 
 /// `inspect dataplanes [NAME] [--tag k=v]...` in `mesh`.
 pub(crate) async fn inspect_dataplanes(
@@ -27,7 +25,7 @@ pub(crate) async fn inspect_dataplanes(
     let overviews = match name {
         Some(name) => {
             let overview = client
-                .get(&["meshes", mesh, OVERVIEWS, name])
+                .get(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS, name])
                 .await
                 .map_err(|e| {
                     if e.is_not_found() {
@@ -44,7 +42,7 @@ pub(crate) async fn inspect_dataplanes(
                 .map(|(k, v)| ("tag", format!("{k}:{v}")))
                 .collect();
             client
-                .list_all(&["meshes", mesh, OVERVIEWS], &query)
+                .list_all(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS], &query)
                 .await?
                 .items
         }
@@ -58,20 +56,15 @@ pub(crate) async fn inspect_meshes(
     client: &ApiClient,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let policies: Vec<_> = ResourceType::descriptors()
-        .iter()
-        .filter(|d| d.is_policy)
-        .collect();
+    let policies = policy_types();
     let meshes = client
         .list_all(&ApiClient::collection(ResourceType::Mesh, ""), &[])
         .await?;
-    let mut header = vec!["MESH", "DATAPLANES"];
-    header.extend(policies.iter().map(|d| d.title));
-    let mut table = Table::new(header);
+    let mut table = Table::new(meshes_header(&policies));
     for mesh in &meshes.items {
         let name = text(mesh, "name");
         let overviews = client
-            .list_all(&["meshes", &name, OVERVIEWS], &[])
+            .list_all(&["meshes", &name, DATAPLANES_WITH_INSIGHTS], &[])
             .await?
             .items;
         let mut online = 0;
@@ -96,6 +89,21 @@ pub(crate) async fn inspect_meshes(
     }
     write!(out, "{table}")?;
     Ok(())
+}
+
+/// The policy types `inspect meshes` counts, one column each, in the registry's (Kuma's) order.
+fn policy_types() -> Vec<&'static TypeDescriptor> {
+    ResourceType::descriptors()
+        .iter()
+        .filter(|d| d.is_policy)
+        .collect()
+}
+
+/// The header of the `inspect meshes` table.
+fn meshes_header(policies: &[&'static TypeDescriptor]) -> Vec<&'static str> {
+    let mut header = vec!["MESH", "DATAPLANES"];
+    header.extend(policies.iter().map(|d| d.title));
+    header
 }
 
 /// The `inspect dataplanes` table for `DataplaneOverview` objects, ages measured at `now`.

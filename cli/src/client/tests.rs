@@ -103,3 +103,51 @@ fn addresses_that_are_not_http_urls_are_refused() {
         );
     }
 }
+
+#[test]
+fn only_an_unreachable_or_unavailable_control_plane_is_worth_retrying() {
+    let api = |status| ClientError::Api {
+        status,
+        body: ErrorBody {
+            title: "x".into(),
+            details: String::new(),
+            causes: vec![],
+        },
+    };
+    let bare = |status| ClientError::Status {
+        method: "GET".into(),
+        url: "http://cp:5681/meshes".into(),
+        status,
+        body: String::new(),
+    };
+    let url = || "http://cp:5681/".to_string();
+    assert!(ClientError::Unreachable {
+        url: url(),
+        reason: "Connection refused (os error 111)".into()
+    }
+    .is_retryable());
+    for status in [502, 503, 504] {
+        assert!(api(status).is_retryable(), "{status}");
+        assert!(bare(status).is_retryable(), "{status}");
+    }
+    for status in [400, 401, 403, 404, 405, 409, 500, 501, 505] {
+        assert!(!api(status).is_retryable(), "{status}");
+        assert!(!bare(status).is_retryable(), "{status}");
+    }
+    for err in [
+        ClientError::Decode {
+            url: url(),
+            reason: "expected value at line 1 column 1".into(),
+        },
+        ClientError::BadUrl {
+            url: url(),
+            reason: "the scheme must be http or https".into(),
+        },
+        ClientError::Transport {
+            url: url(),
+            reason: "connection reset".into(),
+        },
+    ] {
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+}

@@ -118,7 +118,106 @@ fn a_context_pointing_nowhere_is_reported() {
     assert!(err.contains("missing"), "{err}");
 }
 
+/// A file as Kuma's kumactl writes it, with fields this kumactl does not use at every level.
+const KUMAS_FILE: &str = "\
+controlPlanes:
+- name: prod
+  coordinates:
+    apiServer:
+      url: https://prod.internal:5682
+      caCertFile: /etc/kuma/ca.pem
+      headers:
+      - key: X-Team
+        value: mesh
+    region: eu-west
+contexts:
+- name: prod
+  controlPlane: prod
+  defaults:
+    mesh: demo
+    output: yaml
+  credentials:
+    adminApi:
+      clientCert: /etc/kuma/admin.pem
+      clientKey: /etc/kuma/admin.key
+currentContext: prod
+kumactlVersion: 1.0.0
+";
+
+fn must_parse_yaml(text: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(text).unwrap()
+}
+
+/// Regression: `deny_unknown_fields` refused every file Kuma's kumactl had written with
+/// credentials, so every command failed.
 #[test]
-fn unknown_fields_are_reported() {
-    assert!(Config::from_yaml("controlPlane: []\n").is_err());
+fn a_file_written_by_kumas_kumactl_is_read_and_written_back_unchanged() {
+    let config = Config::from_yaml(KUMAS_FILE).unwrap();
+    assert_eq!(
+        config.current_control_plane().unwrap().url(),
+        "https://prod.internal:5682"
+    );
+    assert_eq!(config.current().unwrap().defaults.mesh, "demo");
+    assert_eq!(
+        must_parse_yaml(&config.to_yaml()),
+        must_parse_yaml(KUMAS_FILE)
+    );
+}
+
+#[test]
+fn unknown_fields_survive_a_change_and_a_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, KUMAS_FILE).unwrap();
+    let mut config = Config::load(&path).unwrap();
+    config
+        .add_control_plane(ControlPlane::new("dev", "http://dev:5681"), false)
+        .unwrap();
+    config.switch("prod").unwrap();
+    config.save(&path).unwrap();
+
+    let saved = must_parse_yaml(&std::fs::read_to_string(&path).unwrap());
+    let kumas = must_parse_yaml(KUMAS_FILE);
+    assert_eq!(saved["controlPlanes"][0], kumas["controlPlanes"][0]);
+    assert_eq!(saved["contexts"][0], kumas["contexts"][0]);
+    assert_eq!(saved["kumactlVersion"], kumas["kumactlVersion"]);
+    assert_eq!(saved["controlPlanes"][1]["name"], "dev");
+}
+
+#[test]
+fn a_file_of_the_wrong_shape_is_refused_saying_where() {
+    for (text, expected) in [
+        ("controlPlanes: 5\n", "controlPlanes: invalid type"),
+        (
+            "controlPlanes:\n- name: a\n",
+            "controlPlanes[0]: missing field `coordinates`",
+        ),
+        (
+            "controlPlanes:\n- name: a\n  coordinates:\n    apiServer: {}\n",
+            "controlPlanes[0].coordinates.apiServer: missing field `url`",
+        ),
+        (
+            "contexts:\n- controlPlane: a\n",
+            "contexts[0]: missing field `name`",
+        ),
+        ("- a\n", "invalid type: sequence"),
+        ("just text\n", "invalid type: string"),
+    ] {
+        let err = Config::from_yaml(text).unwrap_err();
+        assert!(err.contains(expected), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_yaml_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, "controlPlanes: [\n\tname: : x\n").unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("fix or remove the file"),
+        "{text}"
+    );
 }

@@ -90,3 +90,20 @@ fn a_malformed_overview_is_an_unexpected_answer_naming_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn inspect_meshes_shows_the_policy_columns_in_kuma_1_0s_order() {
+    assert_eq!(
+        meshes_header(&policy_types()),
+        [
+            "MESH",
+            "DATAPLANES",
+            "TRAFFIC PERMISSIONS",
+            "TRAFFIC ROUTES",
+            "HEALTH CHECKS",
+            "TRAFFIC TRACES",
+            "TRAFFIC LOGS",
+            "PROXY TEMPLATES",
+        ]
+    );
+}

@@ -4,7 +4,7 @@
 use kuma_test_support::KumaCp;
 use serde_json::Value;
 
-use crate::support::{must_serve, Ctl, REDIS_1};
+use crate::support::{must_serve, Ctl, CLOSED_URL, REDIS_1};
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -110,7 +110,7 @@ fn dry_run_prints_the_resolved_yaml_and_sends_nothing() {
 
 #[test]
 fn dry_run_needs_no_control_plane() {
-    let ctl = Ctl::for_url("http://127.0.0.1:1");
+    let ctl = Ctl::for_url(CLOSED_URL);
     let out = ctl
         .run_with_stdin(&["apply", "-f", "-", "--dry-run"], REDIS_1)
         .must_succeed();

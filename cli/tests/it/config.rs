@@ -1,8 +1,8 @@
 //! `kumactl config control-planes add|list|switch|remove`.
 
-use kuma_test_support::{free_port, KumaCp};
+use kuma_test_support::KumaCp;
 
-use crate::support::{must_serve, Ctl};
+use crate::support::{must_serve, Ctl, CLOSED_URL};
 
 #[test]
 fn adding_a_control_plane_makes_it_active_and_list_switch_remove_follow() {
@@ -131,7 +131,7 @@ fn an_address_that_answers_html_is_refused() {
 #[test]
 fn an_unreachable_address_is_one_clear_line() {
     let ctl = Ctl::new();
-    let address = format!("http://127.0.0.1:{}", free_port());
+    let address = CLOSED_URL;
 
     let stderr = ctl
         .run(&[
@@ -141,7 +141,7 @@ fn an_unreachable_address_is_one_clear_line() {
             "--name",
             "x",
             "--address",
-            &address,
+            address,
         ])
         .must_fail();
 
@@ -151,7 +151,7 @@ fn an_unreachable_address_is_one_clear_line() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&address) && stderr.contains("kuma-cp is running"),
+        stderr.contains(address) && stderr.contains("kuma-cp is running"),
         "{stderr}"
     );
     assert!(!ctl.config_path().exists(), "a refused add writes nothing");
@@ -170,4 +170,41 @@ fn switching_or_removing_an_unknown_name_fails_clearly() {
         );
     }
     assert!(!ctl.config_path().exists());
+}
+
+/// Regression: a file written by Kuma's kumactl (with `credentials`, API server `headers`, ...)
+/// was refused as invalid, so every command failed before reaching the control plane.
+#[test]
+fn a_config_file_written_by_kumas_kumactl_is_used_and_its_other_fields_kept() {
+    let ctl = Ctl::new();
+    let kumas = format!(
+        "controlPlanes:\n\
+         - name: local\n  coordinates:\n    apiServer:\n      url: http://localhost:5681\n\
+         - name: prod\n  coordinates:\n    apiServer:\n      url: {CLOSED_URL}\n      \
+             headers:\n      - key: X-Team\n        value: mesh\n\
+         contexts:\n\
+         - name: local\n  controlPlane: local\n  defaults:\n    mesh: default\n\
+         - name: prod\n  controlPlane: prod\n  defaults:\n    mesh: demo\n  \
+             credentials:\n    adminApi:\n      clientCert: /etc/kuma/admin.pem\n      \
+             clientKey: /etc/kuma/admin.key\n\
+         currentContext: local\n"
+    );
+    std::fs::create_dir_all(ctl.config_path().parent().unwrap()).unwrap();
+    std::fs::write(ctl.config_path(), &kumas).unwrap();
+
+    ctl.must_run(&["config", "control-planes", "switch", "--name", "prod"]);
+    // The command gets as far as the control plane.
+    let stderr = ctl.run(&["get", "meshes"]).must_fail();
+    assert!(
+        stderr.starts_with("Error: could not reach the Control Plane API Server at "),
+        "{stderr}"
+    );
+
+    let saved: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(ctl.config_path()).unwrap()).unwrap();
+    let mut expected: serde_yaml::Value = serde_yaml::from_str(&kumas).unwrap();
+    expected["currentContext"] = "prod".into();
+    assert_eq!(saved, expected);
+    let view = ctl.must_run(&["config", "view"]);
+    assert!(view.contains("clientKey: /etc/kuma/admin.key"), "{view}");
 }

@@ -67,12 +67,19 @@ fn inspect_meshes_counts_dataplanes_and_policies_per_mesh() {
         "type: TrafficPermission\nmesh: demo\nname: allow-all\n\
          sources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n",
     );
+    // A policy in a column that moved, so each count is seen under its own title.
+    ctl.must_apply(
+        "type: HealthCheck\nmesh: demo\nname: hc\nsources:\n- match:\n    service: web\n\
+         destinations:\n- match:\n    service: backend\nconf:\n  activeChecks:\n    \
+         interval: 10s\n    timeout: 2s\n    unhealthyThreshold: 3\n    healthyThreshold: 1\n",
+    );
 
+    // Kuma 1.0's column order.
     assert_eq!(
         ctl.must_run(&["inspect", "meshes"]),
-        "MESH      DATAPLANES   TRAFFIC PERMISSIONS   TRAFFIC ROUTES   TRAFFIC LOGS   TRAFFIC TRACES   PROXY TEMPLATES   HEALTH CHECKS\n\
-         default   0/2          0                     0                0              0                0                 0\n\
-         demo      0/0          1                     0                0              0                0                 0\n"
+        "MESH      DATAPLANES   TRAFFIC PERMISSIONS   TRAFFIC ROUTES   HEALTH CHECKS   TRAFFIC TRACES   TRAFFIC LOGS   PROXY TEMPLATES\n\
+         default   0/2          0                     0                0               0                0              0\n\
+         demo      0/0          1                     0                1               0                0              0\n"
     );
 }
 

@@ -1,9 +1,9 @@
 //! What kumactl does without any control plane: version, completion, config view, and the
 //! message when the control plane cannot be reached.
 
-use kuma_test_support::free_port;
+use std::net::TcpStream;
 
-use crate::support::Ctl;
+use crate::support::{Ctl, CLOSED_URL};
 
 #[test]
 fn version_prints_the_version_and_detailed_adds_build_information() {
@@ -53,15 +53,15 @@ fn config_view_prints_the_built_in_default_and_writes_no_file() {
 
 #[test]
 fn a_command_against_an_unreachable_control_plane_says_which_url_and_what_to_do() {
-    let url = format!("http://127.0.0.1:{}", free_port());
-    let ctl = Ctl::for_url(&url);
+    let url = CLOSED_URL;
+    let ctl = Ctl::for_url(url);
     let stderr = ctl.run(&["get", "meshes"]).must_fail();
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.starts_with("Error: could not reach the Control Plane API Server at "),
         "{stderr}"
     );
-    assert!(stderr.contains(&url), "{stderr}");
+    assert!(stderr.contains(url), "{stderr}");
     assert!(stderr.contains("kuma-cp is running"), "{stderr}");
     assert!(
         stderr.contains("kumactl config control-planes add"),
@@ -89,4 +89,17 @@ fn bad_arguments_are_a_usage_error_not_a_crash() {
     assert!(run.stderr.contains("widgets"), "{run:#?}");
     let run = ctl.run(&["apply", "-f", "-", "-v", "novalue"]);
     assert_eq!(run.code, Some(2), "{run:#?}");
+}
+
+/// The "unreachable" tests rely on nothing listening at `CLOSED_URL`; if something does on this
+/// machine, say so here rather than in a puzzling failure elsewhere.
+#[test]
+fn nothing_listens_at_the_closed_address() {
+    let address = CLOSED_URL.trim_start_matches("http://");
+    let err = TcpStream::connect(address).expect_err("something listens at the closed address");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{address}: {err}"
+    );
 }

@@ -8,6 +8,11 @@ use std::process::{Command, Stdio};
 
 use kuma_test_support::KumaCp;
 
+/// An address where nothing listens: port 1 (tcpmux) on loopback. A port from `free_port()`
+/// could meanwhile be taken by another test process's kuma-cp (nextest runs each test in its own
+/// process), so a test expecting "unreachable" would talk to that kuma-cp instead.
+pub const CLOSED_URL: &str = "http://127.0.0.1:1";
+
 /// A kumactl with a config file in its own temp dir (and HOME there, so `~/.kumactl` is never
 /// the real one).
 pub struct Ctl {
