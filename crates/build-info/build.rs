@@ -18,9 +18,15 @@ fn git(args: &[&str]) -> String {
 fn main() {
     let git_dir = git(&["rev-parse", "--absolute-git-dir"]);
     if git_dir != "unknown" {
+        // A commit moves the branch's ref (loose or packed), a checkout moves HEAD, and staging
+        // or editing changes the index, which `--dirty` reflects.
         println!("cargo:rerun-if-changed={git_dir}/HEAD");
-        println!("cargo:rerun-if-changed={git_dir}/refs/heads");
-        println!("cargo:rerun-if-changed={git_dir}/refs/tags");
+        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
+        println!("cargo:rerun-if-changed={git_dir}/index");
+        let head_ref = git(&["symbolic-ref", "-q", "HEAD"]);
+        if head_ref != "unknown" {
+            println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
+        }
     }
     println!(
         "cargo:rustc-env=KUMA_GIT_TAG={}",
