@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{bin_path, free_port, http_get, poll_until};
+use crate::{bin_path, free_port, http_get, poll_until, try_poll_until};
 
 /// A running `kuma-cp run` process on free 127.0.0.1 ports. Dropping it sends SIGTERM and waits.
 #[derive(Debug)]
@@ -100,19 +100,23 @@ impl KumaCpBuilder {
             log,
             _dir: dir,
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        // Ok(true): ready; Ok(false): exited; Err: still starting.
+        let outcome = try_poll_until(Duration::from_secs(20), || {
             if let Some(Ok(Some(_))) = cp.child.as_mut().map(|c| c.try_wait()) {
+                return Ok(false);
+            }
+            match http_get(cp.diagnostics_port, "/ready") {
+                Ok(r) if r.status == 200 => Ok(true),
+                _ => Err(()),
+            }
+        });
+        match outcome {
+            Ok(true) => Ok(cp),
+            Ok(false) => {
                 cp.child = None;
-                return Err(cp);
+                Err(cp)
             }
-            if matches!(http_get(cp.diagnostics_port, "/ready"), Ok(r) if r.status == 200) {
-                return Ok(cp);
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(cp);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            Err(()) => Err(cp),
         }
     }
 }
@@ -160,14 +164,14 @@ impl Drop for KumaCp {
                 .arg("-TERM")
                 .arg(child.id().to_string())
                 .status();
-            for _ in 0..100 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let exited = try_poll_until(Duration::from_secs(5), || match child.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(()),
+            });
+            if exited.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

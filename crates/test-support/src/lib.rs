@@ -9,7 +9,7 @@ mod kuma_cp;
 mod ports;
 mod process;
 
-pub use eventually::poll_until;
+pub use eventually::{poll_until, try_poll_until};
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;
 pub use process::{bin_path, http_get, http_request, HttpReply};
