@@ -75,10 +75,9 @@ fn list_items(document: Value) -> Result<Vec<Value>, Value> {
 fn read_resource(value: Value, label: Option<String>) -> Result<ResourceInput, CliError> {
     match parse_resource(value) {
         Ok(input) => Ok(input),
-        Err(ParseError::Invalid(e)) => Err(CliError::InvalidResource {
-            location: label,
-            violations: e.violations,
-        }),
+        Err(ParseError::Invalid(e)) => {
+            Err(CliError::InvalidResource { location: label, violations: e.violations })
+        }
         Err(ParseError::Syntax(reason)) => Err(CliError::Syntax(match label {
             Some(label) => format!("{label}: {reason}"),
             None => reason,
@@ -90,31 +89,20 @@ fn read_resource(value: Value, label: Option<String>) -> Result<ResourceInput, C
 pub(crate) async fn read_input(file: &str, stdin: &mut dyn Read) -> Result<String, CliError> {
     if file == "-" {
         let mut text = String::new();
-        stdin
-            .read_to_string(&mut text)
-            .map_err(CliError::ReadStdin)?;
+        stdin.read_to_string(&mut text).map_err(CliError::ReadStdin)?;
         return Ok(text);
     }
     if file.starts_with("http://") || file.starts_with("https://") {
         return fetch(file).await;
     }
-    std::fs::read_to_string(file).map_err(|source| CliError::ReadFile {
-        path: file.into(),
-        source,
-    })
+    std::fs::read_to_string(file).map_err(|source| CliError::ReadFile { path: file.into(), source })
 }
 
 async fn fetch(url: &str) -> Result<String, CliError> {
-    let fetch_err = |reason: String| CliError::Fetch {
-        url: url.to_string(),
-        reason,
-    };
+    let fetch_err = |reason: String| CliError::Fetch { url: url.to_string(), reason };
     let parsed = parse_url(url)?;
-    let response = http_client()?
-        .get(parsed)
-        .send()
-        .await
-        .map_err(|e| fetch_err(root_cause(&e)))?;
+    let response =
+        http_client()?.get(parsed).send().await.map_err(|e| fetch_err(root_cause(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(fetch_err(format!("it answered HTTP {status}")));
@@ -133,11 +121,7 @@ where
     F: FnOnce() -> Result<ApiClient, CliError>,
 {
     let text = read_input(&args.file, stdin).await?;
-    let source = if args.file == "-" {
-        "stdin"
-    } else {
-        args.file.as_str()
-    };
+    let source = if args.file == "-" { "stdin" } else { args.file.as_str() };
     let resolved = Resolved::from_text(&text, &args.vars, source)?;
     if args.dry_run {
         for (i, resource) in resolved.resources.iter().enumerate() {

@@ -202,19 +202,10 @@ impl TypedValueParser for ResourceTypeParser {
             let mut err = clap::Error::new(clap::error::ErrorKind::InvalidValue).with_cmd(cmd);
             use clap::error::{ContextKind, ContextValue};
             if let Some(arg) = arg {
-                err.insert(
-                    ContextKind::InvalidArg,
-                    ContextValue::String(arg.to_string()),
-                );
+                err.insert(ContextKind::InvalidArg, ContextValue::String(arg.to_string()));
             }
-            err.insert(
-                ContextKind::InvalidValue,
-                ContextValue::String(text.into_owned()),
-            );
-            let known = ResourceType::descriptors()
-                .iter()
-                .map(|d| d.path.to_string())
-                .collect();
+            err.insert(ContextKind::InvalidValue, ContextValue::String(text.into_owned()));
+            let known = ResourceType::descriptors().iter().map(|d| d.path.to_string()).collect();
             err.insert(ContextKind::ValidValue, ContextValue::Strings(known));
             err
         })
@@ -222,9 +213,7 @@ impl TypedValueParser for ResourceTypeParser {
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
         Some(Box::new(ResourceType::descriptors().iter().map(|d| {
-            PossibleValue::new(d.path)
-                .alias(d.singular)
-                .aliases(d.aliases.iter().copied())
+            PossibleValue::new(d.path).alias(d.singular).aliases(d.aliases.iter().copied())
         })))
     }
 }
@@ -241,15 +230,9 @@ mod tests {
 
     #[test]
     fn get_accepts_plural_singular_and_alias_type_names() {
-        for name in [
-            "traffic-permissions",
-            "traffic-permission",
-            "trafficpermissions",
-        ] {
+        for name in ["traffic-permissions", "traffic-permission", "trafficpermissions"] {
             let args = Args::try_parse_from(["kumactl", "get", name]).unwrap();
-            let Command::Get(get) = args.command else {
-                panic!("not get")
-            };
+            let Command::Get(get) = args.command else { panic!("not get") };
             assert_eq!(get.resource_type, ResourceType::TrafficPermission);
         }
     }
@@ -258,18 +241,12 @@ mod tests {
     fn an_unknown_type_is_rejected_with_the_known_ones_listed() {
         let err = Args::try_parse_from(["kumactl", "get", "widgets"]).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("widgets") && text.contains("traffic-routes"),
-            "{text}"
-        );
+        assert!(text.contains("widgets") && text.contains("traffic-routes"), "{text}");
     }
 
     #[test]
     fn vars_split_at_the_first_equals_sign() {
-        assert_eq!(
-            parse_var("a.b=x=y"),
-            Ok(("a.b".to_string(), "x=y".to_string()))
-        );
+        assert_eq!(parse_var("a.b=x=y"), Ok(("a.b".to_string(), "x=y".to_string())));
         assert!(parse_var("novalue").is_err());
         assert!(parse_var("=x").is_err());
     }

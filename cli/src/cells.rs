@@ -34,9 +34,7 @@ pub fn age(seconds: i64) -> String {
 /// Reads an API timestamp (RFC 3339); anything else counts as no time.
 pub fn parse_time(value: Option<&serde_json::Value>) -> Option<DateTime<Utc>> {
     let text = value?.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Tags as `key=v1,v2 key2=v3`, keys in order (the map is sorted), values as given.

@@ -38,12 +38,7 @@ pub enum ClientError {
     Api { status: u16, body: ErrorBody },
     /// The API answered an error status without Kuma's error body.
     #[error("{method} {url} failed with HTTP {status}{}", detail_suffix(body))]
-    Status {
-        method: String,
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { method: String, url: String, status: u16, body: String },
     /// The answer could not be read or was not the expected JSON.
     #[error("could not read the answer of {url}: {reason}")]
     Decode { url: String, reason: String },
@@ -135,24 +130,15 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ClientError> {
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("kumactl/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| ClientError::Transport {
-            url: String::new(),
-            reason: root_cause(&e),
-        })
+        .map_err(|e| ClientError::Transport { url: String::new(), reason: root_cause(&e) })
 }
 
 /// Parses an http(s) URL.
 pub(crate) fn parse_url(url: &str) -> Result<Url, ClientError> {
-    let bad = |reason: String| ClientError::BadUrl {
-        url: url.to_string(),
-        reason,
-    };
+    let bad = |reason: String| ClientError::BadUrl { url: url.to_string(), reason };
     let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(bad(format!(
-            "the scheme must be http or https, not {:?}",
-            parsed.scheme()
-        )));
+        return Err(bad(format!("the scheme must be http or https, not {:?}", parsed.scheme())));
     }
     if parsed.cannot_be_a_base() || parsed.host().is_none() {
         return Err(bad("it has no host".to_string()));
@@ -171,10 +157,7 @@ pub struct FetchedList {
 impl ApiClient {
     /// A client of the API at `base_url` (e.g. `http://localhost:5681`).
     pub fn new(base_url: &str) -> Result<ApiClient, ClientError> {
-        Ok(ApiClient {
-            base: parse_url(base_url)?,
-            http: http_client()?,
-        })
+        Ok(ApiClient { base: parse_url(base_url)?, http: http_client()? })
     }
 
     /// The API's base URL.
@@ -188,9 +171,7 @@ impl ApiClient {
         url.set_query(None);
         url.set_fragment(None);
         {
-            let mut path = url
-                .path_segments_mut()
-                .expect("parse_url only accepts base URLs");
+            let mut path = url.path_segments_mut().expect("parse_url only accepts base URLs");
             path.pop_if_empty().extend(segments);
             if segments.is_empty() {
                 path.push("");
@@ -228,17 +209,10 @@ impl ApiClient {
         }
         let response = request.send().await.map_err(|e| transport_error(&url, e))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&url, e))?
-            .to_vec();
+        let bytes = response.bytes().await.map_err(|e| transport_error(&url, e))?.to_vec();
         if status.is_client_error() || status.is_server_error() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => ClientError::Api {
-                    status: status.as_u16(),
-                    body,
-                },
+                Ok(body) => ClientError::Api { status: status.as_u16(), body },
                 Err(_) => ClientError::Status {
                     method: method.to_string(),
                     url: url.to_string(),
@@ -252,10 +226,8 @@ impl ApiClient {
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
         let (_, bytes) = self.send(Method::GET, url.clone(), None).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Decode { url: url.to_string(), reason: e.to_string() })
     }
 
     /// `GET /`, as JSON: `config control-planes add` checks its `tagline` before anything else,
@@ -277,8 +249,7 @@ impl ApiClient {
     ) -> Result<ResourceList, ClientError> {
         let mut url = self.url(segments);
         if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         self.get_json(url).await
     }
@@ -315,16 +286,12 @@ impl ApiClient {
 
     /// `PUT` of a flat resource object: creates it or replaces it.
     pub async fn put(&self, segments: &[&str], resource: &Value) -> Result<(), ClientError> {
-        self.send(Method::PUT, self.url(segments), Some(resource))
-            .await
-            .map(drop)
+        self.send(Method::PUT, self.url(segments), Some(resource)).await.map(drop)
     }
 
     /// `DELETE` of the resource at `segments`.
     pub async fn delete(&self, segments: &[&str]) -> Result<(), ClientError> {
-        self.send(Method::DELETE, self.url(segments), None)
-            .await
-            .map(drop)
+        self.send(Method::DELETE, self.url(segments), None).await.map(drop)
     }
 }
 

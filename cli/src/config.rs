@@ -93,17 +93,11 @@ pub struct ContextDefaults {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read kumactl config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("kumactl config {path} is not valid: {reason}; fix or remove the file")]
     Invalid { path: PathBuf, reason: String },
     #[error("could not write kumactl config {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot find the home directory for ~/.kumactl/config; pass --config-file FILE")]
     NoHome,
     #[error(
@@ -136,10 +130,7 @@ impl ControlPlane {
         ControlPlane {
             name: name.to_string(),
             coordinates: Coordinates {
-                api_server: ApiServer {
-                    url: url.to_string(),
-                    extra: Mapping::new(),
-                },
+                api_server: ApiServer { url: url.to_string(), extra: Mapping::new() },
                 extra: Mapping::new(),
             },
             extra: Mapping::new(),
@@ -158,10 +149,7 @@ impl Context {
         Context {
             name: control_plane.to_string(),
             control_plane: control_plane.to_string(),
-            defaults: ContextDefaults {
-                mesh: DEFAULT_MESH.to_string(),
-                extra: Mapping::new(),
-            },
+            defaults: ContextDefaults { mesh: DEFAULT_MESH.to_string(), extra: Mapping::new() },
             extra: Mapping::new(),
         }
     }
@@ -181,17 +169,10 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
         };
-        Config::from_yaml(&text).map_err(|reason| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        })
+        Config::from_yaml(&text)
+            .map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })
     }
 
     /// Parses and validates the YAML form; an empty document is the empty config.
@@ -217,18 +198,14 @@ impl Config {
 
     /// Writes the file (and its directory), readable only by the user; replaces it atomically.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let write_err = |source| ConfigError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
+        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(write_err)?;
         let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(write_err)?;
-        file.write_all(self.to_yaml().as_bytes())
-            .map_err(write_err)?;
+        file.write_all(self.to_yaml().as_bytes()).map_err(write_err)?;
         file.as_file().sync_all().map_err(write_err)?;
         file.persist(path).map_err(|e| write_err(e.error))?;
         Ok(())
@@ -240,18 +217,12 @@ impl Config {
             if cp.name.is_empty() {
                 return Err(format!("controlPlanes[{i}].name is empty"));
             }
-            if self.control_planes[..i]
-                .iter()
-                .any(|other| other.name == cp.name)
-            {
+            if self.control_planes[..i].iter().any(|other| other.name == cp.name) {
                 return Err(format!("Control Plane {:?} is listed twice", cp.name));
             }
         }
         for (i, ctx) in self.contexts.iter().enumerate() {
-            if self.contexts[..i]
-                .iter()
-                .any(|other| other.name == ctx.name)
-            {
+            if self.contexts[..i].iter().any(|other| other.name == ctx.name) {
                 return Err(format!("context {:?} is listed twice", ctx.name));
             }
             if self.control_plane(&ctx.control_plane).is_none() {
@@ -293,9 +264,7 @@ impl Config {
     /// Every control plane with whether it is the active one.
     pub fn control_planes(&self) -> impl Iterator<Item = (&ControlPlane, bool)> {
         let active = self.current().map(|ctx| ctx.control_plane.as_str());
-        self.control_planes
-            .iter()
-            .map(move |cp| (cp, Some(cp.name.as_str()) == active))
+        self.control_planes.iter().map(move |cp| (cp, Some(cp.name.as_str()) == active))
     }
 
     /// Adds a control plane and a context of the same name, and makes that context active.

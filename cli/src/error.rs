@@ -33,21 +33,13 @@ pub enum CliError {
     CannotConnect { url: String, reason: String },
     /// A resource read from a file failed local checks; printed like the API's validation error.
     #[error("{}", format_api_error(&invalid_body(location.as_deref(), violations)))]
-    InvalidResource {
-        location: Option<String>,
-        violations: Vec<Violation>,
-    },
+    InvalidResource { location: Option<String>, violations: Vec<Violation> },
     /// One of several resources of an `apply` was refused; the ones before it were applied.
     #[error(
         "{source}\n(while applying {resource}, resource {position} of {count}; the resources \
          before it were applied, the ones after it were not)"
     )]
-    ApplyFailed {
-        source: ClientError,
-        resource: String,
-        position: usize,
-        count: usize,
-    },
+    ApplyFailed { source: ClientError, resource: String, position: usize, count: usize },
     /// A document is not YAML, or not an object.
     #[error("{0}")]
     Syntax(String),
@@ -55,28 +47,17 @@ pub enum CliError {
     #[error("{0} contains no resources")]
     NothingToApply(String),
     #[error("could not read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("could not fetch {url}: {reason}")]
     Fetch { url: String, reason: String },
     #[error("could not read the resources from stdin: {0}")]
     ReadStdin(std::io::Error),
     /// A `get`/`inspect` of one resource that does not exist.
     #[error("No resources found in {mesh} mesh ({kind} {name:?} does not exist)")]
-    NotFound {
-        kind: &'static str,
-        mesh: String,
-        name: String,
-    },
+    NotFound { kind: &'static str, mesh: String, name: String },
     /// A `delete` of a resource that does not exist.
     #[error("there is no {kind} with name {name:?}{}", in_mesh(mesh))]
-    NothingToDelete {
-        kind: &'static str,
-        mesh: Option<String>,
-        name: String,
-    },
+    NothingToDelete { kind: &'static str, mesh: Option<String>, name: String },
     /// The server sent something kumactl could not make sense of.
     #[error("could not read {what} from the API: {reason}")]
     UnexpectedAnswer { what: String, reason: String },
@@ -87,9 +68,7 @@ pub enum CliError {
 }
 
 fn in_mesh(mesh: &Option<String>) -> String {
-    mesh.as_ref()
-        .map(|m| format!(" in mesh {m:?}"))
-        .unwrap_or_default()
+    mesh.as_ref().map(|m| format!(" in mesh {m:?}")).unwrap_or_default()
 }
 
 fn invalid_body(location: Option<&str>, violations: &[Violation]) -> ErrorBody {
@@ -102,10 +81,7 @@ fn invalid_body(location: Option<&str>, violations: &[Violation]) -> ErrorBody {
         details,
         causes: violations
             .iter()
-            .map(|v| Cause {
-                field: v.field.clone(),
-                message: v.message.clone(),
-            })
+            .map(|v| Cause { field: v.field.clone(), message: v.message.clone() })
             .collect(),
     }
 }
@@ -151,29 +127,19 @@ mod tests {
 
     #[test]
     fn not_found_messages_name_the_resource() {
-        let err = CliError::NotFound {
-            kind: "Dataplane",
-            mesh: "default".into(),
-            name: "x".into(),
-        };
+        let err =
+            CliError::NotFound { kind: "Dataplane", mesh: "default".into(), name: "x".into() };
         assert_eq!(
             err.to_string(),
             "No resources found in default mesh (Dataplane \"x\" does not exist)"
         );
-        let err = CliError::NothingToDelete {
-            kind: "Mesh",
-            mesh: None,
-            name: "demo".into(),
-        };
+        let err = CliError::NothingToDelete { kind: "Mesh", mesh: None, name: "demo".into() };
         assert_eq!(err.to_string(), "there is no Mesh with name \"demo\"");
         let err = CliError::NothingToDelete {
             kind: "Dataplane",
             mesh: Some("default".into()),
             name: "x".into(),
         };
-        assert_eq!(
-            err.to_string(),
-            "there is no Dataplane with name \"x\" in mesh \"default\""
-        );
+        assert_eq!(err.to_string(), "there is no Dataplane with name \"x\" in mesh \"default\"");
     }
 }

@@ -69,21 +69,13 @@ pub(crate) async fn get(
             }
             Ok(())
         }
-        format => print_value(
-            out,
-            format,
-            &json!({"total": total, "items": items, "next": next}),
-        ),
+        format => print_value(out, format, &json!({"total": total, "items": items, "next": next})),
     }
 }
 
 /// The error for a `get` of one resource that does not exist.
 pub(crate) fn not_found(resource_type: ResourceType, mesh: &str, name: &str) -> CliError {
-    let mesh = if resource_type.is_mesh_scoped() {
-        mesh
-    } else {
-        name
-    };
+    let mesh = if resource_type.is_mesh_scoped() { mesh } else { name };
     CliError::NotFound {
         kind: resource_type.name(),
         mesh: mesh.to_string(),
@@ -94,10 +86,7 @@ pub(crate) fn not_found(resource_type: ResourceType, mesh: &str, name: &str) -> 
 /// The `offset` query parameter of a `next` link.
 fn offset_of(next: &str) -> Option<String> {
     let url = reqwest::Url::parse(next).ok()?;
-    let offset = url
-        .query_pairs()
-        .find(|(k, _)| k == "offset")
-        .map(|(_, v)| v.into_owned());
+    let offset = url.query_pairs().find(|(k, _)| k == "offset").map(|(_, v)| v.into_owned());
     offset
 }
 
@@ -124,9 +113,7 @@ pub(crate) fn resource_table(
                 let tracing = spec.tracing.iter().flat_map(|t| &t.backends);
                 table.push([
                     text(item, "name"),
-                    spec.enabled_ca()
-                        .map(|(_, kind)| kind)
-                        .unwrap_or_else(|| "off".into()),
+                    spec.enabled_ca().map(|(_, kind)| kind).unwrap_or_else(|| "off".into()),
                     spec.enabled_metrics().unwrap_or("off").to_string(),
                     names(logging.map(|b| b.name.as_str()).collect()),
                     names(tracing.map(|b| b.name.as_str()).collect()),
@@ -164,10 +151,7 @@ pub(crate) fn resource_table(
 
 /// A string field of an API object, empty when absent.
 pub(crate) fn text(item: &Value, field: &str) -> String {
-    item.get(field)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    item.get(field).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn age(item: &Value, now: DateTime<Utc>) -> String {
@@ -177,10 +161,8 @@ fn age(item: &Value, now: DateTime<Utc>) -> String {
 /// Reads the typed spec of an API object, which must be of `resource_type`.
 fn spec_of(resource_type: ResourceType, item: &Value) -> Result<Spec, CliError> {
     let what = || format!("{} {:?}", resource_type.name(), text(item, "name"));
-    let input = parse_resource(item.clone()).map_err(|e| CliError::UnexpectedAnswer {
-        what: what(),
-        reason: e.to_string(),
-    })?;
+    let input = parse_resource(item.clone())
+        .map_err(|e| CliError::UnexpectedAnswer { what: what(), reason: e.to_string() })?;
     if input.key.resource_type != resource_type {
         return Err(CliError::UnexpectedAnswer {
             what: what(),

@@ -37,14 +37,8 @@ pub(crate) async fn inspect_dataplanes(
             vec![overview]
         }
         None => {
-            let query: Vec<_> = tags
-                .iter()
-                .map(|(k, v)| ("tag", format!("{k}:{v}")))
-                .collect();
-            client
-                .list_all(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS], &query)
-                .await?
-                .items
+            let query: Vec<_> = tags.iter().map(|(k, v)| ("tag", format!("{k}:{v}"))).collect();
+            client.list_all(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS], &query).await?.items
         }
     };
     write!(out, "{}", dataplanes_table(&overviews, Utc::now())?)?;
@@ -57,16 +51,12 @@ pub(crate) async fn inspect_meshes(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let policies = policy_types();
-    let meshes = client
-        .list_all(&ApiClient::collection(ResourceType::Mesh, ""), &[])
-        .await?;
+    let meshes = client.list_all(&ApiClient::collection(ResourceType::Mesh, ""), &[]).await?;
     let mut table = Table::new(meshes_header(&policies));
     for mesh in &meshes.items {
         let name = text(mesh, "name");
-        let overviews = client
-            .list_all(&["meshes", &name, DATAPLANES_WITH_INSIGHTS], &[])
-            .await?
-            .items;
+        let overviews =
+            client.list_all(&["meshes", &name, DATAPLANES_WITH_INSIGHTS], &[]).await?.items;
         let mut online = 0;
         for overview in &overviews {
             if read_overview(overview)?.1.is_online() {
@@ -76,14 +66,7 @@ pub(crate) async fn inspect_meshes(
         let mut row = vec![name.clone(), format!("{online}/{}", overviews.len())];
         for policy in &policies {
             let segments = ApiClient::collection(policy.resource_type, &name);
-            row.push(
-                client
-                    .list_all(&segments, &[])
-                    .await?
-                    .items
-                    .len()
-                    .to_string(),
-            );
+            row.push(client.list_all(&segments, &[]).await?.items.len().to_string());
         }
         table.push(row);
     }
@@ -93,10 +76,7 @@ pub(crate) async fn inspect_meshes(
 
 /// The policy types `inspect meshes` counts, one column each, in the registry's (Kuma's) order.
 fn policy_types() -> Vec<&'static TypeDescriptor> {
-    ResourceType::descriptors()
-        .iter()
-        .filter(|d| d.is_policy)
-        .collect()
+    ResourceType::descriptors().iter().filter(|d| d.is_policy).collect()
 }
 
 /// The header of the `inspect meshes` table.
@@ -125,12 +105,7 @@ pub(crate) fn dataplanes_table(overviews: &[Value], now: DateTime<Utc>) -> Resul
             text(overview, "mesh"),
             text(overview, "name"),
             cells::tags(&dataplane.merged_tags()),
-            if insight.is_online() {
-                "Online"
-            } else {
-                "Offline"
-            }
-            .to_string(),
+            if insight.is_online() { "Online" } else { "Offline" }.to_string(),
             cells::ago(latest.and_then(|s| s.connect_time), now),
             cells::ago(latest.and_then(|s| s.status.last_update_time), now),
             insight.total_updates().to_string(),
@@ -158,18 +133,8 @@ fn read_overview(overview: &Value) -> Result<(DataplaneSpec, DataplaneInsightSpe
     };
     let insight = match Spec::from_json(ResourceType::DataplaneInsight, field("dataplaneInsight")) {
         Ok(Spec::DataplaneInsight(spec)) => spec,
-        Ok(_) => {
-            return Err(unexpected(
-                "dataplaneInsight is not a DataplaneInsight".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(unexpected(format!(
-                "dataplaneInsight.{}: {}",
-                e.path(),
-                e.inner()
-            )))
-        }
+        Ok(_) => return Err(unexpected("dataplaneInsight is not a DataplaneInsight".into())),
+        Err(e) => return Err(unexpected(format!("dataplaneInsight.{}: {}", e.path(), e.inner()))),
     };
     Ok((dataplane, insight))
 }

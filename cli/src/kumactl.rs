@@ -51,12 +51,7 @@ impl<'io> Kumactl<'io> {
         out: &'io mut dyn Write,
         stdin: &'io mut dyn Read,
     ) -> Kumactl<'io> {
-        Kumactl {
-            config_file,
-            mesh,
-            out,
-            stdin,
-        }
+        Kumactl { config_file, mesh, out, stdin }
     }
 
     fn load_config(&self) -> Result<(PathBuf, Config), CliError> {
@@ -124,11 +119,7 @@ impl<'io> Kumactl<'io> {
                 }
                 write!(self.out, "{table}")?;
             }
-            ControlPlanesCommand::Add {
-                name,
-                address,
-                overwrite,
-            } => {
+            ControlPlanesCommand::Add { name, address, overwrite } => {
                 config.add_control_plane(ControlPlane::new(&name, &address), overwrite)?;
                 check_is_kuma(&address).await?;
                 config.save(&path)?;
@@ -180,19 +171,12 @@ fn connect(
 async fn check_is_kuma(address: &str) -> Result<(), CliError> {
     let client = ApiClient::new(address)?;
     let url = client.base_url().to_string();
-    let not_kuma = |reason: String| CliError::NotKuma {
-        url: url.clone(),
-        reason,
-    };
+    let not_kuma = |reason: String| CliError::NotKuma { url: url.clone(), reason };
     match client.index().await {
         Ok(index) => match index.get("tagline").and_then(Value::as_str) {
             Some(TAGLINE) => Ok(()),
-            Some(other) => Err(not_kuma(format!(
-                "its tagline is {other:?}, not {TAGLINE:?}"
-            ))),
-            None => Err(not_kuma(format!(
-                "GET / answered without the tagline {TAGLINE:?}"
-            ))),
+            Some(other) => Err(not_kuma(format!("its tagline is {other:?}, not {TAGLINE:?}"))),
+            None => Err(not_kuma(format!("GET / answered without the tagline {TAGLINE:?}"))),
         },
         Err(ClientError::Unreachable { url, reason }) => {
             Err(CliError::CannotConnect { url, reason })
@@ -213,9 +197,7 @@ mod tests {
     fn config_with_mesh(dir: &Path, mesh: &str) -> PathBuf {
         let path = dir.join("config");
         let mut config = Config::default();
-        config
-            .add_control_plane(ControlPlane::new("cp", "http://cp:5681"), false)
-            .unwrap();
+        config.add_control_plane(ControlPlane::new("cp", "http://cp:5681"), false).unwrap();
         config.contexts[1].defaults.mesh = mesh.to_string();
         config.save(&path).unwrap();
         path
@@ -226,10 +208,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = config_with_mesh(dir.path(), "demo");
         let (client, mesh) = connect(Some(&path), None).unwrap();
-        assert_eq!(
-            (client.base_url().as_str(), mesh.as_str()),
-            ("http://cp:5681/", "demo")
-        );
+        assert_eq!((client.base_url().as_str(), mesh.as_str()), ("http://cp:5681/", "demo"));
         assert_eq!(connect(Some(&path), Some("prod")).unwrap().1, "prod");
         let path = config_with_mesh(dir.path(), "");
         assert_eq!(connect(Some(&path), None).unwrap().1, "default");
@@ -242,29 +221,14 @@ mod tests {
         std::fs::write(&path, "currentContext: \"\"\n").unwrap();
         let mut out = Vec::new();
         let args = <Args as clap::Parser>::parse_from(["kumactl", "version"]);
-        let args = Args {
-            config_file: Some(path.clone()),
-            ..args
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(run(args, &mut out, &mut std::io::empty()))
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("{}\n", kuma_build_info::VERSION)
-        );
+        let args = Args { config_file: Some(path.clone()), ..args };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(run(args, &mut out, &mut std::io::empty())).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", kuma_build_info::VERSION));
 
         let args = <Args as clap::Parser>::parse_from(["kumactl", "get", "meshes"]);
-        let args = Args {
-            config_file: Some(path),
-            ..args
-        };
-        let err = runtime
-            .block_on(run(args, &mut Vec::new(), &mut std::io::empty()))
-            .unwrap_err();
+        let args = Args { config_file: Some(path), ..args };
+        let err = runtime.block_on(run(args, &mut Vec::new(), &mut std::io::empty())).unwrap_err();
         assert!(err.to_string().contains("no active Control Plane"), "{err}");
     }
 }

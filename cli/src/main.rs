@@ -6,10 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = kumactl::Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Error: {}", kumactl::CliError::Runtime(e));

@@ -19,9 +19,7 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Table {
-            rows: vec![header.into_iter().map(Into::into).collect()],
-        }
+        Table { rows: vec![header.into_iter().map(Into::into).collect()] }
     }
 
     /// Appends a data row.
@@ -83,16 +81,7 @@ mod tests {
             "TOTAL UPDATES",
             "TOTAL ERRORS",
         ]);
-        table.push([
-            "default",
-            "dp-echo-1",
-            "service=echo",
-            "Offline",
-            "never",
-            "never",
-            "0",
-            "0",
-        ]);
+        table.push(["default", "dp-echo-1", "service=echo", "Offline", "never", "never", "0", "0"]);
         // Kuma's output in the seeds (003), byte for byte.
         assert_eq!(
             table.to_string(),

@@ -36,14 +36,10 @@ pub fn render_template(
         let after = &rest[start + 2..];
         // `{{{ key }}}` is mustache's unescaped form; we never escape, so it is the same.
         let (inner, consumed) = if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find("}}}")
-                .ok_or(TemplateError::Unterminated { line })?;
+            let end = body.find("}}}").ok_or(TemplateError::Unterminated { line })?;
             (&body[..end], 1 + end + 3)
         } else {
-            let end = after
-                .find("}}")
-                .ok_or(TemplateError::Unterminated { line })?;
+            let end = after.find("}}").ok_or(TemplateError::Unterminated { line })?;
             (&after[..end], end + 2)
         };
         rest = &after[consumed..];
@@ -56,19 +52,11 @@ pub fn render_template(
             return Err(TemplateError::EmptyTag { line });
         }
         if name.starts_with(['#', '^', '/', '>', '=', '{']) || name.contains(char::is_whitespace) {
-            return Err(TemplateError::Unsupported {
-                tag: inner.to_string(),
-                line,
-            });
+            return Err(TemplateError::Unsupported { tag: inner.to_string(), line });
         }
         match vars.get(name) {
             Some(value) => out.push_str(value),
-            None => {
-                return Err(TemplateError::MissingVariable {
-                    name: name.to_string(),
-                    line,
-                })
-            }
+            None => return Err(TemplateError::MissingVariable { name: name.to_string(), line }),
         }
     }
     out.push_str(rest);

@@ -32,13 +32,7 @@ fn main() {
         "cargo:rustc-env=KUMA_GIT_TAG={}",
         git(&["describe", "--tags", "--always", "--dirty"])
     );
-    println!(
-        "cargo:rustc-env=KUMA_GIT_COMMIT={}",
-        git(&["rev-parse", "HEAD"])
-    );
+    println!("cargo:rustc-env=KUMA_GIT_COMMIT={}", git(&["rev-parse", "HEAD"]));
     // The commit date, not the wall clock, so rebuilding the same commit gives the same binary.
-    println!(
-        "cargo:rustc-env=KUMA_BUILD_DATE={}",
-        git(&["show", "-s", "--format=%cI", "HEAD"])
-    );
+    println!("cargo:rustc-env=KUMA_BUILD_DATE={}", git(&["show", "-s", "--format=%cI", "HEAD"]));
 }

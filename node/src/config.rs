@@ -90,24 +90,13 @@ impl Default for KumaCpConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{var}={value:?} is not valid: expected {expected}")]
-    Env {
-        var: String,
-        value: String,
-        expected: &'static str,
-    },
+    Env { var: String, value: String, expected: &'static str },
     #[error("{field}: {message} (set by {origin})")]
-    Field {
-        field: String,
-        message: String,
-        origin: String,
-    },
+    Field { field: String, message: String, origin: String },
     #[error("invalid configuration: {}", problems.join("; "))]
     Invalid { problems: Vec<String> },
 }
@@ -162,11 +151,9 @@ fn apply_env(
     let var = env_var_name(&segments);
     let Some(raw) = env(&var) else { return Ok(()) };
     let parsed = match value {
-        Value::Number(_) => raw
-            .trim()
-            .parse::<u64>()
-            .map(Value::from)
-            .map_err(|_| "a non-negative integer"),
+        Value::Number(_) => {
+            raw.trim().parse::<u64>().map(Value::from).map_err(|_| "a non-negative integer")
+        }
         Value::Bool(_) => match raw.trim() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
@@ -174,11 +161,8 @@ fn apply_env(
         },
         _ => Ok(Value::String(raw.clone())),
     };
-    *value = parsed.map_err(|expected| ConfigError::Env {
-        var: var.clone(),
-        value: raw,
-        expected,
-    })?;
+    *value =
+        parsed.map_err(|expected| ConfigError::Env { var: var.clone(), value: raw, expected })?;
     set.insert(segments.join("."), var);
     Ok(())
 }
@@ -192,10 +176,8 @@ impl KumaCpConfig {
         let mut value =
             serde_json::to_value(KumaCpConfig::default()).expect("the config serializes");
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
             let overlay: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
                 path: path.to_path_buf(),
                 message: e.to_string(),
@@ -216,11 +198,7 @@ impl KumaCpConfig {
                     None => "the defaults".to_string(),
                 },
             };
-            ConfigError::Field {
-                field,
-                message: e.inner().to_string(),
-                origin,
-            }
+            ConfigError::Field { field, message: e.inner().to_string(), origin }
         })?;
         let problems = config.validate();
         if !problems.is_empty() {
@@ -231,12 +209,8 @@ impl KumaCpConfig {
 
     /// Checks what serde cannot: every problem, as `field: message`.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems: Vec<String> = self
-            .api_server
-            .validate()
-            .into_iter()
-            .map(|p| format!("apiServer.{p}"))
-            .collect();
+        let mut problems: Vec<String> =
+            self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
         let ports = [
             ("apiServer.port", self.api_server.port),
             ("bootstrapServer.port", self.bootstrap_server.port),
@@ -265,10 +239,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| vars.get(k).cloned()
     }
 
@@ -332,13 +304,9 @@ mod tests {
 
     #[test]
     fn store_type_memory_is_the_default_and_unknown_types_name_the_variable() {
-        assert_eq!(
-            KumaCpConfig::load(None, &env(&[])).unwrap().store.kind,
-            StoreType::Memory
-        );
-        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "etcd")]))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(KumaCpConfig::load(None, &env(&[])).unwrap().store.kind, StoreType::Memory);
+        let err =
+            KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "etcd")])).unwrap_err().to_string();
         assert!(
             err.contains("store.type") && err.contains("KUMA_STORE_TYPE") && err.contains("memory"),
             "{err}"
@@ -348,9 +316,7 @@ mod tests {
     #[test]
     fn unknown_key_in_the_file_is_refused_with_its_path() {
         let f = file("apiServer:\n  prot: 7000\n");
-        let err = KumaCpConfig::load(Some(f.path()), &env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = KumaCpConfig::load(Some(f.path()), &env(&[])).unwrap_err().to_string();
         assert!(err.contains("apiServer") && err.contains("prot"), "{err}");
     }
 
@@ -366,10 +332,7 @@ mod tests {
         let err = KumaCpConfig::load(None, &env(&[("KUMA_API_SERVER_PORT", "70000")]))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("apiServer.port") && err.contains("KUMA_API_SERVER_PORT"),
-            "{err}"
-        );
+        assert!(err.contains("apiServer.port") && err.contains("KUMA_API_SERVER_PORT"), "{err}");
     }
 
     #[test]
@@ -385,10 +348,7 @@ mod tests {
 
     #[test]
     fn env_var_names_follow_the_key_path() {
-        assert_eq!(
-            env_var_name(&["apiServer", "readOnly"]),
-            "KUMA_API_SERVER_READ_ONLY"
-        );
+        assert_eq!(env_var_name(&["apiServer", "readOnly"]), "KUMA_API_SERVER_READ_ONLY");
         assert_eq!(
             env_var_name(&["defaults", "skipMeshCreation"]),
             "KUMA_DEFAULTS_SKIP_MESH_CREATION"

@@ -28,10 +28,7 @@ pub enum ControlPlaneError {
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
     #[error("{server} failed: {source}")]
-    Serve {
-        server: &'static str,
-        source: std::io::Error,
-    },
+    Serve { server: &'static str, source: std::io::Error },
 }
 
 /// One kuma-cp peer.
@@ -47,25 +44,17 @@ async fn bind(
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| ControlPlaneError::Bind {
-            server,
-            address,
-            variable,
-            source,
-        })
+    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
+        server,
+        address,
+        variable,
+        source,
+    })
 }
 
 /// Creates the `default` mesh unless it exists; safe to run on every start.
 pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreError> {
-    match store
-        .create(
-            ResourceKey::mesh("default"),
-            Spec::Mesh(MeshSpec::default()),
-        )
-        .await
-    {
+    match store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await {
         Ok(_) => {
             info!(mesh = "default", "created the default mesh");
             Ok(())
@@ -96,19 +85,13 @@ impl ControlPlane {
         let store = self.store();
         let readiness = Readiness::default();
 
-        let diagnostics_listener = bind(
-            "diagnostics server",
-            config.diagnostics.port,
-            "KUMA_DIAGNOSTICS_PORT",
-        )
-        .await?;
+        let diagnostics_listener =
+            bind("diagnostics server", config.diagnostics.port, "KUMA_DIAGNOSTICS_PORT").await?;
         let api_listener =
             bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
 
         if !config.defaults.skip_mesh_creation {
-            ensure_default_mesh(store.as_ref())
-                .await
-                .map_err(ControlPlaneError::DefaultMesh)?;
+            ensure_default_mesh(store.as_ref()).await.map_err(ControlPlaneError::DefaultMesh)?;
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -119,10 +102,7 @@ impl ControlPlane {
         let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
         info!(port = config.api_server.port, "api-server starting");
         let mut api_task = tokio::spawn(api.serve(api_listener, stopped(stop_rx.clone())));
-        info!(
-            port = config.diagnostics.port,
-            "diagnostics server starting"
-        );
+        info!(port = config.diagnostics.port, "diagnostics server starting");
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
             diagnostics_listener,
             readiness.clone(),

@@ -26,21 +26,19 @@ impl Readiness {
 
 /// The diagnostics routes.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthy", get(|| async { (StatusCode::OK, "healthy\n") }))
-        .route(
-            "/ready",
-            get(move || {
-                let readiness = readiness.clone();
-                async move {
-                    if readiness.is_ready() {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                    }
+    Router::new().route("/healthy", get(|| async { (StatusCode::OK, "healthy\n") })).route(
+        "/ready",
+        get(move || {
+            let readiness = readiness.clone();
+            async move {
+                if readiness.is_ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 }
-            }),
-        )
+            }
+        }),
+    )
 }
 
 /// Serves diagnostics until `shutdown` completes.
@@ -49,7 +47,5 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(readiness))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(readiness)).with_graceful_shutdown(shutdown).await
 }

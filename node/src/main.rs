@@ -67,13 +67,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();
-    let info = ServerInfo {
-        version: kuma_build_info::VERSION.to_string(),
-        hostname,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let info = ServerInfo { version: kuma_build_info::VERSION.to_string(), hostname };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         ControlPlane::new(config, info).run(shutdown).await?;

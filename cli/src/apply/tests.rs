@@ -47,29 +47,18 @@ fn every_document_is_checked_and_the_bad_one_named() {
 fn a_listing_as_get_prints_it_is_applied_item_by_item() {
     let text = "total: 2\nitems:\n- type: Mesh\n  name: a\n- type: Mesh\n  name: b\nnext: null\n";
     let resolved = Resolved::from_text(text, &[], "f").unwrap();
-    let names: Vec<_> = resolved
-        .resources
-        .iter()
-        .map(|r| r.key.name.as_str())
-        .collect();
+    let names: Vec<_> = resolved.resources.iter().map(|r| r.key.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     let err = Resolved::from_text("items:\n- type: Mesh\n- type: Mesh\n  name: b\n", &[], "f")
         .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("(Resource in item 1 is not valid)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("(Resource in item 1 is not valid)"), "{err}");
 }
 
 #[test]
 fn server_set_times_are_accepted_and_not_sent() {
     let text = "type: Mesh\nname: a\ncreationTime: 2026-11-21T10:00:00Z\nmodificationTime: 2026-11-21T10:00:00Z\n";
     let resolved = Resolved::from_text(text, &[], "f").unwrap();
-    assert_eq!(
-        resolved.resources[0].to_rest_json(),
-        json!({"type": "Mesh", "name": "a"})
-    );
+    assert_eq!(resolved.resources[0].to_rest_json(), json!({"type": "Mesh", "name": "a"}));
 }
 
 #[test]

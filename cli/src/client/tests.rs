@@ -15,10 +15,7 @@ fn api_errors_print_title_details_and_one_line_per_cause() {
                     field: "networking.inbound[0].tags[\"service\"]".into(),
                     message: "tag has to exist".into(),
                 },
-                Cause {
-                    field: "networking.inbound[0].interface".into(),
-                    message: "bad".into(),
-                },
+                Cause { field: "networking.inbound[0].interface".into(), message: "bad".into() },
             ],
         },
     };
@@ -33,11 +30,7 @@ fn api_errors_print_title_details_and_one_line_per_cause() {
 
 #[test]
 fn an_error_without_details_is_just_its_title() {
-    let body = ErrorBody {
-        title: "Not found".into(),
-        details: String::new(),
-        causes: vec![],
-    };
+    let body = ErrorBody { title: "Not found".into(), details: String::new(), causes: vec![] };
     assert_eq!(format_api_error(&body), "Not found");
 }
 
@@ -71,15 +64,8 @@ fn unreachable_says_where_and_what_to_do() {
 #[test]
 fn paths_come_from_the_registry_and_are_encoded() {
     let client = ApiClient::new("http://cp:5681").unwrap();
-    let url = client.url(&ApiClient::item(
-        ResourceType::TrafficPermission,
-        "default",
-        "a b",
-    ));
-    assert_eq!(
-        url.as_str(),
-        "http://cp:5681/meshes/default/traffic-permissions/a%20b"
-    );
+    let url = client.url(&ApiClient::item(ResourceType::TrafficPermission, "default", "a b"));
+    assert_eq!(url.as_str(), "http://cp:5681/meshes/default/traffic-permissions/a%20b");
     let url = client.url(&ApiClient::item(ResourceType::Mesh, "ignored", "demo"));
     assert_eq!(url.as_str(), "http://cp:5681/meshes/demo");
 }
@@ -87,20 +73,14 @@ fn paths_come_from_the_registry_and_are_encoded() {
 #[test]
 fn a_base_url_with_a_path_prefix_keeps_it() {
     let client = ApiClient::new("https://cp.example.com/kuma/").unwrap();
-    assert_eq!(
-        client.url(&["meshes"]).as_str(),
-        "https://cp.example.com/kuma/meshes"
-    );
+    assert_eq!(client.url(&["meshes"]).as_str(), "https://cp.example.com/kuma/meshes");
     assert_eq!(client.url(&[]).as_str(), "https://cp.example.com/kuma/");
 }
 
 #[test]
 fn addresses_that_are_not_http_urls_are_refused() {
     for bad in ["localhost:5681", "ftp://cp", "not a url", "http://"] {
-        assert!(
-            matches!(ApiClient::new(bad), Err(ClientError::BadUrl { .. })),
-            "{bad}"
-        );
+        assert!(matches!(ApiClient::new(bad), Err(ClientError::BadUrl { .. })), "{bad}");
     }
 }
 
@@ -108,11 +88,7 @@ fn addresses_that_are_not_http_urls_are_refused() {
 fn only_an_unreachable_or_unavailable_control_plane_is_worth_retrying() {
     let api = |status| ClientError::Api {
         status,
-        body: ErrorBody {
-            title: "x".into(),
-            details: String::new(),
-            causes: vec![],
-        },
+        body: ErrorBody { title: "x".into(), details: String::new(), causes: vec![] },
     };
     let bare = |status| ClientError::Status {
         method: "GET".into(),
@@ -135,18 +111,9 @@ fn only_an_unreachable_or_unavailable_control_plane_is_worth_retrying() {
         assert!(!bare(status).is_retryable(), "{status}");
     }
     for err in [
-        ClientError::Decode {
-            url: url(),
-            reason: "expected value at line 1 column 1".into(),
-        },
-        ClientError::BadUrl {
-            url: url(),
-            reason: "the scheme must be http or https".into(),
-        },
-        ClientError::Transport {
-            url: url(),
-            reason: "connection reset".into(),
-        },
+        ClientError::Decode { url: url(), reason: "expected value at line 1 column 1".into() },
+        ClientError::BadUrl { url: url(), reason: "the scheme must be http or https".into() },
+        ClientError::Transport { url: url(), reason: "connection reset".into() },
     ] {
         assert!(!err.is_retryable(), "{err:?}");
     }

@@ -6,10 +6,7 @@ use super::*;
 fn a_missing_file_means_the_local_control_plane() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(&dir.path().join("config")).unwrap();
-    assert_eq!(
-        config.current_control_plane().unwrap().url(),
-        "http://localhost:5681"
-    );
+    assert_eq!(config.current_control_plane().unwrap().url(), "http://localhost:5681");
     assert_eq!(config.current_context, "local");
 }
 
@@ -21,10 +18,7 @@ fn kumas_file_layout_is_read() {
          currentContext: test1\n",
     )
     .unwrap();
-    assert_eq!(
-        config.current_control_plane().unwrap().url(),
-        "https://test1.internal:5681"
-    );
+    assert_eq!(config.current_control_plane().unwrap().url(), "https://test1.internal:5681");
     assert_eq!(config.current().unwrap().defaults.mesh, "demo");
 }
 
@@ -33,9 +27,7 @@ fn saving_and_loading_round_trips_and_creates_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/.kumactl/config");
     let mut config = Config::default();
-    config
-        .add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false).unwrap();
     config.save(&path).unwrap();
     assert_eq!(Config::load(&path).unwrap(), config);
 }
@@ -43,18 +35,11 @@ fn saving_and_loading_round_trips_and_creates_the_directory() {
 #[test]
 fn adding_a_control_plane_adds_a_context_and_switches_to_it() {
     let mut config = Config::default();
-    config
-        .add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false).unwrap();
     assert_eq!(config.current_context, "prod");
-    assert_eq!(
-        config.current_control_plane().unwrap().url(),
-        "http://prod:5681"
-    );
-    let active: Vec<_> = config
-        .control_planes()
-        .map(|(cp, active)| (cp.name.as_str(), active))
-        .collect();
+    assert_eq!(config.current_control_plane().unwrap().url(), "http://prod:5681");
+    let active: Vec<_> =
+        config.control_planes().map(|(cp, active)| (cp.name.as_str(), active)).collect();
     assert_eq!(active, [("local", false), ("prod", true)]);
 }
 
@@ -66,27 +51,17 @@ fn a_duplicate_name_is_refused_unless_overwriting() {
         .unwrap_err();
     assert!(err.to_string().contains("--overwrite"), "{err}");
     assert_eq!(config, Config::default());
-    config
-        .add_control_plane(ControlPlane::new("local", "http://other:5681"), true)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("local", "http://other:5681"), true).unwrap();
     assert_eq!(config.control_planes.len(), 1);
-    assert_eq!(
-        config.current_control_plane().unwrap().url(),
-        "http://other:5681"
-    );
+    assert_eq!(config.current_control_plane().unwrap().url(), "http://other:5681");
 }
 
 #[test]
 fn switching_to_an_unknown_name_fails_and_changes_nothing() {
     let mut config = Config::default();
-    assert!(matches!(
-        config.switch("nope"),
-        Err(ConfigError::UnknownControlPlane(_))
-    ));
+    assert!(matches!(config.switch("nope"), Err(ConfigError::UnknownControlPlane(_))));
     assert_eq!(config.current_context, "local");
-    config
-        .add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false).unwrap();
     config.switch("local").unwrap();
     assert_eq!(config.current_context, "local");
 }
@@ -94,16 +69,11 @@ fn switching_to_an_unknown_name_fails_and_changes_nothing() {
 #[test]
 fn removing_the_active_control_plane_leaves_none_active() {
     let mut config = Config::default();
-    config
-        .add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("prod", "http://prod:5681"), false).unwrap();
     config.remove_control_plane("prod").unwrap();
     assert_eq!(config.contexts.len(), 1);
     assert_eq!(config.current_context, "");
-    assert!(matches!(
-        config.current_control_plane(),
-        Err(ConfigError::NoActiveControlPlane)
-    ));
+    assert!(matches!(config.current_control_plane(), Err(ConfigError::NoActiveControlPlane)));
     assert!(matches!(
         config.remove_control_plane("prod"),
         Err(ConfigError::UnknownControlPlane(_))
@@ -153,15 +123,9 @@ fn must_parse_yaml(text: &str) -> serde_yaml::Value {
 #[test]
 fn a_file_written_by_kumas_kumactl_is_read_and_written_back_unchanged() {
     let config = Config::from_yaml(KUMAS_FILE).unwrap();
-    assert_eq!(
-        config.current_control_plane().unwrap().url(),
-        "https://prod.internal:5682"
-    );
+    assert_eq!(config.current_control_plane().unwrap().url(), "https://prod.internal:5682");
     assert_eq!(config.current().unwrap().defaults.mesh, "demo");
-    assert_eq!(
-        must_parse_yaml(&config.to_yaml()),
-        must_parse_yaml(KUMAS_FILE)
-    );
+    assert_eq!(must_parse_yaml(&config.to_yaml()), must_parse_yaml(KUMAS_FILE));
 }
 
 #[test]
@@ -170,9 +134,7 @@ fn unknown_fields_survive_a_change_and_a_save() {
     let path = dir.path().join("config");
     std::fs::write(&path, KUMAS_FILE).unwrap();
     let mut config = Config::load(&path).unwrap();
-    config
-        .add_control_plane(ControlPlane::new("dev", "http://dev:5681"), false)
-        .unwrap();
+    config.add_control_plane(ControlPlane::new("dev", "http://dev:5681"), false).unwrap();
     config.switch("prod").unwrap();
     config.save(&path).unwrap();
 
@@ -188,18 +150,12 @@ fn unknown_fields_survive_a_change_and_a_save() {
 fn a_file_of_the_wrong_shape_is_refused_saying_where() {
     for (text, expected) in [
         ("controlPlanes: 5\n", "controlPlanes: invalid type"),
-        (
-            "controlPlanes:\n- name: a\n",
-            "controlPlanes[0]: missing field `coordinates`",
-        ),
+        ("controlPlanes:\n- name: a\n", "controlPlanes[0]: missing field `coordinates`"),
         (
             "controlPlanes:\n- name: a\n  coordinates:\n    apiServer: {}\n",
             "controlPlanes[0].coordinates.apiServer: missing field `url`",
         ),
-        (
-            "contexts:\n- controlPlane: a\n",
-            "contexts[0]: missing field `name`",
-        ),
+        ("contexts:\n- controlPlane: a\n", "contexts[0]: missing field `name`"),
         ("- a\n", "invalid type: sequence"),
         ("just text\n", "invalid type: string"),
     ] {

@@ -57,10 +57,7 @@ fn policies_show_mesh_name_and_age() {
         "sources": [{"match": {"service": "*"}}], "destinations": [{"match": {"service": "*"}}]
     })];
     let table = resource_table(ResourceType::TrafficPermission, &items, now()).unwrap();
-    assert_eq!(
-        table.to_string(),
-        "MESH   NAME        AGE\ndemo   allow-all   3h\n"
-    );
+    assert_eq!(table.to_string(), "MESH   NAME        AGE\ndemo   allow-all   3h\n");
 }
 
 #[test]

@@ -47,24 +47,8 @@ fn a_connected_dataplane_shows_its_latest_subscription_and_totals() {
     });
     let table = dataplanes_table(&[overview], now()).unwrap();
     let row = table.to_string().lines().nth(1).unwrap().to_string();
-    let cells: Vec<_> = row
-        .split("   ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
-    assert_eq!(
-        cells,
-        [
-            "default",
-            "redis-1",
-            "service=redis",
-            "Online",
-            "1m",
-            "10s",
-            "9",
-            "1"
-        ]
-    );
+    let cells: Vec<_> = row.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells, ["default", "redis-1", "service=redis", "Online", "1m", "10s", "9", "1"]);
 }
 
 #[test]
@@ -75,20 +59,14 @@ fn an_insight_that_is_missing_or_null_means_never_connected() {
         "dataplaneInsight": null
     });
     let table = dataplanes_table(&[overview], now()).unwrap();
-    assert!(
-        table.to_string().contains("service=kong   Offline   never"),
-        "{table}"
-    );
+    assert!(table.to_string().contains("service=kong   Offline   never"), "{table}");
 }
 
 #[test]
 fn a_malformed_overview_is_an_unexpected_answer_naming_the_field() {
     let overview = json!({"name": "bad", "dataplane": {"networking": {"inbound": "x"}}});
     let err = dataplanes_table(&[overview], now()).unwrap_err();
-    assert!(
-        err.to_string().contains("dataplane.networking.inbound"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("dataplane.networking.inbound"), "{err}");
 }
 
 #[test]

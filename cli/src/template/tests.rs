@@ -3,10 +3,7 @@
 use super::*;
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -21,41 +18,26 @@ fn variables_with_and_without_spaces_are_replaced() {
 
 #[test]
 fn dotted_keys_are_plain_names() {
-    let out = render_template(
-        "port: {{ ports.inbound }}",
-        &vars(&[("ports.inbound", "9000")]),
-    )
-    .unwrap();
+    let out =
+        render_template("port: {{ ports.inbound }}", &vars(&[("ports.inbound", "9000")])).unwrap();
     assert_eq!(out, "port: 9000");
 }
 
 #[test]
 fn triple_braces_and_ampersand_insert_the_value_unescaped() {
     let v = vars(&[("x", "<a&b>")]);
-    assert_eq!(
-        render_template("{{{ x }}} {{& x}} {{x}}", &v).unwrap(),
-        "<a&b> <a&b> <a&b>"
-    );
+    assert_eq!(render_template("{{{ x }}} {{& x}} {{x}}", &v).unwrap(), "<a&b> <a&b> <a&b>");
 }
 
 #[test]
 fn comments_disappear() {
-    assert_eq!(
-        render_template("a{{! note }}b", &HashMap::new()).unwrap(),
-        "ab"
-    );
+    assert_eq!(render_template("a{{! note }}b", &HashMap::new()).unwrap(), "ab");
 }
 
 #[test]
 fn a_missing_variable_is_named_with_its_line() {
     let err = render_template("type: Mesh\nname: {{ meshName }}\n", &HashMap::new()).unwrap_err();
-    assert_eq!(
-        err,
-        TemplateError::MissingVariable {
-            name: "meshName".into(),
-            line: 2
-        }
-    );
+    assert_eq!(err, TemplateError::MissingVariable { name: "meshName".into(), line: 2 });
     assert!(err.to_string().contains("-v meshName=VALUE"), "{err}");
 }
 
@@ -71,10 +53,7 @@ fn malformed_tags_are_errors() {
         render_template("a\n{{ x", &vars(&[("x", "1")])),
         Err(TemplateError::Unterminated { line: 2 })
     );
-    assert_eq!(
-        render_template("{{ }}", &HashMap::new()),
-        Err(TemplateError::EmptyTag { line: 1 })
-    );
+    assert_eq!(render_template("{{ }}", &HashMap::new()), Err(TemplateError::EmptyTag { line: 1 }));
     assert!(matches!(
         render_template("{{#list}}x{{/list}}", &HashMap::new()),
         Err(TemplateError::Unsupported { .. })

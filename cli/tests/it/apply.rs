@@ -20,10 +20,7 @@ fn apply_reads_a_resource_from_an_http_url() {
 
     assert_eq!(out, "");
     let dp = json(&ctl.must_run(&["get", "dataplane", "redis-1", "-o", "json"]));
-    assert_eq!(
-        dp["networking"]["inbound"][0]["interface"],
-        "127.0.0.1:9000:6379"
-    );
+    assert_eq!(dp["networking"]["inbound"][0]["interface"], "127.0.0.1:9000:6379");
 }
 
 #[test]
@@ -61,10 +58,7 @@ fn apply_fills_in_variables_given_with_v() {
     ]);
 
     let dp = json(&ctl.must_run(&["get", "dataplane", "web-1", "-o", "json"]));
-    assert_eq!(
-        dp["networking"]["inbound"][0]["interface"],
-        "127.0.0.1:8080:80"
-    );
+    assert_eq!(dp["networking"]["inbound"][0]["interface"], "127.0.0.1:8080:80");
     assert_eq!(dp["networking"]["inbound"][0]["tags"]["service"], "web");
 }
 
@@ -76,16 +70,9 @@ fn a_variable_used_but_not_given_is_an_error_naming_it_and_nothing_is_applied() 
 
     let stderr = ctl.run_with_stdin(&["apply", "-f", "-"], yaml).must_fail();
 
-    assert!(
-        stderr.contains("\"meshName\"") && stderr.contains("-v meshName="),
-        "{stderr}"
-    );
+    assert!(stderr.contains("\"meshName\"") && stderr.contains("-v meshName="), "{stderr}");
     let meshes = json(&ctl.must_run(&["get", "meshes", "-o", "json"]));
-    assert_eq!(
-        meshes["items"].as_array().map(Vec::len),
-        Some(1),
-        "{meshes}"
-    );
+    assert_eq!(meshes["items"].as_array().map(Vec::len), Some(1), "{meshes}");
 }
 
 #[test]
@@ -111,9 +98,7 @@ fn dry_run_prints_the_resolved_yaml_and_sends_nothing() {
 #[test]
 fn dry_run_needs_no_control_plane() {
     let ctl = Ctl::for_url(CLOSED_URL);
-    let out = ctl
-        .run_with_stdin(&["apply", "-f", "-", "--dry-run"], REDIS_1)
-        .must_succeed();
+    let out = ctl.run_with_stdin(&["apply", "-f", "-", "--dry-run"], REDIS_1).must_succeed();
     assert_eq!(out, REDIS_1);
 }
 
@@ -150,14 +135,8 @@ fn a_malformed_resource_is_reported_before_anything_is_sent() {
         "{stderr}"
     );
     assert!(stderr.contains("* mesh: field is required"), "{stderr}");
-    assert!(
-        stderr.contains("* networking.inbound[0].interfac: unknown field"),
-        "{stderr}"
-    );
-    assert!(ctl
-        .run(&["get", "dataplane", "redis-1"])
-        .must_fail()
-        .contains("No resources found"));
+    assert!(stderr.contains("* networking.inbound[0].interfac: unknown field"), "{stderr}");
+    assert!(ctl.run(&["get", "dataplane", "redis-1"]).must_fail().contains("No resources found"));
 }
 
 #[test]
@@ -167,10 +146,7 @@ fn what_get_prints_as_yaml_applies_back_cleanly() {
     ctl.must_apply(REDIS_1);
 
     let one = ctl.must_run(&["get", "dataplane", "redis-1", "-o", "yaml"]);
-    assert!(
-        one.contains("creationTime:") && one.contains("modificationTime:"),
-        "{one}"
-    );
+    assert!(one.contains("creationTime:") && one.contains("modificationTime:"), "{one}");
     let all = ctl.must_run(&["get", "dataplanes", "-o", "yaml"]);
     let mesh = ctl.must_run(&["get", "mesh", "default", "-o", "yaml"]);
 
@@ -179,10 +155,7 @@ fn what_get_prints_as_yaml_applies_back_cleanly() {
     ctl.must_run(&["apply", "-f", &ctl.must_write_file("mesh.yaml", &mesh)]);
 
     let after = json(&ctl.must_run(&["get", "dataplane", "redis-1", "-o", "json"]));
-    assert_eq!(
-        after["networking"]["inbound"][0]["tags"]["service"],
-        "redis"
-    );
+    assert_eq!(after["networking"]["inbound"][0]["tags"]["service"], "redis");
 }
 
 #[test]

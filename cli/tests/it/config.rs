@@ -10,20 +10,10 @@ fn adding_a_control_plane_makes_it_active_and_list_switch_remove_follow() {
     let ctl = Ctl::new();
     let url = cp.api_url();
 
-    let out = ctl.must_run(&[
-        "config",
-        "control-planes",
-        "add",
-        "--name",
-        "test",
-        "--address",
-        &url,
-    ]);
+    let out =
+        ctl.must_run(&["config", "control-planes", "add", "--name", "test", "--address", &url]);
 
-    assert_eq!(
-        out,
-        "added Control Plane \"test\"\nswitched active Control Plane to \"test\"\n"
-    );
+    assert_eq!(out, "added Control Plane \"test\"\nswitched active Control Plane to \"test\"\n");
     assert_eq!(
         ctl.must_run(&["config", "control-planes", "list"]),
         format!("ACTIVE   NAME    ADDRESS\n         local   http://localhost:5681\n*        test    {url}\n")
@@ -34,10 +24,7 @@ fn adding_a_control_plane_makes_it_active_and_list_switch_remove_follow() {
     let out = ctl.must_run(&["config", "control-planes", "switch", "--name", "local"]);
     assert_eq!(out, "switched active Control Plane to \"local\"\n");
     let list = ctl.must_run(&["config", "control-planes", "list"]);
-    assert!(
-        list.lines().nth(1).unwrap().starts_with("*        local"),
-        "{list}"
-    );
+    assert!(list.lines().nth(1).unwrap().starts_with("*        local"), "{list}");
 
     let out = ctl.must_run(&["config", "control-planes", "remove", "--name", "test"]);
     assert_eq!(out, "removed Control Plane \"test\"\n");
@@ -52,15 +39,7 @@ fn a_duplicate_name_is_refused_unless_overwrite_is_given() {
     let url = cp.api_url();
 
     let stderr = ctl
-        .run(&[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "local",
-            "--address",
-            &url,
-        ])
+        .run(&["config", "control-planes", "add", "--name", "local", "--address", &url])
         .must_fail();
     assert!(
         stderr.contains("\"local\" already exists") && stderr.contains("--overwrite"),
@@ -79,10 +58,7 @@ fn a_duplicate_name_is_refused_unless_overwrite_is_given() {
         "--overwrite",
     ]);
     let list = ctl.must_run(&["config", "control-planes", "list"]);
-    assert_eq!(
-        list,
-        format!("ACTIVE   NAME    ADDRESS\n*        local   {url}\n")
-    );
+    assert_eq!(list, format!("ACTIVE   NAME    ADDRESS\n*        local   {url}\n"));
 }
 
 #[test]
@@ -91,15 +67,7 @@ fn an_address_that_is_not_kuma_is_refused() {
     let server = must_serve(200, "application/json", "{}".to_string());
 
     let stderr = ctl
-        .run(&[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "x",
-            "--address",
-            &server,
-        ])
+        .run(&["config", "control-planes", "add", "--name", "x", "--address", &server])
         .must_fail();
 
     assert!(stderr.contains("is not a Kuma Control Plane"), "{stderr}");
@@ -112,20 +80,9 @@ fn an_address_that_answers_html_is_refused() {
     let ctl = Ctl::new();
     let server = must_serve(200, "text/html", "<html>hello</html>".to_string());
     let stderr = ctl
-        .run(&[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "x",
-            "--address",
-            &server,
-        ])
+        .run(&["config", "control-planes", "add", "--name", "x", "--address", &server])
         .must_fail();
-    assert!(
-        stderr.contains("is not a Kuma Control Plane") && stderr.contains("JSON"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("is not a Kuma Control Plane") && stderr.contains("JSON"), "{stderr}");
 }
 
 #[test]
@@ -134,15 +91,7 @@ fn an_unreachable_address_is_one_clear_line() {
     let address = CLOSED_URL;
 
     let stderr = ctl
-        .run(&[
-            "config",
-            "control-planes",
-            "add",
-            "--name",
-            "x",
-            "--address",
-            address,
-        ])
+        .run(&["config", "control-planes", "add", "--name", "x", "--address", address])
         .must_fail();
 
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -150,10 +99,7 @@ fn an_unreachable_address_is_one_clear_line() {
         stderr.starts_with("Error: could not connect to the Control Plane API Server at "),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(address) && stderr.contains("kuma-cp is running"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(address) && stderr.contains("kuma-cp is running"), "{stderr}");
     assert!(!ctl.config_path().exists(), "a refused add writes nothing");
 }
 
@@ -161,13 +107,8 @@ fn an_unreachable_address_is_one_clear_line() {
 fn switching_or_removing_an_unknown_name_fails_clearly() {
     let ctl = Ctl::new();
     for command in ["switch", "remove"] {
-        let stderr = ctl
-            .run(&["config", "control-planes", command, "--name", "nope"])
-            .must_fail();
-        assert!(
-            stderr.contains("there is no Control Plane with name \"nope\""),
-            "{stderr}"
-        );
+        let stderr = ctl.run(&["config", "control-planes", command, "--name", "nope"]).must_fail();
+        assert!(stderr.contains("there is no Control Plane with name \"nope\""), "{stderr}");
     }
     assert!(!ctl.config_path().exists());
 }

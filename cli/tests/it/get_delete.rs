@@ -27,14 +27,8 @@ fn get_of_a_missing_resource_exits_non_zero_naming_it() {
 fn an_empty_list_prints_just_the_header() {
     let cp = KumaCp::must_start();
     let ctl = Ctl::for_cp(&cp);
-    assert_eq!(
-        ctl.must_run(&["get", "traffic-routes"]),
-        "MESH   NAME   AGE\n"
-    );
-    assert_eq!(
-        ctl.must_run(&["get", "dataplanes"]),
-        "MESH   NAME   TAGS   AGE\n"
-    );
+    assert_eq!(ctl.must_run(&["get", "traffic-routes"]), "MESH   NAME   AGE\n");
+    assert_eq!(ctl.must_run(&["get", "dataplanes"]), "MESH   NAME   TAGS   AGE\n");
 }
 
 #[test]
@@ -54,11 +48,7 @@ fn get_takes_plural_singular_and_alias_type_names_in_the_mesh_given_with_m() {
     ctl.must_apply(DEMO_MESH);
     ctl.must_apply(ALLOW_ALL);
 
-    for name in [
-        "traffic-permissions",
-        "traffic-permission",
-        "trafficpermissions",
-    ] {
+    for name in ["traffic-permissions", "traffic-permission", "trafficpermissions"] {
         let table = ctl.must_run(&["get", name, "-m", "demo"]);
         assert_eq!(
             must_mask_age(&table),
@@ -66,10 +56,7 @@ fn get_takes_plural_singular_and_alias_type_names_in_the_mesh_given_with_m() {
             "{name}"
         );
     }
-    assert_eq!(
-        ctl.must_run(&["get", "traffic-permissions"]),
-        "MESH   NAME   AGE\n"
-    );
+    assert_eq!(ctl.must_run(&["get", "traffic-permissions"]), "MESH   NAME   AGE\n");
 
     let json: Value = serde_json::from_str(&ctl.must_run(&[
         "--mesh",
@@ -111,15 +98,9 @@ fn delete_prints_the_type_and_name_and_a_second_delete_fails() {
         "deleted Dataplane \"redis-1\"\n"
     );
 
-    assert!(ctl
-        .run(&["get", "dataplane", "redis-1"])
-        .must_fail()
-        .contains("No resources found"));
+    assert!(ctl.run(&["get", "dataplane", "redis-1"]).must_fail().contains("No resources found"));
     let stderr = ctl.run(&["delete", "dataplane", "redis-1"]).must_fail();
-    assert_eq!(
-        stderr,
-        "Error: there is no Dataplane with name \"redis-1\" in mesh \"default\"\n"
-    );
+    assert_eq!(stderr, "Error: there is no Dataplane with name \"redis-1\" in mesh \"default\"\n");
 }
 
 #[test]
@@ -131,10 +112,7 @@ fn delete_works_for_meshes_and_policies() {
 
     let out = ctl.must_run(&["delete", "traffic-permission", "allow-all", "-m", "demo"]);
     assert_eq!(out, "deleted TrafficPermission \"allow-all\"\n");
-    assert_eq!(
-        ctl.must_run(&["delete", "mesh", "demo"]),
-        "deleted Mesh \"demo\"\n"
-    );
+    assert_eq!(ctl.must_run(&["delete", "mesh", "demo"]), "deleted Mesh \"demo\"\n");
     let meshes = ctl.must_run(&["get", "meshes"]);
     assert!(!meshes.contains("demo"), "{meshes}");
 }

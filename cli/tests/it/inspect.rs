@@ -22,27 +22,14 @@ fn inspect_dataplanes_shows_only_those_with_every_tag_given() {
             .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
             .collect()
     };
+    assert_eq!(names(&["inspect", "dataplanes", "--tag", "service=redis"]), ["redis-1", "redis-2"]);
     assert_eq!(
-        names(&["inspect", "dataplanes", "--tag", "service=redis"]),
-        ["redis-1", "redis-2"]
-    );
-    assert_eq!(
-        names(&[
-            "inspect",
-            "dataplanes",
-            "--tag",
-            "service=redis",
-            "--tag",
-            "version=v2"
-        ]),
+        names(&["inspect", "dataplanes", "--tag", "service=redis", "--tag", "version=v2"]),
         ["redis-2"]
     );
     assert!(names(&["inspect", "dataplanes", "--tag", "service=nope"]).is_empty());
     let row = ctl.must_run(&["inspect", "dataplanes", "redis-2"]);
-    assert!(
-        row.contains("   service=redis version=v2   Offline   "),
-        "{row}"
-    );
+    assert!(row.contains("   service=redis version=v2   Offline   "), "{row}");
 }
 
 #[test]
@@ -50,10 +37,7 @@ fn inspect_of_a_missing_dataplane_exits_non_zero() {
     let cp = KumaCp::must_start();
     let ctl = Ctl::for_cp(&cp);
     let stderr = ctl.run(&["inspect", "dataplanes", "nope"]).must_fail();
-    assert!(
-        stderr.contains("Dataplane \"nope\" does not exist"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("Dataplane \"nope\" does not exist"), "{stderr}");
 }
 
 #[test]

@@ -8,10 +8,7 @@ use crate::support::{Ctl, CLOSED_URL};
 #[test]
 fn version_prints_the_version_and_detailed_adds_build_information() {
     let ctl = Ctl::new();
-    assert_eq!(
-        ctl.must_run(&["version"]),
-        format!("{}\n", kuma_build_info::VERSION)
-    );
+    assert_eq!(ctl.must_run(&["version"]), format!("{}\n", kuma_build_info::VERSION));
     let detailed = ctl.must_run(&["version", "--detailed"]);
     for key in ["Version:", "Git Tag:", "Git Commit:", "Build Date:"] {
         assert!(detailed.contains(key), "{key} missing from {detailed}");
@@ -24,18 +21,11 @@ fn completion_prints_a_script_for_bash_zsh_and_fish() {
     let ctl = Ctl::new();
     for shell in ["bash", "zsh", "fish"] {
         let script = ctl.must_run(&["completion", shell]);
-        assert!(
-            script.contains("kumactl") && script.contains("inspect"),
-            "{shell}: {script}"
-        );
+        assert!(script.contains("kumactl") && script.contains("inspect"), "{shell}: {script}");
     }
     // bash and zsh also complete resource types from the registry (fish has no positionals).
     for shell in ["bash", "zsh"] {
-        assert!(
-            ctl.must_run(&["completion", shell])
-                .contains("traffic-permissions"),
-            "{shell}"
-        );
+        assert!(ctl.must_run(&["completion", shell]).contains("traffic-permissions"), "{shell}");
     }
 }
 
@@ -45,10 +35,7 @@ fn config_view_prints_the_built_in_default_and_writes_no_file() {
     let view = ctl.must_run(&["config", "view"]);
     assert!(view.contains("url: http://localhost:5681"), "{view}");
     assert!(view.contains("currentContext: local"), "{view}");
-    assert!(
-        !ctl.config_path().exists(),
-        "config view must not write the file"
-    );
+    assert!(!ctl.config_path().exists(), "config view must not write the file");
 }
 
 #[test]
@@ -63,10 +50,7 @@ fn a_command_against_an_unreachable_control_plane_says_which_url_and_what_to_do(
     );
     assert!(stderr.contains(url), "{stderr}");
     assert!(stderr.contains("kuma-cp is running"), "{stderr}");
-    assert!(
-        stderr.contains("kumactl config control-planes add"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("kumactl config control-planes add"), "{stderr}");
 }
 
 #[test]
@@ -75,10 +59,7 @@ fn a_broken_config_file_is_reported_with_its_path() {
     std::fs::create_dir_all(ctl.config_path().parent().unwrap()).unwrap();
     std::fs::write(ctl.config_path(), "controlPlanes: [oops\n").unwrap();
     let stderr = ctl.run(&["get", "meshes"]).must_fail();
-    assert!(
-        stderr.contains(&ctl.config_path().display().to_string()),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&ctl.config_path().display().to_string()), "{stderr}");
 }
 
 #[test]
@@ -97,9 +78,5 @@ fn bad_arguments_are_a_usage_error_not_a_crash() {
 fn nothing_listens_at_the_closed_address() {
     let address = CLOSED_URL.trim_start_matches("http://");
     let err = TcpStream::connect(address).expect_err("something listens at the closed address");
-    assert_eq!(
-        err.kind(),
-        std::io::ErrorKind::ConnectionRefused,
-        "{address}: {err}"
-    );
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{address}: {err}");
 }

@@ -30,9 +30,7 @@ pub struct Run {
 impl Ctl {
     /// A kumactl with no config file yet (the built-in `local` control plane).
     pub fn new() -> Ctl {
-        Ctl {
-            dir: tempfile::tempdir().expect("a temp dir"),
-        }
+        Ctl { dir: tempfile::tempdir().expect("a temp dir") }
     }
 
     /// A kumactl whose active control plane is `cp`, as `config control-planes add` leaves it.
@@ -79,12 +77,7 @@ impl Ctl {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kumactl");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(stdin.as_bytes())
-            .expect("stdin");
+        child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("stdin");
         let output = child.wait_with_output().expect("kumactl runs to the end");
         Run {
             code: output.status.code(),
@@ -105,9 +98,7 @@ impl Ctl {
 
     /// `echo "$yaml" | kumactl apply -f -`, which must succeed and print nothing.
     pub fn must_apply(&self, yaml: &str) {
-        let out = self
-            .run_with_stdin(&["apply", "-f", "-"], yaml)
-            .must_succeed();
+        let out = self.run_with_stdin(&["apply", "-f", "-"], yaml).must_succeed();
         assert_eq!(out, "", "apply prints nothing on success");
     }
 }
@@ -121,15 +112,8 @@ impl Run {
 
     /// Panics unless the exit code was 1 (not a crash, not success); returns stderr.
     pub fn must_fail(self) -> String {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "kumactl should have failed with 1: {self:#?}"
-        );
-        assert!(
-            !self.stderr.contains("panicked"),
-            "kumactl panicked: {self:#?}"
-        );
+        assert_eq!(self.code, Some(1), "kumactl should have failed with 1: {self:#?}");
+        assert!(!self.stderr.contains("panicked"), "kumactl panicked: {self:#?}");
         self.stderr
     }
 }

@@ -39,9 +39,7 @@ impl ApiServerConfig {
         let url = &self.public_url;
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !url.is_empty() && !scheme_ok {
-            problems.push(format!(
-                "publicUrl: {url:?} has to start with http:// or https://"
-            ));
+            problems.push(format!("publicUrl: {url:?} has to start with http:// or https://"));
         }
         problems
     }

@@ -39,19 +39,11 @@ impl Op {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, op: Op, details: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            title: op.title().into(),
-            details: details.into(),
-            causes: Vec::new(),
-        }
+        ApiError { status, title: op.title().into(), details: details.into(), causes: Vec::new() }
     }
 
     pub(crate) fn with_cause(mut self, field: &str, message: impl Into<String>) -> ApiError {
-        self.causes.push(Cause {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.causes.push(Cause { field: field.into(), message: message.into() });
         self
     }
 
@@ -62,10 +54,7 @@ impl ApiError {
             details: "Resource is not valid".into(),
             causes: violations
                 .into_iter()
-                .map(|v| Cause {
-                    field: v.field,
-                    message: v.message,
-                })
+                .map(|v| Cause { field: v.field, message: v.message })
                 .collect(),
         }
     }
@@ -124,16 +113,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let body = ErrorBody {
-            title: self.title,
-            details: self.details,
-            causes: self.causes,
-        };
+        let body = ErrorBody { title: self.title, details: self.details, causes: self.causes };
         let mut response = (self.status, Json(body)).into_response();
         if retry {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -98,10 +98,7 @@ pub(crate) fn document(version: &str) -> Value {
             let mesh_param = json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}});
             let name_param = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
             let mut list = list_op(t, format!("List {} in a mesh", d.path), false);
-            list["parameters"]
-                .as_array_mut()
-                .expect("array")
-                .push(mesh_param.clone());
+            list["parameters"].as_array_mut().expect("array").push(mesh_param.clone());
             paths.insert(format!("/meshes/{{mesh}}/{}", d.path), json!({"get": list}));
             let mut item = item_ops(t);
             item["parameters"] = json!([mesh_param, name_param]);
@@ -120,18 +117,12 @@ pub(crate) fn document(version: &str) -> Value {
             paths.insert(format!("/{}/{{name}}", d.path), item);
         }
     }
-    let mut overview = list_op(
-        ResourceType::Dataplane,
-        "Dataplanes with their insights".into(),
-        true,
-    );
+    let mut overview =
+        list_op(ResourceType::Dataplane, "Dataplanes with their insights".into(), true);
     overview["parameters"].as_array_mut().expect("array").push(
         json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}}),
     );
-    paths.insert(
-        "/meshes/{mesh}/dataplanes+insights".into(),
-        json!({"get": overview}),
-    );
+    paths.insert("/meshes/{mesh}/dataplanes+insights".into(), json!({"get": overview}));
     let mut overview_item = error_responses();
     overview_item["200"] = json!({"description": "a Dataplane with its insight",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DataplaneOverview"}}}});

@@ -63,19 +63,13 @@ pub(crate) async fn list(
 
     let matching: Vec<&Resource> = dataplanes
         .iter()
-        .filter(|dp| {
-            dp.spec
-                .as_dataplane()
-                .is_some_and(|spec| spec.matches_tags(&params.tags))
-        })
+        .filter(|dp| dp.spec.as_dataplane().is_some_and(|spec| spec.matches_tags(&params.tags)))
         .collect();
     let after = match params.offset.as_deref() {
         None => None,
         Some(offset) => Some(offset.split_once('/').ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset").with_cause(
-                "offset",
-                format!("{offset:?} is not an offset this API issued"),
-            )
+            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
+                .with_cause("offset", format!("{offset:?} is not an offset this API issued"))
         })?),
     };
     let position = |dp: &Resource| (dp.key.mesh.clone().unwrap_or_default(), dp.key.name.clone());
@@ -91,10 +85,7 @@ pub(crate) async fn list(
     });
     Ok(Json(ResourceList {
         total: matching.len() as u64,
-        items: page
-            .iter()
-            .map(|dp| dataplane_overview(dp, insights.get(&dp.key)))
-            .collect(),
+        items: page.iter().map(|dp| dataplane_overview(dp, insights.get(&dp.key))).collect(),
         next,
     }))
 }
@@ -107,11 +98,7 @@ pub(crate) async fn get(state: &State, mesh: &str, name: &str) -> Result<Respons
         .map_err(|e| ApiError::store(Op::Get, e, false))?;
     let insight = match state
         .store
-        .get(&ResourceKey::new(
-            ResourceType::DataplaneInsight,
-            mesh,
-            name,
-        ))
+        .get(&ResourceKey::new(ResourceType::DataplaneInsight, mesh, name))
         .await
     {
         Ok(insight) => Some(insight),

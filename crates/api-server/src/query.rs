@@ -16,10 +16,7 @@ pub(crate) struct ListParams {
 
 impl ListParams {
     pub fn parse(uri: &Uri) -> Result<ListParams, ApiError> {
-        let mut params = ListParams {
-            size: DEFAULT_PAGE_SIZE,
-            ..Default::default()
-        };
+        let mut params = ListParams { size: DEFAULT_PAGE_SIZE, ..Default::default() };
         let query = uri.query().unwrap_or_default();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {

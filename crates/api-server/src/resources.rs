@@ -73,15 +73,8 @@ fn is_length_limit(e: axum::Error) -> bool {
 // Reads
 
 async fn get_one(state: &State, key: ResourceKey) -> Result<Response, ApiError> {
-    let resource = state
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| ApiError::store(Op::Get, e, false))?;
-    Ok(with_etag(
-        Json(resource.to_rest_json()).into_response(),
-        &resource.version,
-    ))
+    let resource = state.store.get(&key).await.map_err(|e| ApiError::store(Op::Get, e, false))?;
+    Ok(with_etag(Json(resource.to_rest_json()).into_response(), &resource.version))
 }
 
 pub(crate) async fn list(
@@ -98,10 +91,7 @@ pub(crate) async fn list(
             Op::List,
             "tag filters apply to dataplanes+insights only",
         )
-        .with_cause(
-            "tag",
-            "remove it, or list /meshes/{mesh}/dataplanes+insights instead",
-        ));
+        .with_cause("tag", "remove it, or list /meshes/{mesh}/dataplanes+insights instead"));
     }
     let query = ListQuery {
         resource_type,
@@ -149,9 +139,7 @@ pub(crate) async fn list_in_mesh(
             .map(IntoResponse::into_response);
     }
     let t = mesh_scoped_type(&collection, Op::List)?;
-    Ok(list(&state, t, Some(&mesh), &uri, &headers)
-        .await?
-        .into_response())
+    Ok(list(&state, t, Some(&mesh), &uri, &headers).await?.into_response())
 }
 
 pub(crate) async fn list_across_meshes(
@@ -237,9 +225,7 @@ async fn put(
         },
         None => None,
     };
-    let ctx = ValidationContext {
-        mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()),
-    };
+    let ctx = ValidationContext { mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()) };
     if let Err(e) = validate(&input, &ctx) {
         violations.extend(e.violations);
     }
@@ -260,10 +246,7 @@ async fn put(
     let (status, resource) = match &precondition {
         Some(IfMatch::Version(version)) => (StatusCode::OK, store.update(key, spec, version).await),
         Some(IfMatch::Exists) | None => match store.get(&key).await {
-            Ok(current) => (
-                StatusCode::OK,
-                store.update(key, spec, &current.version).await,
-            ),
+            Ok(current) => (StatusCode::OK, store.update(key, spec, &current.version).await),
             Err(StoreError::NotFound { key }) if precondition.is_some() => {
                 return Err(ApiError::store(Op::Put, StoreError::NotFound { key }, true));
             }

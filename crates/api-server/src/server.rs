@@ -35,9 +35,7 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer")
-            .field("config", &self.state.config)
-            .finish_non_exhaustive()
+        f.debug_struct("ApiServer").field("config", &self.state.config).finish_non_exhaustive()
     }
 }
 
@@ -48,14 +46,7 @@ impl ApiServer {
         info: ServerInfo,
     ) -> ApiServer {
         let openapi = openapi::document(&info.version).to_string();
-        ApiServer {
-            state: Arc::new(AppState {
-                store,
-                config,
-                info,
-                openapi,
-            }),
-        }
+        ApiServer { state: Arc::new(AppState { store, config, info, openapi }) }
     }
 
     /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
@@ -66,9 +57,7 @@ impl ApiServer {
             .route("/meshes", get(resources::list_meshes))
             .route(
                 "/meshes/{name}",
-                get(resources::get_mesh)
-                    .put(resources::put_mesh)
-                    .delete(resources::delete_mesh),
+                get(resources::get_mesh).put(resources::put_mesh).delete(resources::delete_mesh),
             )
             .route("/meshes/{mesh}/{collection}", get(resources::list_in_mesh))
             .route(
@@ -90,9 +79,7 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
 }
 
@@ -105,10 +92,7 @@ async fn index(state: State) -> Json<Index> {
 }
 
 async fn openapi_json(state: State) -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        state.openapi.clone(),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], state.openapi.clone())
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -32,13 +32,7 @@ mod tests {
     #[test]
     fn detailed_lists_every_field() {
         let text = super::detailed("Kuma");
-        for key in [
-            "Product:",
-            "Version:",
-            "Git Tag:",
-            "Git Commit:",
-            "Build Date:",
-        ] {
+        for key in ["Product:", "Version:", "Git Tag:", "Git Commit:", "Build Date:"] {
             assert!(text.contains(key), "{key} missing from {text}");
         }
     }

@@ -101,9 +101,7 @@ pub struct OutboundInterface {
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn parse_port(s: &str) -> Result<u16, String> {
-    let n: u32 = s
-        .parse()
-        .map_err(|_| format!("port {s:?} is not a number"))?;
+    let n: u32 = s.parse().map_err(|_| format!("port {s:?} is not a number"))?;
     match u16::try_from(n) {
         Ok(p) if p >= 1 => Ok(p),
         _ => Err(format!("port {n} is out of range 1-65535")),
@@ -113,24 +111,18 @@ fn parse_port(s: &str) -> Result<u16, String> {
 /// Splits `IP:rest`, where an IPv6 IP is written in brackets.
 fn split_ip(s: &str) -> Result<(Option<IpAddr>, &str), String> {
     if let Some(stripped) = s.strip_prefix('[') {
-        let end = stripped
-            .find(']')
-            .ok_or("an IPv6 address must be closed with ']'")?;
+        let end = stripped.find(']').ok_or("an IPv6 address must be closed with ']'")?;
         let ip: IpAddr = stripped[..end]
             .parse()
             .map_err(|_| format!("{:?} is not an IP address", &stripped[..end]))?;
-        let rest = stripped[end + 1..]
-            .strip_prefix(':')
-            .ok_or("a port must follow the address")?;
+        let rest = stripped[end + 1..].strip_prefix(':').ok_or("a port must follow the address")?;
         return Ok((Some(ip), rest));
     }
     let (ip, rest) = s.split_once(':').ok_or("a port must follow the address")?;
     if ip.is_empty() {
         return Ok((None, rest));
     }
-    let ip: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
     Ok((Some(ip), rest))
 }
 
@@ -139,9 +131,7 @@ pub fn parse_inbound_interface(s: &str) -> Result<InboundInterface, String> {
     let shape = "expected DATAPLANE_IP:DATAPLANE_PORT:SERVICE_PORT, e.g. 127.0.0.1:9000:6379";
     let (ip, rest) = split_ip(s).map_err(|e| format!("{e}; {shape}"))?;
     let ip = ip.ok_or_else(|| format!("the dataplane IP is missing; {shape}"))?;
-    let (dp, svc) = rest
-        .split_once(':')
-        .ok_or_else(|| format!("a port is missing; {shape}"))?;
+    let (dp, svc) = rest.split_once(':').ok_or_else(|| format!("a port is missing; {shape}"))?;
     Ok(InboundInterface {
         dataplane_ip: ip,
         dataplane_port: parse_port(dp)?,
@@ -156,10 +146,7 @@ pub fn parse_outbound_interface(s: &str) -> Result<OutboundInterface, String> {
     if port.contains(':') {
         return Err(format!("too many ':'; {shape}"));
     }
-    Ok(OutboundInterface {
-        ip: ip.unwrap_or(LOCALHOST),
-        port: parse_port(port)?,
-    })
+    Ok(OutboundInterface { ip: ip.unwrap_or(LOCALHOST), port: parse_port(port)? })
 }
 
 fn port16(p: Option<u32>) -> Option<u16> {
@@ -195,17 +182,12 @@ impl Outbound {
             Some(a) => a.parse().ok()?,
             None => LOCALHOST,
         };
-        Some(OutboundInterface {
-            ip,
-            port: port16(self.port)?,
-        })
+        Some(OutboundInterface { ip, port: port16(self.port)? })
     }
 
     /// The service this outbound reaches: `service`, or the service tag of `tags`.
     pub fn service_name(&self) -> Option<&str> {
-        self.service
-            .as_deref()
-            .or_else(|| self.tags.as_ref().and_then(Tags::service))
+        self.service.as_deref().or_else(|| self.tags.as_ref().and_then(Tags::service))
     }
 }
 
@@ -245,10 +227,7 @@ impl DataplaneSpec {
 
     /// The first service tag value, `unknown` when there is none.
     pub fn first_service(&self) -> &str {
-        self.tag_sets()
-            .iter()
-            .find_map(|t| t.service())
-            .unwrap_or("unknown")
+        self.tag_sets().iter().find_map(|t| t.service()).unwrap_or("unknown")
     }
 }
 
@@ -274,37 +253,22 @@ mod tests {
             "localhost:1:2",
             "1.2.3.4:1:70000",
         ] {
-            assert!(
-                parse_inbound_interface(bad).is_err(),
-                "{bad:?} was accepted"
-            );
+            assert!(parse_inbound_interface(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
     fn outbound_interface_defaults_to_localhost() {
         let o = parse_outbound_interface(":10000").unwrap();
-        assert_eq!(
-            o,
-            OutboundInterface {
-                ip: LOCALHOST,
-                port: 10000
-            }
-        );
+        assert_eq!(o, OutboundInterface { ip: LOCALHOST, port: 10000 });
         assert!(parse_outbound_interface("10000").is_err());
         assert!(parse_outbound_interface(":1:2").is_err());
     }
 
     #[test]
     fn new_form_inbound_falls_back_to_networking_address_and_port() {
-        let inbound = Inbound {
-            port: Some(8080),
-            ..Default::default()
-        };
+        let inbound = Inbound { port: Some(8080), ..Default::default() };
         let resolved = inbound.resolve(Some("10.0.0.1")).unwrap();
-        assert_eq!(
-            (resolved.dataplane_port, resolved.workload_port),
-            (8080, 8080)
-        );
+        assert_eq!((resolved.dataplane_port, resolved.workload_port), (8080, 8080));
     }
 }

@@ -12,10 +12,7 @@ pub struct DurationError {
 
 /// Parses a duration made of `<number><unit>` parts, units `ns us ms s m h d y`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let fail = |reason| DurationError {
-        input: input.to_string(),
-        reason,
-    };
+    let fail = |reason| DurationError { input: input.to_string(), reason };
     let s = input.trim();
     if s.is_empty() {
         return Err(fail("it is empty"));
@@ -23,19 +20,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(fail("a number must come before each unit"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| fail("the number is malformed"))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| fail("the number is malformed"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -84,9 +84,7 @@ mod u64_string {
 impl DataplaneInsightSpec {
     /// Online: some subscription connected and not disconnected.
     pub fn is_online(&self) -> bool {
-        self.subscriptions
-            .iter()
-            .any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
+        self.subscriptions.iter().any(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
     }
 
     /// The subscription with the latest connect time.
@@ -97,17 +95,17 @@ impl DataplaneInsightSpec {
     /// Responses sent, summed over all subscriptions.
     pub fn total_updates(&self) -> u64 {
         // Saturating: the counters come from outside and must not overflow a sum.
-        self.subscriptions.iter().fold(0u64, |sum, s| {
-            sum.saturating_add(s.status.total.responses_sent)
-        })
+        self.subscriptions
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.status.total.responses_sent))
     }
 
     /// Responses rejected by Envoy, summed over all subscriptions.
     pub fn total_errors(&self) -> u64 {
         // Saturating: the counters come from outside and must not overflow a sum.
-        self.subscriptions.iter().fold(0u64, |sum, s| {
-            sum.saturating_add(s.status.total.responses_rejected)
-        })
+        self.subscriptions
+            .iter()
+            .fold(0u64, |sum, s| sum.saturating_add(s.status.total.responses_rejected))
     }
 }
 
@@ -129,9 +127,8 @@ mod tests {
             },
             ..Default::default()
         };
-        let insight = DataplaneInsightSpec {
-            subscriptions: vec![subscription(u64::MAX), subscription(5)],
-        };
+        let insight =
+            DataplaneInsightSpec { subscriptions: vec![subscription(u64::MAX), subscription(5)] };
         assert_eq!(insight.total_updates(), u64::MAX);
         assert_eq!(insight.total_errors(), u64::MAX);
     }

@@ -183,11 +183,7 @@ pub struct TracingBackend {
 pub struct ZipkinConf {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(
-        default,
-        rename = "traceId128bit",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "traceId128bit", skip_serializing_if = "Option::is_none")]
     pub trace_id_128bit: Option<bool>,
     /// `httpJsonV1`, `httpJson` or `httpProto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,9 +237,7 @@ impl MeshSpec {
         }
         if mtls.enabled == Some(true) {
             let kind = match &mtls.ca {
-                Some(LegacyCa {
-                    provided: Some(_), ..
-                }) => "provided",
+                Some(LegacyCa { provided: Some(_), .. }) => "provided",
                 _ => "builtin",
             };
             return Some((kind.to_string(), kind.to_string()));
@@ -256,15 +250,11 @@ impl MeshSpec {
     }
 
     pub fn has_logging_backend(&self, name: &str) -> bool {
-        self.logging
-            .as_ref()
-            .is_some_and(|l| l.backends.iter().any(|b| b.name == name))
+        self.logging.as_ref().is_some_and(|l| l.backends.iter().any(|b| b.name == name))
     }
 
     pub fn has_tracing_backend(&self, name: &str) -> bool {
-        self.tracing
-            .as_ref()
-            .is_some_and(|t| t.backends.iter().any(|b| b.name == name))
+        self.tracing.as_ref().is_some_and(|t| t.backends.iter().any(|b| b.name == name))
     }
 
     /// The enabled metrics backend's type (`prometheus`), if any.
@@ -274,11 +264,7 @@ impl MeshSpec {
             return Some("prometheus");
         }
         let name = metrics.enabled_backend.as_ref()?;
-        metrics
-            .backends
-            .iter()
-            .find(|b| &b.name == name)
-            .map(|b| b.kind.as_str())
+        metrics.backends.iter().find(|b| &b.name == name).map(|b| b.kind.as_str())
     }
 }
 

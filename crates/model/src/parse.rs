@@ -45,10 +45,7 @@ fn take_string(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            violations.push(Violation::new(
-                field,
-                format!("must be a string, got {other}"),
-            ));
+            violations.push(Violation::new(field, format!("must be a string, got {other}")));
             None
         }
     }
@@ -93,10 +90,8 @@ pub fn parse_resource(value: Value) -> Result<ResourceInput, ParseError> {
     if let Some(t) = resource_type {
         match (t.is_mesh_scoped(), &mesh) {
             (true, None) => violations.push(Violation::new("mesh", "field is required")),
-            (false, Some(_)) => violations.push(Violation::new(
-                "mesh",
-                format!("must not be set on a {}", t.name()),
-            )),
+            (false, Some(_)) => violations
+                .push(Violation::new("mesh", format!("must not be set on a {}", t.name()))),
             _ => {}
         }
     }
@@ -186,10 +181,7 @@ mod tests {
         )
         .unwrap();
         let input = parse_resource(docs[0].clone()).unwrap();
-        assert_eq!(
-            input.key,
-            ResourceKey::new(ResourceType::Dataplane, "default", "redis-1")
-        );
+        assert_eq!(input.key, ResourceKey::new(ResourceType::Dataplane, "default", "redis-1"));
         assert_eq!(
             input.spec.to_json(),
             json!({"networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}})
@@ -199,9 +191,7 @@ mod tests {
     #[test]
     fn missing_type_and_name_are_both_reported() {
         let err = parse_resource(json!({"mesh": "default"})).unwrap_err();
-        let ParseError::Invalid(e) = err else {
-            panic!("{err:?}")
-        };
+        let ParseError::Invalid(e) = err else { panic!("{err:?}") };
         let fields: Vec<_> = e.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["type", "name"]);
     }
@@ -213,15 +203,9 @@ mod tests {
             "networking": {"inbound": [{"interfaces": "x"}]}
         }))
         .unwrap_err();
-        let ParseError::Invalid(e) = err else {
-            panic!("{err:?}")
-        };
+        let ParseError::Invalid(e) = err else { panic!("{err:?}") };
         assert_eq!(e.violations[0].field, "networking.inbound[0].interfaces");
-        assert!(
-            e.violations[0].message.contains("unknown field"),
-            "{:?}",
-            e.violations
-        );
+        assert!(e.violations[0].message.contains("unknown field"), "{:?}", e.violations);
     }
 
     #[test]

@@ -175,18 +175,12 @@ impl ResourceType {
 
     /// Finds a type by its REST `type` name (`TrafficRoute`).
     pub fn from_name(name: &str) -> Option<ResourceType> {
-        REGISTRY
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| d.resource_type)
+        REGISTRY.iter().find(|d| d.name == name).map(|d| d.resource_type)
     }
 
     /// Finds a type by its REST collection segment (`traffic-routes`).
     pub fn from_path(path: &str) -> Option<ResourceType> {
-        REGISTRY
-            .iter()
-            .find(|d| d.path == path)
-            .map(|d| d.resource_type)
+        REGISTRY.iter().find(|d| d.path == path).map(|d| d.resource_type)
     }
 
     /// Finds a type by any name kumactl accepts: plural path, singular, or an alias.
@@ -214,10 +208,7 @@ mod tests {
         for d in ResourceType::descriptors() {
             assert_eq!(ResourceType::from_name(d.name), Some(d.resource_type));
             assert_eq!(ResourceType::from_path(d.path), Some(d.resource_type));
-            assert_eq!(
-                ResourceType::from_cli_name(d.singular),
-                Some(d.resource_type)
-            );
+            assert_eq!(ResourceType::from_cli_name(d.singular), Some(d.resource_type));
             for alias in d.aliases {
                 assert_eq!(ResourceType::from_cli_name(alias), Some(d.resource_type));
             }

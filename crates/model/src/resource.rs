@@ -21,20 +21,12 @@ impl ResourceKey {
     /// A key of `resource_type`; `mesh` is dropped for global types.
     pub fn new(resource_type: ResourceType, mesh: &str, name: &str) -> ResourceKey {
         let mesh = resource_type.is_mesh_scoped().then(|| mesh.to_string());
-        ResourceKey {
-            resource_type,
-            mesh,
-            name: name.to_string(),
-        }
+        ResourceKey { resource_type, mesh, name: name.to_string() }
     }
 
     /// The key of the Mesh named `name`.
     pub fn mesh(name: &str) -> ResourceKey {
-        ResourceKey {
-            resource_type: ResourceType::Mesh,
-            mesh: None,
-            name: name.to_string(),
-        }
+        ResourceKey { resource_type: ResourceType::Mesh, mesh: None, name: name.to_string() }
     }
 
     /// The mesh this key belongs to: its own name for a Mesh.

@@ -51,23 +51,12 @@ pub const DATAPLANES_WITH_INSIGHTS: &str = "dataplanes+insights";
 pub fn dataplane_overview(dataplane: &Resource, insight: Option<&Resource>) -> Value {
     let mut object = Map::new();
     object.insert("type".into(), "DataplaneOverview".into());
-    object.insert(
-        "mesh".into(),
-        dataplane.key.mesh.clone().unwrap_or_default().into(),
-    );
+    object.insert("mesh".into(), dataplane.key.mesh.clone().unwrap_or_default().into());
     object.insert("name".into(), dataplane.key.name.clone().into());
-    object.insert(
-        "creationTime".into(),
-        format_time(&dataplane.creation_time).into(),
-    );
-    object.insert(
-        "modificationTime".into(),
-        format_time(&dataplane.modification_time).into(),
-    );
+    object.insert("creationTime".into(), format_time(&dataplane.creation_time).into());
+    object.insert("modificationTime".into(), format_time(&dataplane.modification_time).into());
     object.insert("dataplane".into(), dataplane.spec.to_json());
-    let insight = insight
-        .map(|i| i.spec.to_json())
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let insight = insight.map(|i| i.spec.to_json()).unwrap_or_else(|| Value::Object(Map::new()));
     object.insert("dataplaneInsight".into(), insight);
     Value::Object(object)
 }

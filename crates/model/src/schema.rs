@@ -16,9 +16,8 @@ pub fn json_schemas() -> (Vec<(ResourceType, Value)>, Map<String, Value>) {
     let mut settings = SchemaSettings::openapi3();
     settings.definitions_path = "/components/schemas/".into();
     let mut generator = settings.into_generator();
-    let specs: Vec<(ResourceType, Schema)> = ResourceType::all()
-        .map(|t| (t, Spec::schema_of(t, &mut generator)))
-        .collect();
+    let specs: Vec<(ResourceType, Schema)> =
+        ResourceType::all().map(|t| (t, Spec::schema_of(t, &mut generator))).collect();
     let definitions = generator.take_definitions(true);
     let mut out = Vec::new();
     for (t, spec) in specs {

@@ -42,18 +42,13 @@ impl Tags {
 
     /// The service this tag set names, under either spelling of the service tag.
     pub fn service(&self) -> Option<&str> {
-        self.get(SERVICE_TAG)
-            .or_else(|| self.get(SERVICE_TAG_LEGACY))
+        self.get(SERVICE_TAG).or_else(|| self.get(SERVICE_TAG_LEGACY))
     }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Tags(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Tags(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
 
@@ -135,9 +130,7 @@ mod tests {
     #[test]
     fn unquoted_decimal_numbers_are_refused_rather_than_rounded() {
         // YAML reads `1.10` as the float 1.1: keeping it would route to the wrong version.
-        let err = serde_yaml::from_str::<Tags>("version: 1.10\n")
-            .unwrap_err()
-            .to_string();
+        let err = serde_yaml::from_str::<Tags>("version: 1.10\n").unwrap_err().to_string();
         assert!(err.contains("quote it"), "{err}");
         let quoted: Tags = serde_yaml::from_str("version: '1.10'\n").unwrap();
         assert_eq!(quoted.get("version"), Some("1.10"));

@@ -89,10 +89,7 @@ async fn must_create_mesh(store: &Store, name: &str) -> Resource {
 }
 
 async fn must_create_dp(store: &Store, mesh: &str, name: &str) -> Resource {
-    store
-        .create(dp_key(mesh, name), dataplane(name, 9000))
-        .await
-        .expect("create dataplane")
+    store.create(dp_key(mesh, name), dataplane(name, 9000)).await.expect("create dataplane")
 }
 
 async fn must_list_all(store: &Store, t: ResourceType, mesh: Option<&str>) -> Vec<ResourceKey> {
@@ -129,10 +126,7 @@ pub async fn create_then_get_returns_what_was_written(store: Store) {
 pub async fn creating_an_existing_key_is_already_exists(store: Store) {
     must_create_mesh(&store, "default").await;
     let first = must_create_dp(&store, "default", "a").await;
-    let err = store
-        .create(dp_key("default", "a"), dataplane("other", 7000))
-        .await
-        .unwrap_err();
+    let err = store.create(dp_key("default", "a"), dataplane("other", 7000)).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
     assert_eq!(store.get(&dp_key("default", "a")).await.unwrap(), first);
 }
@@ -140,51 +134,27 @@ pub async fn creating_an_existing_key_is_already_exists(store: Store) {
 pub async fn getting_a_missing_key_is_not_found(store: Store) {
     must_create_mesh(&store, "default").await;
     let err = store.get(&dp_key("default", "nope")).await.unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::NotFound {
-            key: dp_key("default", "nope")
-        }
-    );
+    assert_eq!(err, StoreError::NotFound { key: dp_key("default", "nope") });
 }
 
 pub async fn update_with_the_current_version_bumps_version_and_keeps_creation_time(store: Store) {
     must_create_mesh(&store, "default").await;
     let created = must_create_dp(&store, "default", "a").await;
-    let updated = store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 7000),
-            &created.version,
-        )
-        .await
-        .unwrap();
+    let updated =
+        store.update(dp_key("default", "a"), dataplane("a", 7000), &created.version).await.unwrap();
     assert_ne!(updated.version, created.version);
     assert_eq!(updated.creation_time, created.creation_time);
     assert!(updated.modification_time >= created.modification_time);
-    assert_eq!(
-        store.get(&dp_key("default", "a")).await.unwrap().spec,
-        dataplane("a", 7000)
-    );
+    assert_eq!(store.get(&dp_key("default", "a")).await.unwrap().spec, dataplane("a", 7000));
 }
 
 pub async fn update_with_a_stale_version_is_a_conflict_and_changes_nothing(store: Store) {
     must_create_mesh(&store, "default").await;
     let created = must_create_dp(&store, "default", "a").await;
-    let current = store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 7000),
-            &created.version,
-        )
-        .await
-        .unwrap();
+    let current =
+        store.update(dp_key("default", "a"), dataplane("a", 7000), &created.version).await.unwrap();
     let err = store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 5000),
-            &created.version,
-        )
+        .update(dp_key("default", "a"), dataplane("a", 5000), &created.version)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
@@ -194,11 +164,7 @@ pub async fn update_with_a_stale_version_is_a_conflict_and_changes_nothing(store
 pub async fn updating_a_missing_key_is_not_found(store: Store) {
     must_create_mesh(&store, "default").await;
     let err = store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 7000),
-            &Version("1".into()),
-        )
+        .update(dp_key("default", "a"), dataplane("a", 7000), &Version("1".into()))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
@@ -211,13 +177,7 @@ pub async fn concurrent_updates_from_one_version_have_exactly_one_winner(store: 
         let store = store.clone();
         let version = created.version.clone();
         tokio::spawn(async move {
-            store
-                .update(
-                    dp_key("default", "a"),
-                    dataplane("a", 1000 + i * 10),
-                    &version,
-                )
-                .await
+            store.update(dp_key("default", "a"), dataplane("a", 1000 + i * 10), &version).await
         })
     });
     let results = futures::future::join_all(writers).await;
@@ -230,20 +190,14 @@ pub async fn concurrent_updates_from_one_version_have_exactly_one_winner(store: 
         }
     }
     assert_eq!(winners.len(), 1, "exactly one writer wins");
-    assert_eq!(
-        store.get(&dp_key("default", "a")).await.unwrap(),
-        winners[0]
-    );
+    assert_eq!(store.get(&dp_key("default", "a")).await.unwrap(), winners[0]);
 }
 
 pub async fn delete_removes_and_a_second_delete_is_not_found(store: Store) {
     must_create_mesh(&store, "default").await;
     must_create_dp(&store, "default", "a").await;
     store.delete(&dp_key("default", "a"), None).await.unwrap();
-    assert!(matches!(
-        store.get(&dp_key("default", "a")).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.get(&dp_key("default", "a")).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(
         store.delete(&dp_key("default", "a"), None).await,
         Err(StoreError::NotFound { .. })
@@ -253,39 +207,17 @@ pub async fn delete_removes_and_a_second_delete_is_not_found(store: Store) {
 pub async fn delete_with_a_stale_version_is_a_conflict(store: Store) {
     must_create_mesh(&store, "default").await;
     let created = must_create_dp(&store, "default", "a").await;
-    let updated = store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 7000),
-            &created.version,
-        )
-        .await
-        .unwrap();
-    let err = store
-        .delete(&dp_key("default", "a"), Some(&created.version))
-        .await
-        .unwrap_err();
+    let updated =
+        store.update(dp_key("default", "a"), dataplane("a", 7000), &created.version).await.unwrap();
+    let err = store.delete(&dp_key("default", "a"), Some(&created.version)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    store
-        .delete(&dp_key("default", "a"), Some(&updated.version))
-        .await
-        .unwrap();
+    store.delete(&dp_key("default", "a"), Some(&updated.version)).await.unwrap();
 }
 
 pub async fn resource_in_a_missing_mesh_is_mesh_not_found(store: Store) {
-    let err = store
-        .create(dp_key("ghost", "a"), dataplane("a", 9000))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::MeshNotFound {
-            mesh: "ghost".into()
-        }
-    );
-    assert!(must_list_all(&store, ResourceType::Dataplane, None)
-        .await
-        .is_empty());
+    let err = store.create(dp_key("ghost", "a"), dataplane("a", 9000)).await.unwrap_err();
+    assert_eq!(err, StoreError::MeshNotFound { mesh: "ghost".into() });
+    assert!(must_list_all(&store, ResourceType::Dataplane, None).await.is_empty());
 }
 
 pub async fn deleting_a_mesh_deletes_what_it_contains_and_nothing_else(store: Store) {
@@ -293,10 +225,7 @@ pub async fn deleting_a_mesh_deletes_what_it_contains_and_nothing_else(store: St
     must_create_mesh(&store, "kept").await;
     must_create_dp(&store, "doomed", "a").await;
     must_create_dp(&store, "kept", "a").await;
-    store
-        .delete(&ResourceKey::mesh("doomed"), None)
-        .await
-        .unwrap();
+    store.delete(&ResourceKey::mesh("doomed"), None).await.unwrap();
     assert_eq!(
         must_list_all(&store, ResourceType::Dataplane, None).await,
         vec![dp_key("kept", "a")]
@@ -307,11 +236,7 @@ pub async fn deleting_a_mesh_deletes_what_it_contains_and_nothing_else(store: St
     );
     // Re-creating the mesh starts empty.
     must_create_mesh(&store, "doomed").await;
-    assert!(
-        must_list_all(&store, ResourceType::Dataplane, Some("doomed"))
-            .await
-            .is_empty()
-    );
+    assert!(must_list_all(&store, ResourceType::Dataplane, Some("doomed")).await.is_empty());
 }
 
 pub async fn deleting_a_dataplane_deletes_its_insight(store: Store) {
@@ -319,17 +244,11 @@ pub async fn deleting_a_dataplane_deletes_its_insight(store: Store) {
     must_create_dp(&store, "default", "a").await;
     let insight_key = ResourceKey::new(ResourceType::DataplaneInsight, "default", "a");
     store
-        .create(
-            insight_key.clone(),
-            Spec::DataplaneInsight(DataplaneInsightSpec::default()),
-        )
+        .create(insight_key.clone(), Spec::DataplaneInsight(DataplaneInsightSpec::default()))
         .await
         .unwrap();
     store.delete(&dp_key("default", "a"), None).await.unwrap();
-    assert!(matches!(
-        store.get(&insight_key).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(store.get(&insight_key).await, Err(StoreError::NotFound { .. })));
 }
 
 pub async fn same_name_in_other_types_and_meshes_does_not_clash(store: Store) {
@@ -339,20 +258,11 @@ pub async fn same_name_in_other_types_and_meshes_does_not_clash(store: Store) {
     must_create_dp(&store, "b", "x").await;
     let insight = ResourceKey::new(ResourceType::DataplaneInsight, "a", "x");
     store
-        .create(
-            insight.clone(),
-            Spec::DataplaneInsight(DataplaneInsightSpec::default()),
-        )
+        .create(insight.clone(), Spec::DataplaneInsight(DataplaneInsightSpec::default()))
         .await
         .unwrap();
-    assert_eq!(
-        store.get(&dp_key("a", "x")).await.unwrap().key,
-        dp_key("a", "x")
-    );
-    assert_eq!(
-        store.get(&dp_key("b", "x")).await.unwrap().key,
-        dp_key("b", "x")
-    );
+    assert_eq!(store.get(&dp_key("a", "x")).await.unwrap().key, dp_key("a", "x"));
+    assert_eq!(store.get(&dp_key("b", "x")).await.unwrap().key, dp_key("b", "x"));
     assert_eq!(store.get(&insight).await.unwrap().key, insight);
 }
 
@@ -365,13 +275,8 @@ pub async fn list_filters_by_type_and_mesh(store: Store) {
         must_list_all(&store, ResourceType::Dataplane, Some("a")).await,
         vec![dp_key("a", "one")]
     );
-    assert!(must_list_all(&store, ResourceType::TrafficRoute, Some("a"))
-        .await
-        .is_empty());
-    let page = store
-        .list(&ListQuery::new(ResourceType::Dataplane, Some("b"), 10))
-        .await
-        .unwrap();
+    assert!(must_list_all(&store, ResourceType::TrafficRoute, Some("a")).await.is_empty());
+    let page = store.list(&ListQuery::new(ResourceType::Dataplane, Some("b"), 10)).await.unwrap();
     assert_eq!((page.total, page.next), (1, None));
 }
 
@@ -385,12 +290,7 @@ pub async fn list_across_meshes_is_ordered_by_mesh_then_name(store: Store) {
     let keys = must_list_all(&store, ResourceType::Dataplane, None).await;
     assert_eq!(
         keys,
-        vec![
-            dp_key("m1", "a"),
-            dp_key("m1", "b"),
-            dp_key("m2", "a"),
-            dp_key("m2", "b")
-        ]
+        vec![dp_key("m1", "a"), dp_key("m1", "b"), dp_key("m2", "a"), dp_key("m2", "b")]
     );
 }
 
@@ -422,10 +322,8 @@ pub async fn list_offset_survives_deletion_of_the_last_item_seen(store: Store) {
     for name in ["a", "b", "c", "d"] {
         must_create_dp(&store, "default", name).await;
     }
-    let first = store
-        .list(&ListQuery::new(ResourceType::Dataplane, Some("default"), 2))
-        .await
-        .unwrap();
+    let first =
+        store.list(&ListQuery::new(ResourceType::Dataplane, Some("default"), 2)).await.unwrap();
     store.delete(&dp_key("default", "b"), None).await.unwrap();
     let mut query = ListQuery::new(ResourceType::Dataplane, Some("default"), 2);
     query.offset = first.next;
@@ -437,10 +335,7 @@ pub async fn list_offset_survives_deletion_of_the_last_item_seen(store: Store) {
 pub async fn a_key_that_does_not_fit_its_spec_is_invalid(store: Store) {
     must_create_mesh(&store, "default").await;
     let wrong_type = ResourceKey::new(ResourceType::TrafficRoute, "default", "a");
-    let err = store
-        .create(wrong_type, dataplane("a", 9000))
-        .await
-        .unwrap_err();
+    let err = store.create(wrong_type, dataplane("a", 9000)).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
 }
 
@@ -448,14 +343,7 @@ pub async fn watch_from_now_sees_create_update_delete_in_order(store: Store) {
     must_create_mesh(&store, "default").await;
     let mut events = store.watch(None).await.unwrap();
     let created = must_create_dp(&store, "default", "a").await;
-    store
-        .update(
-            dp_key("default", "a"),
-            dataplane("a", 7000),
-            &created.version,
-        )
-        .await
-        .unwrap();
+    store.update(dp_key("default", "a"), dataplane("a", 7000), &created.version).await.unwrap();
     store.delete(&dp_key("default", "a"), None).await.unwrap();
     let mut kinds = Vec::new();
     let mut revisions = Vec::new();
@@ -466,14 +354,8 @@ pub async fn watch_from_now_sees_create_update_delete_in_order(store: Store) {
         kinds.push(event.kind);
         revisions.push(event.revision);
     }
-    assert_eq!(
-        kinds,
-        [EventKind::Created, EventKind::Updated, EventKind::Deleted]
-    );
-    assert!(
-        revisions.windows(2).all(|w| w[0] < w[1]),
-        "revisions increase: {revisions:?}"
-    );
+    assert_eq!(kinds, [EventKind::Created, EventKind::Updated, EventKind::Deleted]);
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "revisions increase: {revisions:?}");
 }
 
 pub async fn watch_from_a_revision_replays_the_changes_after_it(store: Store) {
@@ -497,10 +379,7 @@ pub async fn revision_advances_with_every_write(store: Store) {
     let r1 = store.revision().await.unwrap();
     let dp = must_create_dp(&store, "default", "a").await;
     let r2 = store.revision().await.unwrap();
-    store
-        .update(dp_key("default", "a"), dataplane("a", 7000), &dp.version)
-        .await
-        .unwrap();
+    store.update(dp_key("default", "a"), dataplane("a", 7000), &dp.version).await.unwrap();
     let r3 = store.revision().await.unwrap();
     assert!(r0 < r1 && r1 < r2 && r2 < r3, "{r0} {r1} {r2} {r3}");
     for r in [r0, r1, r2, r3] {
@@ -513,17 +392,11 @@ pub async fn deleting_a_mesh_tells_watchers_about_everything_it_owned(store: Sto
     must_create_dp(&store, "doomed", "a").await;
     let insight = ResourceKey::new(ResourceType::DataplaneInsight, "doomed", "a");
     store
-        .create(
-            insight.clone(),
-            Spec::DataplaneInsight(DataplaneInsightSpec::default()),
-        )
+        .create(insight.clone(), Spec::DataplaneInsight(DataplaneInsightSpec::default()))
         .await
         .unwrap();
     let mut events = store.watch(None).await.unwrap();
-    store
-        .delete(&ResourceKey::mesh("doomed"), None)
-        .await
-        .unwrap();
+    store.delete(&ResourceKey::mesh("doomed"), None).await.unwrap();
     let mut deleted = HashSet::new();
     for _ in 0..3 {
         let event = must_next_event(&mut events).await;
@@ -531,9 +404,7 @@ pub async fn deleting_a_mesh_tells_watchers_about_everything_it_owned(store: Sto
         deleted.insert(event.key);
     }
     let expected: HashSet<ResourceKey> =
-        [ResourceKey::mesh("doomed"), dp_key("doomed", "a"), insight]
-            .into_iter()
-            .collect();
+        [ResourceKey::mesh("doomed"), dp_key("doomed", "a"), insight].into_iter().collect();
     assert_eq!(deleted, expected);
 }
 
@@ -557,10 +428,7 @@ pub async fn watch_from_long_ago_replays_everything_or_says_compacted(store: Sto
         Err(StoreError::Compacted { .. }) => {}
         Err(other) => panic!("unexpected error {other:?}"),
         Ok(mut events) => {
-            assert_eq!(
-                must_next_event(&mut events).await.key,
-                ResourceKey::mesh("default")
-            );
+            assert_eq!(must_next_event(&mut events).await.key, ResourceKey::mesh("default"));
             for i in 0..50 {
                 let event = must_next_event(&mut events).await;
                 assert_eq!(event.key, dp_key("default", &format!("dp-{i:02}")));

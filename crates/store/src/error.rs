@@ -9,11 +9,7 @@ pub enum StoreError {
     AlreadyExists { key: ResourceKey },
     /// Compare-and-set failed: someone else wrote the resource since `expected` was read.
     #[error("{key} was changed concurrently: expected version {expected}, found {actual}")]
-    Conflict {
-        key: ResourceKey,
-        expected: Version,
-        actual: Version,
-    },
+    Conflict { key: ResourceKey, expected: Version, actual: Version },
     /// The request itself is malformed (a bad page offset, a key that does not fit its spec).
     #[error("invalid request: {reason}")]
     Invalid { reason: String },

@@ -23,11 +23,7 @@ const HISTORY: usize = 4096;
 type OrderKey = (ResourceType, String, String);
 
 fn order_key(key: &ResourceKey) -> OrderKey {
-    (
-        key.resource_type,
-        key.mesh.clone().unwrap_or_default(),
-        key.name.clone(),
-    )
+    (key.resource_type, key.mesh.clone().unwrap_or_default(), key.name.clone())
 }
 
 #[derive(Debug, Default)]
@@ -52,10 +48,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
-        MemoryStore {
-            state: Mutex::new(State::default()),
-            events: broadcast::channel(HISTORY).0,
-        }
+        MemoryStore { state: Mutex::new(State::default()), events: broadcast::channel(HISTORY).0 }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -71,12 +64,7 @@ impl MemoryStore {
         key: ResourceKey,
         resource: Option<Resource>,
     ) {
-        let event = WatchEvent {
-            revision: Revision(state.revision),
-            kind,
-            key,
-            resource,
-        };
+        let event = WatchEvent { revision: Revision(state.revision), kind, key, resource };
         if state.history.len() == HISTORY {
             state.history.pop_front();
         }
@@ -120,32 +108,21 @@ impl ResourceStore for MemoryStore {
             .take_while(|(k, _)| k.0 == t)
             .filter(|(k, _)| mesh.is_none_or(|m| k.1 == m));
         let total = matching.clone().count();
-        let after = query
-            .offset
-            .as_deref()
-            .map(|o| decode_offset(t, o))
-            .transpose()?;
+        let after = query.offset.as_deref().map(|o| decode_offset(t, o)).transpose()?;
         let mut page: Vec<(&OrderKey, &Resource)> = matching
             .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
             .take(size + 1)
             .collect();
         let next = (page.len() > size).then(|| encode_offset(page[size - 1].0));
         page.truncate(size);
-        Ok(ListPage {
-            items: page.into_iter().map(|(_, r)| r.clone()).collect(),
-            total,
-            next,
-        })
+        Ok(ListPage { items: page.into_iter().map(|(_, r)| r.clone()).collect(), total, next })
     }
 
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let mut state = self.lock();
         if let Some(mesh) = &key.mesh {
-            if !state
-                .resources
-                .contains_key(&order_key(&ResourceKey::mesh(mesh)))
-            {
+            if !state.resources.contains_key(&order_key(&ResourceKey::mesh(mesh))) {
                 return Err(StoreError::MeshNotFound { mesh: mesh.clone() });
             }
         }
@@ -204,10 +181,8 @@ impl ResourceStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
         let ok = order_key(key);
-        let current = state
-            .resources
-            .get(&ok)
-            .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+        let current =
+            state.resources.get(&ok).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
         if let Some(expected) = expected {
             if &current.version != expected {
                 return Err(StoreError::Conflict {
@@ -246,33 +221,23 @@ impl ResourceStore for MemoryStore {
     async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
         let state = self.lock();
         let from = from.unwrap_or(Revision(state.revision));
-        let oldest_kept = state
-            .history
-            .front()
-            .map_or(state.revision + 1, |e| e.revision.0);
+        let oldest_kept = state.history.front().map_or(state.revision + 1, |e| e.revision.0);
         if from.0 + 1 < oldest_kept {
             return Err(StoreError::Compacted { requested: from.0 });
         }
-        let replay: Vec<Result<WatchEvent, StoreError>> = state
-            .history
-            .iter()
-            .filter(|e| e.revision > from)
-            .cloned()
-            .map(Ok)
-            .collect();
+        let replay: Vec<Result<WatchEvent, StoreError>> =
+            state.history.iter().filter(|e| e.revision > from).cloned().map(Ok).collect();
         // Subscribing under the lock means no event falls between the replay and the live feed.
         let live = BroadcastStream::new(self.events.subscribe());
         drop(state);
-        let last_replayed = replay
-            .last()
-            .and_then(|e| e.as_ref().ok())
-            .map_or(from, |e| e.revision);
+        let last_replayed =
+            replay.last().and_then(|e| e.as_ref().ok()).map_or(from, |e| e.revision);
         let live = live
             .map(move |item| match item {
                 Ok(event) => Ok(event),
-                Err(BroadcastStreamRecvError::Lagged(_)) => Err(StoreError::Compacted {
-                    requested: last_replayed.0,
-                }),
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Err(StoreError::Compacted { requested: last_replayed.0 })
+                }
             })
             .scan(false, |ended, item| {
                 // End the stream after reporting a lag: the watcher must resynchronise.
@@ -296,21 +261,12 @@ mod tests {
     #[tokio::test]
     async fn a_watcher_that_falls_too_far_behind_is_told_and_its_stream_ends() {
         let store = MemoryStore::new();
-        store
-            .create(ResourceKey::mesh("default"), Spec::Mesh(Default::default()))
-            .await
-            .unwrap();
+        store.create(ResourceKey::mesh("default"), Spec::Mesh(Default::default())).await.unwrap();
         let mut events = store.watch(None).await.unwrap();
         for i in 0..HISTORY + 10 {
-            let key = ResourceKey::new(
-                ResourceType::TrafficPermission,
-                "default",
-                &format!("tp-{i}"),
-            );
-            store
-                .create(key, Spec::empty(ResourceType::TrafficPermission))
-                .await
-                .unwrap();
+            let key =
+                ResourceKey::new(ResourceType::TrafficPermission, "default", &format!("tp-{i}"));
+            store.create(key, Spec::empty(ResourceType::TrafficPermission)).await.unwrap();
         }
         let mut delivered = 0;
         loop {
@@ -320,18 +276,9 @@ mod tests {
                 other => panic!("expected Compacted after the events kept, got {other:?}"),
             }
         }
-        assert!(
-            delivered <= HISTORY,
-            "{delivered} events delivered before the lag was reported"
-        );
-        assert!(
-            events.next().await.is_none(),
-            "the stream ends after Compacted"
-        );
+        assert!(delivered <= HISTORY, "{delivered} events delivered before the lag was reported");
+        assert!(events.next().await.is_none(), "the stream ends after Compacted");
         // Asking for history older than what is kept is refused the same way.
-        assert!(matches!(
-            store.watch(Some(Revision(0))).await,
-            Err(StoreError::Compacted { .. })
-        ));
+        assert!(matches!(store.watch(Some(Revision(0))).await, Err(StoreError::Compacted { .. })));
     }
 }

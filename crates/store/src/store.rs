@@ -18,12 +18,7 @@ pub struct ListQuery {
 impl ListQuery {
     /// The first page of `resource_type` in `mesh` (or across meshes), `size` items long.
     pub fn new(resource_type: ResourceType, mesh: Option<&str>, size: usize) -> ListQuery {
-        ListQuery {
-            resource_type,
-            mesh: mesh.map(str::to_string),
-            size,
-            offset: None,
-        }
+        ListQuery { resource_type, mesh: mesh.map(str::to_string), size, offset: None }
     }
 }
 
@@ -79,9 +74,7 @@ pub fn check_key(key: &ResourceKey, spec: &Spec) -> Result<(), StoreError> {
         });
     }
     if key.resource_type.is_mesh_scoped() != key.mesh.is_some() {
-        return Err(StoreError::Invalid {
-            reason: format!("key {key} has the wrong scope"),
-        });
+        return Err(StoreError::Invalid { reason: format!("key {key} has the wrong scope") });
     }
     Ok(())
 }

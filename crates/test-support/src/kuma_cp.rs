@@ -56,14 +56,7 @@ impl KumaCpBuilder {
     fn try_start(&self) -> Result<KumaCp, KumaCp> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = dir.path().join("kuma-cp.log");
-        let ports = [
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        ];
+        let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
         let mut cmd = Command::new(bin_path("kuma-cp"));
         cmd.arg("run");
         if let Some(yaml) = &self.config_yaml {
@@ -82,12 +75,7 @@ impl KumaCpBuilder {
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
-            .stderr(
-                std::fs::File::options()
-                    .append(true)
-                    .open(&log)
-                    .expect("log file"),
-            );
+            .stderr(std::fs::File::options().append(true).open(&log).expect("log file"));
         let child = cmd.spawn().expect("spawn kuma-cp");
         let mut cp = KumaCp {
             child: Some(child),
@@ -144,15 +132,9 @@ impl KumaCp {
     /// Sends `signal` (e.g. "TERM", "INT") and waits for the exit status.
     pub fn must_stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("kuma-cp is running");
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
         poll_until(Duration::from_secs(10), "kuma-cp exits", || {
-            child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "still running".to_string())
+            child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_string())
         })
     }
 }
@@ -160,10 +142,7 @@ impl KumaCp {
 impl Drop for KumaCp {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let exited = try_poll_until(Duration::from_secs(5), || match child.try_wait() {
                 Ok(Some(_)) => Ok(()),
                 _ => Err(()),

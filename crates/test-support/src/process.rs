@@ -9,13 +9,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     let dir = exe
         .parent()
-        .map(|deps| {
-            if deps.ends_with("deps") {
-                deps.parent().unwrap_or(deps)
-            } else {
-                deps
-            }
-        })
+        .map(|deps| if deps.ends_with("deps") { deps.parent().unwrap_or(deps) } else { deps })
         .expect("the test executable lives in a directory");
     let path = dir.join(name);
     assert!(
@@ -61,9 +55,6 @@ pub fn http_request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok(HttpReply { status, body })
 }

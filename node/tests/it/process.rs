@@ -9,10 +9,7 @@ const KUMA_CP: &str = env!("CARGO_BIN_EXE_kuma-cp");
 
 fn must_json(reply: std::io::Result<kuma_test_support::HttpReply>) -> (u16, Value) {
     let reply = reply.expect("the API answers");
-    (
-        reply.status,
-        serde_json::from_str(&reply.body).unwrap_or(Value::Null),
-    )
+    (reply.status, serde_json::from_str(&reply.body).unwrap_or(Value::Null))
 }
 
 /// Runs kuma-cp to completion with only the given environment. Every run here is expected to
@@ -29,10 +26,7 @@ fn must_run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("kuma-cp runs");
     let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         eventually!(Duration::from_secs(20), || -> Result<_, String> {
-            child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "still running".into())
+            child.try_wait().map_err(|e| e.to_string())?.ok_or_else(|| "still running".into())
         })
     }));
     if finished.is_err() {
@@ -50,18 +44,13 @@ fn starts_with_defaults_and_creates_the_default_mesh() {
     assert_eq!(index["tagline"], "Kuma");
     let (status, mesh) = must_json(http_get(cp.api_port, "/meshes/default"));
     assert_eq!((status, mesh["name"].as_str()), (200, Some("default")));
-    assert_eq!(
-        http_get(cp.diagnostics_port, "/healthy").unwrap().status,
-        200
-    );
+    assert_eq!(http_get(cp.diagnostics_port, "/healthy").unwrap().status, 200);
     assert_eq!(http_get(cp.diagnostics_port, "/ready").unwrap().status, 200);
 }
 
 #[test]
 fn skip_mesh_creation_leaves_no_default_mesh() {
-    let cp = KumaCp::builder()
-        .env("KUMA_DEFAULTS_SKIP_MESH_CREATION", "true")
-        .must_start();
+    let cp = KumaCp::builder().env("KUMA_DEFAULTS_SKIP_MESH_CREATION", "true").must_start();
     let (_, meshes) = must_json(http_get(cp.api_port, "/meshes"));
     assert_eq!(meshes["total"], 0);
 }
@@ -71,21 +60,15 @@ fn config_file_applies_and_env_vars_override_it() {
     // The file makes the API read-only; the environment turns that back off for one of two peers.
     let yaml = "apiServer:\n  readOnly: true\n";
     let read_only = KumaCp::builder().config(yaml).must_start();
-    let writable = KumaCp::builder()
-        .config(yaml)
-        .env("KUMA_API_SERVER_READ_ONLY", "false")
-        .must_start();
+    let writable =
+        KumaCp::builder().config(yaml).env("KUMA_API_SERVER_READ_ONLY", "false").must_start();
     let body = r#"{"type":"Mesh","name":"demo"}"#;
     assert_eq!(
-        http_request(read_only.api_port, "PUT", "/meshes/demo", Some(body))
-            .unwrap()
-            .status,
+        http_request(read_only.api_port, "PUT", "/meshes/demo", Some(body)).unwrap().status,
         405
     );
     assert_eq!(
-        http_request(writable.api_port, "PUT", "/meshes/demo", Some(body))
-            .unwrap()
-            .status,
+        http_request(writable.api_port, "PUT", "/meshes/demo", Some(body)).unwrap().status,
         201
     );
 }
@@ -108,14 +91,8 @@ fn sigterm_and_sigint_stop_it_cleanly() {
 fn logs_are_structured_with_fields() {
     let cp = KumaCp::must_start();
     let log = cp.log();
-    assert!(
-        log.contains(&format!("api-server starting port={}", cp.api_port)),
-        "{log}"
-    );
-    assert!(
-        log.contains("created the default mesh mesh=\"default\""),
-        "{log}"
-    );
+    assert!(log.contains(&format!("api-server starting port={}", cp.api_port)), "{log}");
+    assert!(log.contains("created the default mesh mesh=\"default\""), "{log}");
 }
 
 #[test]
@@ -135,10 +112,7 @@ fn unknown_store_type_names_the_variable_and_the_choices() {
     let out = must_run(&["run"], &[("KUMA_STORE_TYPE", "cassandra")]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("KUMA_STORE_TYPE") && stderr.contains("memory"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("KUMA_STORE_TYPE") && stderr.contains("memory"), "{stderr}");
 }
 
 #[test]
@@ -146,10 +120,7 @@ fn missing_config_file_is_a_clear_error() {
     let out = must_run(&["run", "-c", "/nonexistent/kuma-cp.yaml"], &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("could not read config file /nonexistent/kuma-cp.yaml"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("could not read config file /nonexistent/kuma-cp.yaml"), "{stderr}");
 }
 
 #[test]
@@ -159,10 +130,7 @@ fn port_in_use_says_which_server_and_which_variable() {
     let diagnostics = free_port().to_string();
     let out = must_run(
         &["run"],
-        &[
-            ("KUMA_API_SERVER_PORT", &port),
-            ("KUMA_DIAGNOSTICS_PORT", &diagnostics),
-        ],
+        &[("KUMA_API_SERVER_PORT", &port), ("KUMA_DIAGNOSTICS_PORT", &diagnostics)],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -176,10 +144,7 @@ fn port_in_use_says_which_server_and_which_variable() {
 fn version_and_detailed_version() {
     let out = must_run(&["version"], &[]);
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        kuma_build_info_version()
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), kuma_build_info_version());
     let out = must_run(&["version", "--detailed"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     for key in ["Version:", "Git Tag:", "Git Commit:", "Build Date:"] {
@@ -195,10 +160,7 @@ fn kuma_build_info_version() -> &'static str {
 fn help_lists_the_commands_and_a_wrong_flag_fails() {
     let out = must_run(&["-h"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("run") && text.contains("version"),
-        "{text}"
-    );
+    assert!(out.status.success() && text.contains("run") && text.contains("version"), "{text}");
     let out = must_run(&["run", "--no-such-flag"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));

@@ -16,10 +16,7 @@ async fn must_walk(api: &Api, path: &str) -> (Vec<String>, Vec<u64>) {
     let mut totals = Vec::new();
     let mut next = Some(path.to_string());
     while let Some(url) = next {
-        let path = url
-            .strip_prefix("http://cp.test:5681")
-            .unwrap_or(&url)
-            .to_string();
+        let path = url.strip_prefix("http://cp.test:5681").unwrap_or(&url).to_string();
         let reply = api.get(&path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
         for item in reply.body["items"].as_array().unwrap() {
@@ -35,8 +32,7 @@ async fn must_walk(api: &Api, path: &str) -> (Vec<String>, Vec<u64>) {
 async fn pages_follow_next_links_until_null() {
     let api = must_api().await;
     for i in 0..5 {
-        api.must_put_yaml(&dataplane("default", &format!("dp-{i}"), "web", "1"))
-            .await;
+        api.must_put_yaml(&dataplane("default", &format!("dp-{i}"), "web", "1")).await;
     }
     let first = api.get("/meshes/default/dataplanes?size=2").await.body;
     assert_eq!(first["total"], 5);
@@ -57,23 +53,18 @@ async fn next_links_use_the_configured_public_url() {
     };
     let api = crate::support::must_api_with(config).await;
     for i in 0..3 {
-        api.must_put_yaml(&dataplane("default", &format!("dp-{i}"), "web", "1"))
-            .await;
+        api.must_put_yaml(&dataplane("default", &format!("dp-{i}"), "web", "1")).await;
     }
     let page = api.get("/meshes/default/dataplanes?size=2").await.body;
     let next = page["next"].as_str().unwrap();
-    assert!(
-        next.starts_with("https://kuma.example.com/meshes/default/dataplanes?"),
-        "{next}"
-    );
+    assert!(next.starts_with("https://kuma.example.com/meshes/default/dataplanes?"), "{next}");
 }
 
 #[tokio::test]
 async fn default_page_is_100_and_size_above_1000_is_refused() {
     let api = must_api().await;
     for i in 0..101 {
-        api.must_put_yaml(&dataplane("default", &format!("dp-{i:03}"), "web", "1"))
-            .await;
+        api.must_put_yaml(&dataplane("default", &format!("dp-{i:03}"), "web", "1")).await;
     }
     let page = api.get("/meshes/default/dataplanes").await.body;
     assert_eq!(page["items"].as_array().unwrap().len(), 100);
@@ -93,8 +84,7 @@ async fn default_page_is_100_and_size_above_1000_is_refused() {
 async fn cross_mesh_lists_span_every_mesh() {
     let api = must_api().await;
     api.must_put_yaml("type: Mesh\nname: demo\n").await;
-    api.must_put_yaml(&dataplane("default", "a", "web", "1"))
-        .await;
+    api.must_put_yaml(&dataplane("default", "a", "web", "1")).await;
     api.must_put_yaml(&dataplane("demo", "b", "web", "1")).await;
     let (names, _) = must_walk(&api, "/dataplanes?size=1").await;
     assert_eq!(names, ["a", "b"]);
@@ -106,24 +96,16 @@ async fn cross_mesh_lists_span_every_mesh() {
 #[tokio::test]
 async fn dataplanes_with_insights_are_filtered_by_tags_and_paged() {
     let api = must_api().await;
-    api.must_put_yaml(&dataplane("default", "web-1", "web", "1"))
-        .await;
-    api.must_put_yaml(&dataplane("default", "web-2", "web", "2"))
-        .await;
-    api.must_put_yaml(&dataplane("default", "web-3", "web", "1"))
-        .await;
-    api.must_put_yaml(&dataplane("default", "redis-1", "redis", "1"))
-        .await;
-    let (names, totals) = must_walk(
-        &api,
-        "/meshes/default/dataplanes+insights?tag=service:web&tag=version:1&size=1",
-    )
-    .await;
+    api.must_put_yaml(&dataplane("default", "web-1", "web", "1")).await;
+    api.must_put_yaml(&dataplane("default", "web-2", "web", "2")).await;
+    api.must_put_yaml(&dataplane("default", "web-3", "web", "1")).await;
+    api.must_put_yaml(&dataplane("default", "redis-1", "redis", "1")).await;
+    let (names, totals) =
+        must_walk(&api, "/meshes/default/dataplanes+insights?tag=service:web&tag=version:1&size=1")
+            .await;
     assert_eq!(names, ["web-1", "web-3"]);
     assert_eq!(totals, [2, 2]);
-    let reply = api
-        .get("/meshes/default/dataplanes+insights?tag=service")
-        .await;
+    let reply = api.get("/meshes/default/dataplanes+insights?tag=service").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.cause_fields(), ["tag"]);
 }
@@ -131,21 +113,11 @@ async fn dataplanes_with_insights_are_filtered_by_tags_and_paged() {
 #[tokio::test]
 async fn overview_joins_the_insight_and_is_empty_before_a_dataplane_connects() {
     let api = must_api().await;
-    api.must_put_yaml(&dataplane("default", "web-1", "web", "1"))
-        .await;
-    let before = api
-        .get("/meshes/default/dataplanes+insights/web-1")
-        .await
-        .body;
+    api.must_put_yaml(&dataplane("default", "web-1", "web", "1")).await;
+    let before = api.get("/meshes/default/dataplanes+insights/web-1").await.body;
     assert_eq!(before["type"], "DataplaneOverview");
-    assert_eq!(
-        before["dataplane"]["networking"]["inbound"][0]["tags"]["service"],
-        "web"
-    );
-    assert_eq!(
-        before["dataplaneInsight"],
-        Value::Object(Default::default())
-    );
+    assert_eq!(before["dataplane"]["networking"]["inbound"][0]["tags"]["service"], "web");
+    assert_eq!(before["dataplaneInsight"], Value::Object(Default::default()));
 
     let insight = DataplaneInsightSpec {
         subscriptions: vec![DiscoverySubscription {
@@ -162,10 +134,7 @@ async fn overview_joins_the_insight_and_is_empty_before_a_dataplane_connects() {
         .await
         .unwrap();
     let after = api.get("/meshes/default/dataplanes+insights").await.body;
-    assert_eq!(
-        after["items"][0]["dataplaneInsight"]["subscriptions"][0]["id"],
-        "s1"
-    );
+    assert_eq!(after["items"][0]["dataplaneInsight"]["subscriptions"][0]["id"], "s1");
     assert_eq!(
         after["items"][0]["dataplaneInsight"]["subscriptions"][0]["status"]["total"]
             ["responsesSent"],

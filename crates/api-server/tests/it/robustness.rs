@@ -105,12 +105,7 @@ async fn wrong_shapes_and_missing_fields_never_crash_or_corrupt() {
     assert!(requests > 500, "only {requests} requests were tried");
 
     // Whatever was accepted reads back and can be written again unchanged.
-    for collection in [
-        "/meshes",
-        "/dataplanes",
-        "/traffic-routes",
-        "/health-checks",
-    ] {
+    for collection in ["/meshes", "/dataplanes", "/traffic-routes", "/health-checks"] {
         let list = api.get(&format!("{collection}?size=1000")).await;
         assert_eq!(list.status, StatusCode::OK);
         for item in list.body["items"].as_array().unwrap() {

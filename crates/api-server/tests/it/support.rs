@@ -27,9 +27,7 @@ impl Reply {
         let mut fields: Vec<String> = self.body["causes"]
             .as_array()
             .map(|c| {
-                c.iter()
-                    .map(|c| c["field"].as_str().unwrap_or_default().to_string())
-                    .collect()
+                c.iter().map(|c| c["field"].as_str().unwrap_or_default().to_string()).collect()
             })
             .unwrap_or_default();
         fields.sort();
@@ -40,10 +38,7 @@ impl Reply {
 pub async fn must_api_with(config: ApiServerConfig) -> Api {
     let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
     kuma_cp_default_mesh(store.as_ref()).await;
-    let info = ServerInfo {
-        version: "1.2.3".into(),
-        hostname: "cp-1".into(),
-    };
+    let info = ServerInfo { version: "1.2.3".into(), hostname: "cp-1".into() };
     let router = ApiServer::new(store.clone(), config, info).router();
     Api { router, store }
 }
@@ -55,10 +50,7 @@ pub async fn must_api() -> Api {
 async fn kuma_cp_default_mesh(store: &dyn ResourceStore) {
     use kuma_model::{MeshSpec, ResourceKey, Spec};
     store
-        .create(
-            ResourceKey::mesh("default"),
-            Spec::Mesh(MeshSpec::default()),
-        )
+        .create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default()))
         .await
         .expect("default mesh");
 }
@@ -71,48 +63,28 @@ impl Api {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "cp.test:5681");
+        let mut request =
+            Request::builder().method(method).uri(path).header("host", "cp.test:5681");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        if body.is_some()
-            && !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             request = request.header("content-type", "application/json");
         }
-        let request = request
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router always answers");
+        let request =
+            request.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let response =
+            self.router.clone().oneshot(request).await.expect("the router always answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -120,8 +92,7 @@ impl Api {
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Reply {
-        self.send(Method::PUT, path, Some(body.to_string()), &[])
-            .await
+        self.send(Method::PUT, path, Some(body.to_string()), &[]).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
@@ -136,12 +107,7 @@ impl Api {
 
     pub async fn must_put_yaml(&self, yaml: &str) {
         let reply = self.put_yaml(yaml).await;
-        assert!(
-            reply.status.is_success(),
-            "PUT failed: {} {}",
-            reply.status,
-            reply.body
-        );
+        assert!(reply.status.is_success(), "PUT failed: {} {}", reply.status, reply.body);
     }
 }
 

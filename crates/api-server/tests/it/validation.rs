@@ -18,10 +18,7 @@ async fn must_reject(setup: &[&str], yaml: &str, fields: &[&str]) {
     expected.sort();
     assert_eq!(reply.cause_fields(), expected, "{}", reply.body);
     for cause in reply.body["causes"].as_array().expect("causes") {
-        assert!(
-            !cause["message"].as_str().unwrap_or_default().is_empty(),
-            "{cause}"
-        );
+        assert!(!cause["message"].as_str().unwrap_or_default().is_empty(), "{cause}");
     }
 }
 
@@ -246,16 +243,9 @@ rejects! {
 #[tokio::test]
 async fn the_kuma_0_2_rules_form_is_explained() {
     let api = must_api().await;
-    let reply = api
-        .put_yaml("type: TrafficRoute\nmesh: default\nname: r\nrules: []\n")
-        .await;
-    let message = reply.body["causes"][0]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        message.contains("write sources, destinations and conf at the top level"),
-        "{message}"
-    );
+    let reply = api.put_yaml("type: TrafficRoute\nmesh: default\nname: r\nrules: []\n").await;
+    let message = reply.body["causes"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("write sources, destinations and conf at the top level"), "{message}");
 }
 
 #[tokio::test]
@@ -272,9 +262,7 @@ async fn body_that_disagrees_with_the_url_is_rejected_field_by_field() {
     let api = must_api().await;
     let body = serde_json::json!({"type": "Dataplane", "mesh": "other", "name": "dp-2",
         "networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}});
-    let reply = api
-        .put_json("/meshes/default/traffic-routes/dp-1", &body)
-        .await;
+    let reply = api.put_json("/meshes/default/traffic-routes/dp-1", &body).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.cause_fields(), ["mesh", "name", "type"]);
 }

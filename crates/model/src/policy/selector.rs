@@ -31,9 +31,7 @@ mod tests {
 
     #[test]
     fn wildcard_and_exact_values_match() {
-        let s = Selector {
-            match_tags: tags(&[("service", "*"), ("version", "1")]),
-        };
+        let s = Selector { match_tags: tags(&[("service", "*"), ("version", "1")]) };
         assert!(s.matches(&tags(&[("service", "web"), ("version", "1")])));
         assert!(!s.matches(&tags(&[("service", "web"), ("version", "2")])));
         assert!(!s.matches(&tags(&[("version", "1")])));

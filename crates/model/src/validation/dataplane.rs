@@ -17,16 +17,10 @@ impl Validate for DataplaneSpec {
             || n.outbound.iter().any(|o| o.interface.is_some());
 
         if n.inbound.is_empty() && n.gateway.is_none() {
-            report.add(
-                &net,
-                "has to contain at least one inbound interface or gateway",
-            );
+            report.add(&net, "has to contain at least one inbound interface or gateway");
         }
         if !n.inbound.is_empty() && n.gateway.is_some() {
-            report.add(
-                &net.field("gateway"),
-                "cannot be defined both with inbounds",
-            );
+            report.add(&net.field("gateway"), "cannot be defined both with inbounds");
         }
         report.ip(&net.field("address"), n.address.as_deref());
         if legacy && n.address.is_some() {
@@ -68,10 +62,7 @@ impl Validate for DataplaneSpec {
                 report.port(&p.field("servicePort"), inbound.service_port, false);
                 report.ip(&p.field("address"), inbound.address.as_deref());
                 if inbound.address.is_none() && n.address.is_none() {
-                    report.add(
-                        &p.field("address"),
-                        "has to be set here or in networking.address",
-                    );
+                    report.add(&p.field("address"), "has to be set here or in networking.address");
                 }
                 if let Some(resolved) = inbound.resolve(n.address.as_deref()) {
                     claim(report, &p, resolved.dataplane_ip, resolved.dataplane_port);
@@ -86,10 +77,8 @@ impl Validate for DataplaneSpec {
             let p = net.field("outbound").index(i);
             if let Some(interface) = &outbound.interface {
                 if outbound.port.is_some() || outbound.address.is_some() {
-                    report.add(
-                        &p,
-                        "interface cannot be combined with port or address; use one form",
-                    );
+                    report
+                        .add(&p, "interface cannot be combined with port or address; use one form");
                 }
                 match parse_outbound_interface(interface) {
                     Err(e) => report.add(&p.field("interface"), format!("invalid format: {e}")),
@@ -123,10 +112,7 @@ impl Validate for DataplaneSpec {
         }
         if let Some(metrics) = &self.metrics {
             if metrics.kind != "prometheus" {
-                report.add(
-                    &Path::root().field("metrics").field("type"),
-                    "has to be prometheus",
-                );
+                report.add(&Path::root().field("metrics").field("type"), "has to be prometheus");
             }
             if let Some(conf) = &metrics.conf {
                 prometheus_conf(report, &Path::root().field("metrics").field("conf"), conf);

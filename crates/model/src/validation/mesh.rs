@@ -25,9 +25,9 @@ fn host_port(address: &str) -> Result<(), String> {
     }
     match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(()),
-        _ => Err(format!(
-            "{address:?} has no valid port; expected HOST:PORT with a port in 1-65535"
-        )),
+        _ => {
+            Err(format!("{address:?} has no valid port; expected HOST:PORT with a port in 1-65535"))
+        }
     }
 }
 
@@ -60,17 +60,12 @@ impl Validate for MeshSpec {
             if (mtls.enabled.is_some() || mtls.ca.is_some())
                 && (mtls.enabled_backend.is_some() || !mtls.backends.is_empty())
             {
-                report.add(
-                    &p,
-                    "cannot mix enabled/ca (Kuma 0.4 form) with enabledBackend/backends",
-                );
+                report
+                    .add(&p, "cannot mix enabled/ca (Kuma 0.4 form) with enabledBackend/backends");
             }
             if let Some(ca) = &mtls.ca {
                 if ca.builtin.is_some() == ca.provided.is_some() {
-                    report.add(
-                        &p.field("ca"),
-                        "has to set exactly one of builtin or provided",
-                    );
+                    report.add(&p.field("ca"), "has to set exactly one of builtin or provided");
                 }
             }
             let backends = p.field("backends");
@@ -137,35 +132,20 @@ impl Validate for MeshSpec {
             report.unique_names(&backends, logging.backends.iter().map(|b| b.name.as_str()));
             for (i, backend) in logging.backends.iter().enumerate() {
                 let bp = backends.index(i);
-                let forms = [
-                    backend.kind.is_some(),
-                    backend.file.is_some(),
-                    backend.tcp.is_some(),
-                ];
+                let forms = [backend.kind.is_some(), backend.file.is_some(), backend.tcp.is_some()];
                 if forms.iter().filter(|x| **x).count() > 1
                     || (backend.kind.is_none() && backend.conf.is_some())
                 {
                     report.add(&bp, "use either type + conf, or one of file / tcp");
                     continue;
                 }
-                let conf = backend
-                    .conf
-                    .as_ref()
-                    .or(backend.file.as_ref())
-                    .or(backend.tcp.as_ref());
+                let conf = backend.conf.as_ref().or(backend.file.as_ref()).or(backend.tcp.as_ref());
                 match backend.backend_type() {
                     Some("file") => {
-                        if conf
-                            .and_then(|c| c.path.as_deref())
-                            .is_none_or(str::is_empty)
-                        {
+                        if conf.and_then(|c| c.path.as_deref()).is_none_or(str::is_empty) {
                             report.add(
-                                &bp.field(if backend.file.is_some() {
-                                    "file"
-                                } else {
-                                    "conf"
-                                })
-                                .field("path"),
+                                &bp.field(if backend.file.is_some() { "file" } else { "conf" })
+                                    .field("path"),
                                 "has to be set",
                             );
                         }
@@ -258,10 +238,8 @@ impl Validate for MeshSpec {
             if metrics.prometheus.is_some()
                 && (metrics.enabled_backend.is_some() || !metrics.backends.is_empty())
             {
-                report.add(
-                    &p,
-                    "cannot mix prometheus (Kuma 0.4 form) with enabledBackend/backends",
-                );
+                report
+                    .add(&p, "cannot mix prometheus (Kuma 0.4 form) with enabledBackend/backends");
             }
             if let Some(prometheus) = &metrics.prometheus {
                 prometheus_conf(report, &p.field("prometheus"), prometheus);

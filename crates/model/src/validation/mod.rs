@@ -27,10 +27,7 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Violation {
-        Violation {
-            field: field.into(),
-            message: message.into(),
-        }
+        Violation { field: field.into(), message: message.into() }
     }
 }
 
@@ -89,11 +86,7 @@ fn name_problem(name: &str, dots: bool) -> Option<String> {
     let ok = name.chars().all(|c| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_') || (dots && c == '.')
     });
-    let allowed = if dots {
-        "'-', '_' and '.'"
-    } else {
-        "'-' and '_'"
-    };
+    let allowed = if dots { "'-', '_' and '.'" } else { "'-' and '_'" };
     (!ok).then(|| format!("{name:?} is invalid: use only lower case letters, digits, {allowed}"))
 }
 
@@ -150,8 +143,7 @@ pub(crate) struct Report {
 
 impl Report {
     pub fn add(&mut self, path: &Path, message: impl Into<String>) {
-        self.violations
-            .push(Violation::new(path.0.clone(), message));
+        self.violations.push(Violation::new(path.0.clone(), message));
     }
 
     fn port(&mut self, path: &Path, port: Option<u32>, required: bool) {
@@ -201,10 +193,7 @@ impl Report {
             if name.is_empty() {
                 self.add(&path, "cannot be empty");
             } else if let Some(first) = seen.get(name) {
-                self.add(
-                    &path,
-                    format!("{name:?} is already used by {}", base.index(*first)),
-                );
+                self.add(&path, format!("{name:?} is already used by {}", base.index(*first)));
             } else {
                 seen.insert(name, i);
             }
@@ -214,15 +203,9 @@ impl Report {
     fn reference(&mut self, path: &Path, name: Option<&str>, known: &[&str], what: &str) {
         if let Some(name) = name {
             if !known.contains(&name) {
-                let choices = if known.is_empty() {
-                    "none are defined".into()
-                } else {
-                    known.join(", ")
-                };
-                self.add(
-                    path,
-                    format!("{what} {name:?} is not defined; defined: {choices}"),
-                );
+                let choices =
+                    if known.is_empty() { "none are defined".into() } else { known.join(", ") };
+                self.add(path, format!("{what} {name:?} is not defined; defined: {choices}"));
             }
         }
     }

@@ -4,59 +4,37 @@ use super::tags::{selectors, tag_charset_rules, OPTIONAL, SERVICE_ONLY, SOURCES}
 use super::{Path, Report, Validate, ValidationContext};
 use crate::mesh::MeshSpec;
 use crate::policy::{
-    HealthCheckSpec, ProxyTemplateSpec, TrafficLogSpec, TrafficPermissionSpec, TrafficRouteSpec,
-    TrafficTraceSpec, PROFILES,
+    HealthCheckSpec, ProxyTemplateSpec, Selector, TrafficLogSpec, TrafficPermissionSpec,
+    TrafficRouteSpec, TrafficTraceSpec, PROFILES,
 };
 use crate::tags::SERVICE_TAG_LEGACY;
 
 fn backend_names(mesh: &MeshSpec, logging: bool) -> Vec<&str> {
     if logging {
-        mesh.logging
-            .iter()
-            .flat_map(|l| &l.backends)
-            .map(|b| b.name.as_str())
-            .collect()
+        mesh.logging.iter().flat_map(|l| &l.backends).map(|b| b.name.as_str()).collect()
     } else {
-        mesh.tracing
-            .iter()
-            .flat_map(|t| &t.backends)
-            .map(|b| b.name.as_str())
-            .collect()
+        mesh.tracing.iter().flat_map(|t| &t.backends).map(|b| b.name.as_str()).collect()
     }
+}
+
+/// Selectors of a policy on connections to a service (TrafficRoute, TrafficLog, HealthCheck):
+/// sources select dataplanes by any tags; destinations name the service only.
+fn connection_selectors(report: &mut Report, sources: &[Selector], destinations: &[Selector]) {
+    selectors(report, &Path::root().field("sources"), sources, SOURCES);
+    selectors(report, &Path::root().field("destinations"), destinations, SERVICE_ONLY);
 }
 
 impl Validate for TrafficPermissionSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
         // Sources are identified by their certificate, which carries only the service.
-        selectors(
-            report,
-            &Path::root().field("sources"),
-            &self.sources,
-            SERVICE_ONLY,
-        );
-        selectors(
-            report,
-            &Path::root().field("destinations"),
-            &self.destinations,
-            SOURCES,
-        );
+        selectors(report, &Path::root().field("sources"), &self.sources, SERVICE_ONLY);
+        selectors(report, &Path::root().field("destinations"), &self.destinations, SOURCES);
     }
 }
 
 impl Validate for TrafficRouteSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(
-            report,
-            &Path::root().field("sources"),
-            &self.sources,
-            SOURCES,
-        );
-        selectors(
-            report,
-            &Path::root().field("destinations"),
-            &self.destinations,
-            SERVICE_ONLY,
-        );
+        connection_selectors(report, &self.sources, &self.destinations);
         let conf = Path::root().field("conf");
         if self.conf.is_empty() {
             report.add(&conf, "must have at least one element");
@@ -70,10 +48,7 @@ impl Validate for TrafficRouteSpec {
                 continue;
             }
             if entry.destination.service().is_none() {
-                report.add(
-                    &p.key(SERVICE_TAG_LEGACY),
-                    "mandatory tag \"service\" is missing",
-                );
+                report.add(&p.key(SERVICE_TAG_LEGACY), "mandatory tag \"service\" is missing");
             }
             tag_charset_rules(report, &p, &entry.destination, false);
         }
@@ -82,18 +57,7 @@ impl Validate for TrafficRouteSpec {
 
 impl Validate for TrafficLogSpec {
     fn validate(&self, ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(
-            report,
-            &Path::root().field("sources"),
-            &self.sources,
-            SOURCES,
-        );
-        selectors(
-            report,
-            &Path::root().field("destinations"),
-            &self.destinations,
-            SERVICE_ONLY,
-        );
+        connection_selectors(report, &self.sources, &self.destinations);
         if let (Some(mesh), Some(conf)) = (ctx.mesh, &self.conf) {
             let known = backend_names(mesh, true);
             let path = Path::root().field("conf").field("backend");
@@ -104,12 +68,7 @@ impl Validate for TrafficLogSpec {
 
 impl Validate for TrafficTraceSpec {
     fn validate(&self, ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(
-            report,
-            &Path::root().field("selectors"),
-            &self.selectors,
-            SOURCES,
-        );
+        selectors(report, &Path::root().field("selectors"), &self.selectors, SOURCES);
         if let (Some(mesh), Some(conf)) = (ctx.mesh, &self.conf) {
             let known = backend_names(mesh, false);
             let path = Path::root().field("conf").field("backend");
@@ -120,12 +79,7 @@ impl Validate for TrafficTraceSpec {
 
 impl Validate for ProxyTemplateSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(
-            report,
-            &Path::root().field("selectors"),
-            &self.selectors,
-            OPTIONAL,
-        );
+        selectors(report, &Path::root().field("selectors"), &self.selectors, OPTIONAL);
         let conf = Path::root().field("conf");
         for (i, import) in self.conf.imports.iter().enumerate() {
             if !PROFILES.contains(&import.as_str()) {
@@ -139,10 +93,7 @@ impl Validate for ProxyTemplateSpec {
             }
         }
         let resources = conf.field("resources");
-        report.unique_names(
-            &resources,
-            self.conf.resources.iter().map(|r| r.name.as_str()),
-        );
+        report.unique_names(&resources, self.conf.resources.iter().map(|r| r.name.as_str()));
         for (i, resource) in self.conf.resources.iter().enumerate() {
             let p = resources.index(i);
             if resource.version.is_empty() {
@@ -161,10 +112,9 @@ impl Validate for ProxyTemplateSpec {
                         );
                     }
                 }
-                Ok(_) => report.add(
-                    &p.field("resource"),
-                    "native Envoy resource must be an object",
-                ),
+                Ok(_) => {
+                    report.add(&p.field("resource"), "native Envoy resource must be an object")
+                }
                 Err(e) => report.add(
                     &p.field("resource"),
                     format!("native Envoy resource is not valid YAML: {e}"),
@@ -176,24 +126,10 @@ impl Validate for ProxyTemplateSpec {
 
 impl Validate for HealthCheckSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
-        selectors(
-            report,
-            &Path::root().field("sources"),
-            &self.sources,
-            SOURCES,
-        );
-        selectors(
-            report,
-            &Path::root().field("destinations"),
-            &self.destinations,
-            SERVICE_ONLY,
-        );
+        connection_selectors(report, &self.sources, &self.destinations);
         let conf = Path::root().field("conf");
         if self.conf.active_checks.is_none() && self.conf.passive_checks.is_none() {
-            report.add(
-                &conf,
-                "has to have at least one of activeChecks or passiveChecks",
-            );
+            report.add(&conf, "has to have at least one of activeChecks or passiveChecks");
         }
         if let Some(active) = &self.conf.active_checks {
             let p = conf.field("activeChecks");

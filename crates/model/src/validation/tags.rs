@@ -8,13 +8,11 @@ const KNOWN_PROTOCOLS: &[&str] = &["http", "http2", "grpc", "tcp", "kafka"];
 
 fn valid_tag_key(k: &str) -> bool {
     !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/'))
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/'))
 }
 
 pub(super) fn valid_tag_value(v: &str) -> bool {
-    v.chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
 }
 
 pub(super) fn tag_charset_rules(
@@ -26,10 +24,7 @@ pub(super) fn tag_charset_rules(
     for (k, v) in tags.iter() {
         let p = path.key(k);
         if !valid_tag_key(k) {
-            report.add(
-                &p,
-                "tag name must consist of letters, digits and '.', '-', '_', ':', '/'",
-            );
+            report.add(&p, "tag name must consist of letters, digits and '.', '-', '_', ':', '/'");
         }
         if v.is_empty() {
             report.add(&p, "tag value cannot be empty");
@@ -44,10 +39,7 @@ pub(super) fn tag_charset_rules(
         {
             report.add(
                 &p,
-                format!(
-                    "protocol {v:?} is unknown; use one of {}",
-                    KNOWN_PROTOCOLS.join(", ")
-                ),
+                format!("protocol {v:?} is unknown; use one of {}", KNOWN_PROTOCOLS.join(", ")),
             );
         }
     }
@@ -78,21 +70,12 @@ pub(super) struct SelectorRules {
     only_service: bool,
 }
 
-pub(super) const SOURCES: SelectorRules = SelectorRules {
-    at_least_one: true,
-    require_service: true,
-    only_service: false,
-};
-pub(super) const OPTIONAL: SelectorRules = SelectorRules {
-    at_least_one: false,
-    require_service: true,
-    only_service: false,
-};
-pub(super) const SERVICE_ONLY: SelectorRules = SelectorRules {
-    at_least_one: true,
-    require_service: true,
-    only_service: true,
-};
+pub(super) const SOURCES: SelectorRules =
+    SelectorRules { at_least_one: true, require_service: true, only_service: false };
+pub(super) const OPTIONAL: SelectorRules =
+    SelectorRules { at_least_one: false, require_service: true, only_service: false };
+pub(super) const SERVICE_ONLY: SelectorRules =
+    SelectorRules { at_least_one: true, require_service: true, only_service: true };
 
 pub(super) fn selectors(
     report: &mut Report,
@@ -111,15 +94,10 @@ pub(super) fn selectors(
             continue;
         }
         if rules.require_service && tags.service().is_none() {
-            report.add(
-                &p.key(SERVICE_TAG_LEGACY),
-                "mandatory tag \"service\" is missing",
-            );
+            report.add(&p.key(SERVICE_TAG_LEGACY), "mandatory tag \"service\" is missing");
         }
         if rules.only_service {
-            for (k, _) in tags
-                .iter()
-                .filter(|(k, _)| *k != SERVICE_TAG && *k != SERVICE_TAG_LEGACY)
+            for (k, _) in tags.iter().filter(|(k, _)| *k != SERVICE_TAG && *k != SERVICE_TAG_LEGACY)
             {
                 report.add(&p.key(k), "only the \"service\" tag is allowed here");
             }
