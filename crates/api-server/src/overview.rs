@@ -1,13 +1,12 @@
 //! `dataplanes+insights`: each Dataplane joined with its DataplaneInsight, filterable by tags.
 
-use std::collections::HashMap;
-
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kuma_model::rest::{dataplane_overview, ResourceList};
 use kuma_model::{Resource, ResourceKey, ResourceType};
 use kuma_store::{ListQuery, ResourceStore, StoreError};
+use serde_json::Value;
 
 use crate::error::{ApiError, Op};
 use crate::query::ListParams;
@@ -31,8 +30,32 @@ async fn list_all(
     }
 }
 
-/// The overview page. Filtering needs every dataplane's tags, so the page is cut after filtering;
-/// the offset is the `mesh/name` of the last item served, which stays valid across deletions.
+/// The insight of a dataplane, if it ever connected.
+async fn insight_of(
+    store: &dyn ResourceStore,
+    dataplane: &Resource,
+) -> Result<Option<Resource>, ApiError> {
+    let mesh = dataplane.key.mesh.as_deref().unwrap_or_default();
+    let key = ResourceKey::new(ResourceType::DataplaneInsight, mesh, &dataplane.key.name);
+    match store.get(&key).await {
+        Ok(insight) => Ok(Some(insight)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(ApiError::store(Op::List, e, false)),
+    }
+}
+
+async fn overviews(store: &dyn ResourceStore, page: &[&Resource]) -> Result<Vec<Value>, ApiError> {
+    let mut items = Vec::with_capacity(page.len());
+    for dataplane in page {
+        items.push(dataplane_overview(dataplane, insight_of(store, dataplane).await?.as_ref()));
+    }
+    Ok(items)
+}
+
+/// The overview page. Without a tag filter it is the store's page of dataplanes. With one,
+/// filtering needs every dataplane's tags (as in Kuma, the filter runs after loading), so the page
+/// is cut after filtering and its offset is the `mesh/name` of the last item served, which stays
+/// valid across deletions. Either way only the page's insights are read.
 pub(crate) async fn list(
     state: &State,
     mesh: Option<&str>,
@@ -41,26 +64,33 @@ pub(crate) async fn list(
 ) -> Result<Json<ResourceList>, ApiError> {
     let params = ListParams::parse(uri)?;
     let store = state.store.as_ref();
+    if params.tags.is_empty() {
+        let query = ListQuery {
+            resource_type: ResourceType::Dataplane,
+            mesh: mesh.map(str::to_string),
+            size: params.size,
+            offset: params.offset.clone(),
+        };
+        let page = store.list(&query).await.map_err(|e| match e {
+            StoreError::Invalid { reason } => {
+                ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
+                    .with_cause("offset", reason)
+            }
+            other => ApiError::store(Op::List, other, false),
+        })?;
+        let items: Vec<&Resource> = page.items.iter().collect();
+        return Ok(Json(ResourceList {
+            total: page.total as u64,
+            items: overviews(store, &items).await?,
+            next: page
+                .next
+                .map(|offset| params.next_url(&state.config.public_url, uri, headers, &offset)),
+        }));
+    }
+
     let dataplanes = list_all(store, ResourceType::Dataplane, mesh)
         .await
         .map_err(|e| ApiError::store(Op::List, e, false))?;
-    let insights: HashMap<ResourceKey, Resource> =
-        list_all(store, ResourceType::DataplaneInsight, mesh)
-            .await
-            .map_err(|e| ApiError::store(Op::List, e, false))?
-            .into_iter()
-            .map(|i| {
-                (
-                    ResourceKey::new(
-                        ResourceType::Dataplane,
-                        i.key.mesh.as_deref().unwrap_or_default(),
-                        &i.key.name,
-                    ),
-                    i,
-                )
-            })
-            .collect();
-
     let matching: Vec<&Resource> = dataplanes
         .iter()
         .filter(|dp| dp.spec.as_dataplane().is_some_and(|spec| spec.matches_tags(&params.tags)))
@@ -85,7 +115,7 @@ pub(crate) async fn list(
     });
     Ok(Json(ResourceList {
         total: matching.len() as u64,
-        items: page.iter().map(|dp| dataplane_overview(dp, insights.get(&dp.key))).collect(),
+        items: overviews(store, page).await?,
         next,
     }))
 }

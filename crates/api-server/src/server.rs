@@ -70,6 +70,7 @@ impl ApiServer {
             .route("/dataplanes+insights", get(overview::list_across_meshes))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(log_request))
             .with_state(self.state.clone())
     }
 
@@ -81,6 +82,25 @@ impl ApiServer {
     ) -> std::io::Result<()> {
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
+}
+
+/// One log line per request: debug when it went well, warn for server errors.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if response.status().is_server_error() {
+        tracing::warn!(%method, %path, status, micros, "api request failed");
+    } else {
+        tracing::debug!(%method, %path, status, micros, "api request");
+    }
+    response
 }
 
 async fn index(state: State) -> Json<Index> {
