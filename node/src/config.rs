@@ -207,18 +207,23 @@ impl KumaCpConfig {
         Ok(config)
     }
 
-    /// Checks what serde cannot: every problem, as `field: message`.
-    pub fn validate(&self) -> Vec<String> {
-        let mut problems: Vec<String> =
-            self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
-        let ports = [
+    /// Every server port with its key.
+    pub fn ports(&self) -> [(&'static str, u16); 6] {
+        [
             ("apiServer.port", self.api_server.port),
             ("bootstrapServer.port", self.bootstrap_server.port),
             ("sdsServer.grpcPort", self.sds_server.grpc_port),
             ("xdsServer.grpcPort", self.xds_server.grpc_port),
             ("diagnostics.port", self.diagnostics.port),
             ("raft.port", self.raft.port),
-        ];
+        ]
+    }
+
+    /// Checks what serde cannot: every problem, as `field: message`.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems: Vec<String> =
+            self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
+        let ports = self.ports();
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {
                 problems.push(format!("{name}: 0 is not a port; use 1-65535"));
@@ -259,17 +264,7 @@ mod tests {
     #[test]
     fn every_port_has_its_documented_variable_and_default() {
         let c = KumaCpConfig::load(None, &env(&[])).unwrap();
-        assert_eq!(
-            [
-                c.sds_server.grpc_port,
-                c.xds_server.grpc_port,
-                c.diagnostics.port,
-                c.api_server.port,
-                c.bootstrap_server.port,
-                c.raft.port
-            ],
-            [5677, 5678, 5680, 5681, 5682, 5683]
-        );
+        assert_eq!(c.ports().map(|(_, port)| port), [5681, 5682, 5677, 5678, 5680, 5683]);
         let vars = [
             ("KUMA_SDS_SERVER_GRPC_PORT", "6677"),
             ("KUMA_XDS_SERVER_GRPC_PORT", "6678"),
@@ -279,17 +274,7 @@ mod tests {
             ("KUMA_RAFT_PORT", "6683"),
         ];
         let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
-        assert_eq!(
-            [
-                c.sds_server.grpc_port,
-                c.xds_server.grpc_port,
-                c.diagnostics.port,
-                c.api_server.port,
-                c.bootstrap_server.port,
-                c.raft.port
-            ],
-            [6677, 6678, 6680, 6681, 6682, 6683]
-        );
+        assert_eq!(c.ports().map(|(_, port)| port), [6681, 6682, 6677, 6678, 6680, 6683]);
     }
 
     #[test]

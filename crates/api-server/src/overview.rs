@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, Op};
 use crate::query::ListParams;
+use crate::resources::list_page;
 use crate::server::State;
 
 /// Every resource of a type in `mesh` (or all meshes), following the store's pages.
@@ -34,20 +35,24 @@ async fn list_all(
 async fn insight_of(
     store: &dyn ResourceStore,
     dataplane: &Resource,
+    op: Op,
 ) -> Result<Option<Resource>, ApiError> {
     let mesh = dataplane.key.mesh.as_deref().unwrap_or_default();
     let key = ResourceKey::new(ResourceType::DataplaneInsight, mesh, &dataplane.key.name);
     match store.get(&key).await {
         Ok(insight) => Ok(Some(insight)),
         Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(ApiError::store(Op::List, e, false)),
+        Err(e) => Err(ApiError::store(op, e, false)),
     }
 }
 
 async fn overviews(store: &dyn ResourceStore, page: &[&Resource]) -> Result<Vec<Value>, ApiError> {
     let mut items = Vec::with_capacity(page.len());
     for dataplane in page {
-        items.push(dataplane_overview(dataplane, insight_of(store, dataplane).await?.as_ref()));
+        items.push(dataplane_overview(
+            dataplane,
+            insight_of(store, dataplane, Op::List).await?.as_ref(),
+        ));
     }
     Ok(items)
 }
@@ -71,13 +76,7 @@ pub(crate) async fn list(
             size: params.size,
             offset: params.offset.clone(),
         };
-        let page = store.list(&query).await.map_err(|e| match e {
-            StoreError::Invalid { reason } => {
-                ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
-                    .with_cause("offset", reason)
-            }
-            other => ApiError::store(Op::List, other, false),
-        })?;
+        let page = list_page(store, &query).await?;
         let items: Vec<&Resource> = page.items.iter().collect();
         return Ok(Json(ResourceList {
             total: page.total as u64,
@@ -126,15 +125,7 @@ pub(crate) async fn get(state: &State, mesh: &str, name: &str) -> Result<Respons
         .get(&ResourceKey::new(ResourceType::Dataplane, mesh, name))
         .await
         .map_err(|e| ApiError::store(Op::Get, e, false))?;
-    let insight = match state
-        .store
-        .get(&ResourceKey::new(ResourceType::DataplaneInsight, mesh, name))
-        .await
-    {
-        Ok(insight) => Some(insight),
-        Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(ApiError::store(Op::Get, e, false)),
-    };
+    let insight = insight_of(state.store.as_ref(), &dataplane, Op::Get).await?;
     Ok(Json(dataplane_overview(&dataplane, insight.as_ref())).into_response())
 }
 

@@ -10,7 +10,7 @@ use kuma_model::{
     parse_resource, validate, ParseError, Resource, ResourceInput, ResourceKey, ResourceType,
     ValidationContext, Version, Violation,
 };
-use kuma_store::{ListQuery, StoreError};
+use kuma_store::{ListPage, ListQuery, ResourceStore, StoreError};
 
 use crate::error::{ApiError, Op};
 use crate::overview;
@@ -99,13 +99,7 @@ pub(crate) async fn list(
         size: params.size,
         offset: params.offset.clone(),
     };
-    let page = state.store.list(&query).await.map_err(|e| match e {
-        StoreError::Invalid { reason } => {
-            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
-                .with_cause("offset", reason)
-        }
-        other => ApiError::store(Op::List, other, false),
-    })?;
+    let page = list_page(state.store.as_ref(), &query).await?;
     Ok(Json(ResourceList {
         total: page.total as u64,
         items: page.items.iter().map(Resource::to_rest_json).collect(),
@@ -113,6 +107,20 @@ pub(crate) async fn list(
             .next
             .map(|offset| params.next_url(&state.config.public_url, uri, headers, &offset)),
     }))
+}
+
+/// One page from the store; an offset the store refuses is the client's mistake (400).
+pub(crate) async fn list_page(
+    store: &dyn ResourceStore,
+    query: &ListQuery,
+) -> Result<ListPage, ApiError> {
+    store.list(query).await.map_err(|e| match e {
+        StoreError::Invalid { reason } => {
+            ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid offset")
+                .with_cause("offset", reason)
+        }
+        other => ApiError::store(Op::List, other, false),
+    })
 }
 
 pub(crate) async fn list_meshes(
