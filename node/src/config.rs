@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kuma_api_server::ApiServerConfig;
+use kuma_xds::{BootstrapServerConfig, XdsServerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -62,9 +63,9 @@ pub struct KumaCpConfig {
     pub environment: Environment,
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
-    pub bootstrap_server: PortConfig,
+    pub bootstrap_server: BootstrapServerConfig,
     pub sds_server: GrpcPortConfig,
-    pub xds_server: GrpcPortConfig,
+    pub xds_server: XdsServerConfig,
     pub diagnostics: PortConfig,
     pub raft: PortConfig,
     pub defaults: DefaultsConfig,
@@ -76,9 +77,9 @@ impl Default for KumaCpConfig {
             environment: Environment::Universal,
             store: StoreConfig::default(),
             api_server: ApiServerConfig::default(),
-            bootstrap_server: PortConfig { port: 5682 },
+            bootstrap_server: BootstrapServerConfig::default(),
             sds_server: GrpcPortConfig { grpc_port: 5677 },
-            xds_server: GrpcPortConfig { grpc_port: 5678 },
+            xds_server: XdsServerConfig::default(),
             diagnostics: PortConfig { port: 5680 },
             raft: PortConfig { port: 5683 },
             defaults: DefaultsConfig::default(),
@@ -223,6 +224,8 @@ impl KumaCpConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut problems: Vec<String> =
             self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
+        problems.extend(self.xds_server.problems());
+        problems.extend(self.bootstrap_server.problems());
         let ports = self.ports();
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kuma_api_server::{ApiServer, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
+use kuma_xds::{BootstrapServer, SinglePeer, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -29,6 +30,8 @@ pub enum ControlPlaneError {
     DefaultMesh(StoreError),
     #[error("{server} failed: {source}")]
     Serve { server: &'static str, source: std::io::Error },
+    #[error("xds-server failed: {0}")]
+    Xds(#[from] kuma_xds::XdsError),
 }
 
 /// One kuma-cp peer.
@@ -89,6 +92,11 @@ impl ControlPlane {
             bind("diagnostics server", config.diagnostics.port, "KUMA_DIAGNOSTICS_PORT").await?;
         let api_listener =
             bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
+        let bootstrap_listener =
+            bind("bootstrap-server", config.bootstrap_server.port, "KUMA_BOOTSTRAP_SERVER_PORT")
+                .await?;
+        let xds_listener =
+            bind("xds-server", config.xds_server.grpc_port, "KUMA_XDS_SERVER_GRPC_PORT").await?;
 
         if !config.defaults.skip_mesh_creation {
             ensure_default_mesh(store.as_ref()).await.map_err(ControlPlaneError::DefaultMesh)?;
@@ -102,6 +110,23 @@ impl ControlPlane {
         let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
         info!(port = config.api_server.port, "api-server starting");
         let mut api_task = tokio::spawn(api.serve(api_listener, stopped(stop_rx.clone())));
+        let peers = Arc::new(SinglePeer {
+            host: config.bootstrap_server.params.xds_host.clone(),
+            port: match config.bootstrap_server.params.xds_port {
+                0 => config.xds_server.grpc_port,
+                port => port,
+            },
+        });
+        let bootstrap =
+            BootstrapServer::new(store.clone(), config.bootstrap_server.params.clone(), peers);
+        info!(port = config.bootstrap_server.port, "bootstrap-server starting");
+        let mut bootstrap_task =
+            tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
+        // Names this peer in DataplaneInsights; the port tells peers on one host apart.
+        let instance_id = format!("{}:{}", self.info.hostname, config.xds_server.grpc_port);
+        let xds = XdsServer::new(store.clone(), config.xds_server.clone(), instance_id, None);
+        info!(port = config.xds_server.grpc_port, "xds-server starting");
+        let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
             diagnostics_listener,
@@ -116,6 +141,8 @@ impl ControlPlane {
             _ = shutdown => None,
             r = &mut api_task => Some(("api-server", r)),
             r = &mut diagnostics_task => Some(("diagnostics server", r)),
+            r = &mut bootstrap_task => Some(("bootstrap-server", r)),
+            r = &mut xds_task => Some(("xds-server", r.map(|r| r.map_err(std::io::Error::other)))),
         };
         readiness.set(false);
         let _ = stop_tx.send(true);
@@ -133,6 +160,8 @@ impl ControlPlane {
         let _ = tokio::time::timeout(grace, async {
             let _ = api_task.await;
             let _ = diagnostics_task.await;
+            let _ = bootstrap_task.await;
+            let _ = xds_task.await;
         })
         .await;
         info!("Control Plane stopped");

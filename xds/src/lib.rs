@@ -1,4 +1,27 @@
-//! xDS for Envoy: snapshot cache, ADS/SDS servers, generators and the bootstrap generator
-//! (DESIGN.md section 5). Depends on the store only through the `ResourceStore` trait.
+//! xDS for Envoy (DESIGN.md section 5): the generators that turn a Dataplane and its mesh into
+//! Envoy config, the snapshot cache fed by the store's change feed, the ADS server (state of the
+//! world and delta), dataplane status as DataplaneInsights, and the bootstrap server.
 //!
-//! Empty until the data-plane issue lands; the crate exists so the workspace layout is fixed from the start.
+//! Depends on the store only through the `ResourceStore` trait, and never on a concrete backend.
+
+mod ads;
+pub mod bootstrap;
+mod cache;
+mod config;
+pub mod generator;
+pub mod names;
+mod node_id;
+mod server;
+mod snapshot;
+mod status;
+mod sync;
+mod xds_type;
+
+pub use bootstrap::{BootstrapRequest, BootstrapServer, SinglePeer, XdsAddress, XdsPeers};
+pub use cache::{ConfigHook, NodeWatch, SnapshotCache};
+pub use config::{BootstrapParams, BootstrapServerConfig, XdsApiType, XdsServerConfig};
+pub use node_id::NodeId;
+pub use server::{XdsError, XdsServer};
+pub use snapshot::{ResourceSet, Snapshot, TypeSnapshot, VersionedResource};
+pub use status::{FlushReport, StatusTracker, StreamStatus};
+pub use xds_type::XdsType;

@@ -1,0 +1,246 @@
+//! One incremental (delta) ADS stream: per-resource versions, only what changed, and removals.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::subscription::Subscription;
+use super::{node_of, Registration, Shared};
+use crate::cache::NodeWatch;
+use crate::node_id::NodeId;
+use crate::snapshot::Snapshot;
+use crate::status::StreamStatus;
+use crate::xds_type::XdsType;
+
+type Sender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+#[derive(Debug, Default)]
+struct TypeState {
+    requested: bool,
+    /// The type's first response is owed even when it would be empty: Envoy waits for it.
+    answered: bool,
+    subscription: Subscription,
+    /// What the client holds, name → version, as far as this stream knows.
+    client_versions: HashMap<String, String>,
+    /// Explicitly subscribed names that do not exist and were already reported removed.
+    reported_absent: BTreeSet<String>,
+    /// Names to send even if the client seems to hold them (re-subscribed).
+    resend: BTreeSet<String>,
+    nonce: String,
+    awaiting_answer: bool,
+    rejected_at: Option<Instant>,
+}
+
+struct DeltaStream {
+    node: NodeId,
+    status: StreamStatus,
+    types: [TypeState; 5],
+    nonces: u64,
+    nack_backoff: std::time::Duration,
+    changed_since_push: bool,
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<DeltaDiscoveryRequest>,
+    tx: Sender,
+) {
+    let first = match inbound.next().await {
+        Some(Ok(first)) => first,
+        _ => return,
+    };
+    let node = match node_of(first.node.as_ref()) {
+        Ok(node) => node,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let mut watch: NodeWatch = shared.cache.subscribe(&node);
+    let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
+    let status = shared.status.open(&node);
+    info!(dataplane = %node, stream = status.id(), "delta ADS stream opened");
+    let mut stream = DeltaStream {
+        node,
+        status,
+        types: Default::default(),
+        nonces: 0,
+        nack_backoff: shared.nack_backoff,
+        changed_since_push: true,
+    };
+    stream.on_request(first);
+    let mut stop = shared.stop.clone();
+    loop {
+        let snapshot = watch.borrow_and_update().clone();
+        let retry_at = match stream.push(snapshot.as_deref(), &tx).await {
+            Ok(retry_at) => retry_at,
+            Err(()) => break,
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            request = inbound.next() => match request {
+                Some(Ok(request)) => stream.on_request(request),
+                Some(Err(error)) => {
+                    debug!(dataplane = %stream.node, %error, "delta ADS stream failed");
+                    break;
+                }
+                None => break,
+            },
+            changed = watch.changed() => {
+                if changed.is_err() { break }
+                stream.changed_since_push = true;
+            }
+            _ = super::sotw::sleep_until(retry_at), if retry_at.is_some() => {
+                stream.changed_since_push = true;
+            }
+        }
+    }
+    info!(dataplane = %stream.node, stream = stream.status.id(), "delta ADS stream closed");
+}
+
+impl DeltaStream {
+    fn on_request(&mut self, request: DeltaDiscoveryRequest) {
+        let Some(kind) = XdsType::from_type_url(&request.type_url) else {
+            debug!(dataplane = %self.node, type_url = %request.type_url, "request for an unknown type ignored");
+            return;
+        };
+        let state = &mut self.types[kind.index()];
+        let first = !state.requested;
+        state.requested = true;
+        if first {
+            state.client_versions = request.initial_resource_versions.clone();
+        } else {
+            // A name subscribed again must be sent again, whatever the client seems to hold.
+            state.resend.extend(request.resource_names_subscribe.iter().cloned());
+        }
+        state
+            .subscription
+            .change(&request.resource_names_subscribe, &request.resource_names_unsubscribe, first);
+        for name in &request.resource_names_unsubscribe {
+            state.client_versions.remove(name);
+            state.reported_absent.remove(name);
+        }
+        for name in &request.resource_names_subscribe {
+            state.reported_absent.remove(name);
+        }
+        // Subscription changes count even on a stale nonce; ACK/NACK only on the latest one.
+        if !request.response_nonce.is_empty()
+            && request.response_nonce == state.nonce
+            && state.awaiting_answer
+        {
+            state.awaiting_answer = false;
+            match &request.error_detail {
+                Some(error) => {
+                    warn!(
+                        dataplane = %self.node, kind = kind.short_name(),
+                        error = %error.message, "Envoy rejected the config"
+                    );
+                    state.rejected_at = Some(Instant::now());
+                    self.status.rejected(kind);
+                }
+                None => {
+                    state.rejected_at = None;
+                    self.status.acknowledged(kind);
+                }
+            }
+        }
+        self.changed_since_push = true;
+    }
+
+    async fn push(&mut self, snapshot: Option<&Snapshot>, tx: &Sender) -> Result<Option<Instant>, ()> {
+        let Some(snapshot) = snapshot else { return Ok(None) };
+        if !std::mem::take(&mut self.changed_since_push) {
+            return Ok(None);
+        }
+        let mut retry_at: Option<Instant> = None;
+        for kind in XdsType::ALL {
+            let state = &mut self.types[kind.index()];
+            if !state.requested {
+                continue;
+            }
+            let current = snapshot.get(kind);
+            let updates: Vec<Resource> = current
+                .resources
+                .iter()
+                .filter(|(name, r)| {
+                    state.subscription.contains(name)
+                        && (state.resend.contains(*name)
+                            || state.client_versions.get(*name) != Some(&r.version))
+                })
+                .map(|(name, r)| Resource {
+                    name: name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.resource.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            let mut removed: Vec<String> = state
+                .client_versions
+                .keys()
+                .filter(|name| !current.resources.contains_key(*name))
+                .cloned()
+                .collect();
+            let absent: Vec<String> = state
+                .subscription
+                .names
+                .iter()
+                .filter(|n| {
+                    !current.resources.contains_key(*n)
+                        && !state.client_versions.contains_key(*n)
+                        && !state.reported_absent.contains(*n)
+                })
+                .cloned()
+                .collect();
+            removed.extend(absent.iter().cloned());
+            removed.sort();
+            if updates.is_empty() && removed.is_empty() && state.answered {
+                state.resend.clear();
+                continue;
+            }
+            if let Some(at) = state.rejected_at {
+                let allowed = at + self.nack_backoff;
+                if Instant::now() < allowed {
+                    retry_at = Some(retry_at.map_or(allowed, |r| r.min(allowed)));
+                    continue;
+                }
+            }
+            self.nonces += 1;
+            for update in &updates {
+                state.client_versions.insert(update.name.clone(), update.version.clone());
+            }
+            for name in &removed {
+                state.client_versions.remove(name);
+            }
+            state.reported_absent.extend(absent);
+            state.resend.clear();
+            state.answered = true;
+            state.nonce = self.nonces.to_string();
+            state.awaiting_answer = true;
+            debug!(
+                dataplane = %self.node, kind = kind.short_name(), updated = updates.len(),
+                removed = removed.len(), "sending delta"
+            );
+            let response = DeltaDiscoveryResponse {
+                system_version_info: current.version.clone(),
+                resources: updates,
+                type_url: kind.type_url(),
+                removed_resources: removed,
+                nonce: state.nonce.clone(),
+                ..Default::default()
+            };
+            if tx.send(Ok(response)).await.is_err() {
+                return Err(());
+            }
+            self.status.sent(kind);
+        }
+        Ok(retry_at)
+    }
+}

@@ -1,0 +1,40 @@
+//! Per inbound interface: listener `inbound:<ip>:<port>` proxying TCP to `localhost:<servicePort>`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::util::pack_any;
+
+use super::envoy::{listener, socket_address, static_cluster, stat_prefix, tcp_proxy, TCP_PROXY};
+use super::Proxy;
+use crate::names;
+use crate::snapshot::ResourceSet;
+use crate::xds_type::XdsType;
+
+/// The workload listens on the loopback of the dataplane's host.
+const WORKLOAD_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub fn generate(proxy: &Proxy<'_>, out: &mut ResourceSet) {
+    let address = proxy.spec.networking.address.as_deref();
+    for inbound in &proxy.spec.networking.inbound {
+        // Stored dataplanes were validated; an inbound that does not resolve cannot be served.
+        let Some(interface) = inbound.resolve(address) else { continue };
+        let cluster = names::local_cluster(interface.workload_port);
+        out.add(
+            XdsType::Cluster,
+            &cluster,
+            pack_any(static_cluster(&cluster, &[(WORKLOAD_IP, interface.workload_port)])),
+        );
+        let name = names::inbound_listener(interface.dataplane_ip, interface.dataplane_port);
+        out.add(
+            XdsType::Listener,
+            &name,
+            pack_any(listener(
+                &name,
+                socket_address(interface.dataplane_ip, interface.dataplane_port),
+                TrafficDirection::Inbound,
+                vec![(TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster))],
+            )),
+        );
+    }
+}

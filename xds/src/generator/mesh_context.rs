@@ -1,0 +1,60 @@
+//! What a mesh contributes to each of its dataplanes' configs, computed once per mesh per push.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use kuma_model::{DataplaneSpec, Tags};
+
+/// One instance of a service: an inbound interface of some dataplane of the mesh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEndpoint {
+    pub address: IpAddr,
+    pub port: u16,
+    /// The dataplane the inbound belongs to.
+    pub dataplane: String,
+    pub tags: Tags,
+}
+
+/// The mesh-wide view the generators need.
+#[derive(Clone, Debug, Default)]
+pub struct MeshContext {
+    pub mesh: String,
+    endpoints: BTreeMap<String, Vec<ServiceEndpoint>>,
+}
+
+impl MeshContext {
+    /// Indexes the inbounds of every dataplane of `mesh` by service.
+    pub fn build<'a>(
+        mesh: &str,
+        dataplanes: impl IntoIterator<Item = (&'a str, &'a DataplaneSpec)>,
+    ) -> MeshContext {
+        let mut endpoints: BTreeMap<String, Vec<ServiceEndpoint>> = BTreeMap::new();
+        for (name, spec) in dataplanes {
+            let address = spec.networking.address.as_deref();
+            for inbound in &spec.networking.inbound {
+                let (Some(interface), Some(service)) =
+                    (inbound.resolve(address), inbound.tags.service())
+                else {
+                    continue;
+                };
+                endpoints.entry(service.to_string()).or_default().push(ServiceEndpoint {
+                    address: interface.dataplane_ip,
+                    port: interface.dataplane_port,
+                    dataplane: name.to_string(),
+                    tags: inbound.tags.clone(),
+                });
+            }
+        }
+        // Sorted, so the same mesh always gives the same bytes and so the same version.
+        for list in endpoints.values_mut() {
+            list.sort_by(|a, b| (a.address, a.port, &a.dataplane).cmp(&(b.address, b.port, &b.dataplane)));
+            list.dedup_by(|a, b| a.address == b.address && a.port == b.port);
+        }
+        MeshContext { mesh: mesh.to_string(), endpoints }
+    }
+
+    /// Instances of `service`, sorted; empty when there are none.
+    pub fn endpoints(&self, service: &str) -> &[ServiceEndpoint] {
+        self.endpoints.get(service).map_or(&[], Vec::as_slice)
+    }
+}

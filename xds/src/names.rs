@@ -1,0 +1,31 @@
+//! Names of generated Envoy resources, as Kuma spells them, so Envoy's admin output reads the same.
+
+use std::net::IpAddr;
+
+/// Cluster of the local workload behind an inbound: `localhost:<servicePort>`.
+pub fn local_cluster(workload_port: u16) -> String {
+    format!("localhost:{workload_port}")
+}
+
+/// Listener of an inbound interface: `inbound:<ip>:<port>`.
+pub fn inbound_listener(ip: IpAddr, port: u16) -> String {
+    format!("inbound:{}:{port}", host(ip))
+}
+
+/// Listener of an outbound interface: `outbound:<ip>:<port>`.
+pub fn outbound_listener(ip: IpAddr, port: u16) -> String {
+    format!("outbound:{}:{port}", host(ip))
+}
+
+/// Cluster (and its endpoint assignment) of a destination service: the service name.
+pub fn service_cluster(service: &str) -> String {
+    service.to_string()
+}
+
+/// IPv6 in brackets, as in a URL authority.
+fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}

@@ -1,0 +1,126 @@
+//! `XdsServer`: the snapshot cache fed by the store, the ADS gRPC server and the status flusher,
+//! started and stopped together.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use kuma_store::ResourceStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::ads::{AdsService, Shared};
+use crate::cache::{ConfigHook, SnapshotCache};
+use crate::config::XdsServerConfig;
+use crate::status::StatusTracker;
+
+/// How long open streams get to finish after shutdown was asked for.
+const DRAIN: Duration = Duration::from_secs(2);
+/// gRPC messages Envoy may send us (NACK details can be long).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdsError {
+    #[error("xDS server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// One peer's xDS server.
+pub struct XdsServer {
+    store: Arc<dyn ResourceStore>,
+    config: XdsServerConfig,
+    cache: Arc<SnapshotCache>,
+    status: Arc<StatusTracker>,
+}
+
+impl std::fmt::Debug for XdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsServer").field("config", &self.config).finish()
+    }
+}
+
+impl XdsServer {
+    /// `instance_id` names this peer in DataplaneInsights.
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        config: XdsServerConfig,
+        instance_id: String,
+        hook: Option<ConfigHook>,
+    ) -> XdsServer {
+        let cache = Arc::new(SnapshotCache::new(hook));
+        let status = Arc::new(StatusTracker::new(store.clone(), cache.clone(), instance_id));
+        XdsServer { store, config, cache, status }
+    }
+
+    /// The cache, for diagnostics and tests.
+    pub fn cache(&self) -> Arc<SnapshotCache> {
+        self.cache.clone()
+    }
+
+    /// Serves ADS on `listener` until `shutdown` resolves, then closes every stream and writes
+    /// the dataplanes' status one last time.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), XdsError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let sync = tokio::spawn(crate::sync::run(
+            self.store.clone(),
+            self.cache.clone(),
+            self.config.push_debounce,
+            stopped(stop_rx.clone()),
+        ));
+        let (status_stop_tx, status_stop_rx) = watch::channel(false);
+        let status = tokio::spawn(
+            self.status
+                .clone()
+                .run(self.config.dataplane_status_flush_interval, stopped(status_stop_rx)),
+        );
+        let shared = Arc::new(Shared {
+            cache: self.cache.clone(),
+            status: self.status.clone(),
+            nack_backoff: self.config.nack_backoff,
+            stop: stop_rx.clone(),
+        });
+        let service = AggregatedDiscoveryServiceServer::new(AdsService::new(shared))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        info!(address = ?listener.local_addr().ok(), "xDS server listening");
+        let mut grpc_stop = stop_rx.clone();
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(15)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = grpc_stop.wait_for(|stop| *stop).await;
+                // Streams end on the same signal; give them a moment to say goodbye.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            });
+        // Graceful shutdown waits for open streams; a stream stuck on a slow client must not
+        // hold up the process, so draining is bounded once the stop signal came.
+        let mut drain_stop = stop_rx.clone();
+        let drained = async move {
+            let _ = drain_stop.wait_for(|stop| *stop).await;
+            tokio::time::sleep(DRAIN).await;
+        };
+        let result = tokio::select! {
+            result = result => result,
+            _ = drained => Ok(()),
+        };
+        let _ = sync.await;
+        let _ = status_stop_tx.send(true);
+        let _ = status.await;
+        result.map_err(XdsError::from)
+    }
+}

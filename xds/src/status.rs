@@ -1,0 +1,304 @@
+//! Dataplane status: every ADS stream is one subscription of its dataplane's DataplaneInsight
+//! (who serves it, since when, responses sent / acknowledged / rejected per type). Streams only
+//! bump counters in memory; a flusher writes what changed, at most once per interval per
+//! dataplane, so a busy mesh never turns ACKs into a write each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::Utc;
+use kuma_model::{
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, ResourceKey, ResourceType,
+    Spec,
+};
+use kuma_store::{ResourceStore, StoreError};
+use tracing::{debug, warn};
+
+use crate::cache::SnapshotCache;
+use crate::node_id::NodeId;
+use crate::xds_type::XdsType;
+
+/// Subscriptions kept per insight: the open ones plus the latest closed ones.
+const KEPT_SUBSCRIPTIONS: usize = 5;
+/// Attempts to write one insight when other writers race it.
+const WRITE_ATTEMPTS: usize = 5;
+
+struct Entry {
+    node: NodeId,
+    subscription: DiscoverySubscription,
+    dirty: bool,
+    closed: bool,
+}
+
+/// Collects the status of every stream of this peer and writes it to the store.
+pub struct StatusTracker {
+    store: Arc<dyn ResourceStore>,
+    cache: Arc<SnapshotCache>,
+    instance_id: String,
+    next_id: AtomicU64,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for StatusTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusTracker").field("instance_id", &self.instance_id).finish()
+    }
+}
+
+/// What the flusher did in one round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    pub written: usize,
+    pub failed: usize,
+}
+
+impl StatusTracker {
+    pub fn new(
+        store: Arc<dyn ResourceStore>,
+        cache: Arc<SnapshotCache>,
+        instance_id: String,
+    ) -> StatusTracker {
+        StatusTracker {
+            store,
+            cache,
+            instance_id,
+            next_id: AtomicU64::new(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new stream of `node`; the handle marks it disconnected when dropped.
+    pub fn open(self: &Arc<Self>, node: &NodeId) -> StreamStatus {
+        let id = format!(
+            "{}-{}-{}",
+            self.instance_id,
+            Utc::now().timestamp_millis(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let now = Utc::now();
+        let subscription = DiscoverySubscription {
+            id: id.clone(),
+            control_plane_instance_id: self.instance_id.clone(),
+            connect_time: Some(now),
+            ..Default::default()
+        };
+        self.lock().insert(
+            id.clone(),
+            Entry { node: node.clone(), subscription, dirty: true, closed: false },
+        );
+        StreamStatus { id, tracker: self.clone() }
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut DiscoverySubscription)) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            change(&mut entry.subscription);
+            entry.subscription.status.last_update_time = Some(Utc::now());
+            entry.dirty = true;
+        }
+    }
+
+    fn close(&self, id: &str) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.subscription.disconnect_time = Some(Utc::now());
+            entry.dirty = true;
+            entry.closed = true;
+        }
+    }
+
+    /// Writes every changed subscription, one store write per dataplane.
+    pub async fn flush(&self) -> FlushReport {
+        let mut by_node: BTreeMap<NodeId, Vec<DiscoverySubscription>> = BTreeMap::new();
+        {
+            let mut entries = self.lock();
+            for entry in entries.values_mut().filter(|e| e.dirty) {
+                entry.dirty = false;
+                by_node.entry(entry.node.clone()).or_default().push(entry.subscription.clone());
+            }
+            entries.retain(|_, e| !e.closed);
+        }
+        let mut report = FlushReport::default();
+        for (node, subscriptions) in by_node {
+            match self.write(&node, subscriptions).await {
+                Ok(()) => report.written += 1,
+                Err(error) => {
+                    report.failed += 1;
+                    warn!(dataplane = %node, %error, "could not write the dataplane's status");
+                }
+            }
+        }
+        report
+    }
+
+    /// Flushes every `interval` until `shutdown`; then marks every stream disconnected and
+    /// flushes once more, so a stopped peer leaves no dataplane shown as connected to it.
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => {
+                    let report = self.flush().await;
+                    if report.written > 0 {
+                        debug!(written = report.written, "dataplane status flushed");
+                    }
+                }
+            }
+        }
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            self.close(&id);
+        }
+        self.flush().await;
+    }
+
+    async fn write(
+        &self,
+        node: &NodeId,
+        subscriptions: Vec<DiscoverySubscription>,
+    ) -> Result<(), StoreError> {
+        let key = ResourceKey::new(ResourceType::DataplaneInsight, &node.mesh, &node.name);
+        for _ in 0..WRITE_ATTEMPTS {
+            let result = match self.store.get(&key).await {
+                Ok(existing) => {
+                    let mut spec = existing.spec.as_dataplane_insight().cloned().unwrap_or_default();
+                    merge(&mut spec, &subscriptions);
+                    self.store
+                        .update(key.clone(), Spec::DataplaneInsight(spec), &existing.version)
+                        .await
+                        .map(|_| ())
+                }
+                Err(StoreError::NotFound { .. }) => {
+                    // The dataplane was deleted while connected: its insight went with it.
+                    if !self.cache.has_dataplane(node) {
+                        return Ok(());
+                    }
+                    let mut spec = DataplaneInsightSpec::default();
+                    merge(&mut spec, &subscriptions);
+                    self.store.create(key.clone(), Spec::DataplaneInsight(spec)).await.map(|_| ())
+                }
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
+                Err(StoreError::MeshNotFound { .. }) => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Unavailable {
+            reason: format!("{WRITE_ATTEMPTS} attempts to write the insight of {node} raced"),
+        })
+    }
+}
+
+/// Replaces subscriptions by id, adds new ones, and keeps the open ones plus the latest closed.
+fn merge(spec: &mut DataplaneInsightSpec, updates: &[DiscoverySubscription]) {
+    for update in updates {
+        match spec.subscriptions.iter_mut().find(|s| s.id == update.id) {
+            Some(existing) => *existing = update.clone(),
+            None => spec.subscriptions.push(update.clone()),
+        }
+    }
+    spec.subscriptions.sort_by_key(|s| s.connect_time);
+    while spec.subscriptions.len() > KEPT_SUBSCRIPTIONS {
+        match spec.subscriptions.iter().position(|s| s.disconnect_time.is_some()) {
+            Some(oldest_closed) => {
+                spec.subscriptions.remove(oldest_closed);
+            }
+            None => break,
+        }
+    }
+}
+
+/// One stream's status; counts responses and marks the stream disconnected when dropped.
+#[derive(Debug)]
+pub struct StreamStatus {
+    id: String,
+    tracker: Arc<StatusTracker>,
+}
+
+impl StreamStatus {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn sent(&self, kind: XdsType) {
+        self.count(kind, |s| s.responses_sent += 1);
+    }
+
+    pub fn acknowledged(&self, kind: XdsType) {
+        self.count(kind, |s| s.responses_acknowledged += 1);
+    }
+
+    pub fn rejected(&self, kind: XdsType) {
+        self.count(kind, |s| s.responses_rejected += 1);
+    }
+
+    fn count(&self, kind: XdsType, bump: impl Fn(&mut DiscoveryServiceStats)) {
+        self.tracker.update(&self.id, |subscription| {
+            let status = &mut subscription.status;
+            bump(&mut status.total);
+            match kind {
+                XdsType::Cluster => bump(&mut status.cds),
+                XdsType::Endpoint => bump(&mut status.eds),
+                XdsType::Listener => bump(&mut status.lds),
+                XdsType::Route => bump(&mut status.rds),
+                // DataplaneInsight has no SDS counters; SDS counts only in the total.
+                XdsType::Secret => {}
+            }
+        });
+    }
+}
+
+impl Drop for StreamStatus {
+    fn drop(&mut self) {
+        self.tracker.close(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sub(id: &str, connected: i64, closed: bool) -> DiscoverySubscription {
+        let at = |s| Some(Utc.timestamp_opt(s, 0).unwrap());
+        DiscoverySubscription {
+            id: id.into(),
+            connect_time: at(connected),
+            disconnect_time: if closed { at(connected + 1) } else { None },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merge_replaces_by_id_and_drops_the_oldest_closed_first() {
+        let mut spec = DataplaneInsightSpec {
+            subscriptions: (0..5).map(|i| sub(&format!("s{i}"), i, i != 2)).collect(),
+        };
+        merge(&mut spec, &[sub("s2", 2, true), sub("s9", 9, false)]);
+        let ids: Vec<&str> = spec.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2", "s3", "s4", "s9"]);
+        assert!(spec.subscriptions[1].disconnect_time.is_some(), "s2 was replaced");
+    }
+
+    #[test]
+    fn merge_never_drops_an_open_subscription() {
+        let mut spec = DataplaneInsightSpec::default();
+        let open: Vec<_> = (0..7).map(|i| sub(&format!("s{i}"), i, false)).collect();
+        merge(&mut spec, &open);
+        assert_eq!(spec.subscriptions.len(), 7);
+    }
+}

@@ -1,0 +1,103 @@
+//! Keeps the snapshot cache in step with the store: one full listing, then the change feed,
+//! gathered into debounced batches. A watch that falls behind starts over with a new listing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kuma_model::{Resource, ResourceKey, ResourceType};
+use kuma_store::{ListQuery, ResourceStore, StoreError, WatchStream};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::cache::SnapshotCache;
+
+/// A burst of changes is applied at most this long after its first change.
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(500);
+/// Wait before listing again after the store failed.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+const PAGE: usize = 1000;
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    store: Arc<dyn ResourceStore>,
+    cache: Arc<SnapshotCache>,
+    debounce: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            result = sync_once(store.as_ref(), &cache, debounce) => {
+                if let Err(error) = result {
+                    warn!(%error, "xDS view of the store lost; listing again");
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(RETRY_DELAY) => {}
+        }
+    }
+}
+
+/// Lists everything, then follows the change feed until it fails.
+async fn sync_once(
+    store: &dyn ResourceStore,
+    cache: &SnapshotCache,
+    debounce: Duration,
+) -> Result<(), StoreError> {
+    // Watching before listing: events that raced the listing are applied again on top of it,
+    // in order, which ends in the same state.
+    let mut feed = store.watch(None).await?;
+    cache.reset(list_all(store).await?);
+    debug!("xDS view of the store loaded");
+    loop {
+        let batch = next_batch(&mut feed, debounce).await?;
+        cache.apply(&batch);
+    }
+}
+
+async fn list_all(store: &dyn ResourceStore) -> Result<Vec<Resource>, StoreError> {
+    let mut all = Vec::new();
+    for kind in ResourceType::all() {
+        if kind == ResourceType::DataplaneInsight {
+            continue;
+        }
+        let mut query = ListQuery::new(kind, None, PAGE);
+        loop {
+            let page = store.list(&query).await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => query.offset = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Waits for a change, then gathers what follows within the debounce window.
+async fn next_batch(
+    feed: &mut WatchStream,
+    debounce: Duration,
+) -> Result<Vec<(ResourceKey, Option<Resource>)>, StoreError> {
+    let mut batch = Vec::new();
+    let first = feed.next().await.ok_or(StoreError::Unavailable {
+        reason: "the store's change feed ended".to_string(),
+    })??;
+    batch.push((first.key, first.resource));
+    let deadline = Instant::now() + MAX_BATCH_DELAY;
+    loop {
+        let quiet = (Instant::now() + debounce).min(deadline);
+        match tokio::time::timeout_at(quiet, feed.next()).await {
+            Err(_elapsed) => return Ok(batch),
+            Ok(None) => return Ok(batch),
+            Ok(Some(event)) => {
+                let event = event?;
+                batch.push((event.key, event.resource));
+            }
+        }
+    }
+}
