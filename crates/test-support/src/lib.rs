@@ -4,13 +4,15 @@
 //! Used only as a dev-dependency; it must never be linked into a shipped binary. Helpers that
 //! panic on failure are named `must_*`.
 
+mod echo;
 mod envoy;
 mod eventually;
 mod kuma_cp;
 mod ports;
 mod process;
 
-pub use envoy::envoy_path;
+pub use echo::{tcp_roundtrip, EchoServer};
+pub use envoy::{envoy_path, Envoy};
 pub use eventually::{poll_until, try_poll_until};
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;

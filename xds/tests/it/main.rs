@@ -1,1 +1,8 @@
+//! kuma-xds integration tests: generator golden files, ADS protocol conformance with an
+//! independent client, and real Envoy processes fed by an in-process xDS server.
 
+mod ads_client;
+mod envoy;
+mod golden;
+mod harness;
+mod protocol;

@@ -1,0 +1,1 @@
+//! Real Envoy processes against the in-process xDS server.
