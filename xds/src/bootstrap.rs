@@ -193,7 +193,11 @@ async fn bootstrap(
         }
     };
     if request.name.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "Bad Request", "name: must not be empty".to_string());
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "name: must not be empty".to_string(),
+        );
     }
     if request.admin_port > u32::from(u16::MAX) {
         return error(
@@ -221,7 +225,11 @@ async fn bootstrap(
         }
         Err(e) => {
             warn!(error = %e, "bootstrap failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", String::new());
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                String::new(),
+            );
         }
     };
     let service = dataplane.spec.as_dataplane().map_or("unknown", |d| d.first_service());

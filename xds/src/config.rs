@@ -44,7 +44,8 @@ impl XdsServerConfig {
             problems.push("xdsServer.pushDebounce: must be at most 10s".to_string());
         }
         if self.dataplane_status_flush_interval < Duration::from_millis(10) {
-            problems.push("xdsServer.dataplaneStatusFlushInterval: must be at least 10ms".to_string());
+            problems
+                .push("xdsServer.dataplaneStatusFlushInterval: must be at least 10ms".to_string());
         }
         problems
     }

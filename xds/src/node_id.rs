@@ -16,7 +16,9 @@ impl NodeId {
     /// Parses `<mesh>.<name>`; the name may itself contain dots.
     pub fn parse(id: &str) -> Result<NodeId, String> {
         match id.split_once('.') {
-            Some((mesh, name)) if !mesh.is_empty() && !name.is_empty() => Ok(NodeId::new(mesh, name)),
+            Some((mesh, name)) if !mesh.is_empty() && !name.is_empty() => {
+                Ok(NodeId::new(mesh, name))
+            }
             _ => Err(format!(
                 "node id {id:?} is not of the form <mesh>.<name>: start Envoy with kuma-dp, whose \
                  bootstrap sets it"

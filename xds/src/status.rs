@@ -172,7 +172,8 @@ impl StatusTracker {
         for _ in 0..WRITE_ATTEMPTS {
             let result = match self.store.get(&key).await {
                 Ok(existing) => {
-                    let mut spec = existing.spec.as_dataplane_insight().cloned().unwrap_or_default();
+                    let mut spec =
+                        existing.spec.as_dataplane_insight().cloned().unwrap_or_default();
                     merge(&mut spec, &subscriptions);
                     self.store
                         .update(key.clone(), Spec::DataplaneInsight(spec), &existing.version)

@@ -84,9 +84,10 @@ async fn next_batch(
     debounce: Duration,
 ) -> Result<Vec<(ResourceKey, Option<Resource>)>, StoreError> {
     let mut batch = Vec::new();
-    let first = feed.next().await.ok_or(StoreError::Unavailable {
-        reason: "the store's change feed ended".to_string(),
-    })??;
+    let first = feed
+        .next()
+        .await
+        .ok_or(StoreError::Unavailable { reason: "the store's change feed ended".to_string() })??;
     batch.push((first.key, first.resource));
     let deadline = Instant::now() + MAX_BATCH_DELAY;
     loop {

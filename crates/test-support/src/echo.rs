@@ -47,7 +47,10 @@ pub fn tcp_roundtrip(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
     let n = conn.read(&mut buf)?;
     if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a reply"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed without a reply",
+        ));
     }
     buf.truncate(n);
     Ok(buf)

@@ -83,13 +83,20 @@ impl Envoy {
             Err(e) => Err(e.to_string()),
         });
         if let Err(last) = result {
-            panic!("Envoy did not become LIVE within {deadline:?} ({last}); its log:\n{}", self.log());
+            panic!(
+                "Envoy did not become LIVE within {deadline:?} ({last}); its log:\n{}",
+                self.log()
+            );
         }
     }
 
     /// A section of `/config_dump` as JSON (`dynamic_active_clusters`, `dynamic_listeners`, ...),
     /// with endpoints when `include_eds`.
-    pub fn config_dump(&self, resource: &str, include_eds: bool) -> std::io::Result<serde_json::Value> {
+    pub fn config_dump(
+        &self,
+        resource: &str,
+        include_eds: bool,
+    ) -> std::io::Result<serde_json::Value> {
         let eds = if include_eds { "&include_eds" } else { "" };
         let reply = self.admin(&format!("/config_dump?resource={resource}{eds}"))?;
         serde_json::from_str(&reply.body).map_err(std::io::Error::other)

@@ -33,7 +33,8 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpReply> {
     http_request(port, "GET", path, None)
 }
 
-/// One HTTP/1.0 request to 127.0.0.1 over a raw socket, with an optional JSON body.
+/// One HTTP/1.1 request (`Connection: close`) to 127.0.0.1 over a raw socket, with an optional
+/// JSON body; chunked replies are decoded. (Envoy's admin refuses HTTP/1.0.)
 pub fn http_request(
     port: u16,
     method: &str,
@@ -45,7 +46,7 @@ pub fn http_request(
     let body = json.unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = String::new();
@@ -55,6 +56,27 @@ pub fn http_request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
+    let body = if chunked { dechunk(body)? } else { body.to_string() };
     Ok(HttpReply { status, body })
+}
+
+fn dechunk(mut rest: &str) -> std::io::Result<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest
+            .split_once("\r\n")
+            .ok_or_else(|| std::io::Error::other("truncated chunked body"))?;
+        let size = usize::from_str_radix(size.trim(), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = after.get(..size).ok_or_else(|| std::io::Error::other("truncated chunk"))?;
+        body.push_str(chunk);
+        rest = after.get(size + 2..).unwrap_or_default();
+    }
 }

@@ -121,9 +121,11 @@ impl DeltaStream {
             // A name subscribed again must be sent again, whatever the client seems to hold.
             state.resend.extend(request.resource_names_subscribe.iter().cloned());
         }
-        state
-            .subscription
-            .change(&request.resource_names_subscribe, &request.resource_names_unsubscribe, first);
+        state.subscription.change(
+            &request.resource_names_subscribe,
+            &request.resource_names_unsubscribe,
+            first,
+        );
         for name in &request.resource_names_unsubscribe {
             state.client_versions.remove(name);
             state.reported_absent.remove(name);
@@ -155,7 +157,11 @@ impl DeltaStream {
         self.changed_since_push = true;
     }
 
-    async fn push(&mut self, snapshot: Option<&Snapshot>, tx: &Sender) -> Result<Option<Instant>, ()> {
+    async fn push(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        tx: &Sender,
+    ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         if !std::mem::take(&mut self.changed_since_push) {
             return Ok(None);

@@ -136,7 +136,11 @@ impl SotwStream {
 
     /// Sends every type that is due, in push order; returns when a type held back by the NACK
     /// backoff may be sent. `Err` when the client has gone.
-    async fn push(&mut self, snapshot: Option<&Snapshot>, tx: &Sender) -> Result<Option<Instant>, ()> {
+    async fn push(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        tx: &Sender,
+    ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         let mut retry_at: Option<Instant> = None;
         for kind in XdsType::ALL {

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::util::pack_any;
 
-use super::envoy::{listener, socket_address, static_cluster, stat_prefix, tcp_proxy, TCP_PROXY};
+use super::envoy::{listener, socket_address, stat_prefix, static_cluster, tcp_proxy, TCP_PROXY};
 use super::Proxy;
 use crate::names;
 use crate::snapshot::ResourceSet;

@@ -47,7 +47,9 @@ impl MeshContext {
         }
         // Sorted, so the same mesh always gives the same bytes and so the same version.
         for list in endpoints.values_mut() {
-            list.sort_by(|a, b| (a.address, a.port, &a.dataplane).cmp(&(b.address, b.port, &b.dataplane)));
+            list.sort_by(|a, b| {
+                (a.address, a.port, &a.dataplane).cmp(&(b.address, b.port, &b.dataplane))
+            });
             list.dedup_by(|a, b| a.address == b.address && a.port == b.port);
         }
         MeshContext { mesh: mesh.to_string(), endpoints }

@@ -34,9 +34,10 @@ pub struct SotwClient {
 
 impl SotwClient {
     pub async fn connect(port: u16, node_id: &str) -> SotwClient {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("connect to the xDS server");
+        let mut client =
+            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .expect("connect to the xDS server");
         let (tx, rx) = mpsc::channel(16);
         let rx = client
             .stream_aggregated_resources(ReceiverStream::new(rx))
@@ -118,9 +119,10 @@ pub struct DeltaClient {
 
 impl DeltaClient {
     pub async fn connect(port: u16, node_id: &str) -> DeltaClient {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("connect to the xDS server");
+        let mut client =
+            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))
+                .await
+                .expect("connect to the xDS server");
         let (tx, rx) = mpsc::channel(16);
         let rx = client
             .delta_aggregated_resources(ReceiverStream::new(rx))

@@ -17,7 +17,8 @@ use prost::{Message, Name};
 
 /// Debug output without the lines of fields left at their defaults.
 fn compact(debug: String) -> String {
-    const DEFAULTS: [&str; 7] = [": None,", ": [],", ": 0,", ": false,", ": \"\",", ": {},", ": 0.0,"];
+    const DEFAULTS: [&str; 7] =
+        [": None,", ": [],", ": 0,", ": false,", ": \"\",", ": {},", ": 0.0,"];
     debug
         .lines()
         .filter(|line| !DEFAULTS.iter().any(|d| line.trim_end().ends_with(d)))
@@ -37,7 +38,11 @@ fn render_any(any: &Any) -> String {
         for chain in &mut listener.filter_chains {
             for filter in &mut chain.filters {
                 if let Some(ConfigType::TypedConfig(config)) = filter.config_type.take() {
-                    filters.push_str(&format!("\nfilter {}:\n{}", filter.name, render_any(&config)));
+                    filters.push_str(&format!(
+                        "\nfilter {}:\n{}",
+                        filter.name,
+                        render_any(&config)
+                    ));
                 }
             }
         }

@@ -9,8 +9,8 @@ use kuma_model::{
 };
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
 use kuma_xds::{
-    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook,
-    SnapshotCache, XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
+    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, SnapshotCache,
+    XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
 };
 use tokio::sync::oneshot;
 
@@ -77,7 +77,8 @@ impl Harness {
     }
 
     pub async fn apply(&self, yaml: &str) -> Resource {
-        let input = parse_resource(serde_yaml::from_str(yaml).unwrap()).expect("valid test resource");
+        let input =
+            parse_resource(serde_yaml::from_str(yaml).unwrap()).expect("valid test resource");
         let key = input.key;
         let spec = input.spec;
         match self.store.get(&key).await {
@@ -121,10 +122,7 @@ pub fn bootstrap_yaml(
         admin_port: u32::from(admin_port),
         dataplane_token_path: String::new(),
     };
-    let params = BootstrapParams {
-        xds_api_type: api,
-        ..BootstrapServerConfig::default().params
-    };
+    let params = BootstrapParams { xds_api_type: api, ..BootstrapServerConfig::default().params };
     let peers: Vec<XdsAddress> =
         xds_ports.iter().map(|p| XdsAddress { host: "127.0.0.1".into(), port: *p }).collect();
     serde_yaml::to_string(&bootstrap::generate(&request, &params, &peers, "test")).unwrap()

@@ -206,7 +206,11 @@ async fn a_stream_is_one_subscription_of_the_insight_marked_disconnected_when_it
     let online = try_poll_until(Duration::from_secs(5), || {
         let insight = futures::executor::block_on(h.insight("default", "backend-1"));
         match insight {
-            Some(i) if i.is_online() && i.subscriptions[0].status.total.responses_acknowledged == 3 => Ok(i),
+            Some(i)
+                if i.is_online() && i.subscriptions[0].status.total.responses_acknowledged == 3 =>
+            {
+                Ok(i)
+            }
             other => Err(format!("{other:?}")),
         }
     })
@@ -248,10 +252,10 @@ async fn delta_sends_what_changed_and_removes_what_is_gone() {
     c.must_stay_silent("an ACK is never answered").await;
 
     // The outbound goes: its cluster is removed, the local one is not re-sent.
-    h.apply(&backend_dataplane("default", OUTBOUND, BACKEND_DP).replace(
-        "  outbound:\n  - interface: :41010\n    service: redis\n",
-        "",
-    ))
+    h.apply(
+        &backend_dataplane("default", OUTBOUND, BACKEND_DP)
+            .replace("  outbound:\n  - interface: :41010\n    service: redis\n", ""),
+    )
     .await;
     let change = c.must_recv().await;
     assert!(change.resources.is_empty(), "nothing new: {change:?}");

@@ -1,0 +1,207 @@
+//! `KumaDpConfig`: everything `kuma-dp run` needs, validated before anything is started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::args::LogLevel;
+
+/// The environment variable that holds the bootstrap server URL(s), named in error messages.
+pub const BOOTSTRAP_URL_ENV: &str = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL";
+
+/// How much longer than its drain time Envoy may take to stop before it is killed.
+pub const STOP_MARGIN: Duration = Duration::from_secs(2);
+
+/// The configuration of one `kuma-dp run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KumaDpConfig {
+    /// Bootstrap servers of the control-plane peers, tried in this order.
+    pub bootstrap_server_urls: Vec<Url>,
+    pub mesh: String,
+    pub name: String,
+    /// Envoy admin port on 127.0.0.1; 0 means none.
+    pub admin_port: u16,
+    /// `--binary-path`; `None` looks next to kuma-dp, then on `PATH`.
+    pub binary_path: Option<PathBuf>,
+    /// Where the bootstrap file is written.
+    pub config_dir: PathBuf,
+    /// Passed through to the control plane as `dataplaneTokenPath`; empty when there is none.
+    pub dataplane_token_path: String,
+    /// Pause between two rounds of bootstrap requests.
+    pub retry_backoff: Duration,
+    /// How long bootstrap requests are retried before kuma-dp gives up.
+    pub retry_max_duration: Duration,
+    /// Timeout of one bootstrap request.
+    pub request_timeout: Duration,
+    /// Envoy's `--drain-time-s`.
+    pub drain_time: Duration,
+    /// How long Envoy may take to stop after the forwarded signal before it is killed:
+    /// the drain time plus [`STOP_MARGIN`].
+    pub stop_grace: Duration,
+    pub envoy_log_level: LogLevel,
+}
+
+impl Default for KumaDpConfig {
+    fn default() -> Self {
+        KumaDpConfig {
+            bootstrap_server_urls: vec![Url::parse("http://localhost:5682").expect("a valid URL")],
+            mesh: "default".to_string(),
+            name: String::new(),
+            admin_port: 0,
+            binary_path: None,
+            config_dir: KumaDpConfig::default_config_dir(),
+            dataplane_token_path: String::new(),
+            retry_backoff: Duration::from_secs(3),
+            retry_max_duration: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(5),
+            drain_time: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(5) + STOP_MARGIN,
+            envoy_log_level: LogLevel::Info,
+        }
+    }
+}
+
+/// A setting of `kuma-dp run` that cannot work; the message names the flag, its variable and the
+/// value, and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "the Dataplane name is missing: pass --name (or set KUMA_DATAPLANE_NAME) to the name of \
+         a Dataplane registered with kumactl apply, e.g. --name redis-1"
+    )]
+    MissingName,
+    #[error(
+        "{flag} {value:?} is not valid: {reason} (use letters, digits, '-', '_' and '.', \
+         e.g. {example})"
+    )]
+    BadName { flag: &'static str, value: String, reason: &'static str, example: &'static str },
+    #[error(
+        "--bootstrap-server-url (or {BOOTSTRAP_URL_ENV}) {value:?} is not a valid URL: {reason}; \
+         use http://host:port of a Control Plane bootstrap server, e.g. http://localhost:5682"
+    )]
+    BadUrl { value: String, reason: String },
+    #[error("--retry-backoff (or KUMA_CONTROL_PLANE_RETRY_BACKOFF) must be more than 0, e.g. 3s")]
+    ZeroBackoff,
+}
+
+impl KumaDpConfig {
+    /// `<temp dir>/kuma.io/envoy`.
+    pub fn default_config_dir() -> PathBuf {
+        std::env::temp_dir().join("kuma.io").join("envoy")
+    }
+
+    /// Parses a comma-separated list of bootstrap server URLs (blank entries are skipped).
+    pub fn parse_urls(list: &str) -> Result<Vec<Url>, ConfigError> {
+        let mut urls = Vec::new();
+        for value in list.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            let bad = |reason: String| ConfigError::BadUrl { value: value.to_string(), reason };
+            let url = Url::parse(value).map_err(|e| bad(e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad(format!("the scheme {:?} is not http or https", url.scheme())));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(bad("it has no host".to_string()));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(bad("it must not have a query or fragment".to_string()));
+            }
+            urls.push(url);
+        }
+        if urls.is_empty() {
+            return Err(ConfigError::BadUrl {
+                value: list.to_string(),
+                reason: "it holds no URL".to_string(),
+            });
+        }
+        Ok(urls)
+    }
+
+    /// Checks what the types cannot: a name, file-name-safe mesh and name, a backoff.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::MissingName);
+        }
+        check_name("--name", &self.name, "redis-1")?;
+        check_name("--mesh", &self.mesh, "default")?;
+        if self.bootstrap_server_urls.is_empty() {
+            return Err(ConfigError::BadUrl {
+                value: String::new(),
+                reason: "it holds no URL".to_string(),
+            });
+        }
+        if self.retry_backoff.is_zero() {
+            return Err(ConfigError::ZeroBackoff);
+        }
+        Ok(())
+    }
+
+    /// `<config dir>/bootstrap-<mesh>.<name>.yaml`: one file per Dataplane, so several kuma-dp on
+    /// one host never overwrite each other's bootstrap.
+    pub fn bootstrap_file(&self) -> PathBuf {
+        self.config_dir.join(format!("bootstrap-{}.{}.yaml", self.mesh, self.name))
+    }
+}
+
+/// Mesh and name become part of a file name and of the node id `<mesh>.<name>`.
+fn check_name(flag: &'static str, value: &str, example: &'static str) -> Result<(), ConfigError> {
+    let bad = |reason| ConfigError::BadName { flag, value: value.to_string(), reason, example };
+    if value.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if value == "." || value == ".." {
+        return Err(bad("it is not a name"));
+    }
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(bad("it holds a character that is not allowed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str) -> KumaDpConfig {
+        KumaDpConfig { name: name.to_string(), ..KumaDpConfig::default() }
+    }
+
+    #[test]
+    fn a_list_of_urls_keeps_its_order_and_skips_blanks() {
+        let urls = KumaDpConfig::parse_urls(" http://a:5682 ,,https://b:5682/ ").expect("valid");
+        let urls: Vec<&str> = urls.iter().map(Url::as_str).collect();
+        assert_eq!(urls, ["http://a:5682/", "https://b:5682/"]);
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_with_the_value() {
+        for bad in ["", " , ", "localhost:5682x", "ftp://a:21", "http://a:5682?x=1", "not a url"] {
+            let err = KumaDpConfig::parse_urls(bad).expect_err(bad).to_string();
+            assert!(err.contains("is not a valid URL"), "{bad}: {err}");
+            assert!(err.contains(BOOTSTRAP_URL_ENV), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_name_says_which_flag_and_variable_to_set() {
+        let err = config("").validate().expect_err("no name").to_string();
+        assert!(err.contains("--name") && err.contains("KUMA_DATAPLANE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn names_that_cannot_be_a_file_name_are_refused() {
+        for bad in ["a/b", "..", "a b"] {
+            assert!(matches!(config(bad).validate(), Err(ConfigError::BadName { .. })), "{bad}");
+        }
+        let mut c = config("redis-1");
+        c.mesh = "../etc".to_string();
+        assert!(matches!(c.validate(), Err(ConfigError::BadName { flag: "--mesh", .. })));
+        config("redis-1.default_x").validate().expect("valid");
+    }
+
+    #[test]
+    fn a_zero_backoff_is_refused() {
+        let c = KumaDpConfig { retry_backoff: Duration::ZERO, ..config("a") };
+        assert_eq!(c.validate(), Err(ConfigError::ZeroBackoff));
+    }
+}

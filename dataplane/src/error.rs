@@ -1,0 +1,144 @@
+//! `KumaDpError`: why `kuma-dp run` stopped. Each message is one line that says what was wrong,
+//! with the value, and what to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::supervisor::EnvoyExit;
+
+/// A failed `kuma-dp run`.
+#[derive(Debug, thiserror::Error)]
+pub enum KumaDpError {
+    #[error(
+        "no envoy binary found: looked for {sibling} (next to kuma-dp) and for envoy on PATH \
+         ({path}); install Envoy or point --binary-path (or KUMA_DATAPLANE_RUNTIME_BINARY_PATH) \
+         at the envoy binary"
+    )]
+    NoEnvoy { sibling: String, path: String },
+    #[error(
+        "--binary-path {path}: {reason}; point --binary-path (or \
+         KUMA_DATAPLANE_RUNTIME_BINARY_PATH) at an executable envoy binary"
+    )]
+    BadEnvoyPath { path: PathBuf, reason: String },
+    #[error(
+        "could not create the config dir {path}: {source}; pass a writable --config-dir (or \
+         KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
+    )]
+    ConfigDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "could not write the Envoy bootstrap to {path}: {source}; pass a writable --config-dir \
+         (or KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
+    )]
+    WriteBootstrap { path: PathBuf, source: std::io::Error },
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(String),
+    #[error(
+        "no Control Plane answered at {urls} after retrying for {} (last error: {last_error}); \
+         check that kuma-cp is running there, or set KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL \
+         (or --bootstrap-server-url) to its bootstrap server, e.g. http://localhost:5682",
+        format_duration(*waited)
+    )]
+    Unreachable { urls: String, last_error: String, waited: Duration },
+    #[error(
+        "Dataplane {mesh}/{name} is not registered at {url}: create it first with kumactl apply \
+         (retried for {}{})",
+        format_duration(*waited),
+        answer_of(mesh, name, details)
+    )]
+    NotRegistered { mesh: String, name: String, url: String, details: String, waited: Duration },
+    #[error(
+        "the Control Plane at {url} refused the bootstrap request of Dataplane {mesh}/{name} \
+         with {status}: {details}; check --mesh, --name and --dataplane-token-file"
+    )]
+    Rejected { url: String, mesh: String, name: String, status: u16, details: String },
+    #[error("could not install the signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("could not start Envoy {path}: {source}; check --binary-path")]
+    SpawnEnvoy { path: PathBuf, source: std::io::Error },
+    #[error("could not wait for Envoy: {0}")]
+    Supervise(std::io::Error),
+    #[error("Envoy {exit} (its log is above); the bootstrap it was given is {bootstrap}")]
+    EnvoyFailed { exit: EnvoyExit, bootstrap: PathBuf },
+}
+
+impl KumaDpError {
+    /// The process exit code: Envoy's own status when Envoy failed, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            KumaDpError::EnvoyFailed { exit, .. } => exit.code(),
+            _ => 1,
+        }
+    }
+}
+
+/// What the 404 said, unless it is Kuma's own message about this Dataplane, which the error
+/// already says; a 404 from something else (a wrong port) is worth showing.
+fn answer_of(mesh: &str, name: &str, details: &str) -> String {
+    if details.contains(&format!("{mesh}/{name}")) {
+        String::new()
+    } else {
+        format!("; the answer was: {details}")
+    }
+}
+
+/// `500ms`, `1s`, `1.5s`, `5m`, `1h`: how Kuma's durations are written.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if ms.is_multiple_of(1000) {
+        if secs.is_multiple_of(3600) {
+            return format!("{}h", secs / 3600);
+        }
+        if secs.is_multiple_of(60) {
+            return format!("{}m", secs / 60);
+        }
+        return format!("{secs}s");
+    }
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_like_the_flags() {
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+    }
+
+    #[test]
+    fn not_registered_repeats_only_an_answer_that_is_not_kumas() {
+        let error = |details: &str| KumaDpError::NotRegistered {
+            mesh: "default".into(),
+            name: "redis-1".into(),
+            url: "http://cp:5682".into(),
+            details: details.into(),
+            waited: Duration::from_secs(300),
+        };
+        assert_eq!(
+            error("Dataplane default/redis-1 is not registered: create it first").to_string(),
+            "Dataplane default/redis-1 is not registered at http://cp:5682: create it first with \
+             kumactl apply (retried for 5m)"
+        );
+        assert!(error("404 page not found")
+            .to_string()
+            .ends_with("; the answer was: 404 page not found)"));
+    }
+
+    #[test]
+    fn envoy_failures_exit_with_envoys_status_and_the_rest_with_1() {
+        let failed = KumaDpError::EnvoyFailed {
+            exit: EnvoyExit::Signaled(9),
+            bootstrap: PathBuf::from("/tmp/b.yaml"),
+        };
+        assert_eq!(failed.exit_code(), 137);
+        assert_eq!(KumaDpError::HttpClient("x".into()).exit_code(), 1);
+    }
+}

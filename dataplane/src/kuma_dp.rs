@@ -1,0 +1,116 @@
+//! `KumaDp`: one `kuma-dp run`, from finding Envoy to Envoy's exit.
+
+use std::path::{Path, PathBuf};
+
+use crate::bootstrap_client::{display_url, BootstrapClient, BootstrapRequest};
+use crate::config::KumaDpConfig;
+use crate::envoy::{find_envoy, EnvoyCommand};
+use crate::error::KumaDpError;
+use crate::stop_signals::StopSignals;
+use crate::supervisor::supervise;
+
+/// The data-plane launcher: finds Envoy, fetches the bootstrap, writes it, runs Envoy and waits.
+#[derive(Debug)]
+pub struct KumaDp {
+    config: KumaDpConfig,
+}
+
+impl KumaDp {
+    /// A launcher for a validated configuration.
+    pub fn new(config: KumaDpConfig) -> KumaDp {
+        KumaDp { config }
+    }
+
+    /// Runs until Envoy ends and returns kuma-dp's exit code: Envoy's status after a requested
+    /// stop, 0 when a stop signal came before Envoy was started or when Envoy exited 0 on its
+    /// own. An Envoy that fails on its own is an error carrying its status.
+    ///
+    /// Everything that can be checked locally (the Envoy binary, the config dir) is checked
+    /// before the control plane is contacted, so a broken setup fails at once.
+    pub async fn run(self) -> Result<u8, KumaDpError> {
+        let config = &self.config;
+        let mut signals = StopSignals::install().map_err(KumaDpError::Signals)?;
+        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+        let path_env = std::env::var_os("PATH");
+        let binary =
+            find_envoy(config.binary_path.as_deref(), exe_dir.as_deref(), path_env.as_deref())?;
+        std::fs::create_dir_all(&config.config_dir)
+            .map_err(|source| KumaDpError::ConfigDir { path: config.config_dir.clone(), source })?;
+
+        let client = BootstrapClient::new(
+            config.bootstrap_server_urls.clone(),
+            config.retry_backoff,
+            config.retry_max_duration,
+            config.request_timeout,
+        )?;
+        let request = BootstrapRequest {
+            mesh: config.mesh.clone(),
+            name: config.name.clone(),
+            admin_port: config.admin_port,
+            dataplane_token_path: config.dataplane_token_path.clone(),
+        };
+        tracing::info!(
+            mesh = %config.mesh,
+            dataplane = %config.name,
+            urls = %config.bootstrap_server_urls.iter().map(display_url).collect::<Vec<_>>().join(","),
+            envoy = %binary.display(),
+            "fetching the Envoy bootstrap"
+        );
+        let bootstrap = tokio::select! {
+            result = client.fetch(&request) => result?,
+            stop = signals.recv() => {
+                tracing::info!(signal = %stop, "stopped before Envoy was started");
+                return Ok(0);
+            }
+        };
+
+        let bootstrap_file = config.bootstrap_file();
+        write_file(&bootstrap_file, &bootstrap.yaml).map_err(|source| {
+            KumaDpError::WriteBootstrap { path: bootstrap_file.clone(), source }
+        })?;
+        tracing::info!(path = %bootstrap_file.display(), "wrote the Envoy bootstrap");
+
+        let envoy = EnvoyCommand {
+            binary,
+            config_path: bootstrap_file.clone(),
+            base_id: std::process::id(),
+            drain_time: config.drain_time,
+            log_level: config.envoy_log_level,
+        };
+        let mut child = envoy
+            .command()
+            .spawn()
+            .map_err(|source| KumaDpError::SpawnEnvoy { path: envoy.binary.clone(), source })?;
+        tracing::info!(
+            pid = child.id().unwrap_or_default(),
+            command = %envoy.display(),
+            "Envoy started"
+        );
+
+        let ended = supervise(&mut child, &mut signals, config.stop_grace)
+            .await
+            .map_err(KumaDpError::Supervise)?;
+        match ended.stop {
+            Some(signal) => {
+                tracing::info!(signal = %signal, killed = ended.killed, "Envoy {}", ended.exit);
+                Ok(ended.exit.code())
+            }
+            None if ended.exit.success() => {
+                tracing::info!("Envoy exited on its own with status 0");
+                Ok(0)
+            }
+            None => Err(KumaDpError::EnvoyFailed { exit: ended.exit, bootstrap: bootstrap_file }),
+        }
+    }
+}
+
+/// Writes through a temporary file and a rename, so Envoy (or a person) never reads a half-written
+/// bootstrap.
+fn write_file(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut temp = PathBuf::from(path);
+    temp.as_mut_os_string().push(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&temp, content)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
