@@ -4,6 +4,7 @@
 //! Used only as a dev-dependency; it must never be linked into a shipped binary. Helpers that
 //! panic on failure are named `must_*`.
 
+mod child;
 mod echo;
 mod envoy;
 mod eventually;
@@ -11,6 +12,7 @@ mod kuma_cp;
 mod ports;
 mod process;
 
+pub use child::{Exited, Proc, Signal};
 pub use echo::{tcp_roundtrip, EchoServer};
 pub use envoy::{envoy_path, Envoy};
 pub use eventually::{poll_until, try_poll_until};

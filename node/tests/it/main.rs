@@ -1,3 +1,4 @@
 //! kuma-cp as a real process: startup, configuration layering, signals, bad input.
 
 mod process;
+mod walkthrough;

@@ -17,7 +17,6 @@ use tokio::sync::oneshot;
 pub struct Harness {
     pub store: Arc<MemoryStore>,
     pub xds_port: u16,
-    pub cache: Arc<SnapshotCache>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -53,7 +52,6 @@ impl Harness {
         let xds_port = listener.local_addr().unwrap().port();
         let dyn_store: Arc<dyn ResourceStore> = store.clone();
         let server = XdsServer::new(dyn_store, config, "test-cp".to_string(), hook);
-        let cache = server.cache();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -63,7 +61,7 @@ impl Harness {
                 .await
                 .unwrap();
         });
-        Harness { store, xds_port, cache, stop: Some(stop), server: Some(task) }
+        Harness { store, xds_port, stop: Some(stop), server: Some(task) }
     }
 
     /// Stops the server (streams end, status is flushed) and waits for it.

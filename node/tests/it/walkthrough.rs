@@ -1,0 +1,182 @@
+//! The seeds' universal walkthrough with real processes: kuma-cp, kumactl, kuma-tcp-echo as
+//! redis, two kuma-dp each running a real Envoy, and bytes echoed through both sidecars.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use kuma_test_support::{
+    bin_path, envoy_path, free_port, tcp_roundtrip, try_poll_until, KumaCp, Proc, Signal,
+};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// kumactl with its own `~/.kumactl/config` pointing at one control plane.
+struct Kumactl {
+    home: tempfile::TempDir,
+}
+
+impl Kumactl {
+    fn must_connect(api_url: &str) -> Kumactl {
+        let ctl = Kumactl { home: tempfile::tempdir().unwrap() };
+        ctl.must_succeed(
+            &["config", "control-planes", "add", "--name", "cp", "--address", api_url],
+            "",
+        );
+        ctl
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(bin_path("kumactl"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kumactl");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().expect("kumactl runs")
+    }
+
+    fn must_succeed(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(out.status.success(), "kumactl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `inspect dataplanes` rows as (name, status, total updates).
+    fn inspect(&self) -> Vec<(String, String, String)> {
+        self.must_succeed(&["inspect", "dataplanes"], "")
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                (cols[1].to_string(), cols[3].to_string(), cols[cols.len() - 2].to_string())
+            })
+            .collect()
+    }
+}
+
+fn kuma_dp(bootstrap_urls: &str, name: &str, admin_port: u16, config_dir: &Path) -> Proc {
+    let admin = admin_port.to_string();
+    let envoy = envoy_path();
+    Proc::spawn(
+        &bin_path("kuma-dp"),
+        &[
+            "run",
+            "--binary-path",
+            envoy.to_str().unwrap(),
+            "--config-dir",
+            config_dir.to_str().unwrap(),
+        ],
+        &[
+            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", bootstrap_urls),
+            ("KUMA_DATAPLANE_MESH", "default"),
+            ("KUMA_DATAPLANE_NAME", name),
+            ("KUMA_DATAPLANE_ADMIN_PORT", &admin),
+            ("KUMA_CONTROL_PLANE_RETRY_BACKOFF", "200ms"),
+        ],
+    )
+}
+
+#[test]
+fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
+    let cp = KumaCp::builder()
+        .env("KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL", "100ms")
+        .must_start();
+    let ctl = Kumactl::must_connect(&cp.api_url());
+    let (redis, redis_dp, backend_dp, outbound) =
+        (free_port(), free_port(), free_port(), free_port());
+    let _echo = Proc::spawn(&bin_path("kuma-tcp-echo"), &["-port", &redis.to_string()], &[]);
+
+    ctl.must_succeed(
+        &["apply", "-f", "-"],
+        &format!(
+            "type: Dataplane\nmesh: default\nname: redis-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:{redis_dp}:{redis}\n    tags:\n      service: redis\n"
+        ),
+    );
+    ctl.must_succeed(
+        &["apply", "-f", "-"],
+        &format!(
+            "type: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:{backend_dp}:{}\n    tags:\n      service: backend\n  outbound:\n  - interface: :{outbound}\n    service: redis\n",
+            free_port()
+        ),
+    );
+    let offline = ctl.inspect();
+    assert!(offline.iter().all(|(_, status, _)| status == "Offline"), "{offline:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = format!("http://127.0.0.1:{}", cp.bootstrap_port);
+    let _redis_sidecar = kuma_dp(&bootstrap, "redis-1", free_port(), dir.path());
+    // The backend's sidecar is given a dead peer first: it moves on to the live one.
+    let mut backend_sidecar =
+        kuma_dp(&format!("http://127.0.0.1:1,{bootstrap}"), "backend-1", free_port(), dir.path());
+
+    try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"hello mesh") {
+        Ok(reply) if reply == b"hello mesh" => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| {
+        panic!("no echo through the sidecars ({e}); backend kuma-dp:\n{}", backend_sidecar.log())
+    });
+
+    let rows = try_poll_until(CONVERGE, || {
+        let rows = ctl.inspect();
+        if rows.iter().all(|(_, status, updates)| status == "Online" && updates != "0") {
+            Ok(rows)
+        } else {
+            Err(rows)
+        }
+    })
+    .expect("both dataplanes show Online with their updates");
+    assert_eq!(rows.len(), 2);
+
+    backend_sidecar.signal(Signal::TERM);
+    let exited = backend_sidecar.must_exit_within(CONVERGE);
+    assert_eq!(exited.code(), Some(0), "kuma-dp exits with Envoy's status:\n{}", exited.log);
+    try_poll_until(CONVERGE, || {
+        let rows = ctl.inspect();
+        let statuses: Vec<(&str, &str)> =
+            rows.iter().map(|(n, s, _)| (n.as_str(), s.as_str())).collect();
+        if statuses == [("backend-1", "Offline"), ("redis-1", "Online")] {
+            Ok(())
+        } else {
+            Err(rows)
+        }
+    })
+    .expect("a stopped sidecar shows Offline");
+}
+
+#[test]
+fn kuma_dp_for_an_unregistered_dataplane_says_so_and_fails() {
+    let cp = KumaCp::builder().must_start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut dp = Proc::spawn(
+        &bin_path("kuma-dp"),
+        &[
+            "run",
+            "--binary-path",
+            envoy_path().to_str().unwrap(),
+            "--config-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[
+            (
+                "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
+                &format!("http://127.0.0.1:{}", cp.bootstrap_port),
+            ),
+            ("KUMA_DATAPLANE_NAME", "ghost-1"),
+            ("KUMA_CONTROL_PLANE_RETRY_BACKOFF", "100ms"),
+            ("KUMA_CONTROL_PLANE_RETRY_MAX_DURATION", "1s"),
+        ],
+    );
+    let exited = dp.must_exit_within(CONVERGE);
+    assert_ne!(exited.code(), Some(0));
+    let line = exited.must_error_line();
+    assert!(
+        line.contains("default/ghost-1") && line.contains("kumactl apply"),
+        "the error names the dataplane and the fix: {line}"
+    );
+}
