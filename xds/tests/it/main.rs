@@ -2,6 +2,7 @@
 //! independent client, and real Envoy processes fed by an in-process xDS server.
 
 mod ads_client;
+mod bootstrap;
 mod envoy;
 mod golden;
 mod harness;
