@@ -81,11 +81,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Version { detailed } => {
-            if detailed {
-                print!("{}", kuma_build_info::detailed("Kuma"));
-            } else {
-                println!("{}", kuma_build_info::VERSION);
-            }
+            print!("{}", kuma_build_info::version_text(detailed));
             ExitCode::SUCCESS
         }
         Command::Run { config_file } => {

@@ -13,6 +13,15 @@ pub const GIT_COMMIT: &str = env!("KUMA_GIT_COMMIT");
 pub const BUILD_DATE: &str = env!("KUMA_BUILD_DATE");
 
 /// What `version --detailed` prints, one `Key: value` line each.
+/// What `version` prints: the version, or with `detailed` the full build description.
+pub fn version_text(detailed: bool) -> String {
+    if detailed {
+        self::detailed("Kuma")
+    } else {
+        format!("{VERSION}\n")
+    }
+}
+
 pub fn detailed(product: &str) -> String {
     let mut out = String::new();
     for (key, value) in [

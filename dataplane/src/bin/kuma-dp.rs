@@ -51,11 +51,7 @@ fn main() -> ExitCode {
     };
     match args.command {
         Command::Version { detailed } => {
-            if detailed {
-                print!("{}", kuma_build_info::detailed("Kuma"));
-            } else {
-                println!("{}", kuma_build_info::VERSION);
-            }
+            print!("{}", kuma_build_info::version_text(detailed));
             ExitCode::SUCCESS
         }
         Command::Run(run) => {

@@ -46,36 +46,9 @@ pub fn must_envoy_pid(dp: &Proc) -> u32 {
     })
 }
 
-/// `GET path` on Envoy's admin server at 127.0.0.1:`port`: (status, body). HTTP/1.1, because
-/// Envoy answers HTTP/1.0 requests with 426 Upgrade Required.
+/// `GET path` on Envoy's admin server at 127.0.0.1:`port`: (status, body).
 pub fn envoy_admin_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
-}
-
-/// The payload of a chunked HTTP/1.1 body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
+    kuma_test_support::http_get(port, path).map(|reply| (reply.status, reply.body))
 }
 
 /// Whether a process with this pid exists (a reaped child is gone from `/proc`).

@@ -1,26 +1,21 @@
 //! One incremental (delta) ADS stream: per-resource versions, only what changed, and removals.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::{Status, Streaming};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
-use super::{node_of, Registration, Shared};
-use crate::cache::NodeWatch;
 use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
 use crate::xds_type::XdsType;
-
-type Sender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -39,74 +34,43 @@ struct TypeState {
     rejected_at: Option<Instant>,
 }
 
-struct DeltaStream {
+pub(super) struct DeltaStream {
     node: NodeId,
     status: StreamStatus,
     types: [TypeState; 5],
     nonces: u64,
-    nack_backoff: std::time::Duration,
+    nack_backoff: Duration,
     changed_since_push: bool,
 }
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: Sender,
-) {
-    let first = match inbound.next().await {
-        Some(Ok(first)) => first,
-        _ => return,
-    };
-    let node = match node_of(first.node.as_ref()) {
-        Ok(node) => node,
-        Err(status) => {
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
-    };
-    let mut watch: NodeWatch = shared.cache.subscribe(&node);
-    let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
-    let status = shared.status.open(&node);
-    info!(dataplane = %node, stream = status.id(), "delta ADS stream opened");
-    let mut stream = DeltaStream {
-        node,
-        status,
-        types: Default::default(),
-        nonces: 0,
-        nack_backoff: shared.nack_backoff,
-        changed_since_push: true,
-    };
-    stream.on_request(first);
-    let mut stop = shared.stop.clone();
-    loop {
-        let snapshot = watch.borrow_and_update().clone();
-        let retry_at = match stream.push(snapshot.as_deref(), &tx).await {
-            Ok(retry_at) => retry_at,
-            Err(()) => break,
-        };
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            request = inbound.next() => match request {
-                Some(Ok(request)) => stream.on_request(request),
-                Some(Err(error)) => {
-                    debug!(dataplane = %stream.node, %error, "delta ADS stream failed");
-                    break;
-                }
-                None => break,
-            },
-            changed = watch.changed() => {
-                if changed.is_err() { break }
-                stream.changed_since_push = true;
-            }
-            _ = super::sotw::sleep_until(retry_at), if retry_at.is_some() => {
-                stream.changed_since_push = true;
-            }
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta ADS";
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn new(node: NodeId, status: StreamStatus, nack_backoff: Duration) -> DeltaStream {
+        DeltaStream {
+            node,
+            status,
+            types: Default::default(),
+            nonces: 0,
+            nack_backoff,
+            changed_since_push: true,
         }
     }
-    info!(dataplane = %stream.node, stream = stream.status.id(), "delta ADS stream closed");
-}
 
-impl DeltaStream {
+    fn status(&self) -> &StreamStatus {
+        &self.status
+    }
+
+    fn wake(&mut self) {
+        self.changed_since_push = true;
+    }
+
     fn on_request(&mut self, request: DeltaDiscoveryRequest) {
         let Some(kind) = XdsType::from_type_url(&request.type_url) else {
             debug!(dataplane = %self.node, type_url = %request.type_url, "request for an unknown type ignored");
@@ -160,7 +124,7 @@ impl DeltaStream {
     async fn push(
         &mut self,
         snapshot: Option<&Snapshot>,
-        tx: &Sender,
+        tx: &Sender<DeltaDiscoveryResponse>,
     ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         if !std::mem::take(&mut self.changed_since_push) {

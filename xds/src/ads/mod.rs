@@ -5,6 +5,7 @@
 
 mod delta;
 mod sotw;
+mod stream;
 mod subscription;
 
 use std::pin::Pin;
@@ -82,7 +83,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(sotw::run(self.shared.clone(), request.into_inner(), tx));
+        tokio::spawn(stream::serve::<sotw::SotwStream>(
+            self.shared.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -91,7 +96,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(delta::run(self.shared.clone(), request.into_inner(), tx));
+        tokio::spawn(stream::serve::<delta::DeltaStream>(
+            self.shared.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

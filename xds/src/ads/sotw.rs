@@ -1,24 +1,19 @@
 //! One state-of-the-world ADS stream.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::{Status, Streaming};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
-use super::{node_of, Registration, Shared};
-use crate::cache::NodeWatch;
 use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
 use crate::xds_type::XdsType;
-
-type Sender = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -34,69 +29,31 @@ struct TypeState {
     rejected: Option<(String, Instant)>,
 }
 
-struct SotwStream {
+pub(super) struct SotwStream {
     node: NodeId,
     status: StreamStatus,
     types: [TypeState; 5],
     nonces: u64,
-    nack_backoff: std::time::Duration,
+    nack_backoff: Duration,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, mut inbound: Streaming<DiscoveryRequest>, tx: Sender) {
-    let first = match inbound.next().await {
-        Some(Ok(first)) => first,
-        _ => return,
-    };
-    let node = match node_of(first.node.as_ref()) {
-        Ok(node) => node,
-        Err(status) => {
-            let _ = tx.send(Err(status)).await;
-            return;
-        }
-    };
-    let mut watch: NodeWatch = shared.cache.subscribe(&node);
-    let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
-    let status = shared.status.open(&node);
-    info!(dataplane = %node, stream = status.id(), "ADS stream opened");
-    let mut stream = SotwStream {
-        node,
-        status,
-        types: Default::default(),
-        nonces: 0,
-        nack_backoff: shared.nack_backoff,
-    };
-    stream.on_request(first);
-    let mut stop = shared.stop.clone();
-    loop {
-        let snapshot = watch.borrow_and_update().clone();
-        let retry_at = match stream.push(snapshot.as_deref(), &tx).await {
-            Ok(retry_at) => retry_at,
-            Err(()) => break,
-        };
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            request = inbound.next() => match request {
-                Some(Ok(request)) => stream.on_request(request),
-                Some(Err(error)) => {
-                    debug!(dataplane = %stream.node, %error, "ADS stream failed");
-                    break;
-                }
-                None => break,
-            },
-            changed = watch.changed() => if changed.is_err() { break },
-            _ = sleep_until(retry_at), if retry_at.is_some() => {}
-        }
+impl Protocol for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "ADS";
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
-    info!(dataplane = %stream.node, stream = stream.status.id(), "ADS stream closed");
-}
 
-pub(super) async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at).await;
+    fn new(node: NodeId, status: StreamStatus, nack_backoff: Duration) -> SotwStream {
+        SotwStream { node, status, types: Default::default(), nonces: 0, nack_backoff }
     }
-}
 
-impl SotwStream {
+    fn status(&self) -> &StreamStatus {
+        &self.status
+    }
+
     fn on_request(&mut self, request: DiscoveryRequest) {
         let Some(kind) = XdsType::from_type_url(&request.type_url) else {
             debug!(dataplane = %self.node, type_url = %request.type_url, "request for an unknown type ignored");
@@ -139,7 +96,7 @@ impl SotwStream {
     async fn push(
         &mut self,
         snapshot: Option<&Snapshot>,
-        tx: &Sender,
+        tx: &Sender<DiscoveryResponse>,
     ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         let mut retry_at: Option<Instant> = None;

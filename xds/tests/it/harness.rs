@@ -9,8 +9,8 @@ use kuma_model::{
 };
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
 use kuma_xds::{
-    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, SnapshotCache,
-    XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
+    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, XdsAddress,
+    XdsApiType, XdsServer, XdsServerConfig,
 };
 use tokio::sync::oneshot;
 

@@ -1,0 +1,102 @@
+//! The life of one ADS stream, shared by both protocol variants: the first request names the
+//! dataplane, then requests, config changes and backoff deadlines drive the variant's state
+//! machine until the client leaves or the server stops.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Status, Streaming};
+use tracing::{debug, info};
+
+use super::{node_of, Registration, Shared};
+use crate::node_id::NodeId;
+use crate::snapshot::Snapshot;
+use crate::status::StreamStatus;
+
+pub(super) type Sender<T> = mpsc::Sender<Result<T, Status>>;
+
+/// What differs between state-of-the-world and delta.
+pub(super) trait Protocol: Sized + Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// For logs: `ADS` or `delta ADS`.
+    const NAME: &'static str;
+
+    fn node(request: &Self::Request) -> Option<&Node>;
+
+    fn new(node: NodeId, status: StreamStatus, nack_backoff: Duration) -> Self;
+
+    fn status(&self) -> &StreamStatus;
+
+    fn on_request(&mut self, request: Self::Request);
+
+    /// The config changed, or a backoff deadline passed: what is due must be reconsidered.
+    fn wake(&mut self) {}
+
+    /// Sends what is due; returns when something held back by the NACK backoff may be sent.
+    /// `Err` when the client has gone.
+    fn push(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        tx: &Sender<Self::Response>,
+    ) -> impl Future<Output = Result<Option<Instant>, ()>> + Send;
+}
+
+pub(super) async fn serve<P: Protocol>(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<P::Request>,
+    tx: Sender<P::Response>,
+) {
+    let first = match inbound.next().await {
+        Some(Ok(first)) => first,
+        _ => return,
+    };
+    let node = match node_of(P::node(&first)) {
+        Ok(node) => node,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let mut watch = shared.cache.subscribe(&node);
+    let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
+    let status = shared.status.open(&node);
+    info!(dataplane = %node, stream = status.id(), "{} stream opened", P::NAME);
+    let mut stream = P::new(node.clone(), status, shared.nack_backoff);
+    stream.on_request(first);
+    let mut stop = shared.stop.clone();
+    loop {
+        let snapshot = watch.borrow_and_update().clone();
+        let Ok(retry_at) = stream.push(snapshot.as_deref(), &tx).await else { break };
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            request = inbound.next() => match request {
+                Some(Ok(request)) => stream.on_request(request),
+                Some(Err(error)) => {
+                    debug!(dataplane = %node, %error, "{} stream failed", P::NAME);
+                    break;
+                }
+                None => break,
+            },
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                stream.wake();
+            }
+            _ = sleep_until(retry_at), if retry_at.is_some() => stream.wake(),
+        }
+    }
+    info!(dataplane = %node, stream = stream.status().id(), "{} stream closed", P::NAME);
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
