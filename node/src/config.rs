@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kuma_api_server::ApiServerConfig;
 use kuma_xds::{BootstrapServerConfig, XdsServerConfig};
@@ -28,6 +29,8 @@ pub enum StoreType {
     /// In this process; lost on restart; one control plane only.
     #[default]
     Memory,
+    /// Replicated between kuma-cp peers through a Raft log on each peer's disk.
+    Raft,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,47 @@ pub enum StoreType {
 pub struct StoreConfig {
     #[serde(rename = "type")]
     pub kind: StoreType,
+    pub raft: RaftStoreConfig,
+}
+
+/// Settings of the Raft store (`store.raft`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RaftStoreConfig {
+    /// This peer's id, unique in the cluster and never reused (KUMA_STORE_RAFT_NODE_ID).
+    pub node_id: u64,
+    /// Every peer of the cluster as `ID=HOST:PORT,...`; empty means a cluster of this peer alone
+    /// (KUMA_STORE_RAFT_PEERS).
+    pub peers: String,
+    /// Where this peer keeps its Raft log and snapshots (KUMA_STORE_RAFT_DATA_DIR).
+    pub data_dir: String,
+    /// Start without forming a cluster and wait to be added to a running one
+    /// (KUMA_STORE_RAFT_JOIN).
+    pub join: bool,
+    #[serde(with = "kuma_model::duration_text")]
+    pub heartbeat_interval: Duration,
+    #[serde(with = "kuma_model::duration_text")]
+    pub election_timeout_min: Duration,
+    #[serde(with = "kuma_model::duration_text")]
+    pub election_timeout_max: Duration,
+    /// How long a write waits for a leader before failing with 503 (KUMA_STORE_RAFT_WRITE_TIMEOUT).
+    #[serde(with = "kuma_model::duration_text")]
+    pub write_timeout: Duration,
+}
+
+impl Default for RaftStoreConfig {
+    fn default() -> Self {
+        RaftStoreConfig {
+            node_id: 1,
+            peers: String::new(),
+            data_dir: "/var/lib/kuma-cp/raft".to_string(),
+            join: false,
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(200),
+            election_timeout_max: Duration::from_millis(400),
+            write_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +252,58 @@ impl KumaCpConfig {
         Ok(config)
     }
 
+    /// The Raft store's settings, checked; every problem as `field: message`.
+    pub fn raft_config(&self) -> Result<kuma_raft::RaftConfig, Vec<String>> {
+        let raft = &self.store.raft;
+        let mut peers = kuma_raft::RaftConfig::parse_peers(&raft.peers)
+            .map_err(|e| vec![format!("store.raft.peers: {e}")])?;
+        if peers.is_empty() && !raft.join {
+            peers.insert(raft.node_id, format!("127.0.0.1:{}", self.raft.port));
+        }
+        let params = &self.bootstrap_server.params;
+        let host = if params.xds_host.is_empty() {
+            peers
+                .get(&raft.node_id)
+                .and_then(|a| a.rsplit_once(':'))
+                .map_or("127.0.0.1".to_string(), |(host, _)| host.to_string())
+        } else {
+            params.xds_host.clone()
+        };
+        let xds_port =
+            if params.xds_port == 0 { self.xds_server.grpc_port } else { params.xds_port };
+        let config = kuma_raft::RaftConfig {
+            node_id: raft.node_id,
+            peers,
+            data_dir: PathBuf::from(&raft.data_dir),
+            port: self.raft.port,
+            join: raft.join,
+            heartbeat: raft.heartbeat_interval,
+            election_timeout_min: raft.election_timeout_min,
+            election_timeout_max: raft.election_timeout_max,
+            write_timeout: raft.write_timeout,
+            serves: kuma_raft::PeerInfo {
+                id: raft.node_id,
+                instance_id: self.instance_id(),
+                xds_address: format!("{host}:{xds_port}"),
+                api_url: format!("http://{host}:{}", self.api_server.port),
+                bootstrap_url: format!("http://{host}:{}", self.bootstrap_server.port),
+            },
+        };
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Names this peer in DataplaneInsights: the host name, and the xDS port that tells peers on
+    /// one host apart.
+    pub fn instance_id(&self) -> String {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        format!("{host}:{}", self.xds_server.grpc_port)
+    }
+
     /// Every server port with its key.
     pub fn ports(&self) -> [(&'static str, u16); 6] {
         [
@@ -225,6 +321,9 @@ impl KumaCpConfig {
         let mut problems: Vec<String> =
             self.api_server.validate().into_iter().map(|p| format!("apiServer.{p}")).collect();
         problems.extend(self.xds_server.problems());
+        if self.store.kind == StoreType::Raft {
+            problems.extend(self.raft_config().err().into_iter().flatten());
+        }
         problems.extend(self.bootstrap_server.problems());
         let ports = self.ports();
         for (i, (name, port)) in ports.iter().enumerate() {

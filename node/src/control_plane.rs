@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use kuma_api_server::{ApiServer, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
+use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
-use kuma_xds::{BootstrapServer, SinglePeer, XdsServer};
+use kuma_xds::{BootstrapServer, SinglePeer, XdsPeers, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
+use crate::replication;
 
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum ControlPlaneError {
     },
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
+    #[error("{0}")]
+    Raft(#[from] kuma_raft::RaftStartError),
     #[error("{server} failed: {source}")]
     Serve { server: &'static str, source: std::io::Error },
     #[error("xds-server failed: {0}")]
@@ -72,12 +76,6 @@ impl ControlPlane {
         ControlPlane { config, info }
     }
 
-    fn store(&self) -> Arc<dyn ResourceStore> {
-        match self.config.store.kind {
-            StoreType::Memory => Arc::new(MemoryStore::new()),
-        }
-    }
-
     /// Runs until `shutdown` completes, then stops every server, letting requests in flight finish.
     pub async fn run(
         self,
@@ -85,7 +83,7 @@ impl ControlPlane {
     ) -> Result<(), ControlPlaneError> {
         let config = &self.config;
         info!(store = ?config.store.kind, "starting Control Plane");
-        let store = self.store();
+        let started = chrono::Utc::now();
         let readiness = Readiness::default();
 
         let diagnostics_listener =
@@ -98,33 +96,79 @@ impl ControlPlane {
         let xds_listener =
             bind("xds-server", config.xds_server.grpc_port, "KUMA_XDS_SERVER_GRPC_PORT").await?;
 
-        if !config.defaults.skip_mesh_creation {
-            ensure_default_mesh(store.as_ref()).await.map_err(ControlPlaneError::DefaultMesh)?;
-        }
-
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
+        let xds_port = match config.bootstrap_server.params.xds_port {
+            0 => config.xds_server.grpc_port,
+            port => port,
+        };
+        let single_peer =
+            SinglePeer { host: config.bootstrap_server.params.xds_host.clone(), port: xds_port };
+        let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
+        {
+            StoreType::Memory => (Arc::new(MemoryStore::new()), None),
+            StoreType::Raft => {
+                let raft_config = config
+                    .raft_config()
+                    .map_err(|p| kuma_raft::RaftStartError::Config(p.join("; ")))?;
+                let listener = bind("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?;
+                info!(
+                    port = config.raft.port,
+                    node = raft_config.node_id,
+                    "raft peer server starting"
+                );
+                let node = RaftNode::start(raft_config, listener, stopped(stop_rx.clone())).await?;
+                (Arc::new(RaftStore::new(node.clone())), Some(node))
+            }
+        };
+
+        match &raft {
+            None => {
+                if !config.defaults.skip_mesh_creation {
+                    ensure_default_mesh(store.as_ref())
+                        .await
+                        .map_err(ControlPlaneError::DefaultMesh)?;
+                }
+            }
+            Some(node) => {
+                tokio::spawn(replication::leader_work(
+                    node.clone(),
+                    store.clone(),
+                    !config.defaults.skip_mesh_creation,
+                    stop_rx.clone(),
+                ));
+                tokio::spawn(replication::close_own_stale_subscriptions(
+                    store.clone(),
+                    config.instance_id(),
+                    started,
+                ));
+            }
+        }
+
         let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
         info!(port = config.api_server.port, "api-server starting");
-        let mut api_task = tokio::spawn(api.serve(api_listener, stopped(stop_rx.clone())));
-        let peers = Arc::new(SinglePeer {
-            host: config.bootstrap_server.params.xds_host.clone(),
-            port: match config.bootstrap_server.params.xds_port {
-                0 => config.xds_server.grpc_port,
-                port => port,
-            },
-        });
+        let extra_routes = match &raft {
+            Some(node) => replication::routes(node.clone(), config.api_server.read_only),
+            None => axum::Router::new(),
+        };
+        let mut api_task =
+            tokio::spawn(api.serve_with(extra_routes, api_listener, stopped(stop_rx.clone())));
+        let peers: Arc<dyn XdsPeers> = match &raft {
+            Some(node) => {
+                Arc::new(replication::RaftXdsPeers { node: node.clone(), fallback: single_peer })
+            }
+            None => Arc::new(single_peer),
+        };
         let bootstrap =
             BootstrapServer::new(store.clone(), config.bootstrap_server.params.clone(), peers);
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        // Names this peer in DataplaneInsights; the port tells peers on one host apart.
-        let instance_id = format!("{}:{}", self.info.hostname, config.xds_server.grpc_port);
-        let xds = XdsServer::new(store.clone(), config.xds_server.clone(), instance_id, None);
+        let xds =
+            XdsServer::new(store.clone(), config.xds_server.clone(), config.instance_id(), None);
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");
@@ -164,6 +208,9 @@ impl ControlPlane {
             let _ = xds_task.await;
         })
         .await;
+        if let Some(node) = &raft {
+            node.shutdown().await;
+        }
         info!("Control Plane stopped");
         Ok(())
     }

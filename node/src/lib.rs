@@ -1,5 +1,6 @@
-//! kuma-cp: one control-plane peer. Loads the configuration, builds the store, and runs the HTTP
-//! API and diagnostics servers (xDS, SDS, bootstrap and Raft peer RPC join as their issues land).
+//! kuma-cp: one control-plane peer. Loads the configuration, builds the store (in memory, or
+//! replicated through Raft), and runs the HTTP API, xDS, bootstrap, diagnostics and Raft peer
+//! servers, plus the work only the Raft leader does.
 //!
 //! This is the only crate that names a concrete store backend; every other crate sees the
 //! `ResourceStore` trait.
@@ -7,6 +8,7 @@
 mod config;
 mod control_plane;
 mod diagnostics;
+mod replication;
 
 pub use config::{env_var_name, ConfigError, KumaCpConfig, StoreType, DEFAULTS_YAML};
 pub use control_plane::{ensure_default_mesh, ControlPlane, ControlPlaneError};

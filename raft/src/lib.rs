@@ -1,4 +1,34 @@
-//! The Raft-replicated `ResourceStore` for universal HA: openraft over a RocksDB log, peer RPC,
-//! write forwarding and read modes (DESIGN.md section 4). It is the only crate that links RocksDB.
+//! The replicated store of universal HA (DESIGN.md section 4): openraft 0.9 with its log, vote
+//! and snapshots in RocksDB, a state machine holding the resources, the peer RPC (gRPC), write
+//! batching and forwarding to the leader, consistent reads on any peer, membership changes.
 //!
-//! Empty until the Raft issue lands; the crate exists so the workspace layout is fixed from the start.
+//! openraft and RocksDB types stay inside this crate; others see `RaftNode`, `RaftStore` and
+//! plain data. Only `node/` (kuma-cp) links this crate.
+
+// openraft's storage traits return its (large) `StorageError` by value; our helpers match them.
+#![allow(clippy::result_large_err)]
+
+mod command;
+mod config;
+mod db;
+mod log_store;
+mod network;
+mod node;
+mod replica;
+mod rpc;
+mod state_machine;
+mod status;
+mod store;
+mod types;
+mod writer;
+
+pub use command::PeerInfo;
+pub use config::RaftConfig;
+pub use node::{RaftNode, RaftStartError};
+pub use rpc::ForwardError;
+pub use status::{ClusterStatus, MemberStatus, PeerStatus};
+pub use store::RaftStore;
+pub use types::NodeId;
+
+#[cfg(test)]
+mod tests;

@@ -13,15 +13,15 @@ pub struct XdsServerConfig {
     pub grpc_port: u16,
     /// How long a burst of store changes is gathered before configs are regenerated
     /// (`KUMA_XDS_SERVER_PUSH_DEBOUNCE`).
-    #[serde(with = "duration_text")]
+    #[serde(with = "kuma_model::duration_text")]
     pub push_debounce: Duration,
     /// After Envoy rejects a config, no newer config of that type is sent before this has passed
     /// (`KUMA_XDS_SERVER_NACK_BACKOFF`).
-    #[serde(with = "duration_text")]
+    #[serde(with = "kuma_model::duration_text")]
     pub nack_backoff: Duration,
     /// How often the status of connected dataplanes is written as DataplaneInsights
     /// (`KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL`).
-    #[serde(with = "duration_text")]
+    #[serde(with = "kuma_model::duration_text")]
     pub dataplane_status_flush_interval: Duration,
 }
 
@@ -73,7 +73,7 @@ pub struct BootstrapParams {
     /// (`KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_PORT`).
     pub xds_port: u16,
     /// Connect timeout of Envoy's `ads_cluster` (`KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_CONNECT_TIMEOUT`).
-    #[serde(with = "duration_text")]
+    #[serde(with = "kuma_model::duration_text")]
     pub xds_connect_timeout: Duration,
     /// `GRPC` (state of the world) or `DELTA_GRPC` (incremental)
     /// (`KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_API_TYPE`).
@@ -119,26 +119,5 @@ impl BootstrapServerConfig {
             problems.push("bootstrapServer.params.xdsConnectTimeout: must be above 0".to_string());
         }
         problems
-    }
-}
-
-/// Serde for durations written as text (`5s`, `500ms`).
-pub mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(1000) {
-            s.serialize_str(&format!("{}s", ms / 1000))
-        } else {
-            s.serialize_str(&format!("{ms}ms"))
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        kuma_model::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }

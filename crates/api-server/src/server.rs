@@ -70,8 +70,14 @@ impl ApiServer {
             .route("/dataplanes+insights", get(overview::list_across_meshes))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), consistent_reads))
             .layer(axum::middleware::from_fn(log_request))
             .with_state(self.state.clone())
+    }
+
+    /// The API's routes plus `extra` (e.g. the Raft status of a replicated control plane).
+    pub fn router_with(&self, extra: Router) -> Router {
+        self.router().merge(extra)
     }
 
     /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -80,8 +86,54 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        self.serve_with(Router::new(), listener, shutdown).await
     }
+
+    /// `serve` with `extra` routes beside the API's.
+    pub async fn serve_with(
+        self,
+        extra: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router_with(extra)).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// Reads are consistent unless the client asks otherwise: before a GET of resources, the store
+/// catches up with every write acknowledged anywhere (a no-op for a single control plane; a read
+/// index from the Raft leader on a replicated one). `?consistency=stale` reads this peer's copy
+/// as it is, which also works while the cluster has no leader.
+async fn consistent_reads(
+    axum::extract::State(state): State,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if request.method() != axum::http::Method::GET || path == "/" || path == "/openapi.json" {
+        return next.run(request).await;
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let consistency = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "consistency")
+        .map(|(_, v)| v.into_owned());
+    match consistency.as_deref() {
+        None | Some("consistent") => {
+            if let Err(e) = state.store.sync().await {
+                return ApiError::store(Op::Get, e, false).into_response();
+            }
+        }
+        Some("stale") => {}
+        Some(other) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, Op::Get, "Invalid consistency")
+                .with_cause(
+                    "consistency",
+                    format!("{other:?} is not a read consistency; use consistent or stale"),
+                )
+                .into_response()
+        }
+    }
+    next.run(request).await
 }
 
 /// One log line per request: debug when it went well, warn for server errors.

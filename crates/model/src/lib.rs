@@ -24,7 +24,7 @@ pub use dataplane::{
     parse_inbound_interface, parse_outbound_interface, DataplaneSpec, Gateway, Inbound,
     InboundInterface, Networking, Outbound, OutboundInterface, TransparentProxying,
 };
-pub use duration::{parse_duration, DurationError};
+pub use duration::{duration_text, parse_duration, DurationError};
 pub use insight::{
     DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, DiscoverySubscriptionStatus,
 };

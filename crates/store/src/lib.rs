@@ -8,10 +8,12 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod state;
 mod store;
 mod watch;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use state::{StoreState, HISTORY};
 pub use store::{check_key, ListPage, ListQuery, ResourceStore};
 pub use watch::{EventKind, Revision, WatchEvent, WatchStream};

@@ -64,6 +64,13 @@ pub trait ResourceStore: Send + Sync + 'static {
 
     /// Changes after `from` (or from now on, when `None`).
     async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError>;
+
+    /// Waits until `get` and `list` on this store reflect every write acknowledged anywhere
+    /// before the call. A replicated store asks its leader (a read index) and waits for its
+    /// replica to catch up; a store with one copy has nothing to wait for.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Checks that a key fits its spec and scope; every backend calls it before writing.

@@ -17,19 +17,29 @@ pub struct KumaCp {
     pub raft_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    /// How it was started, to start it again the same way.
+    builder: KumaCpBuilder,
 }
 
 /// Settings for a `KumaCp` before it starts.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KumaCpBuilder {
     env: BTreeMap<String, String>,
     config_yaml: Option<String>,
+    ports: Option<[u16; 6]>,
 }
 
 impl KumaCpBuilder {
     /// Sets a `KUMA_*` environment variable for the process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Uses these ports (API, diagnostics, bootstrap, xDS, SDS, Raft) instead of free ones, e.g.
+    /// for peers that must know each other's Raft port before they start.
+    pub fn ports(mut self, ports: [u16; 6]) -> Self {
+        self.ports = Some(ports);
         self
     }
 
@@ -44,19 +54,25 @@ impl KumaCpBuilder {
     /// (kuma-cp then says "could not listen"), it starts again on fresh ports, at most 3 times.
     pub fn must_start(self) -> KumaCp {
         for attempt in 1..=3 {
-            match self.try_start() {
+            let ports = self.ports.unwrap_or_else(|| std::array::from_fn(|_| free_port()));
+            match self.try_start(ports) {
                 Ok(cp) => return cp,
-                Err(cp) if attempt < 3 && cp.log().contains("could not listen") => continue,
+                Err(cp)
+                    if attempt < 3
+                        && self.ports.is_none()
+                        && cp.log().contains("could not listen") =>
+                {
+                    continue
+                }
                 Err(cp) => panic!("kuma-cp did not become ready; its log:\n{}", cp.log()),
             }
         }
         unreachable!("the last attempt returns or panics")
     }
 
-    fn try_start(&self) -> Result<KumaCp, KumaCp> {
+    fn try_start(&self, ports: [u16; 6]) -> Result<KumaCp, Box<KumaCp>> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = dir.path().join("kuma-cp.log");
-        let ports = [free_port(), free_port(), free_port(), free_port(), free_port(), free_port()];
         let mut cmd = Command::new(bin_path("kuma-cp"));
         cmd.arg("run");
         if let Some(yaml) = &self.config_yaml {
@@ -87,6 +103,7 @@ impl KumaCpBuilder {
             raft_port: ports[5],
             log,
             _dir: dir,
+            builder: KumaCpBuilder { ports: Some(ports), ..self.clone() },
         };
         // Ok(true): ready; Ok(false): exited; Err: still starting.
         let outcome = try_poll_until(Duration::from_secs(20), || {
@@ -102,9 +119,9 @@ impl KumaCpBuilder {
             Ok(true) => Ok(cp),
             Ok(false) => {
                 cp.child = None;
-                Err(cp)
+                Err(Box::new(cp))
             }
-            Err(()) => Err(cp),
+            Err(()) => Err(Box::new(cp)),
         }
     }
 }
@@ -127,6 +144,39 @@ impl KumaCp {
     /// What the process has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts it again with the same ports, environment and config (its data stays where the
+    /// environment says), after stopping it with SIGKILL if it still runs.
+    pub fn must_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let previous = std::fs::read_to_string(&self.log).unwrap_or_default();
+        *self = self.builder.clone().must_start();
+        if !previous.is_empty() {
+            let now = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let _ = std::fs::write(&self.log, format!("{previous}\n--- restarted ---\n{now}"));
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT", "KILL", "STOP", "CONT") without waiting.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ =
+                Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        }
     }
 
     /// Sends `signal` (e.g. "TERM", "INT") and waits for the exit status.

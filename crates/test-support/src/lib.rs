@@ -5,6 +5,7 @@
 //! panic on failure are named `must_*`.
 
 mod child;
+mod cluster;
 mod echo;
 mod envoy;
 mod eventually;
@@ -13,6 +14,7 @@ mod ports;
 mod process;
 
 pub use child::{Exited, Proc, Signal};
+pub use cluster::KumaCpCluster;
 pub use echo::{tcp_roundtrip, EchoServer};
 pub use envoy::{envoy_path, Envoy};
 pub use eventually::{poll_until, try_poll_until};

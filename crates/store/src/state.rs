@@ -1,0 +1,252 @@
+//! `StoreState`: a store's contents and recent change history, where every write is a
+//! deterministic function of its inputs. The write's time is given by the caller and versions are
+//! revision numbers, so peers that apply the same writes in the same order hold the same state.
+//! `MemoryStore` wraps it with a lock and the clock; the Raft state machine applies the writes of
+//! its log to one.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kuma_model::{Resource, ResourceKey, ResourceType, Spec, Version};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+
+use crate::store::check_key;
+use crate::{EventKind, ListPage, ListQuery, Revision, StoreError, WatchEvent, WatchStream};
+
+/// How many past events a watcher may ask to replay, and how far a live watcher may fall behind.
+pub const HISTORY: usize = 4096;
+
+/// Sort order of lists: mesh, then name, within one type.
+type OrderKey = (ResourceType, String, String);
+
+fn order_key(key: &ResourceKey) -> OrderKey {
+    (key.resource_type, key.mesh.clone().unwrap_or_default(), key.name.clone())
+}
+
+/// Resources, the revision of the latest write, and the latest events.
+#[derive(Debug, Default, Clone)]
+pub struct StoreState {
+    resources: BTreeMap<OrderKey, Resource>,
+    revision: u64,
+    history: VecDeque<WatchEvent>,
+}
+
+/// Encodes the position after `key` as an opaque page offset.
+fn encode_offset(key: &OrderKey) -> String {
+    format!("{}/{}", key.1, key.2)
+}
+
+fn decode_offset(t: ResourceType, offset: &str) -> Result<OrderKey, StoreError> {
+    let (mesh, name) = offset.split_once('/').ok_or_else(|| StoreError::Invalid {
+        reason: format!("offset {offset:?} is not one this store issued"),
+    })?;
+    Ok((t, mesh.to_string(), name.to_string()))
+}
+
+impl StoreState {
+    /// A state holding `resources` at `revision`, with no history (a watcher asking for an
+    /// older revision is told to list again).
+    pub fn restore(
+        resources: impl IntoIterator<Item = Resource>,
+        revision: Revision,
+    ) -> StoreState {
+        StoreState {
+            resources: resources.into_iter().map(|r| (order_key(&r.key), r)).collect(),
+            revision: revision.0,
+            history: VecDeque::new(),
+        }
+    }
+
+    /// Every resource, in list order.
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.resources.values()
+    }
+
+    pub fn revision(&self) -> Revision {
+        Revision(self.revision)
+    }
+
+    pub fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.resources
+            .get(&order_key(key))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let t = query.resource_type;
+        let mesh = query.mesh.as_deref().filter(|_| t.is_mesh_scoped());
+        let size = query.size.max(1);
+        let first = (t, String::new(), String::new());
+        let matching = self
+            .resources
+            .range(first..)
+            .take_while(|(k, _)| k.0 == t)
+            .filter(|(k, _)| mesh.is_none_or(|m| k.1 == m));
+        let total = matching.clone().count();
+        let after = query.offset.as_deref().map(|o| decode_offset(t, o)).transpose()?;
+        let mut page: Vec<(&OrderKey, &Resource)> = matching
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            .take(size + 1)
+            .collect();
+        let next = (page.len() > size).then(|| encode_offset(page[size - 1].0));
+        page.truncate(size);
+        Ok(ListPage { items: page.into_iter().map(|(_, r)| r.clone()).collect(), total, next })
+    }
+
+    fn record(
+        &mut self,
+        kind: EventKind,
+        key: ResourceKey,
+        resource: Option<Resource>,
+        events: &mut Vec<WatchEvent>,
+    ) {
+        let event = WatchEvent { revision: Revision(self.revision), kind, key, resource };
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(event.clone());
+        events.push(event);
+    }
+
+    /// Creates a resource at time `at`; returns it and the events of the change.
+    pub fn create(
+        &mut self,
+        key: ResourceKey,
+        spec: Spec,
+        at: DateTime<Utc>,
+    ) -> Result<(Resource, Vec<WatchEvent>), StoreError> {
+        check_key(&key, &spec)?;
+        if let Some(mesh) = &key.mesh {
+            if !self.resources.contains_key(&order_key(&ResourceKey::mesh(mesh))) {
+                return Err(StoreError::MeshNotFound { mesh: mesh.clone() });
+            }
+        }
+        let ok = order_key(&key);
+        if self.resources.contains_key(&ok) {
+            return Err(StoreError::AlreadyExists { key });
+        }
+        self.revision += 1;
+        let resource = Resource {
+            key: key.clone(),
+            spec,
+            version: Version(self.revision.to_string()),
+            creation_time: at,
+            modification_time: at,
+        };
+        self.resources.insert(ok, resource.clone());
+        let mut events = Vec::with_capacity(1);
+        self.record(EventKind::Created, key, Some(resource.clone()), &mut events);
+        Ok((resource, events))
+    }
+
+    /// Replaces a resource's spec at time `at` if its version is still `expected`.
+    pub fn update(
+        &mut self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+        at: DateTime<Utc>,
+    ) -> Result<(Resource, Vec<WatchEvent>), StoreError> {
+        check_key(&key, &spec)?;
+        let revision = self.revision + 1;
+        let current = self
+            .resources
+            .get_mut(&order_key(&key))
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+        if &current.version != expected {
+            return Err(StoreError::Conflict {
+                key,
+                expected: expected.clone(),
+                actual: current.version.clone(),
+            });
+        }
+        current.spec = spec;
+        current.version = Version(revision.to_string());
+        current.modification_time = at;
+        let resource = current.clone();
+        self.revision = revision;
+        let mut events = Vec::with_capacity(1);
+        self.record(EventKind::Updated, key, Some(resource.clone()), &mut events);
+        Ok((resource, events))
+    }
+
+    /// Deletes a resource and what it owns, if its version is still `expected` (when given).
+    pub fn delete(
+        &mut self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<Vec<WatchEvent>, StoreError> {
+        let ok = order_key(key);
+        let current =
+            self.resources.get(&ok).ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+        if let Some(expected) = expected {
+            if &current.version != expected {
+                return Err(StoreError::Conflict {
+                    key: key.clone(),
+                    expected: expected.clone(),
+                    actual: current.version.clone(),
+                });
+            }
+        }
+        // What the resource owns goes with it, owned things first so watchers never see an orphan.
+        let owned: Vec<OrderKey> = match key.resource_type {
+            ResourceType::Mesh => self
+                .resources
+                .keys()
+                .filter(|k| k.0 != ResourceType::Mesh && k.1 == key.name)
+                .cloned()
+                .collect(),
+            ResourceType::Dataplane => {
+                vec![(ResourceType::DataplaneInsight, ok.1.clone(), ok.2.clone())]
+            }
+            _ => Vec::new(),
+        };
+        let mut events = Vec::new();
+        for k in owned.iter().chain(std::iter::once(&ok)) {
+            if let Some(removed) = self.resources.remove(k) {
+                self.revision += 1;
+                self.record(EventKind::Deleted, removed.key, None, &mut events);
+            }
+        }
+        Ok(events)
+    }
+
+    /// A watch from `from` (or from now): the kept history after it, then the live `events`.
+    /// Call it while holding whatever lock guards this state and the sending side of `events`, so
+    /// no event falls between the replay and the live feed.
+    pub fn watch(
+        &self,
+        events: &broadcast::Sender<WatchEvent>,
+        from: Option<Revision>,
+    ) -> Result<WatchStream, StoreError> {
+        let from = from.unwrap_or(Revision(self.revision));
+        let oldest_kept = self.history.front().map_or(self.revision + 1, |e| e.revision.0);
+        if from.0 + 1 < oldest_kept {
+            return Err(StoreError::Compacted { requested: from.0 });
+        }
+        let replay: Vec<Result<WatchEvent, StoreError>> =
+            self.history.iter().filter(|e| e.revision > from).cloned().map(Ok).collect();
+        let live = BroadcastStream::new(events.subscribe());
+        let last_replayed =
+            replay.last().and_then(|e| e.as_ref().ok()).map_or(from, |e| e.revision);
+        let live = live
+            .map(move |item| match item {
+                Ok(event) => Ok(event),
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Err(StoreError::Compacted { requested: last_replayed.0 })
+                }
+            })
+            .scan(false, |ended, item| {
+                // End the stream after reporting a lag: the watcher must resynchronise.
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                *ended = item.is_err();
+                futures::future::ready(Some(item))
+            });
+        Ok(Box::pin(futures::stream::iter(replay).chain(live)))
+    }
+}

@@ -1,0 +1,75 @@
+use std::time::Duration;
+
+use crate::{free_port, http_get, try_poll_until, KumaCp, KumaCpBuilder};
+
+/// `n` kuma-cp peers with the Raft store on 127.0.0.1, their data in one temp dir. Peer `i`
+/// (0-based) has Raft node id `i + 1`.
+#[derive(Debug)]
+pub struct KumaCpCluster {
+    pub peers: Vec<KumaCp>,
+    _data: tempfile::TempDir,
+}
+
+impl KumaCpCluster {
+    pub fn must_start(n: usize) -> KumaCpCluster {
+        KumaCpCluster::must_start_with(n, |builder| builder)
+    }
+
+    /// Starts every peer, each built by `customize` on top of the cluster's settings.
+    pub fn must_start_with(
+        n: usize,
+        customize: impl Fn(KumaCpBuilder) -> KumaCpBuilder,
+    ) -> KumaCpCluster {
+        let data = tempfile::tempdir().expect("a temp dir");
+        let ports: Vec<[u16; 6]> = (0..n).map(|_| std::array::from_fn(|_| free_port())).collect();
+        let peers_list = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{}", i + 1, p[5]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let dir = data.path().join(format!("peer-{}", i + 1));
+                customize(
+                    KumaCp::builder()
+                        .ports(*p)
+                        .env("KUMA_STORE_TYPE", "raft")
+                        .env("KUMA_STORE_RAFT_NODE_ID", &(i + 1).to_string())
+                        .env("KUMA_STORE_RAFT_PEERS", &peers_list)
+                        .env("KUMA_STORE_RAFT_DATA_DIR", dir.to_str().expect("a UTF-8 path")),
+                )
+                .must_start()
+            })
+            .collect();
+        KumaCpCluster { peers, _data: data }
+    }
+
+    /// The index of the peer every running peer names as leader, if they agree.
+    pub fn leader(&mut self) -> Option<usize> {
+        let mut agreed = None;
+        for peer in self.peers.iter_mut() {
+            if !peer.is_running() {
+                continue;
+            }
+            let reply = http_get(peer.api_port, "/status/raft").ok()?;
+            let status: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+            let leader = status["leader"].as_u64()?;
+            match agreed {
+                None => agreed = Some(leader),
+                Some(l) if l == leader => {}
+                Some(_) => return None,
+            }
+        }
+        let index = usize::try_from(agreed?).ok()?.checked_sub(1)?;
+        self.peers.get_mut(index)?.is_running().then_some(index)
+    }
+
+    /// Waits until the running peers agree on a running leader; panics after `deadline`.
+    pub fn must_wait_for_leader(&mut self, deadline: Duration) -> usize {
+        try_poll_until(deadline, || self.leader().ok_or(()))
+            .unwrap_or_else(|_| panic!("no agreed leader within {deadline:?}"))
+    }
+}

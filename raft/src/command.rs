@@ -1,0 +1,176 @@
+//! What goes through the Raft log: a batch of store writes with a request id, and what applying
+//! it gave. Everything here is serializable and every verdict (conflicts, missing meshes) is
+//! reached when the entry is applied, so every peer reaches the same one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kuma_model::{Resource, ResourceKey, Spec, Version};
+use kuma_store::StoreError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Identifies one command for deduplication: the proposing process and its sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// Random per process start, so a restarted peer never reuses an id.
+    pub origin: u64,
+    pub seq: u64,
+}
+
+/// One write, as the `ResourceStore` trait names them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    Create {
+        key: ResourceKey,
+        spec: Value,
+    },
+    Update {
+        key: ResourceKey,
+        spec: Value,
+        expected: Version,
+    },
+    Delete {
+        key: ResourceKey,
+        expected: Option<Version>,
+    },
+    /// A peer announces the addresses it serves on (kept beside the resources, not in them).
+    Announce {
+        peer: PeerInfo,
+    },
+    /// A peer left the cluster for good: its id may never be used again.
+    Retire {
+        id: u64,
+    },
+}
+
+impl Op {
+    pub fn create(key: ResourceKey, spec: &Spec) -> Op {
+        Op::Create { key, spec: spec.to_json() }
+    }
+
+    pub fn update(key: ResourceKey, spec: &Spec, expected: Version) -> Op {
+        Op::Update { key, spec: spec.to_json(), expected }
+    }
+}
+
+/// What a peer serves, as other peers and dataplanes reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    pub id: u64,
+    /// How it names itself in DataplaneInsights.
+    pub instance_id: String,
+    /// `host:port` of its xDS server.
+    pub xds_address: String,
+    /// Base URL of its HTTP API.
+    pub api_url: String,
+    /// Base URL of its bootstrap server.
+    pub bootstrap_url: String,
+}
+
+/// A batch of writes, applied in order, each on its own (one failing does not undo the others).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub request_id: RequestId,
+    /// Stamped by the proposer: applying must not read the clock, or peers would disagree.
+    pub at: DateTime<Utc>,
+    pub ops: Vec<Op>,
+}
+
+/// A resource in its serializable form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceData {
+    pub key: ResourceKey,
+    pub spec: Value,
+    pub version: Version,
+    pub creation_time: DateTime<Utc>,
+    pub modification_time: DateTime<Utc>,
+}
+
+impl From<&Resource> for ResourceData {
+    fn from(r: &Resource) -> ResourceData {
+        ResourceData {
+            key: r.key.clone(),
+            spec: r.spec.to_json(),
+            version: r.version.clone(),
+            creation_time: r.creation_time,
+            modification_time: r.modification_time,
+        }
+    }
+}
+
+impl ResourceData {
+    pub fn into_resource(self) -> Result<Resource, StoreError> {
+        let spec = Spec::from_json(self.key.resource_type, self.spec).map_err(|e| {
+            StoreError::Internal { reason: format!("stored {:?} does not parse: {e}", self.key) }
+        })?;
+        Ok(Resource {
+            key: self.key,
+            spec,
+            version: self.version,
+            creation_time: self.creation_time,
+            modification_time: self.modification_time,
+        })
+    }
+}
+
+/// How one write ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Written(ResourceData),
+    Deleted,
+    Announced,
+    Retired,
+    Failed(OpError),
+}
+
+/// A `StoreError` that can travel between peers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OpError {
+    NotFound { key: ResourceKey },
+    AlreadyExists { key: ResourceKey },
+    Conflict { key: ResourceKey, expected: Version, actual: Version },
+    Invalid { reason: String },
+    MeshNotFound { mesh: String },
+    Other { reason: String },
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> OpError {
+        match e {
+            StoreError::NotFound { key } => OpError::NotFound { key },
+            StoreError::AlreadyExists { key } => OpError::AlreadyExists { key },
+            StoreError::Conflict { key, expected, actual } => {
+                OpError::Conflict { key, expected, actual }
+            }
+            StoreError::Invalid { reason } => OpError::Invalid { reason },
+            StoreError::MeshNotFound { mesh } => OpError::MeshNotFound { mesh },
+            other => OpError::Other { reason: other.to_string() },
+        }
+    }
+}
+
+impl From<OpError> for StoreError {
+    fn from(e: OpError) -> StoreError {
+        match e {
+            OpError::NotFound { key } => StoreError::NotFound { key },
+            OpError::AlreadyExists { key } => StoreError::AlreadyExists { key },
+            OpError::Conflict { key, expected, actual } => {
+                StoreError::Conflict { key, expected, actual }
+            }
+            OpError::Invalid { reason } => StoreError::Invalid { reason },
+            OpError::MeshNotFound { mesh } => StoreError::MeshNotFound { mesh },
+            OpError::Other { reason } => StoreError::Internal { reason },
+        }
+    }
+}
+
+/// What applying one log entry gave: one outcome per op of its command.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Peers announced so far, by id.
+pub type Peers = BTreeMap<u64, PeerInfo>;

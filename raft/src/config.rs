@@ -1,0 +1,113 @@
+//! Settings of the Raft store (`store.raft` in kuma-cp's config).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::command::PeerInfo;
+use crate::types::NodeId;
+
+/// Everything a Raft peer needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// This peer's id; never reused for another peer.
+    pub node_id: NodeId,
+    /// Every peer of the initial cluster, id → `host:port` of its Raft RPC. Includes this one.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where the log, the vote and snapshots are kept.
+    pub data_dir: PathBuf,
+    /// Port the peer RPC listens on (all interfaces).
+    pub port: u16,
+    /// Start without forming a cluster, waiting to be added to an existing one.
+    pub join: bool,
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// How long a write waits for a leader before it fails as unavailable.
+    pub write_timeout: Duration,
+    /// What this peer serves, announced to the others.
+    pub serves: PeerInfo,
+}
+
+impl RaftConfig {
+    /// Parses `1=10.0.0.1:5683,2=10.0.0.2:5683`.
+    pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+        let mut peers = BTreeMap::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (id, address) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not ID=HOST:PORT, e.g. 1=10.0.0.1:5683"))?;
+            let id: NodeId = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("{id:?} in {item:?} is not a numeric peer id"))?;
+            let address = address.trim();
+            let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !valid {
+                return Err(format!("{address:?} in {item:?} is not HOST:PORT"));
+            }
+            if peers.insert(id, address.to_string()).is_some() {
+                return Err(format!("peer id {id} is listed twice"));
+            }
+        }
+        Ok(peers)
+    }
+
+    /// Every problem, as `field: message`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.node_id == 0 {
+            problems
+                .push("store.raft.nodeId: must be set to this peer's id (1 or more)".to_string());
+        }
+        if !self.join && !self.peers.contains_key(&self.node_id) {
+            problems.push(format!(
+                "store.raft.peers: must list this peer (id {}) to form a cluster, or set store.raft.join",
+                self.node_id
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("store.raft.dataDir: must be set".to_string());
+        }
+        if self.heartbeat * 2 >= self.election_timeout_min {
+            problems.push(
+                "store.raft.heartbeatInterval: must be under half of electionTimeoutMin"
+                    .to_string(),
+            );
+        }
+        if self.election_timeout_min >= self.election_timeout_max {
+            problems.push(
+                "store.raft.electionTimeoutMin: must be below electionTimeoutMax".to_string(),
+            );
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_with_ids_and_addresses() {
+        let peers = RaftConfig::parse_peers("1=10.0.0.1:5683, 2=node-2:5683,3=[::1]:5683").unwrap();
+        assert_eq!(peers[&1], "10.0.0.1:5683");
+        assert_eq!(peers[&2], "node-2:5683");
+        assert_eq!(peers[&3], "[::1]:5683");
+    }
+
+    #[test]
+    fn malformed_peers_say_what_is_wrong() {
+        for (text, expected) in [
+            ("10.0.0.1:5683", "ID=HOST:PORT"),
+            ("x=10.0.0.1:5683", "numeric"),
+            ("1=10.0.0.1", "HOST:PORT"),
+            ("1=a:1,1=b:2", "twice"),
+        ] {
+            let err = RaftConfig::parse_peers(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The Raft log on RocksDB. An append is reported durable only once it is synced to disk, and
+//! the vote is synced before `save_vote` returns: a peer that crashes never forgets an entry it
+//! acknowledged or a vote it cast.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::db::{index_key, CF_LOGS, CF_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish()
+    }
+}
+
+fn io_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> LogStore {
+        LogStore { db }
+    }
+
+    fn logs(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_LOGS).expect("the logs column family is created at open")
+    }
+
+    fn meta(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_META).expect("the meta column family is created at open")
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .db
+            .get_cf(self.meta(), key)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        bytes
+            .map(|b| serde_json::from_slice(&b))
+            .transpose()
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
+    }
+
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let options = if sync { synced() } else { WriteOptions::default() };
+        self.db
+            .put_cf_opt(self.meta(), key, bytes, &options)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(x) => *x,
+            std::ops::Bound::Excluded(x) => *x + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let from = index_key(start);
+        for item in self.db.iterator_cf(self.logs(), IteratorMode::From(&from, Direction::Forward))
+        {
+            let (key, value) =
+                item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().unwrap_or_default());
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry = serde_json::from_slice(&value)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let last = match self.db.iterator_cf(self.logs(), IteratorMode::End).next() {
+            Some(item) => {
+                let (_, value) =
+                    item.map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let entry: Entry = serde_json::from_slice(&value)
+                    .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote, true)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: it is only a hint that lets a restart apply sooner.
+        self.put_meta(KEY_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let value = serde_json::to_vec(&entry)
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            batch.put_cf(self.logs(), index_key(entry.log_id.index), value);
+        }
+        // One synced write for the whole batch: the entries are on disk when it returns.
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.logs(), index_key(log_id.index), index_key(u64::MAX));
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Recorded first: entries at or before it are ignored from then on, so a crash between
+        // the two writes leaves nothing inconsistent.
+        self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        self.db
+            .delete_range_cf(self.logs(), index_key(0), index_key(log_id.index + 1))
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+}

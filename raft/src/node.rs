@@ -1,0 +1,454 @@
+//! `RaftNode`: one peer of the cluster: its RocksDB, openraft, the peer RPC server, the write
+//! path, consistent reads, membership changes and status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{Config, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::command::{Op, Outcome, PeerInfo, Peers};
+use crate::config::RaftConfig;
+use crate::log_store::LogStore;
+use crate::network::NetworkFactory;
+use crate::replica::Replica;
+use crate::rpc::{ForwardError, PeerHandler, PeerRequest, PeerResponse, PeerServer};
+use crate::state_machine::StateMachine;
+use crate::status::{ClusterStatus, MemberStatus, PeerStatus};
+use crate::types::{NodeId, PeerNode, Raft};
+use crate::writer::{Committer, WriteError, Writer};
+
+/// How long a peer has to answer a status request before it counts as unhealthy.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error("could not open the Raft data in {dir}: {source}")]
+    Open { dir: String, source: rocksdb::Error },
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
+    #[error("could not start Raft: {0}")]
+    Raft(String),
+}
+
+/// One peer.
+pub struct RaftNode {
+    config: RaftConfig,
+    raft: Raft,
+    replica: Arc<Replica>,
+    committer: Committer,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.config.node_id).finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl RaftNode {
+    /// Opens the peer's data, starts openraft and serves the peer RPC on `listener` until
+    /// `shutdown`. On the first start of a configured cluster, forms it.
+    pub async fn start(
+        config: RaftConfig,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Arc<RaftNode>, RaftStartError> {
+        let db = crate::db::open(&config.data_dir).map_err(|source| RaftStartError::Open {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let replica = Arc::new(Replica::default());
+        let state_machine = StateMachine::open(db.clone(), replica.clone())
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        let raft_config = Config {
+            cluster_name: "kuma".to_string(),
+            heartbeat_interval: millis(config.heartbeat),
+            election_timeout_min: millis(config.election_timeout_min),
+            election_timeout_max: millis(config.election_timeout_max),
+            // Snapshots are sent whole; a slow peer must get time to install one.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+            max_in_snapshot_log_to_keep: 5000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory,
+            LogStore::new(db),
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+
+        let committer =
+            Committer::new(config.node_id, raft.clone(), replica.clone(), config.write_timeout);
+        let writer = Writer::start(committer.clone());
+        let node = Arc::new(RaftNode { config, raft, replica, committer, writer });
+
+        let handler: Arc<dyn PeerHandler> = node.clone();
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(PeerServer::new(handler))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        let raft = node.raft.clone();
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "Raft peer server failed");
+            }
+            let _ = raft.shutdown().await;
+        });
+
+        if !node.config.join {
+            node.form_cluster().await;
+        }
+        tokio::spawn(announce(node.clone()));
+        Ok(node)
+    }
+
+    /// Forms the cluster from the configured peers, once: on a peer that already holds Raft
+    /// state (a restart) openraft refuses, which is what we want.
+    async fn form_cluster(&self) {
+        let members: BTreeMap<NodeId, PeerNode> = self
+            .config
+            .peers
+            .iter()
+            .map(|(id, address)| (*id, PeerNode { raft_address: address.clone() }))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => info!(peers = ?self.config.peers, "formed the Raft cluster"),
+            Err(e) => info!(reason = %e, "Raft state found on disk; rejoining the cluster"),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Whether this peer leads now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// Becomes true while this peer leads: leader-only work watches it.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(self.is_leader());
+        let mut metrics = self.raft.metrics();
+        let id = self.config.node_id;
+        tokio::spawn(async move {
+            loop {
+                let leads = metrics.borrow_and_update().current_leader == Some(id);
+                tx.send_if_modified(|current| std::mem::replace(current, leads) != leads);
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Waits until reads here reflect every write acknowledged before the call: a read index from
+    /// the leader, then the local apply. Fails as unavailable after the write timeout.
+    pub async fn read_barrier(&self) -> Result<(), WriteError> {
+        let deadline = Instant::now() + self.config.write_timeout;
+        let mut last_problem = String::from("no leader");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(WriteError::Unavailable(format!(
+                    "no Raft leader confirmed a consistent read within {:?} ({last_problem}); \
+                     read with ?consistency=stale, or check that a majority of peers is up",
+                    self.config.write_timeout
+                )));
+            }
+            let leader = self.raft.metrics().borrow().current_leader;
+            let index = match leader {
+                Some(leader) if leader == self.config.node_id => {
+                    match tokio::time::timeout(remaining, self.raft.get_read_log_id()).await {
+                        Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("the leader could not confirm its leadership".to_string()),
+                    }
+                }
+                Some(leader) => self.ask_read_index(leader, remaining).await,
+                None => {
+                    let _ = self
+                        .raft
+                        .wait(Some(remaining))
+                        .metrics(|m| m.current_leader.is_some(), "a leader")
+                        .await;
+                    Err("no leader elected".to_string())
+                }
+            };
+            match index {
+                Ok(index) => {
+                    return tokio::time::timeout_at(deadline, self.replica.wait_applied(index))
+                        .await
+                        .map_err(|_| {
+                            WriteError::Unavailable(format!(
+                                "this peer did not catch up with the leader (index {index}) in time"
+                            ))
+                        });
+                }
+                Err(problem) => {
+                    last_problem = problem;
+                    tokio::time::sleep(Duration::from_millis(25).min(remaining)).await;
+                }
+            }
+        }
+    }
+
+    async fn ask_read_index(&self, leader: NodeId, remaining: Duration) -> Result<u64, String> {
+        let client = self.leader_client(leader)?;
+        match client.call(PeerRequest::ReadIndex, remaining).await {
+            Ok(PeerResponse::ReadIndex(Ok(index))) => Ok(index),
+            Ok(PeerResponse::ReadIndex(Err(e))) => Err(e.to_string()),
+            Ok(other) => Err(format!("leader {leader} answered {other:?}")),
+            Err(status) => Err(format!("leader {leader}: {}", status.message())),
+        }
+    }
+
+    fn address_of(&self, id: NodeId) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.raft_address.clone())
+    }
+
+    fn leader_client(&self, leader: NodeId) -> Result<crate::rpc::PeerClient, String> {
+        let address = self
+            .address_of(leader)
+            .ok_or_else(|| format!("leader {leader} has no known address"))?;
+        self.committer.client(&address)
+    }
+
+    /// This peer's own status.
+    pub fn status(&self) -> PeerStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        PeerStatus {
+            id: self.config.node_id,
+            raft_address: self
+                .address_of(self.config.node_id)
+                .or_else(|| self.config.peers.get(&self.config.node_id).cloned())
+                .unwrap_or_default(),
+            role: match metrics.state {
+                ServerState::Leader => "Leader",
+                ServerState::Follower => "Follower",
+                ServerState::Candidate => "Candidate",
+                ServerState::Learner => "Learner",
+                ServerState::Shutdown => "Shutdown",
+            }
+            .to_string(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            last_applied_index: metrics.last_applied.map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    /// Every member as this peer sees it, each asked for its own status.
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let this = self.status();
+        let peers: Peers = self.replica.peers();
+        let nodes: Vec<(NodeId, String, bool)> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership().clone();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .map(|(id, node)| (*id, node.raft_address.clone(), voters.contains(id)))
+                .collect()
+        };
+        let mut members = Vec::new();
+        for (id, address, voter) in nodes {
+            let status = if id == self.config.node_id {
+                Some(this.clone())
+            } else {
+                match self.committer.client(&address) {
+                    Ok(client) => match client.call(PeerRequest::Status, STATUS_TIMEOUT).await {
+                        Ok(PeerResponse::Status(status)) => Some(status),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                }
+            };
+            let healthy = status.as_ref().is_some_and(|s| s.role != "Shutdown");
+            members.push(MemberStatus {
+                id,
+                raft_address: address,
+                membership: if voter { "voter" } else { "learner" }.to_string(),
+                status,
+                healthy,
+                serves: peers.get(&id).cloned(),
+            });
+        }
+        ClusterStatus { this: this.id, leader: this.leader, term: this.term, members }
+    }
+
+    /// Adds a peer: first as a learner that catches up, then as a voter. Any peer may be asked;
+    /// the request goes to the leader.
+    pub async fn add_peer(&self, id: NodeId, raft_address: String) -> Result<(), ForwardError> {
+        self.on_leader(PeerRequest::AddPeer { id, raft_address }).await
+    }
+
+    /// Removes a peer for good; its id is never accepted again.
+    pub async fn remove_peer(&self, id: NodeId) -> Result<(), ForwardError> {
+        self.on_leader(PeerRequest::RemovePeer { id }).await
+    }
+
+    async fn on_leader(&self, request: PeerRequest) -> Result<(), ForwardError> {
+        if self.is_leader() {
+            return self.change_membership(request).await;
+        }
+        let leader = self
+            .raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .ok_or_else(|| ForwardError::Unavailable("no leader elected".into()))?;
+        let client = self.leader_client(leader).map_err(ForwardError::Unavailable)?;
+        match client.call(request, Duration::from_secs(60)).await {
+            Ok(PeerResponse::Membership(result)) => result,
+            Ok(other) => Err(ForwardError::Unavailable(format!("leader answered {other:?}"))),
+            Err(status) => Err(ForwardError::Unavailable(status.message().to_string())),
+        }
+    }
+
+    async fn change_membership(&self, request: PeerRequest) -> Result<(), ForwardError> {
+        let voters: BTreeSet<NodeId> =
+            self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let retired = self.replica.read(|s| s.retired.clone());
+        match request {
+            PeerRequest::AddPeer { id, raft_address } => {
+                if retired.contains(&id) {
+                    return Err(ForwardError::Refused(format!(
+                        "peer id {id} belonged to a removed peer and is never reused; pick a new id"
+                    )));
+                }
+                if voters.contains(&id) {
+                    return Err(ForwardError::Refused(format!("peer {id} is already a member")));
+                }
+                self.raft
+                    .add_learner(id, PeerNode { raft_address }, true)
+                    .await
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                let mut next = voters;
+                next.insert(id);
+                self.raft
+                    .change_membership(next, false)
+                    .await
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                info!(peer = id, "peer added");
+                Ok(())
+            }
+            PeerRequest::RemovePeer { id } => {
+                if !voters.contains(&id) {
+                    return Err(ForwardError::Refused(format!("peer {id} is not a member")));
+                }
+                if voters.len() == 1 {
+                    return Err(ForwardError::Refused("the last peer cannot be removed".into()));
+                }
+                let mut next = voters;
+                next.remove(&id);
+                self.raft
+                    .change_membership(next, false)
+                    .await
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                self.writer
+                    .write(Op::Retire { id })
+                    .await
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                info!(peer = id, "peer removed");
+                Ok(())
+            }
+            _ => Err(ForwardError::Refused("not a membership change".into())),
+        }
+    }
+
+    /// Stops openraft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Tells the cluster what this peer serves, and again whenever the replicated record differs
+/// (after a snapshot install, or a changed address).
+async fn announce(node: Arc<RaftNode>) {
+    let mine: PeerInfo = PeerInfo { id: node.config.node_id, ..node.config.serves.clone() };
+    loop {
+        if node.replica.peers().get(&mine.id) != Some(&mine) {
+            match node.writer.write(Op::Announce { peer: mine.clone() }).await {
+                Ok(Outcome::Announced) => info!(peer = mine.id, "announced this peer's addresses"),
+                Ok(other) => warn!(?other, "unexpected answer to the peer announcement"),
+                Err(error) => warn!(%error, "could not announce this peer yet"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if node.raft.metrics().borrow().state == ServerState::Shutdown {
+            return;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerHandler for RaftNode {
+    async fn handle(&self, request: PeerRequest) -> PeerResponse {
+        match request {
+            PeerRequest::AppendEntries(rpc) => {
+                PeerResponse::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            PeerRequest::Vote(rpc) => PeerResponse::Vote(self.raft.vote(rpc).await),
+            PeerRequest::InstallSnapshot(rpc) => {
+                PeerResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            PeerRequest::Write(command) => {
+                PeerResponse::Write(self.committer.serve_forwarded(command).await)
+            }
+            PeerRequest::ReadIndex => PeerResponse::ReadIndex(if self.is_leader() {
+                self.raft
+                    .get_read_log_id()
+                    .await
+                    .map(|(read, _)| read.map_or(0, |l| l.index))
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))
+            } else {
+                Err(ForwardError::NotLeader(self.config.node_id))
+            }),
+            PeerRequest::Status => PeerResponse::Status(self.status()),
+            request @ (PeerRequest::AddPeer { .. } | PeerRequest::RemovePeer { .. }) => {
+                PeerResponse::Membership(if self.is_leader() {
+                    self.change_membership(request).await
+                } else {
+                    Err(ForwardError::NotLeader(self.config.node_id))
+                })
+            }
+        }
+    }
+}

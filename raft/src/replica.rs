@@ -1,0 +1,232 @@
+//! This peer's replica of the store: what its state machine has applied. Reads on this peer are
+//! served from it; watchers are told of each applied change.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use kuma_model::{Resource, ResourceKey, Spec};
+use kuma_store::{
+    ListPage, ListQuery, Revision, StoreError, StoreState, WatchEvent, WatchStream, HISTORY,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use crate::command::{
+    Command, CommandResult, Op, OpError, Outcome, Peers, RequestId, ResourceData,
+};
+use crate::types::{LogId, StoredMembership};
+
+/// Commands remembered for deduplication. A retry comes within seconds; thousands of commands
+/// later it cannot be one.
+const DEDUP_KEPT: usize = 10_000;
+
+/// The replicated part: identical on every peer after the same entries.
+#[derive(Debug, Default, Clone)]
+pub struct ReplicaState {
+    pub store: StoreState,
+    pub peers: Peers,
+    /// Ids of peers removed from the cluster; never used again.
+    pub retired: BTreeSet<u64>,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    dedup: BTreeMap<RequestId, CommandResult>,
+    dedup_order: VecDeque<RequestId>,
+}
+
+/// The serialized form of a replica, which is what a snapshot holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReplicaImage {
+    pub revision: u64,
+    pub resources: Vec<ResourceData>,
+    pub peers: Peers,
+    #[serde(default)]
+    pub retired: BTreeSet<u64>,
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub dedup: Vec<(RequestId, CommandResult)>,
+}
+
+impl ReplicaState {
+    /// Applies one command; the events of its changes go to `events`.
+    pub fn apply(&mut self, command: &Command, events: &mut Vec<WatchEvent>) -> CommandResult {
+        if let Some(done) = self.dedup.get(&command.request_id) {
+            return done.clone();
+        }
+        let outcomes = command.ops.iter().map(|op| self.apply_op(op, command, events)).collect();
+        let result = CommandResult { outcomes };
+        self.dedup.insert(command.request_id, result.clone());
+        self.dedup_order.push_back(command.request_id);
+        while self.dedup_order.len() > DEDUP_KEPT {
+            if let Some(old) = self.dedup_order.pop_front() {
+                self.dedup.remove(&old);
+            }
+        }
+        result
+    }
+
+    fn apply_op(&mut self, op: &Op, command: &Command, events: &mut Vec<WatchEvent>) -> Outcome {
+        let spec = |key: &ResourceKey, value: &serde_json::Value| {
+            Spec::from_json(key.resource_type, value.clone())
+                .map_err(|e| StoreError::Invalid { reason: format!("{}: {e}", e.path()) })
+        };
+        let result = match op {
+            Op::Create { key, spec: value } => spec(key, value).and_then(|spec| {
+                self.store.create(key.clone(), spec, command.at).map(|(resource, changes)| {
+                    events.extend(changes);
+                    Outcome::Written(ResourceData::from(&resource))
+                })
+            }),
+            Op::Update { key, spec: value, expected } => spec(key, value).and_then(|spec| {
+                self.store.update(key.clone(), spec, expected, command.at).map(
+                    |(resource, changes)| {
+                        events.extend(changes);
+                        Outcome::Written(ResourceData::from(&resource))
+                    },
+                )
+            }),
+            Op::Delete { key, expected } => {
+                self.store.delete(key, expected.as_ref()).map(|changes| {
+                    events.extend(changes);
+                    Outcome::Deleted
+                })
+            }
+            Op::Announce { peer } => {
+                self.peers.insert(peer.id, peer.clone());
+                Ok(Outcome::Announced)
+            }
+            Op::Retire { id } => {
+                self.peers.remove(id);
+                self.retired.insert(*id);
+                Ok(Outcome::Retired)
+            }
+        };
+        result.unwrap_or_else(|e| Outcome::Failed(OpError::from(e)))
+    }
+
+    pub fn image(&self) -> ReplicaImage {
+        ReplicaImage {
+            revision: self.store.revision().0,
+            resources: self.store.resources().map(ResourceData::from).collect(),
+            peers: self.peers.clone(),
+            retired: self.retired.clone(),
+            applied: self.applied,
+            membership: self.membership.clone(),
+            dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].clone())).collect(),
+        }
+    }
+
+    pub fn from_image(image: ReplicaImage) -> Result<ReplicaState, StoreError> {
+        let resources = image
+            .resources
+            .into_iter()
+            .map(ResourceData::into_resource)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dedup = BTreeMap::new();
+        let mut dedup_order = VecDeque::new();
+        for (id, result) in image.dedup {
+            dedup.insert(id, result);
+            dedup_order.push_back(id);
+        }
+        Ok(ReplicaState {
+            store: StoreState::restore(resources, Revision(image.revision)),
+            peers: image.peers,
+            retired: image.retired,
+            applied: image.applied,
+            membership: image.membership,
+            dedup,
+            dedup_order,
+        })
+    }
+}
+
+/// The replica shared by the state machine (which writes it) and the store API (which reads it).
+#[derive(Debug)]
+pub struct Replica {
+    inner: Mutex<Inner>,
+    applied_index: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: ReplicaState,
+    /// Replaced when the whole state is replaced: live watchers then see their stream end and
+    /// list again, as after any gap.
+    events: broadcast::Sender<WatchEvent>,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Replica {
+            inner: Mutex::new(Inner {
+                state: ReplicaState::default(),
+                events: broadcast::channel(HISTORY).0,
+            }),
+            applied_index: watch::channel(0).0,
+        }
+    }
+}
+
+impl Replica {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A copy of the state, e.g. for a snapshot.
+    pub fn read<R>(&self, read: impl FnOnce(&ReplicaState) -> R) -> R {
+        read(&self.lock().state)
+    }
+
+    /// Replaces the whole state (snapshot install or restart).
+    pub fn replace(&self, state: ReplicaState) {
+        let index = state.applied.map_or(0, |l| l.index);
+        let mut inner = self.lock();
+        inner.state = state;
+        inner.events = broadcast::channel(HISTORY).0;
+        self.applied_index.send_replace(index);
+    }
+
+    /// Runs `apply` on the state and publishes the events it collected, under one lock, so a
+    /// watcher subscribing meanwhile sees every event exactly once (replayed or live).
+    pub fn apply<R>(&self, apply: impl FnOnce(&mut ReplicaState, &mut Vec<WatchEvent>) -> R) -> R {
+        let mut inner = self.lock();
+        let mut events = Vec::new();
+        let result = apply(&mut inner.state, &mut events);
+        for event in events {
+            // No receivers is fine.
+            let _ = inner.events.send(event);
+        }
+        self.applied_index.send_replace(inner.state.applied.map_or(0, |l| l.index));
+        result
+    }
+
+    /// Waits until entries up to `index` are applied here.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut rx = self.applied_index.subscribe();
+        let _ = rx.wait_for(|applied| *applied >= index).await;
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_index.borrow()
+    }
+
+    pub fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.lock().state.store.get(key)
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.lock().state.store.list(query)
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.lock().state.store.revision()
+    }
+
+    pub fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
+        let inner = self.lock();
+        inner.state.store.watch(&inner.events, from)
+    }
+
+    pub fn peers(&self) -> Peers {
+        self.lock().state.peers.clone()
+    }
+}

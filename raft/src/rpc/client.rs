@@ -1,0 +1,59 @@
+//! The client side of the peer RPC: one lazily connected channel per peer.
+
+use std::time::Duration;
+
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use super::codec::JsonCodec;
+use super::{PeerRequest, PeerResponse, CALL_PATH};
+
+/// How long a connection to a peer may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    grpc: Grpc<Channel>,
+}
+
+impl PeerClient {
+    /// A client for the peer at `host:port`; connects on first use.
+    pub fn new(address: &str) -> Result<PeerClient, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("peer address {address:?} is not host:port: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let grpc = Grpc::new(endpoint.connect_lazy())
+            .max_decoding_message_size(256 * 1024 * 1024)
+            .max_encoding_message_size(256 * 1024 * 1024);
+        Ok(PeerClient { grpc })
+    }
+
+    /// Sends one request; fails after `timeout`.
+    pub async fn call(
+        &self,
+        request: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, Status> {
+        let mut grpc = self.grpc.clone();
+        let mut request = Request::new(request);
+        request.set_timeout(timeout);
+        let call = async move {
+            grpc.ready().await.map_err(|e| Status::unavailable(format!("peer not ready: {e}")))?;
+            grpc.unary(
+                request,
+                PathAndQuery::from_static(CALL_PATH),
+                JsonCodec::<PeerRequest, PeerResponse>::default(),
+            )
+            .await
+            .map(tonic::Response::into_inner)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("peer did not answer in time")))
+    }
+}

@@ -1,0 +1,68 @@
+//! Peer RPC: one gRPC method carrying JSON-encoded requests between kuma-cp peers: Raft's own
+//! messages, writes forwarded to the leader, read-index requests and status.
+
+mod client;
+mod codec;
+mod server;
+
+pub use client::PeerClient;
+pub use server::{PeerHandler, PeerServer};
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandResult};
+use crate::status::PeerStatus;
+use crate::types::{NodeId, TypeConfig};
+
+/// The gRPC path of the one method.
+pub const CALL_PATH: &str = "/kuma.raft.Peer/Call";
+pub const SERVICE_NAME: &str = "kuma.raft.Peer";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write forwarded by a follower to the leader.
+    Write(Command),
+    /// Asks the leader for the index a linearizable read must wait for.
+    ReadIndex,
+    Status,
+    /// Membership changes, served by the leader.
+    AddPeer {
+        id: NodeId,
+        raft_address: String,
+    },
+    RemovePeer {
+        id: NodeId,
+    },
+}
+
+/// Why a forwarded write or read-index request was not served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    #[error("peer {0} is not the leader")]
+    NotLeader(NodeId),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    Write(Result<(CommandResult, u64), ForwardError>),
+    ReadIndex(Result<u64, ForwardError>),
+    Status(PeerStatus),
+    Membership(Result<(), ForwardError>),
+}

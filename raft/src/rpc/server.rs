@@ -1,0 +1,88 @@
+//! The server side of the peer RPC, written out by hand (there is no .proto to generate from).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::body::Body;
+use tonic::codegen::{http, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+
+use super::codec::JsonCodec;
+use super::{PeerRequest, PeerResponse, CALL_PATH, SERVICE_NAME};
+
+/// Serves peer requests; implemented by the Raft node.
+#[async_trait::async_trait]
+pub trait PeerHandler: Send + Sync + 'static {
+    async fn handle(&self, request: PeerRequest) -> PeerResponse;
+}
+
+/// The tonic service.
+#[derive(Clone)]
+pub struct PeerServer {
+    handler: Arc<dyn PeerHandler>,
+}
+
+impl std::fmt::Debug for PeerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerServer").finish()
+    }
+}
+
+impl PeerServer {
+    pub fn new(handler: Arc<dyn PeerHandler>) -> PeerServer {
+        PeerServer { handler }
+    }
+}
+
+impl NamedService for PeerServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+struct Call(Arc<dyn PeerHandler>);
+
+impl UnaryService<PeerRequest> for Call {
+    type Response = PeerResponse;
+    type Future = BoxFuture<Response<PeerResponse>, Status>;
+
+    fn call(&mut self, request: Request<PeerRequest>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move { Ok(Response::new(handler.handle(request.into_inner()).await)) })
+    }
+}
+
+impl<B> Service<http::Request<B>> for PeerServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != CALL_PATH {
+            return Box::pin(async move {
+                let mut response = http::Response::new(Body::default());
+                response
+                    .headers_mut()
+                    .insert(Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
+                Ok(response)
+            });
+        }
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let mut grpc = Grpc::new(JsonCodec::<PeerResponse, PeerRequest>::default())
+                .apply_max_message_size_config(Some(256 * 1024 * 1024), Some(256 * 1024 * 1024));
+            Ok(grpc.unary(Call(handler), request).await)
+        })
+    }
+}

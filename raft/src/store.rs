@@ -1,0 +1,89 @@
+//! `RaftStore`: the `ResourceStore` of a Raft peer. Reads come from this peer's replica (call
+//! `sync` first for a consistent read); writes go through the Raft log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kuma_model::{Resource, ResourceKey, Spec, Version};
+use kuma_store::{
+    check_key, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream,
+};
+
+use crate::command::{Op, Outcome};
+use crate::node::RaftNode;
+use crate::writer::WriteError;
+
+#[derive(Debug, Clone)]
+pub struct RaftStore {
+    node: Arc<RaftNode>,
+}
+
+impl RaftStore {
+    pub fn new(node: Arc<RaftNode>) -> RaftStore {
+        RaftStore { node }
+    }
+
+    async fn write(&self, op: Op) -> Result<Outcome, StoreError> {
+        match self.node.writer().write(op).await {
+            Ok(Outcome::Failed(error)) => Err(error.into()),
+            Ok(outcome) => Ok(outcome),
+            Err(WriteError::Unavailable(reason)) => Err(StoreError::Unavailable { reason }),
+        }
+    }
+
+    async fn written(&self, op: Op) -> Result<Resource, StoreError> {
+        match self.write(op).await? {
+            Outcome::Written(data) => data.into_resource(),
+            other => Err(StoreError::Internal { reason: format!("a write answered {other:?}") }),
+        }
+    }
+}
+
+#[async_trait]
+impl ResourceStore for RaftStore {
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.node.replica().get(key)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.node.replica().list(query)
+    }
+
+    async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
+        check_key(&key, &spec)?;
+        self.written(Op::create(key, &spec)).await
+    }
+
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError> {
+        check_key(&key, &spec)?;
+        self.written(Op::update(key, &spec, expected.clone())).await
+    }
+
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        self.write(Op::Delete { key: key.clone(), expected: expected.cloned() }).await.map(|_| ())
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.node.replica().revision())
+    }
+
+    async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
+        self.node.replica().watch(from)
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.node
+            .read_barrier()
+            .await
+            .map_err(|WriteError::Unavailable(reason)| StoreError::Unavailable { reason })
+    }
+}

@@ -1,0 +1,248 @@
+//! The write path. Concurrent writes are gathered into one command (one log entry, one fsync);
+//! a follower forwards the command to the leader; with no leader known, it waits for one within
+//! the write timeout. Each command carries a request id, so a retry after a lost answer is applied
+//! once. A write returns only after this peer's replica has applied it, so a reader on the same
+//! peer sees its own writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::command::{Command, CommandResult, Op, Outcome, RequestId};
+use crate::replica::Replica;
+use crate::rpc::{ForwardError, PeerClient, PeerRequest, PeerResponse};
+use crate::types::{NodeId, Raft};
+
+/// Writes gathered into one command at most.
+const MAX_BATCH: usize = 512;
+/// Commands in flight at once from this peer.
+const IN_FLIGHT: usize = 2;
+/// Pause between attempts while the cluster has no usable leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Why a write did not complete.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// No leader could take the write in time; it may or may not have been applied.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
+
+/// Hands writes to the cluster.
+#[derive(Debug)]
+pub struct Writer {
+    queue: mpsc::Sender<(Op, Reply)>,
+}
+
+/// What the commit loop needs.
+#[derive(Clone)]
+pub struct Committer {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub replica: Arc<Replica>,
+    pub timeout: Duration,
+    clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
+    origin: u64,
+    seq: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer").field("node_id", &self.node_id).finish()
+    }
+}
+
+impl Writer {
+    /// Starts the coalescing task.
+    pub fn start(committer: Committer) -> Writer {
+        let (queue, mut rx) = mpsc::channel::<(Op, Reply)>(MAX_BATCH * 4);
+        tokio::spawn(async move {
+            let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+            while let Some(first) = rx.recv().await {
+                let permit = match in_flight.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                };
+                // Whatever queued up while the previous command was in flight goes in this one.
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let committer = committer.clone();
+                tokio::spawn(async move {
+                    let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.into_iter().unzip();
+                    let count = ops.len();
+                    match committer.commit(ops).await {
+                        Ok(result) => {
+                            for (reply, outcome) in replies.into_iter().zip(result.outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Err(error) => {
+                            debug!(%error, writes = count, "write failed");
+                            for reply in replies {
+                                let _ = reply.send(Err(error.clone()));
+                            }
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Writer { queue }
+    }
+
+    /// Submits one write and waits for its outcome.
+    pub async fn write(&self, op: Op) -> Result<Outcome, WriteError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue
+            .send((op, reply))
+            .await
+            .map_err(|_| WriteError::Unavailable("the Raft store is shutting down".into()))?;
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("the write was dropped".into())))
+    }
+}
+
+impl Committer {
+    pub fn new(node_id: NodeId, raft: Raft, replica: Arc<Replica>, timeout: Duration) -> Committer {
+        // Distinct per process start: a restarted peer never repeats an earlier request id.
+        let origin =
+            (Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64) ^ (node_id << 48);
+        Committer {
+            node_id,
+            raft,
+            replica,
+            timeout,
+            clients: Arc::default(),
+            origin,
+            seq: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A client for the peer at `address`, reused across calls.
+    pub fn client(&self, address: &str) -> Result<PeerClient, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(address) {
+            return Ok(client.clone());
+        }
+        let client = PeerClient::new(address)?;
+        clients.insert(address.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Commits `ops` as one command through whichever peer leads, within the write timeout.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<CommandResult, WriteError> {
+        let command = Command {
+            request_id: RequestId {
+                origin: self.origin,
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            },
+            at: Utc::now(),
+            ops,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut last_problem = String::from("no leader");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(WriteError::Unavailable(format!(
+                    "no Raft leader accepted the write within {:?} ({last_problem}); \
+                     check that a majority of the control-plane peers is up",
+                    self.timeout
+                )));
+            }
+            match self.attempt(&command, remaining).await {
+                Ok((result, index)) => {
+                    // Read-your-writes on this peer.
+                    let _ =
+                        tokio::time::timeout_at(deadline, self.replica.wait_applied(index)).await;
+                    return Ok(result);
+                }
+                Err(problem) => {
+                    last_problem = problem;
+                    tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+                }
+            }
+        }
+    }
+
+    /// One try: locally when this peer leads, else forwarded to the leader it knows.
+    async fn attempt(
+        &self,
+        command: &Command,
+        remaining: Duration,
+    ) -> Result<(CommandResult, u64), String> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(leader) if leader == self.node_id => self.write_locally(command, remaining).await,
+            Some(leader) => {
+                let address = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.raft_address.clone())
+                    .ok_or_else(|| format!("leader {leader} has no known address"))?;
+                let client = self.client(&address)?;
+                match client.call(PeerRequest::Write(command.clone()), remaining).await {
+                    Ok(PeerResponse::Write(Ok((result, index)))) => Ok((result, index)),
+                    Ok(PeerResponse::Write(Err(e))) => Err(e.to_string()),
+                    Ok(other) => Err(format!("leader {leader} answered {other:?}")),
+                    Err(status) => Err(format!("leader {leader}: {}", status.message())),
+                }
+            }
+            None => {
+                let _ = self
+                    .raft
+                    .wait(Some(remaining))
+                    .metrics(|m| m.current_leader.is_some(), "a leader")
+                    .await;
+                Err("no leader elected".to_string())
+            }
+        }
+    }
+
+    /// Proposes `command` on this peer, which must be the leader.
+    pub async fn write_locally(
+        &self,
+        command: &Command,
+        remaining: Duration,
+    ) -> Result<(CommandResult, u64), String> {
+        match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
+            Err(_) => Err("the leader did not commit in time".to_string()),
+            Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(format!("leadership moved to {:?}", f.leader_id))
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// Serves a write forwarded by another peer.
+    pub async fn serve_forwarded(
+        &self,
+        command: Command,
+    ) -> Result<(CommandResult, u64), ForwardError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader != Some(self.node_id) {
+            return Err(ForwardError::NotLeader(self.node_id));
+        }
+        self.write_locally(&command, self.timeout).await.map_err(ForwardError::Unavailable)
+    }
+}
