@@ -1,0 +1,147 @@
+//! Dataplane failover between control-plane peers: kuma-dp is given every peer's bootstrap URL,
+//! its Envoy keeps passing traffic while the peer it is connected to is killed, reconnects to
+//! another, and applies a change made after the kill.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kuma_test_support::{
+    bin_path, envoy_path, free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer,
+    KumaCpCluster, Proc,
+};
+use serde_json::Value;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn put(port: u16, path: &str, body: &str) {
+    let reply = http_request(port, "PUT", path, Some(body)).expect("the API answers");
+    assert!(
+        reply.status == 201 || reply.status == 200,
+        "PUT {path}: {} {}",
+        reply.status,
+        reply.body
+    );
+}
+
+fn dataplane(name: &str, inbound: &str, service: &str, outbound: Option<u16>) -> String {
+    let outbound = outbound
+        .map(|port| format!(r#","outbound":[{{"interface":":{port}","service":"redis"}}]"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":"Dataplane","mesh":"default","name":"{name}","networking":{{"inbound":[{{"interface":"{inbound}","tags":{{"service":"{service}"}}}}]{outbound}}}}}"#
+    )
+}
+
+/// The xDS port of the peer the dataplane's open subscription is with.
+fn connected_xds_port(api_port: u16, name: &str) -> Result<u16, String> {
+    let reply =
+        http_request(api_port, "GET", &format!("/meshes/default/dataplanes+insights/{name}"), None)
+            .map_err(|e| e.to_string())?;
+    let body: Value = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
+    body["dataplaneInsight"]["subscriptions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["disconnectTime"].is_null() && !s["connectTime"].is_null())
+        .max_by_key(|s| s["connectTime"].as_str().unwrap_or("").to_string())
+        .and_then(|s| s["controlPlaneInstanceId"].as_str())
+        .and_then(|id| id.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .ok_or_else(|| format!("no open subscription in {body}"))
+}
+
+fn replies(port: u16, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| tcp_roundtrip(port, b"ping").ok())
+        .map(|r| String::from_utf8_lossy(&r).trim_end_matches("ping").to_string())
+        .collect()
+}
+
+#[test]
+fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() {
+    let mut cluster = KumaCpCluster::must_start_with(3, |b| {
+        b.env("KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL", "100ms")
+    });
+    let leader = cluster.must_wait_for_leader(Duration::from_secs(15));
+    let api = cluster.peers[leader].api_port;
+    let (first, second) = (EchoServer::start("a:"), EchoServer::start("b:"));
+    let outbound = free_port();
+    // redis-1's inbound is the echo server itself: only the backend needs a sidecar here.
+    put(
+        api,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", &format!("127.0.0.1:{}:6379", first.port), "redis", None),
+    );
+    let backend_in = free_port();
+    put(
+        api,
+        "/meshes/default/dataplanes/backend-1",
+        &dataplane(
+            "backend-1",
+            &format!("127.0.0.1:{backend_in}:{}", backend_in + 1),
+            "backend",
+            Some(outbound),
+        ),
+    );
+
+    let urls = cluster
+        .peers
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{}", p.bootstrap_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_port().to_string();
+    let sidecar = Proc::spawn(
+        &bin_path("kuma-dp"),
+        &[
+            "run",
+            "--binary-path",
+            envoy_path().to_str().unwrap(),
+            "--config-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[
+            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", &urls),
+            ("KUMA_DATAPLANE_MESH", "default"),
+            ("KUMA_DATAPLANE_NAME", "backend-1"),
+            ("KUMA_DATAPLANE_ADMIN_PORT", &admin),
+        ],
+    );
+    try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"ping") {
+        Ok(reply) if reply == b"a:ping" => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("no traffic through the sidecar ({e}):\n{}", sidecar.log()));
+
+    let xds_port = try_poll_until(CONVERGE, || connected_xds_port(api, "backend-1"))
+        .expect("the dataplane's subscription is recorded");
+    let victim =
+        cluster.peers.iter().position(|p| p.xds_port == xds_port).expect("a peer's xDS port");
+    cluster.peers[victim].signal("KILL");
+
+    // Envoy keeps its config: traffic goes on while it has no control plane.
+    for _ in 0..20 {
+        assert_eq!(tcp_roundtrip(outbound, b"ping").unwrap(), b"a:ping", "traffic during failover");
+    }
+
+    let survivor = cluster.peers[(victim + 1) % 3].api_port;
+    let moved_to = try_poll_until(CONVERGE, || match connected_xds_port(survivor, "backend-1") {
+        Ok(port) if port != xds_port => Ok(port),
+        other => Err(format!("{other:?}")),
+    })
+    .expect("Envoy reconnects to another peer");
+    assert_ne!(moved_to, xds_port);
+
+    // A change made after the kill reaches the Envoy through its new peer.
+    put(
+        survivor,
+        "/meshes/default/dataplanes/redis-2",
+        &dataplane("redis-2", &format!("127.0.0.1:{}:6379", second.port), "redis", None),
+    );
+    try_poll_until(CONVERGE, || match replies(outbound, 10) {
+        seen if seen.len() == 2 => Ok(()),
+        seen => Err(seen),
+    })
+    .expect("traffic reaches the instance added after the failover");
+}
