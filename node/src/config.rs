@@ -64,6 +64,22 @@ pub struct RaftStoreConfig {
     /// How long a write waits for a leader before failing with 503 (KUMA_STORE_RAFT_WRITE_TIMEOUT).
     #[serde(with = "kuma_model::duration_text")]
     pub write_timeout: Duration,
+    pub tls: RaftTlsConfig,
+    /// Peers talk without TLS: only for a test cluster on a trusted network
+    /// (KUMA_STORE_RAFT_INSECURE).
+    pub insecure: bool,
+}
+
+/// The peers' mutual TLS files (`kuma-cp raft certs` writes them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RaftTlsConfig {
+    /// The cluster CA certificate (KUMA_STORE_RAFT_TLS_CA_FILE).
+    pub ca_file: String,
+    /// This peer's certificate (KUMA_STORE_RAFT_TLS_CERT_FILE).
+    pub cert_file: String,
+    /// This peer's private key (KUMA_STORE_RAFT_TLS_KEY_FILE).
+    pub key_file: String,
 }
 
 impl Default for RaftStoreConfig {
@@ -77,6 +93,8 @@ impl Default for RaftStoreConfig {
             election_timeout_min: Duration::from_millis(200),
             election_timeout_max: Duration::from_millis(400),
             write_timeout: Duration::from_secs(5),
+            tls: RaftTlsConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -257,9 +275,11 @@ impl KumaCpConfig {
         let raft = &self.store.raft;
         let mut peers = kuma_raft::RaftConfig::parse_peers(&raft.peers)
             .map_err(|e| vec![format!("store.raft.peers: {e}")])?;
-        if peers.is_empty() && !raft.join {
+        let alone = peers.is_empty() && !raft.join;
+        if alone {
             peers.insert(raft.node_id, format!("127.0.0.1:{}", self.raft.port));
         }
+        let tls = self.raft_tls(alone)?;
         let params = &self.bootstrap_server.params;
         let host = if params.xds_host.is_empty() {
             peers
@@ -288,6 +308,9 @@ impl KumaCpConfig {
                 api_url: format!("http://{host}:{}", self.api_server.port),
                 bootstrap_url: format!("http://{host}:{}", self.bootstrap_server.port),
             },
+            tls,
+            // A development peer alone needs no one to reach its peer RPC.
+            listen_loopback_only: alone,
         };
         let problems = config.problems();
         if problems.is_empty() {
@@ -295,6 +318,49 @@ impl KumaCpConfig {
         } else {
             Err(problems)
         }
+    }
+
+    /// The peers' TLS material, read from the configured files. Required unless this peer is
+    /// alone or the cluster is explicitly insecure.
+    fn raft_tls(&self, alone: bool) -> Result<Option<kuma_raft::PeerTls>, Vec<String>> {
+        let tls = &self.store.raft.tls;
+        let files = [
+            ("store.raft.tls.caFile", "KUMA_STORE_RAFT_TLS_CA_FILE", &tls.ca_file),
+            ("store.raft.tls.certFile", "KUMA_STORE_RAFT_TLS_CERT_FILE", &tls.cert_file),
+            ("store.raft.tls.keyFile", "KUMA_STORE_RAFT_TLS_KEY_FILE", &tls.key_file),
+        ];
+        if files.iter().all(|(_, _, f)| f.is_empty()) {
+            if alone || self.store.raft.insecure {
+                return Ok(None);
+            }
+            return Err(vec![
+                "store.raft.tls: peers must authenticate each other: set KUMA_STORE_RAFT_TLS_CA_FILE, \
+                 KUMA_STORE_RAFT_TLS_CERT_FILE and KUMA_STORE_RAFT_TLS_KEY_FILE (kuma-cp raft certs \
+                 writes them), or KUMA_STORE_RAFT_INSECURE=true for a test cluster on a trusted network"
+                    .to_string(),
+            ]);
+        }
+        let mut problems = Vec::new();
+        let mut read = |(field, var, path): &(&str, &str, &String)| {
+            if path.is_empty() {
+                problems.push(format!("{field}: must be set with the other TLS files ({var})"));
+                return String::new();
+            }
+            std::fs::read_to_string(path).unwrap_or_else(|e| {
+                problems.push(format!("{field}: cannot read {path} ({var}): {e}"));
+                String::new()
+            })
+        };
+        let (ca_pem, cert_pem, key_pem) = (read(&files[0]), read(&files[1]), read(&files[2]));
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Some(kuma_raft::PeerTls {
+            ca_pem,
+            cert_pem,
+            key_pem,
+            server_name: kuma_ca::PEER_SERVER_NAME.to_string(),
+        }))
     }
 
     /// Names this peer in DataplaneInsights: the host name, and the xDS port that tells peers on
@@ -431,6 +497,76 @@ mod tests {
             err.contains("diagnostics.port: port 5681 is already used by apiServer.port"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn raft_settings_come_from_their_documented_variables() {
+        let c = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "raft"),
+                ("KUMA_STORE_RAFT_NODE_ID", "2"),
+                ("KUMA_STORE_RAFT_PEERS", "1=10.0.0.1:5683,2=10.0.0.2:5683,3=10.0.0.3:5683"),
+                ("KUMA_STORE_RAFT_DATA_DIR", "/data/raft"),
+                ("KUMA_STORE_RAFT_INSECURE", "true"),
+                ("KUMA_RAFT_PORT", "7683"),
+            ]),
+        )
+        .unwrap();
+        let raft = c.raft_config().unwrap();
+        assert_eq!((raft.node_id, raft.port, raft.peers.len()), (2, 7683, 3));
+        assert_eq!(raft.data_dir, PathBuf::from("/data/raft"));
+        // Peers reach this one where the peer list says, on its own ports.
+        assert_eq!(raft.serves.xds_address, "10.0.0.2:5678");
+        assert_eq!(raft.serves.api_url, "http://10.0.0.2:5681");
+        assert!(raft.tls.is_none() && !raft.listen_loopback_only);
+    }
+
+    #[test]
+    fn a_raft_peer_alone_needs_no_peers_and_listens_on_loopback() {
+        let c = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "raft")])).unwrap();
+        let raft = c.raft_config().unwrap();
+        assert_eq!(raft.peers[&1], "127.0.0.1:5683");
+        assert!(raft.listen_loopback_only && raft.tls.is_none());
+    }
+
+    #[test]
+    fn a_raft_cluster_without_tls_files_is_refused_with_the_variables_to_set() {
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[("KUMA_STORE_TYPE", "raft"), ("KUMA_STORE_RAFT_PEERS", "1=a:1,2=b:1,3=c:1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("KUMA_STORE_RAFT_TLS_CA_FILE") && err.contains("kuma-cp raft certs"),
+            "{err}"
+        );
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "raft"),
+                ("KUMA_STORE_RAFT_PEERS", "1=a:1,2=b:1"),
+                ("KUMA_STORE_RAFT_TLS_CA_FILE", "/nonexistent/ca.crt"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/nonexistent/ca.crt") && err.contains("KUMA_STORE_RAFT_TLS_CERT_FILE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_raft_peers_name_the_field() {
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[("KUMA_STORE_TYPE", "raft"), ("KUMA_STORE_RAFT_PEERS", "1=10.0.0.1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("store.raft.peers") && err.contains("HOST:PORT"), "{err}");
     }
 
     #[test]

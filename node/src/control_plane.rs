@@ -59,6 +59,20 @@ async fn bind(
     })
 }
 
+async fn bind_loopback(
+    server: &'static str,
+    port: u16,
+    variable: &'static str,
+) -> Result<TcpListener, ControlPlaneError> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
+        server,
+        address,
+        variable,
+        source,
+    })
+}
+
 /// Creates the `default` mesh unless it exists; safe to run on every start.
 pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreError> {
     match store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await {
@@ -114,7 +128,11 @@ impl ControlPlane {
                 let raft_config = config
                     .raft_config()
                     .map_err(|p| kuma_raft::RaftStartError::Config(p.join("; ")))?;
-                let listener = bind("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?;
+                let listener = if raft_config.listen_loopback_only {
+                    bind_loopback("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?
+                } else {
+                    bind("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?
+                };
                 info!(
                     port = config.raft.port,
                     node = raft_config.node_id,

@@ -8,6 +8,7 @@
 mod config;
 mod control_plane;
 mod diagnostics;
+pub mod peer_certs;
 mod replication;
 
 pub use config::{env_var_name, ConfigError, KumaCpConfig, StoreType, DEFAULTS_YAML};

@@ -26,11 +26,29 @@ enum Command {
         #[arg(short = 'c', long = "config-file")]
         config_file: Option<PathBuf>,
     },
+    /// Raft cluster tools.
+    #[command(subcommand)]
+    Raft(RaftCommand),
     /// Print the version.
     Version {
         /// Print build details too.
         #[arg(short = 'a', long)]
         detailed: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RaftCommand {
+    /// Create the cluster CA (or reuse the one in --dir) and a certificate per peer, for the
+    /// peers' mutual TLS. Give peer N its ca.crt, peer-N.crt and peer-N.key, and set
+    /// KUMA_STORE_RAFT_TLS_CA_FILE, KUMA_STORE_RAFT_TLS_CERT_FILE and KUMA_STORE_RAFT_TLS_KEY_FILE.
+    Certs {
+        /// Directory for the files; keeps the CA between runs (ca.key stays secret).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Peer ids to issue certificates for, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = clap::value_parser!(u64).range(1..))]
+        ids: Vec<u64>,
     },
 }
 
@@ -83,6 +101,24 @@ fn main() -> ExitCode {
         Command::Version { detailed } => {
             print!("{}", kuma_build_info::version_text(detailed));
             ExitCode::SUCCESS
+        }
+        Command::Raft(RaftCommand::Certs { dir, ids }) => {
+            match kuma_cp::peer_certs::generate(&dir, &ids) {
+                Ok(written) => {
+                    for path in written {
+                        println!("wrote {}", path.display());
+                    }
+                    println!(
+                        "peer N needs ca.crt, peer-N.crt and peer-N.key: set KUMA_STORE_RAFT_TLS_CA_FILE, \
+                         KUMA_STORE_RAFT_TLS_CERT_FILE and KUMA_STORE_RAFT_TLS_KEY_FILE to them"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run { config_file } => {
             if let Err(e) = init_logging(&cli.log_level) {

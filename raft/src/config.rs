@@ -27,6 +27,28 @@ pub struct RaftConfig {
     pub write_timeout: Duration,
     /// What this peer serves, announced to the others.
     pub serves: PeerInfo,
+    /// Mutual TLS between peers; `None` only for a development peer alone or a test cluster.
+    pub tls: Option<PeerTls>,
+    /// Where the peer RPC listens; loopback for a development peer alone.
+    pub listen_loopback_only: bool,
+}
+
+/// The cluster CA and this peer's certificate and key, PEM-encoded. Every peer presents its
+/// certificate and accepts only peers whose certificates the CA issued for `server_name`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The name every peer certificate carries, checked when connecting.
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("PeerTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
 }
 
 impl RaftConfig {

@@ -23,7 +23,7 @@ mod types;
 mod writer;
 
 pub use command::PeerInfo;
-pub use config::RaftConfig;
+pub use config::{PeerTls, RaftConfig};
 pub use node::{RaftNode, RaftStartError};
 pub use rpc::ForwardError;
 pub use status::{ClusterStatus, MemberStatus, PeerStatus};

@@ -13,7 +13,9 @@ use crate::rpc::{PeerClient, PeerRequest, PeerResponse};
 use crate::types::{NodeId, PeerNode, TypeConfig};
 
 #[derive(Clone, Debug, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    pub tls: Option<std::sync::Arc<crate::config::PeerTls>>,
+}
 
 /// Raft's connection to one peer.
 #[derive(Debug)]
@@ -26,7 +28,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
-        PeerConnection { target, client: PeerClient::new(&node.raft_address) }
+        PeerConnection { target, client: PeerClient::new(&node.raft_address, self.tls.as_deref()) }
     }
 }
 

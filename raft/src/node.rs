@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::command::{Op, Outcome, PeerInfo, Peers};
@@ -84,24 +85,40 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let tls = config.tls.clone().map(Arc::new);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory,
+            NetworkFactory { tls: tls.clone() },
             LogStore::new(db),
             state_machine,
         )
         .await
         .map_err(|e| RaftStartError::Raft(e.to_string()))?;
 
-        let committer =
-            Committer::new(config.node_id, raft.clone(), replica.clone(), config.write_timeout);
+        let committer = Committer::new(
+            config.node_id,
+            raft.clone(),
+            replica.clone(),
+            config.write_timeout,
+            tls.clone(),
+        );
         let writer = Writer::start(committer.clone());
         let node = Arc::new(RaftNode { config, raft, replica, committer, writer });
 
         let handler: Arc<dyn PeerHandler> = node.clone();
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = &tls {
+            // Only peers holding a certificate from the cluster CA get past the handshake.
+            builder = builder
+                .tls_config(
+                    ServerTlsConfig::new()
+                        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                        .client_ca_root(Certificate::from_pem(&tls.ca_pem)),
+                )
+                .map_err(|e| RaftStartError::Config(format!("peer TLS: {e}")))?;
+        }
+        let server = builder
             .add_service(PeerServer::new(handler))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
         let raft = node.raft.clone();
@@ -356,10 +373,42 @@ impl RaftNode {
                 if voters.contains(&id) {
                     return Err(ForwardError::Refused(format!("peer {id} is already a member")));
                 }
+                // A learner that cannot be reached (down, or holding no certificate from this
+                // cluster's CA) never catches up: give up after a bound, and say why. openraft's
+                // own blocking add returns before the learner has acknowledged anything.
+                let catch_up = self.config.write_timeout * 6;
                 self.raft
-                    .add_learner(id, PeerNode { raft_address }, true)
+                    .add_learner(id, PeerNode { raft_address: raft_address.clone() }, false)
                     .await
                     .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                let caught_up = self
+                    .raft
+                    .wait(Some(catch_up))
+                    .metrics(
+                        |m| {
+                            m.replication
+                                .as_ref()
+                                .and_then(|r| r.get(&id).copied().flatten())
+                                .is_some_and(|matched| matched.index >= target)
+                        },
+                        "the new peer catches up",
+                    )
+                    .await;
+                if caught_up.is_err() {
+                    let _ = self
+                        .raft
+                        .change_membership(
+                            openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                            false,
+                        )
+                        .await;
+                    return Err(ForwardError::Unavailable(format!(
+                        "peer {id} at {raft_address} did not catch up within {catch_up:?}: check \
+                         that it runs with KUMA_STORE_RAFT_JOIN=true and holds a certificate from \
+                         this cluster's CA"
+                    )));
+                }
                 let mut next = voters;
                 next.insert(id);
                 self.raft

@@ -51,6 +51,7 @@ pub struct Committer {
     pub replica: Arc<Replica>,
     pub timeout: Duration,
     clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
+    tls: Option<Arc<crate::config::PeerTls>>,
     origin: u64,
     seq: Arc<AtomicU64>,
 }
@@ -118,7 +119,13 @@ impl Writer {
 }
 
 impl Committer {
-    pub fn new(node_id: NodeId, raft: Raft, replica: Arc<Replica>, timeout: Duration) -> Committer {
+    pub fn new(
+        node_id: NodeId,
+        raft: Raft,
+        replica: Arc<Replica>,
+        timeout: Duration,
+        tls: Option<Arc<crate::config::PeerTls>>,
+    ) -> Committer {
         // Distinct per process start: a restarted peer never repeats an earlier request id.
         let origin =
             (Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64) ^ (node_id << 48);
@@ -128,6 +135,7 @@ impl Committer {
             replica,
             timeout,
             clients: Arc::default(),
+            tls,
             origin,
             seq: Arc::new(AtomicU64::new(0)),
         }
@@ -139,7 +147,7 @@ impl Committer {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let client = PeerClient::new(address)?;
+        let client = PeerClient::new(address, self.tls.as_deref())?;
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }

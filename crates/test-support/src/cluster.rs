@@ -21,6 +21,19 @@ impl KumaCpCluster {
         customize: impl Fn(KumaCpBuilder) -> KumaCpBuilder,
     ) -> KumaCpCluster {
         let data = tempfile::tempdir().expect("a temp dir");
+        // The documented step: one CA, a certificate per peer, mutual TLS between peers.
+        let certs = data.path().join("certs");
+        let ids = (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let out = std::process::Command::new(crate::bin_path("kuma-cp"))
+            .args(["raft", "certs", "--dir", certs.to_str().expect("a UTF-8 path"), "--ids", &ids])
+            .output()
+            .expect("run kuma-cp raft certs");
+        assert!(
+            out.status.success(),
+            "kuma-cp raft certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = |name: String| certs.join(name).to_str().expect("a UTF-8 path").to_string();
         let ports: Vec<[u16; 6]> = (0..n).map(|_| std::array::from_fn(|_| free_port())).collect();
         let peers_list = ports
             .iter()
@@ -39,7 +52,10 @@ impl KumaCpCluster {
                         .env("KUMA_STORE_TYPE", "raft")
                         .env("KUMA_STORE_RAFT_NODE_ID", &(i + 1).to_string())
                         .env("KUMA_STORE_RAFT_PEERS", &peers_list)
-                        .env("KUMA_STORE_RAFT_DATA_DIR", dir.to_str().expect("a UTF-8 path")),
+                        .env("KUMA_STORE_RAFT_DATA_DIR", dir.to_str().expect("a UTF-8 path"))
+                        .env("KUMA_STORE_RAFT_TLS_CA_FILE", &file("ca.crt".into()))
+                        .env("KUMA_STORE_RAFT_TLS_CERT_FILE", &file(format!("peer-{}.crt", i + 1)))
+                        .env("KUMA_STORE_RAFT_TLS_KEY_FILE", &file(format!("peer-{}.key", i + 1))),
                 )
                 .must_start()
             })

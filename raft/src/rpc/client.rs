@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 use super::codec::JsonCodec;
 use super::{PeerRequest, PeerResponse, CALL_PATH};
+use crate::config::PeerTls;
 
 /// How long a connection to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -19,10 +20,23 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// A client for the peer at `host:port`; connects on first use.
-    pub fn new(address: &str) -> Result<PeerClient, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("peer address {address:?} is not host:port: {e}"))?
+    /// A client for the peer at `host:port`, over mutual TLS when `tls` is given; connects on
+    /// first use.
+    pub fn new(address: &str, tls: Option<&PeerTls>) -> Result<PeerClient, String> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| format!("peer address {address:?} is not host:port: {e}"))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                        .domain_name(tls.server_name.clone()),
+                )
+                .map_err(|e| format!("peer TLS settings: {e}"))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -196,3 +196,30 @@ async fn every_peer_learns_what_the_others_serve() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_added_as_learner_then_voter_removed_and_its_id_never_reused() {
+    let dir = TempDir::new().unwrap();
+    let peers = start_cluster(3, dir.path()).await;
+    let (key, spec) = mesh("before-join");
+    peers[0].store.create(key.clone(), spec).await.unwrap();
+
+    let mut ports: std::collections::BTreeMap<u64, u16> =
+        peers.iter().map(|p| (p.node.id(), p.config.port)).collect();
+    ports.insert(4, kuma_test_support::free_port());
+    let mut joining = super::harness::config(4, &ports, dir.path());
+    joining.join = true;
+    let fourth = TestPeer::start(joining).await;
+    peers[2].node.add_peer(4, format!("127.0.0.1:{}", ports[&4])).await.unwrap();
+    assert_eq!(peers[0].node.status().voters, vec![1, 2, 3, 4]);
+    fourth.store.sync().await.unwrap();
+    assert!(fourth.store.get(&key).await.is_ok(), "the new peer caught up");
+
+    peers[1].node.remove_peer(4).await.unwrap();
+    assert_eq!(peers[0].node.status().voters, vec![1, 2, 3]);
+    let again = peers[0].node.add_peer(4, format!("127.0.0.1:{}", ports[&4])).await;
+    assert!(
+        matches!(&again, Err(crate::ForwardError::Refused(m)) if m.contains("never reused")),
+        "{again:?}"
+    );
+}

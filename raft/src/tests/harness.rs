@@ -83,6 +83,8 @@ pub fn config(id: NodeId, ports: &BTreeMap<NodeId, u16>, root: &std::path::Path)
             api_url: format!("http://127.0.0.1:{}", 6000 + id),
             bootstrap_url: format!("http://127.0.0.1:{}", 7000 + id),
         },
+        tls: None,
+        listen_loopback_only: true,
     }
 }
 

@@ -4,3 +4,4 @@
 mod cluster;
 mod harness;
 mod storage;
+mod tls;
