@@ -65,6 +65,9 @@ pub struct RaftStoreConfig {
     #[serde(with = "kuma_model::duration_text")]
     pub write_timeout: Duration,
     pub tls: RaftTlsConfig,
+    /// Addresses this peer dials to reach some peers when they differ from those in `peers`
+    /// (NAT, a proxy in between), as `ID=HOST:PORT,...` (KUMA_STORE_RAFT_DIAL_ADDRESSES).
+    pub dial_addresses: String,
     /// Peers talk without TLS: only for a test cluster on a trusted network
     /// (KUMA_STORE_RAFT_INSECURE).
     pub insecure: bool,
@@ -94,6 +97,7 @@ impl Default for RaftStoreConfig {
             election_timeout_max: Duration::from_millis(400),
             write_timeout: Duration::from_secs(5),
             tls: RaftTlsConfig::default(),
+            dial_addresses: String::new(),
             insecure: false,
         }
     }
@@ -311,6 +315,8 @@ impl KumaCpConfig {
             tls,
             // A development peer alone needs no one to reach its peer RPC.
             listen_loopback_only: alone,
+            dial_overrides: kuma_raft::RaftConfig::parse_peers(&raft.dial_addresses)
+                .map_err(|e| vec![format!("store.raft.dialAddresses: {e}")])?,
         };
         let problems = config.problems();
         if problems.is_empty() {

@@ -31,6 +31,9 @@ pub struct RaftConfig {
     pub tls: Option<PeerTls>,
     /// Where the peer RPC listens; loopback for a development peer alone.
     pub listen_loopback_only: bool,
+    /// Addresses this peer dials to reach some peers, when they differ from the cluster-wide
+    /// ones (NAT, a proxy in between).
+    pub dial_overrides: BTreeMap<NodeId, String>,
 }
 
 /// The cluster CA and this peer's certificate and key, PEM-encoded. Every peer presents its

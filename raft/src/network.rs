@@ -15,6 +15,7 @@ use crate::types::{NodeId, PeerNode, TypeConfig};
 #[derive(Clone, Debug, Default)]
 pub struct NetworkFactory {
     pub tls: Option<std::sync::Arc<crate::config::PeerTls>>,
+    pub dial_overrides: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
 }
 
 /// Raft's connection to one peer.
@@ -28,7 +29,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
-        PeerConnection { target, client: PeerClient::new(&node.raft_address, self.tls.as_deref()) }
+        let address = self.dial_overrides.get(&target).unwrap_or(&node.raft_address);
+        PeerConnection { target, client: PeerClient::new(address, self.tls.as_deref()) }
     }
 }
 

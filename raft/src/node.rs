@@ -86,10 +86,11 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let tls = config.tls.clone().map(Arc::new);
+        let dial_overrides = Arc::new(config.dial_overrides.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory { tls: tls.clone() },
+            NetworkFactory { tls: tls.clone(), dial_overrides: dial_overrides.clone() },
             LogStore::new(db),
             state_machine,
         )
@@ -102,6 +103,7 @@ impl RaftNode {
             replica.clone(),
             config.write_timeout,
             tls.clone(),
+            dial_overrides,
         );
         let writer = Writer::start(committer.clone());
         let node = Arc::new(RaftNode { config, raft, replica, committer, writer });
@@ -309,7 +311,7 @@ impl RaftNode {
             let status = if id == self.config.node_id {
                 Some(this.clone())
             } else {
-                match self.committer.client(&address) {
+                match self.committer.client(&self.committer.dial_address(id, &address)) {
                     Ok(client) => match client.call(PeerRequest::Status, STATUS_TIMEOUT).await {
                         Ok(PeerResponse::Status(status)) => Some(status),
                         _ => None,

@@ -52,6 +52,7 @@ pub struct Committer {
     pub timeout: Duration,
     clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
     tls: Option<Arc<crate::config::PeerTls>>,
+    dial_overrides: Arc<BTreeMap<NodeId, String>>,
     origin: u64,
     seq: Arc<AtomicU64>,
 }
@@ -125,6 +126,7 @@ impl Committer {
         replica: Arc<Replica>,
         timeout: Duration,
         tls: Option<Arc<crate::config::PeerTls>>,
+        dial_overrides: Arc<BTreeMap<NodeId, String>>,
     ) -> Committer {
         // Distinct per process start: a restarted peer never repeats an earlier request id.
         let origin =
@@ -136,9 +138,15 @@ impl Committer {
             timeout,
             clients: Arc::default(),
             tls,
+            dial_overrides,
             origin,
             seq: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The address to dial peer `id` at: its override, else `membership_address`.
+    pub fn dial_address(&self, id: NodeId, membership_address: &str) -> String {
+        self.dial_overrides.get(&id).cloned().unwrap_or_else(|| membership_address.to_string())
     }
 
     /// A client for the peer at `address`, reused across calls.
@@ -205,7 +213,7 @@ impl Committer {
                     .membership_config
                     .membership()
                     .get_node(&leader)
-                    .map(|n| n.raft_address.clone())
+                    .map(|n| self.dial_address(leader, &n.raft_address))
                     .ok_or_else(|| format!("leader {leader} has no known address"))?;
                 let client = self.client(&address)?;
                 match client.call(PeerRequest::Write(command.clone()), remaining).await {

@@ -85,6 +85,7 @@ pub fn config(id: NodeId, ports: &BTreeMap<NodeId, u16>, root: &std::path::Path)
         },
         tls: None,
         listen_loopback_only: true,
+        dial_overrides: BTreeMap::new(),
     }
 }
 
