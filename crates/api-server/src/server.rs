@@ -96,6 +96,11 @@ impl ApiServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        // Small request/response exchanges: no waiting for Nagle's algorithm.
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         axum::serve(listener, self.router_with(extra)).with_graceful_shutdown(shutdown).await
     }
 }
