@@ -144,4 +144,30 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
         seen => Err(seen),
     })
     .expect("traffic reaches the instance added after the failover");
+
+    // The leader closes the subscription the dead peer left open, so no dataplane shows as
+    // connected to a peer that is gone.
+    try_poll_until(Duration::from_secs(30), || {
+        let reply =
+            http_request(survivor, "GET", "/meshes/default/dataplanes+insights/backend-1", None)
+                .map_err(|e| e.to_string())?;
+        let body: Value = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
+        let dangling = body["dataplaneInsight"]["subscriptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["disconnectTime"].is_null())
+            .filter(|s| {
+                s["controlPlaneInstanceId"]
+                    .as_str()
+                    .is_some_and(|i| i.ends_with(&format!(":{xds_port}")))
+            })
+            .count();
+        if dangling == 0 {
+            Ok(())
+        } else {
+            Err(body.to_string())
+        }
+    })
+    .expect("the dead peer's subscription is closed");
 }
