@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage kumactl config
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Change the members of a replicated cluster of control planes (KUMA_STORE_TYPE=raft)
+    #[command(subcommand)]
+    Raft(RaftCommand),
     /// Print version
     Version {
         /// Print detailed version
@@ -122,6 +125,62 @@ pub enum InspectCommand {
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]
     Meshes,
+    /// Inspect the replicated cluster of control planes: each peer's Raft role, term, applied
+    /// log index, health, and the xDS and API addresses it serves
+    #[command(
+        name = "control-planes",
+        visible_alias = "control-plane",
+        long_about = "Inspect the replicated cluster of control planes, as the active control \
+                      plane sees it: one row per peer with its Raft role, term and applied log \
+                      index (`-` when it did not answer), whether it leads, whether it is \
+                      healthy, and the xDS and API addresses it announced (`-` until it has).\n\n\
+                      Only control planes with the Raft store (KUMA_STORE_TYPE=raft) replicate."
+    )]
+    ControlPlanes {
+        /// Output format
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+/// `kumactl raft ...`: membership changes, sent to any peer and carried out by the leader.
+#[derive(Debug, Subcommand)]
+pub enum RaftCommand {
+    /// Add a control plane to the cluster, as a learner that catches up and then as a voter
+    #[command(
+        name = "add-peer",
+        long_about = "Add a control plane to the cluster: the leader adds it as a learner, \
+                      waits for it to catch up with the log, then makes it a voter; a peer that \
+                      does not catch up in time is not added. Any peer may be asked.\n\n\
+                      Start the new kuma-cp first, waiting to be added: KUMA_STORE_TYPE=raft, \
+                      KUMA_STORE_RAFT_JOIN=true, KUMA_STORE_RAFT_NODE_ID set to the id given \
+                      here, and a certificate from the cluster's CA (kuma-cp raft certs --ids \
+                      ID --dir DIR-OF-THE-CA).\n\n\
+                      Example: kumactl raft add-peer --id 4 --address 10.0.0.4:5683"
+    )]
+    AddPeer {
+        /// Raft id of the new peer: 1 or more, never used before in this cluster
+        #[arg(long, value_name = "ID", value_parser = parse_peer_id)]
+        id: u64,
+        /// Where the other peers reach its Raft port (KUMA_RAFT_PORT), e.g. 10.0.0.4:5683
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_raft_address)]
+        address: String,
+    },
+    /// Remove a control plane from the cluster for good; its id can never be used again
+    #[command(
+        name = "remove-peer",
+        long_about = "Remove a control plane from the cluster for good: it stops voting and \
+                      receiving the log, and its id can never be used again (to bring the \
+                      machine back, start it with a new id, empty data and \
+                      KUMA_STORE_RAFT_JOIN=true, then add-peer it). Stop its kuma-cp \
+                      afterwards.\n\n\
+                      Example: kumactl raft remove-peer --id 4"
+    )]
+    RemovePeer {
+        /// Raft id of the peer to remove, as `kumactl inspect control-planes` lists it
+        #[arg(long, value_name = "ID", value_parser = parse_peer_id)]
+        id: u64,
+    },
 }
 
 /// `kumactl config ...`.
@@ -180,6 +239,43 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
             Ok((key.trim().to_string(), value.to_string()))
         }
         _ => Err(format!("{s:?} is not of the form key=value")),
+    }
+}
+
+/// Reads a Raft peer id: a whole number, 1 or more (0 is no peer in Raft).
+fn parse_peer_id(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("peer ids start at 1".to_string()),
+        Ok(id) => Ok(id),
+        Err(_) => Err(format!("{s:?} is not a peer id: give a whole number, 1 or more")),
+    }
+}
+
+/// Reads the `HOST:PORT` of a peer's Raft port: a host name, IPv4 address or bracketed IPv6
+/// address, and a port from 1 to 65535. No scheme and no path: it is not a URL.
+fn parse_raft_address(s: &str) -> Result<String, String> {
+    let example = "e.g. 10.0.0.4:5683";
+    let bad = |why: &str| Err(format!("{s:?} is not HOST:PORT ({why}), {example}"));
+    if s.contains("://") || s.contains('/') {
+        return bad("give the Raft port's address, not a URL");
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return bad("the port is missing");
+    };
+    if host.is_empty() {
+        return bad("the host is missing");
+    }
+    let ipv6 = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host_ok = match ipv6 {
+        Some(inner) => inner.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+    };
+    if !host_ok {
+        return bad("the host is not a host name or an IP address; write IPv6 as [::1]");
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => bad("the port must be a number from 1 to 65535"),
+        Ok(_) => Ok(s.to_string()),
     }
 }
 
@@ -249,6 +345,50 @@ mod tests {
         assert_eq!(parse_var("a.b=x=y"), Ok(("a.b".to_string(), "x=y".to_string())));
         assert!(parse_var("novalue").is_err());
         assert!(parse_var("=x").is_err());
+    }
+
+    #[test]
+    fn peer_ids_start_at_one() {
+        assert_eq!(parse_peer_id("4"), Ok(4));
+        assert!(parse_peer_id("0").unwrap_err().contains("start at 1"));
+        assert!(parse_peer_id("-1").unwrap_err().contains("\"-1\" is not a peer id"));
+        assert!(parse_peer_id("four").is_err());
+    }
+
+    #[test]
+    fn raft_addresses_are_host_and_port_not_urls() {
+        for ok in ["10.0.0.4:5683", "kuma-cp-4.internal:5683", "[::1]:5683", "localhost:1"] {
+            assert_eq!(parse_raft_address(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("10.0.0.4", "the port is missing"),
+            (":5683", "the host is missing"),
+            ("10.0.0.4:0", "from 1 to 65535"),
+            ("10.0.0.4:99999", "from 1 to 65535"),
+            ("http://10.0.0.4:5683", "not a URL"),
+            ("::1:5683", "[::1]"),
+            ("a b:5683", "not a host name"),
+        ] {
+            let err = parse_raft_address(bad).unwrap_err();
+            assert!(err.contains(why) && err.contains(bad), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn add_peer_needs_both_flags_and_remove_peer_an_id() {
+        let args =
+            Args::try_parse_from(["kumactl", "raft", "add-peer", "--id", "4", "--address", "h:1"])
+                .unwrap();
+        let Command::Raft(RaftCommand::AddPeer { id, address }) = args.command else {
+            panic!("not add-peer")
+        };
+        assert_eq!((id, address.as_str()), (4, "h:1"));
+        assert!(Args::try_parse_from(["kumactl", "raft", "add-peer", "--id", "4"]).is_err());
+        assert!(Args::try_parse_from(["kumactl", "raft", "remove-peer"]).is_err());
+        let err = Args::try_parse_from(["kumactl", "raft", "remove-peer", "--id", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("peer ids start at 1"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum ClientError {
          kumactl config control-planes add --name NAME --address URL"
     )]
     Unreachable { url: String, reason: String },
+    /// It took the request but gave no answer in time: the outcome of a change is unknown.
+    #[error(
+        "the Control Plane API Server at {url} took the request but did not answer within {}s: \
+         it is busy or waiting (a replicated one waits while its cluster has no quorum); a \
+         change it was asked for may still be made, so check before retrying",
+        REQUEST_TIMEOUT.as_secs()
+    )]
+    TimedOut { url: String },
     /// The API answered with Kuma's error body.
     #[error("{}", format_api_error(body))]
     Api { status: u16, body: ErrorBody },
@@ -86,11 +94,12 @@ impl ClientError {
     }
 
     /// Whether the same request may succeed if sent again unchanged: the control plane could
-    /// not be reached, or a proxy or the API said it is unavailable for now (502, 503, 504).
+    /// not be reached or did not answer in time, or a proxy or the API said it is unavailable
+    /// for now (502, 503, 504).
     /// Everything else (a refusal, a bad answer, a bad address) fails the same way again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Unreachable { .. } => true,
+            ClientError::Unreachable { .. } | ClientError::TimedOut { .. } => true,
             ClientError::Api { status, .. } | ClientError::Status { status, .. } => {
                 matches!(status, 502..=504)
             }
@@ -114,8 +123,11 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 fn transport_error(url: &Url, e: reqwest::Error) -> ClientError {
     let url = url.to_string();
     let reason = root_cause(&e);
-    if e.is_connect() || e.is_timeout() {
+    // A connect timeout is both; only a request that got through timed out on its answer.
+    if e.is_connect() {
         ClientError::Unreachable { url, reason }
+    } else if e.is_timeout() {
+        ClientError::TimedOut { url }
     } else if e.is_decode() || e.is_body() {
         ClientError::Decode { url, reason }
     } else {
@@ -225,7 +237,17 @@ impl ApiClient {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
-        let (_, bytes) = self.send(Method::GET, url.clone(), None).await?;
+        self.json_answer(Method::GET, url, None).await
+    }
+
+    /// Sends a request and reads its answer as JSON.
+    async fn json_answer<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let (_, bytes) = self.send(method, url.clone(), body).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Decode { url: url.to_string(), reason: e.to_string() })
     }
@@ -292,6 +314,16 @@ impl ApiClient {
     /// `DELETE` of the resource at `segments`.
     pub async fn delete(&self, segments: &[&str]) -> Result<(), ClientError> {
         self.send(Method::DELETE, self.url(segments), None).await.map(drop)
+    }
+
+    /// `POST` of `body` to `segments`, for the APIs that answer with JSON (the Raft membership).
+    pub async fn post(&self, segments: &[&str], body: &Value) -> Result<Value, ClientError> {
+        self.json_answer(Method::POST, self.url(segments), Some(body)).await
+    }
+
+    /// `DELETE` of `segments`, for the APIs that answer with JSON (the Raft membership).
+    pub async fn delete_for_answer(&self, segments: &[&str]) -> Result<Value, ClientError> {
+        self.json_answer(Method::DELETE, self.url(segments), None).await
     }
 }
 

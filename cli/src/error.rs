@@ -58,6 +58,19 @@ pub enum CliError {
     /// A `delete` of a resource that does not exist.
     #[error("there is no {kind} with name {name:?}{}", in_mesh(mesh))]
     NothingToDelete { kind: &'static str, mesh: Option<String>, name: String },
+    /// `inspect control-planes` or `raft` against a control plane that forms no cluster.
+    #[error(
+        "the Control Plane at {url} does not replicate: it keeps its state in memory, on its \
+         own; only control planes started with KUMA_STORE_TYPE=raft form a cluster"
+    )]
+    NotReplicated { url: String },
+    /// A membership change sent to a peer that shows the cluster but does not change it.
+    #[error(
+        "the Control Plane at {url} shows the cluster but does not change its members, as when \
+         its API server is read-only (KUMA_API_SERVER_READ_ONLY=true); send the change to a \
+         writable peer"
+    )]
+    MembershipReadOnly { url: String },
     /// The server sent something kumactl could not make sense of.
     #[error("could not read {what} from the API: {reason}")]
     UnexpectedAnswer { what: String, reason: String },

@@ -9,8 +9,11 @@ use kuma_model::rest::TAGLINE;
 use serde_json::Value;
 
 use crate::apply::apply;
-use crate::args::{Args, Command, ConfigCommand, ControlPlanesCommand, InspectCommand};
+use crate::args::{
+    Args, Command, ConfigCommand, ControlPlanesCommand, InspectCommand, RaftCommand,
+};
 use crate::client::{ApiClient, ClientError};
+use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
 use crate::config::{Config, ControlPlane, DEFAULT_MESH};
 use crate::delete::delete;
 use crate::error::CliError;
@@ -85,6 +88,18 @@ impl<'io> Kumactl<'io> {
             Command::Inspect(InspectCommand::Meshes) => {
                 let (client, _) = self.connect()?;
                 inspect_meshes(&client, self.out).await
+            }
+            Command::Inspect(InspectCommand::ControlPlanes { output }) => {
+                let (client, _) = self.connect()?;
+                inspect_control_planes(&client, output, self.out).await
+            }
+            Command::Raft(RaftCommand::AddPeer { id, address }) => {
+                let (client, _) = self.connect()?;
+                add_peer(&client, id, &address, self.out).await
+            }
+            Command::Raft(RaftCommand::RemovePeer { id }) => {
+                let (client, _) = self.connect()?;
+                remove_peer(&client, id, self.out).await
             }
             Command::Config(ConfigCommand::View) => {
                 let (_, config) = self.load_config()?;

@@ -1,6 +1,6 @@
 //! kumactl: the user CLI of kuma-rs. It owns the command line (`apply`, `get`, `delete`,
-//! `inspect`, `config`, `version`, `completion`), the `~/.kumactl/config` file, the REST client,
-//! mustache templating of applied files, and the table/YAML/JSON printers.
+//! `inspect`, `raft`, `config`, `version`, `completion`), the `~/.kumactl/config` file, the REST
+//! client, mustache templating of applied files, and the table/YAML/JSON printers.
 //!
 //! kumactl is only a client of the control plane's HTTP API. It must never link a store backend
 //! (RocksDB, Raft, Kubernetes, Postgres) or any server crate: its only project dependency is
@@ -10,6 +10,7 @@ mod apply;
 mod args;
 mod cells;
 mod client;
+mod cluster;
 mod config;
 mod delete;
 mod error;

@@ -290,6 +290,7 @@ impl RaftNode {
             last_applied_index: metrics.last_applied.map(|l| l.index),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
         }
     }
 
@@ -345,7 +346,7 @@ impl RaftNode {
 
     async fn on_leader(&self, request: PeerRequest) -> Result<(), ForwardError> {
         if self.is_leader() {
-            return self.change_membership(request).await;
+            return self.bounded_change(request).await;
         }
         let leader = self
             .raft
@@ -359,6 +360,18 @@ impl RaftNode {
             Ok(other) => Err(ForwardError::Unavailable(format!("leader answered {other:?}"))),
             Err(status) => Err(ForwardError::Unavailable(status.message().to_string())),
         }
+    }
+
+    /// A membership change, bounded in time: a leader that lost its majority (openraft 0.9 does
+    /// not step down by itself) must answer rather than hang.
+    async fn bounded_change(&self, request: PeerRequest) -> Result<(), ForwardError> {
+        let bound = self.config.write_timeout * 8;
+        tokio::time::timeout(bound, self.change_membership(request)).await.unwrap_or_else(|_| {
+            Err(ForwardError::Unavailable(format!(
+                "the membership change did not commit within {bound:?}: check that a majority of \
+                 the peers is up"
+            )))
+        })
     }
 
     async fn change_membership(&self, request: PeerRequest) -> Result<(), ForwardError> {
@@ -495,7 +508,7 @@ impl PeerHandler for RaftNode {
             PeerRequest::Status => PeerResponse::Status(self.status()),
             request @ (PeerRequest::AddPeer { .. } | PeerRequest::RemovePeer { .. }) => {
                 PeerResponse::Membership(if self.is_leader() {
-                    self.change_membership(request).await
+                    self.bounded_change(request).await
                 } else {
                     Err(ForwardError::NotLeader(self.config.node_id))
                 })

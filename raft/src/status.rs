@@ -21,6 +21,10 @@ pub struct PeerStatus {
     /// Voters and learners of the current membership, by id.
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
+    /// On a leader: how long ago a majority last acknowledged it. A leader cut off from its
+    /// majority keeps its role (openraft 0.9 has no check-quorum) but this grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub millis_since_quorum_ack: Option<u64>,
 }
 
 /// The cluster as one peer sees it: every member with its own status when it answered.

@@ -102,6 +102,7 @@ fn only_an_unreachable_or_unavailable_control_plane_is_worth_retrying() {
         reason: "Connection refused (os error 111)".into()
     }
     .is_retryable());
+    assert!(ClientError::TimedOut { url: url() }.is_retryable());
     for status in [502, 503, 504] {
         assert!(api(status).is_retryable(), "{status}");
         assert!(bare(status).is_retryable(), "{status}");
@@ -117,4 +118,18 @@ fn only_an_unreachable_or_unavailable_control_plane_is_worth_retrying() {
     ] {
         assert!(!err.is_retryable(), "{err:?}");
     }
+}
+
+#[test]
+fn a_request_without_an_answer_in_time_is_not_called_unreachable() {
+    let err = ClientError::TimedOut { url: "http://cp:5681/status/raft/peers".into() };
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "the Control Plane API Server at http://cp:5681/status/raft/peers took the request \
+             but did not answer within 60s"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("may still be made"), "{text}");
 }

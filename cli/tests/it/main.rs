@@ -7,5 +7,6 @@ mod config;
 mod get_delete;
 mod inspect;
 mod offline;
+mod raft;
 mod support;
 mod walkthrough;

@@ -1,0 +1,211 @@
+//! `kumactl inspect control-planes` and `kumactl raft add-peer|remove-peer`: the Raft cluster of
+//! control planes, read through `GET /status/raft` and changed through `/status/raft/peers`.
+//!
+//! `ClusterStatus` is kumactl's own reading of the answer, only the fields it shows, so that
+//! kumactl never links the Raft crate; `-o yaml|json` prints the answer exactly as it came.
+
+use std::io::Write;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::args::OutputFormat;
+use crate::client::{ApiClient, ClientError};
+use crate::error::CliError;
+use crate::output::print_value;
+use crate::table::Table;
+
+/// `GET` here is the cluster as the asked peer sees it.
+const STATUS: [&str; 2] = ["status", "raft"];
+/// `POST` here adds a peer, `DELETE` below it (`/{id}`) removes one.
+const PEERS: [&str; 3] = ["status", "raft", "peers"];
+
+/// The cluster as one peer sees it (`GET /status/raft`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClusterStatus {
+    /// The peer that answered.
+    pub this: u64,
+    /// The leader it knows of, if any.
+    pub leader: Option<u64>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// One member of the cluster's membership.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Member {
+    pub id: u64,
+    pub raft_address: String,
+    #[serde(default)]
+    pub healthy: bool,
+    /// Its own account, when it answered the asked peer.
+    pub status: Option<PeerStatus>,
+    /// What it serves, once its announcement was replicated.
+    pub serves: Option<Serves>,
+}
+
+/// A member's own account of itself.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PeerStatus {
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub role: String,
+    pub term: u64,
+    pub last_applied_index: Option<u64>,
+}
+
+/// The addresses a member announced.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Serves {
+    pub xds_address: String,
+    pub api_url: String,
+}
+
+impl ClusterStatus {
+    /// Reads an answer of the cluster status API.
+    pub(crate) fn from_answer(answer: &Value) -> Result<ClusterStatus, CliError> {
+        serde_json::from_value(answer.clone()).map_err(|e| CliError::UnexpectedAnswer {
+            what: "the cluster status".to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One row per member, by id.
+    pub(crate) fn table(&self) -> Table {
+        let mut table = Table::new([
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LEADER", "HEALTHY", "XDS", "API",
+        ]);
+        let mut members: Vec<&Member> = self.members.iter().collect();
+        members.sort_by_key(|m| m.id);
+        let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+        for member in members {
+            let status = member.status.as_ref();
+            let serves = member.serves.as_ref();
+            table.push([
+                member.id.to_string(),
+                member.raft_address.clone(),
+                or_dash(status.map(|s| s.role.clone())),
+                or_dash(status.map(|s| s.term.to_string())),
+                or_dash(status.and_then(|s| s.last_applied_index).map(|i| i.to_string())),
+                yes_no(self.leader == Some(member.id)),
+                yes_no(member.healthy),
+                or_dash(serves.map(|s| s.xds_address.clone())),
+                or_dash(serves.map(|s| s.api_url.clone())),
+            ]);
+        }
+        table
+    }
+
+    /// Prints the table, and for a peer that is in no cluster yet, what to do about it.
+    fn print(&self, out: &mut dyn Write) -> Result<(), CliError> {
+        write!(out, "{}", self.table())?;
+        if self.members.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "peer {id} is not a member of a cluster yet: it waits to be added with \
+                 kumactl raft add-peer --id {id} --address HOST:PORT, run against a member",
+                id = self.this
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What `add-peer` prints: the confirmation, the table, and a warning when the new peer does
+    /// not answer the status request: it counts as a voter all the same. (The API adds only a
+    /// peer that caught up, so this is a peer that stopped right after.)
+    fn print_added(&self, id: u64, address: &str, out: &mut dyn Write) -> Result<(), CliError> {
+        writeln!(out, "added peer {id} ({address}) to the cluster as a voter")?;
+        self.print(out)?;
+        let silent = self.members.iter().any(|m| m.id == id && !m.healthy);
+        if silent {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "peer {id} does not answer at {address}: until it does, it counts as a voter \
+                 that is down. Start its kuma-cp there with KUMA_STORE_RAFT_NODE_ID={id} and \
+                 KUMA_STORE_RAFT_JOIN=true, or take it out with kumactl raft remove-peer --id {id}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn yes_no(yes: bool) -> String {
+    if yes { "yes" } else { "no" }.to_string()
+}
+
+/// `inspect control-planes [-o table|yaml|json]`.
+pub(crate) async fn inspect_control_planes(
+    client: &ApiClient,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let answer = client.get(&STATUS).await.map_err(|e| not_replicated(client, e))?;
+    match format {
+        OutputFormat::Table => ClusterStatus::from_answer(&answer)?.print(out),
+        format => print_value(out, format, &answer),
+    }
+}
+
+/// `raft add-peer --id ID --address HOST:PORT`: returns once the leader made the peer a voter.
+pub(crate) async fn add_peer(
+    client: &ApiClient,
+    id: u64,
+    address: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let request = json!({"id": id, "raftAddress": address});
+    let answer = match client.post(&PEERS, &request).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(membership_error(client, e).await),
+    };
+    ClusterStatus::from_answer(&answer)?.print_added(id, address, out)
+}
+
+/// `raft remove-peer --id ID`.
+pub(crate) async fn remove_peer(
+    client: &ApiClient,
+    id: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let id_text = id.to_string();
+    let mut segments = PEERS.to_vec();
+    segments.push(&id_text);
+    let answer = match client.delete_for_answer(&segments).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(membership_error(client, e).await),
+    };
+    let status = ClusterStatus::from_answer(&answer)?;
+    writeln!(out, "removed peer {id} from the cluster; its id can never be used again")?;
+    status.print(out)
+}
+
+/// A 404 for the cluster status means the control plane has no cluster (the memory store).
+fn not_replicated(client: &ApiClient, e: ClientError) -> CliError {
+    if e.is_not_found() {
+        CliError::NotReplicated { url: client.base_url().to_string() }
+    } else {
+        e.into()
+    }
+}
+
+/// A 404 for a membership change is either a control plane with no cluster or one whose API
+/// does not change it (read-only); the status API tells them apart. Refusals (400) and "no
+/// leader" (503) are the API's own errors and are printed as they came.
+async fn membership_error(client: &ApiClient, e: ClientError) -> CliError {
+    if !e.is_not_found() {
+        return e.into();
+    }
+    match client.get(&STATUS).await {
+        Ok(_) => CliError::MembershipReadOnly { url: client.base_url().to_string() },
+        Err(status_error) if status_error.is_not_found() => not_replicated(client, status_error),
+        Err(_) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
