@@ -121,6 +121,9 @@ pub enum InspectCommand {
         /// Show only dataplanes with this tag, as key=value (repeatable)
         #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_var)]
         tags: Vec<(String, String)>,
+        /// Also show which control plane each dataplane is connected to
+        #[arg(long)]
+        wide: bool,
     },
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]

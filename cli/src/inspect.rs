@@ -20,6 +20,7 @@ pub(crate) async fn inspect_dataplanes(
     mesh: &str,
     name: Option<&str>,
     tags: &[(String, String)],
+    wide: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let overviews = match name {
@@ -41,7 +42,7 @@ pub(crate) async fn inspect_dataplanes(
             client.list_all(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS], &query).await?.items
         }
     };
-    write!(out, "{}", dataplanes_table(&overviews, Utc::now())?)?;
+    write!(out, "{}", dataplanes_table(&overviews, Utc::now(), wide)?)?;
     Ok(())
 }
 
@@ -87,8 +88,14 @@ fn meshes_header(policies: &[&'static TypeDescriptor]) -> Vec<&'static str> {
 }
 
 /// The `inspect dataplanes` table for `DataplaneOverview` objects, ages measured at `now`.
-pub(crate) fn dataplanes_table(overviews: &[Value], now: DateTime<Utc>) -> Result<Table, CliError> {
-    let mut table = Table::new([
+/// The table of `inspect dataplanes`: Kuma's columns, plus with `wide` the control plane each
+/// dataplane's open stream is served by (on a replicated control plane, which peer).
+pub(crate) fn dataplanes_table(
+    overviews: &[Value],
+    now: DateTime<Utc>,
+    wide: bool,
+) -> Result<Table, CliError> {
+    let mut header = vec![
         "MESH",
         "NAME",
         "TAGS",
@@ -97,11 +104,15 @@ pub(crate) fn dataplanes_table(overviews: &[Value], now: DateTime<Utc>) -> Resul
         "LAST UPDATED AGO",
         "TOTAL UPDATES",
         "TOTAL ERRORS",
-    ]);
+    ];
+    if wide {
+        header.push("CONTROL PLANE");
+    }
+    let mut table = Table::new(header);
     for overview in overviews {
         let (dataplane, insight) = read_overview(overview)?;
         let latest = insight.latest();
-        table.push([
+        let mut row = vec![
             text(overview, "mesh"),
             text(overview, "name"),
             cells::tags(&dataplane.merged_tags()),
@@ -110,7 +121,17 @@ pub(crate) fn dataplanes_table(overviews: &[Value], now: DateTime<Utc>) -> Resul
             cells::ago(latest.and_then(|s| s.status.last_update_time), now),
             insight.total_updates().to_string(),
             insight.total_errors().to_string(),
-        ]);
+        ];
+        if wide {
+            let serving = insight
+                .subscriptions
+                .iter()
+                .filter(|s| s.connect_time.is_some() && s.disconnect_time.is_none())
+                .max_by_key(|s| s.connect_time)
+                .map_or("-".to_string(), |s| s.control_plane_instance_id.clone());
+            row.push(serving);
+        }
+        table.push(row);
     }
     Ok(table)
 }

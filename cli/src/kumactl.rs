@@ -81,9 +81,9 @@ impl<'io> Kumactl<'io> {
                 let (client, mesh) = self.connect()?;
                 delete(&client, &mesh, args.resource_type, &args.name, self.out).await
             }
-            Command::Inspect(InspectCommand::Dataplanes { name, tags }) => {
+            Command::Inspect(InspectCommand::Dataplanes { name, tags, wide }) => {
                 let (client, mesh) = self.connect()?;
-                inspect_dataplanes(&client, &mesh, name.as_deref(), &tags, self.out).await
+                inspect_dataplanes(&client, &mesh, name.as_deref(), &tags, wide, self.out).await
             }
             Command::Inspect(InspectCommand::Meshes) => {
                 let (client, _) = self.connect()?;

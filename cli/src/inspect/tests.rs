@@ -16,7 +16,7 @@ fn a_dataplane_that_never_connected_is_offline_never_zero_zero() {
         "dataplane": {"networking": {"inbound": [{"interface": "127.0.0.1:10000:9000", "tags": {"service": "echo"}}]}},
         "dataplaneInsight": {}
     });
-    let table = dataplanes_table(&[overview], now()).unwrap();
+    let table = dataplanes_table(&[overview], now(), false).unwrap();
     // Kuma's output in the seeds (003), byte for byte.
     assert_eq!(
         table.to_string(),
@@ -45,10 +45,28 @@ fn a_connected_dataplane_shows_its_latest_subscription_and_totals() {
             }
         ]}
     });
-    let table = dataplanes_table(&[overview], now()).unwrap();
+    let table = dataplanes_table(&[overview], now(), false).unwrap();
     let row = table.to_string().lines().nth(1).unwrap().to_string();
     let cells: Vec<_> = row.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
     assert_eq!(cells, ["default", "redis-1", "service=redis", "Online", "1m", "10s", "9", "1"]);
+
+    // --wide adds the control plane serving the open subscription.
+    let wide =
+        dataplanes_table(&[overview_of_two_subscriptions()], now(), true).unwrap().to_string();
+    assert!(wide.lines().next().unwrap().ends_with("CONTROL PLANE"), "{wide}");
+    assert!(wide.lines().nth(1).unwrap().ends_with("cp-2"), "{wide}");
+}
+
+fn overview_of_two_subscriptions() -> Value {
+    json!({
+        "mesh": "default", "name": "redis-1",
+        "dataplane": {"networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}},
+        "dataplaneInsight": {"subscriptions": [
+            {"id": "1", "controlPlaneInstanceId": "cp-1", "connectTime": "2026-11-21T10:00:00Z",
+             "disconnectTime": "2026-11-21T10:30:00Z"},
+            {"id": "2", "controlPlaneInstanceId": "cp-2", "connectTime": "2026-11-21T11:59:00Z"}
+        ]}
+    })
 }
 
 #[test]
@@ -58,14 +76,14 @@ fn an_insight_that_is_missing_or_null_means_never_connected() {
         "dataplane": {"networking": {"gateway": {"tags": {"service": "kong"}}}},
         "dataplaneInsight": null
     });
-    let table = dataplanes_table(&[overview], now()).unwrap();
+    let table = dataplanes_table(&[overview], now(), false).unwrap();
     assert!(table.to_string().contains("service=kong   Offline   never"), "{table}");
 }
 
 #[test]
 fn a_malformed_overview_is_an_unexpected_answer_naming_the_field() {
     let overview = json!({"name": "bad", "dataplane": {"networking": {"inbound": "x"}}});
-    let err = dataplanes_table(&[overview], now()).unwrap_err();
+    let err = dataplanes_table(&[overview], now(), false).unwrap_err();
     assert!(err.to_string().contains("dataplane.networking.inbound"), "{err}");
 }
 
