@@ -457,6 +457,25 @@ impl RaftNode {
         }
     }
 
+    /// Builds a snapshot now and purges the log it covers (tests: forces a lagging peer to be
+    /// caught up by snapshot installation).
+    #[cfg(test)]
+    pub(crate) async fn compact_log(&self) {
+        let _ = self.raft.trigger().snapshot().await;
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot")
+            .await;
+        let upto = self.raft.metrics().borrow().snapshot.map_or(0, |s| s.index);
+        let _ = self.raft.trigger().purge_log(upto).await;
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "the log purged")
+            .await;
+    }
+
     /// Stops openraft.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;

@@ -223,3 +223,32 @@ async fn a_peer_is_added_as_learner_then_voter_removed_and_its_id_never_reused()
         "{again:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_behind_a_purged_log_catches_up_from_a_snapshot() {
+    let dir = TempDir::new().unwrap();
+    let mut peers = start_cluster(3, dir.path()).await;
+    let leader = wait_for_leader(&peers).await;
+    let lagging = peers.iter().position(|p| p.node.id() != leader).unwrap();
+    let lagging_config = peers.remove(lagging).stop().await;
+    for i in 0..40 {
+        let (key, spec) = mesh(&format!("while-away-{i}"));
+        peers[i % 2].store.create(key, spec).await.unwrap();
+    }
+    let lead = peers.iter().find(|p| p.node.id() == leader).unwrap();
+    lead.node.compact_log().await;
+    assert!(
+        lead.node.status().last_applied_index.unwrap_or(0) > 40,
+        "the log holds the writes before compaction"
+    );
+
+    let back = TestPeer::start(lagging_config).await;
+    back.store.sync().await.unwrap();
+    let page = back.store.list(&ListQuery::new(ResourceType::Mesh, None, 100)).await.unwrap();
+    assert_eq!(page.total, 40, "every write made while it was away arrived in the snapshot");
+    // And it keeps following the log after the snapshot.
+    let (key, spec) = mesh("after-snapshot");
+    peers[0].store.create(key.clone(), spec).await.unwrap();
+    back.store.sync().await.unwrap();
+    assert!(back.store.get(&key).await.is_ok());
+}
