@@ -10,7 +10,6 @@ use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
@@ -122,7 +121,11 @@ impl RaftNode {
         }
         let server = builder
             .add_service(PeerServer::new(handler))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+            // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            );
         let raft = node.raft.clone();
         tokio::spawn(async move {
             if let Err(error) = server.await {

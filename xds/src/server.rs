@@ -9,7 +9,6 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::ads::{AdsService, Shared};
@@ -102,11 +101,15 @@ impl XdsServer {
             .http2_keepalive_interval(Some(Duration::from_secs(15)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = grpc_stop.wait_for(|stop| *stop).await;
-                // Streams end on the same signal; give them a moment to say goodbye.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            });
+            // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stop.wait_for(|stop| *stop).await;
+                    // Streams end on the same signal; give them a moment to say goodbye.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                },
+            );
         // Graceful shutdown waits for open streams; a stream stuck on a slow client must not
         // hold up the process, so draining is bounded once the stop signal came.
         let mut drain_stop = stop_rx.clone();

@@ -353,6 +353,17 @@ impl KumaCluster {
         for m in 0..3 {
             cluster.spawn(m)?;
         }
+        // The leader creates the default mesh once it is elected; the writes go in it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !blocking_get(cluster.ports[0][0], "/meshes/default")
+            .is_some_and(|b| b.contains("\"default\""))
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the cluster did not create the default mesh within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(cluster)
     }
 
