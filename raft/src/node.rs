@@ -244,7 +244,13 @@ impl RaftNode {
 
     async fn ask_read_index(&self, leader: NodeId, remaining: Duration) -> Result<u64, String> {
         let client = self.leader_client(leader)?;
-        match client.call(PeerRequest::ReadIndex, remaining).await {
+        let answer = tokio::select! {
+            answer = client.call(PeerRequest::ReadIndex, remaining) => answer,
+            _ = crate::writer::leadership_moves_from(&self.raft, leader) => {
+                return Err(format!("leadership moved away from {leader}"));
+            }
+        };
+        match answer {
             Ok(PeerResponse::ReadIndex(Ok(index))) => Ok(index),
             Ok(PeerResponse::ReadIndex(Err(e))) => Err(e.to_string()),
             Ok(other) => Err(format!("leader {leader} answered {other:?}")),
@@ -266,7 +272,7 @@ impl RaftNode {
         let address = self
             .address_of(leader)
             .ok_or_else(|| format!("leader {leader} has no known address"))?;
-        self.committer.client(&address)
+        self.committer.client(&self.committer.dial_address(leader, &address))
     }
 
     /// This peer's own status.

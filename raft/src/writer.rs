@@ -27,6 +27,12 @@ const IN_FLIGHT: usize = 2;
 /// Pause between attempts while the cluster has no usable leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
+/// Resolves once this peer sees a leader other than `leader` (or none).
+pub(crate) async fn leadership_moves_from(raft: &Raft, leader: NodeId) {
+    let mut metrics = raft.metrics();
+    let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
+}
+
 /// Why a write did not complete.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum WriteError {
@@ -216,7 +222,16 @@ impl Committer {
                     .map(|n| self.dial_address(leader, &n.raft_address))
                     .ok_or_else(|| format!("leader {leader} has no known address"))?;
                 let client = self.client(&address)?;
-                match client.call(PeerRequest::Write(command.clone()), remaining).await {
+                // A leader cut off without refusing connections would hold this write (and its
+                // slot) for the whole timeout; once a new leader is known, go there instead. The
+                // request id makes the retry safe if the old leader applied it after all.
+                let answer = tokio::select! {
+                    answer = client.call(PeerRequest::Write(command.clone()), remaining) => answer,
+                    _ = leadership_moves_from(&self.raft, leader) => {
+                        return Err(format!("leadership moved away from {leader}"));
+                    }
+                };
+                match answer {
                     Ok(PeerResponse::Write(Ok((result, index)))) => Ok((result, index)),
                     Ok(PeerResponse::Write(Err(e))) => Err(e.to_string()),
                     Ok(other) => Err(format!("leader {leader} answered {other:?}")),
