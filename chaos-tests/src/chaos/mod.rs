@@ -1,0 +1,32 @@
+//! The chaos tests of the Raft store (DESIGN.md section 6, level 4): a cluster of real `kuma-cp`
+//! peers on 127.0.0.1 with a userspace TCP proxy on every peer link, a workload that records
+//! every operation, a nemesis (kill -9 of the leader, SIGSTOP/SIGCONT, partitions, restart of
+//! every peer), and the checks: per-key linearizability, no acknowledged write lost, replicas
+//! converge, a cut-off minority acknowledges no write, and the failover time of each kill.
+
+mod api;
+mod checker;
+mod cluster;
+mod error;
+mod history;
+mod nemesis;
+mod peer;
+mod proxy;
+mod report;
+mod runner;
+mod workload;
+
+pub use api::{ApiClient, RaftStatus};
+pub use checker::{
+    check_linearizability, is_linearizable, lost_writes, minority_acks, sent_to_minority,
+    LinearizabilityReport, PartitionWindow,
+};
+pub use cluster::{ChaosCluster, ClusterConfig};
+pub use error::ChaosError;
+pub use history::{Action, Operation, Outcome, OutcomeCounts, ProcessId};
+pub use nemesis::{schedule, Fault, Nemesis, NemesisConfig, NemesisReport};
+pub use peer::{ChaosPeer, PeerPorts};
+pub use proxy::LinkProxy;
+pub use report::ChaosReport;
+pub use runner::{kuma_cp_beside_this_program, run_chaos, ChaosConfig};
+pub use workload::{register_name, Workload, WorkloadConfig};

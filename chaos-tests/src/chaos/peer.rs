@@ -1,0 +1,227 @@
+//! One `kuma-cp run` peer of a chaos cluster: the same ports, environment and data directory on
+//! every start, so it can be killed, paused and started again. Signals go only to the process it
+//! started itself; dropping it kills that process.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, Pid, Signal};
+
+use crate::chaos::error::ChaosError;
+
+/// Ports are taken below Linux's ephemeral range (32768-60999): a port in it could be taken as
+/// the source port of some client connection while its peer is down between a kill and a
+/// restart, and the peer could not listen again.
+const FIRST_PORT: u16 = 16_000;
+const LAST_PORT: u16 = 32_000;
+
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port free right now and not handed out before by this process.
+pub fn free_port() -> Result<u16, ChaosError> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    let seed = RandomState::new();
+    for attempt in 0..10_000u64 {
+        let mut hasher = seed.build_hasher();
+        hasher.write_u64(attempt);
+        let port = FIRST_PORT + (hasher.finish() % u64::from(LAST_PORT - FIRST_PORT)) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            handed_out.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(ChaosError::Invalid(format!("no free port between {FIRST_PORT} and {LAST_PORT}")))
+}
+
+/// The ports of one peer, each set through its `KUMA_*` variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerPorts {
+    pub api: u16,
+    pub diagnostics: u16,
+    pub bootstrap: u16,
+    pub xds: u16,
+    pub sds: u16,
+    pub raft: u16,
+}
+
+impl PeerPorts {
+    pub fn pick() -> Result<PeerPorts, ChaosError> {
+        Ok(PeerPorts {
+            api: free_port()?,
+            diagnostics: free_port()?,
+            bootstrap: free_port()?,
+            xds: free_port()?,
+            sds: free_port()?,
+            raft: free_port()?,
+        })
+    }
+
+    fn env(&self) -> [(&'static str, u16); 6] {
+        [
+            ("KUMA_API_SERVER_PORT", self.api),
+            ("KUMA_DIAGNOSTICS_PORT", self.diagnostics),
+            ("KUMA_BOOTSTRAP_SERVER_PORT", self.bootstrap),
+            ("KUMA_XDS_SERVER_GRPC_PORT", self.xds),
+            ("KUMA_SDS_SERVER_GRPC_PORT", self.sds),
+            ("KUMA_RAFT_PORT", self.raft),
+        ]
+    }
+}
+
+/// One peer process (or none, between a kill and a restart).
+#[derive(Debug)]
+pub struct ChaosPeer {
+    /// Raft node id.
+    pub id: u64,
+    pub ports: PeerPorts,
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    starts: usize,
+}
+
+impl ChaosPeer {
+    /// A peer that is not started yet: `binary args` with the port variables and `env`; its
+    /// output goes to `log` (appended on every start).
+    pub fn new(
+        id: u64,
+        ports: PeerPorts,
+        binary: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> ChaosPeer {
+        ChaosPeer { id, ports, binary, args, env, log, child: None, paused: false, starts: 0 }
+    }
+
+    /// Starts the process (it must not be running); `wait_ready` waits for it to serve.
+    pub fn spawn(&mut self) -> Result<(), ChaosError> {
+        let io = |what: &str| {
+            let what = format!("{what} {}", self.log.display());
+            move |source| ChaosError::Io { what, source }
+        };
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(io("open the peer log"))?;
+        self.starts += 1;
+        writeln!(log, "--- chaos: start {} of peer {} ---", self.starts, self.id)
+            .map_err(io("write the peer log"))?;
+        let stderr = log.try_clone().map_err(io("open the peer log"))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        for (name, port) in self.ports.env() {
+            command.env(name, port.to_string());
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let child = command
+            .spawn()
+            .map_err(|source| ChaosError::Spawn { binary: self.binary.clone(), source })?;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<(), ChaosError> {
+        let url = format!("http://127.0.0.1:{}/ready", self.ports.diagnostics);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(ChaosError::Exited {
+                    id: self.id,
+                    status: status.to_string(),
+                    log_tail: self.log_tail(30),
+                });
+            }
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ChaosError::NotReady {
+                    id: self.id,
+                    waited: within,
+                    log_tail: self.log_tail(30),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Whether the process exists (running or paused).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// SIGKILL, then reaps it. Nothing happens when it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, Signal::KILL);
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self) {
+        if let Some(child) = &self.child {
+            signal(child, Signal::STOP);
+            self.paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        if let Some(child) = &self.child {
+            signal(child, Signal::CONT);
+        }
+        self.paused = false;
+    }
+
+    /// The last `lines` lines the peer logged, over all its starts.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+fn signal(child: &Child, signal: Signal) {
+    if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+        let _ = kill_process(pid, signal);
+    }
+}
+
+impl Drop for ChaosPeer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
