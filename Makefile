@@ -52,20 +52,24 @@ demo: setup build
 	@.ci/demo
 
 ## bench: release build, then the xDS load benchmark (xds-load) for N=100 and N=1000 dataplanes:
-## p50/p99 convergence after an API change and kuma-cp memory per dataplane (see BENCHMARKS.md).
+## p50/p99 convergence after an API change and kuma-cp memory per dataplane; then the Raft store
+## against three etcd 3.4 members started in the same run (raft-bench). See BENCHMARKS.md.
 # The binaries are run from the target directory: `cargo run -p` would unify features for one
 # package only and rebuild dependencies.
 bench: BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
 bench:
+	@.ci/setup --bench
 	$(CARGO) build --release --bins --locked
 	$(BIN)/xds-load --n 100
 	$(BIN)/xds-load --n 1000
+	$(BIN)/raft-bench --kills 10
 
 ## chaos: release build, then the long chaos run of a 3-peer Raft cluster: 100 kill -9 of the
 ## leader plus pauses, partitions and restarts of every peer, under a recorded workload; checks
 ## linearizability, lost writes, convergence, and prints the failover times (see BENCHMARKS.md).
 ## The bounded version (10 kills) runs with the tests: chaos-tests/tests/it/raft_chaos.rs.
 .PHONY: chaos
+chaos: BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
 chaos:
 	$(CARGO) build --release --bins --locked
-	$(CARGO) run --release --locked --quiet -p kuma-chaos-tests --bin chaos -- --kills 100
+	$(BIN)/chaos --kills 100
