@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
 use kuma_model::{DataplaneSpec, Tags};
+
+use super::envoy::load_assignment;
 
 /// One instance of a service: an inbound interface of some dataplane of the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +24,9 @@ pub struct ServiceEndpoint {
 pub struct MeshContext {
     pub mesh: String,
     endpoints: BTreeMap<String, Vec<ServiceEndpoint>>,
+    /// Each service's endpoint assignment, encoded once and shared by every dataplane that
+    /// reaches the service (regenerating a mesh would otherwise encode it per dataplane).
+    assignments: BTreeMap<String, Any>,
 }
 
 impl MeshContext {
@@ -52,7 +59,23 @@ impl MeshContext {
             });
             list.dedup_by(|a, b| a.address == b.address && a.port == b.port);
         }
-        MeshContext { mesh: mesh.to_string(), endpoints }
+        let assignments = endpoints
+            .iter()
+            .map(|(service, list)| {
+                let cluster = crate::names::service_cluster(service);
+                let addresses: Vec<_> = list.iter().map(|e| (e.address, e.port)).collect();
+                (service.clone(), pack_any(load_assignment(&cluster, &addresses)))
+            })
+            .collect();
+        MeshContext { mesh: mesh.to_string(), endpoints, assignments }
+    }
+
+    /// The encoded `ClusterLoadAssignment` of `service`'s cluster (empty when it has no
+    /// instance).
+    pub fn assignment(&self, service: &str) -> Any {
+        self.assignments.get(service).cloned().unwrap_or_else(|| {
+            pack_any(load_assignment(&crate::names::service_cluster(service), &[]))
+        })
     }
 
     /// Instances of `service`, sorted; empty when there are none.

@@ -4,9 +4,7 @@
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::util::pack_any;
 
-use super::envoy::{
-    eds_cluster, listener, load_assignment, socket_address, stat_prefix, tcp_proxy, TCP_PROXY,
-};
+use super::envoy::{eds_cluster, listener, socket_address, stat_prefix, tcp_proxy, TCP_PROXY};
 use super::{MeshContext, Proxy};
 use crate::names;
 use crate::snapshot::ResourceSet;
@@ -19,9 +17,7 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext, out: &mut ResourceSet) {
         };
         let cluster = names::service_cluster(service);
         out.add(XdsType::Cluster, &cluster, pack_any(eds_cluster(&cluster)));
-        let endpoints: Vec<_> =
-            mesh.endpoints(service).iter().map(|e| (e.address, e.port)).collect();
-        out.add(XdsType::Endpoint, &cluster, pack_any(load_assignment(&cluster, &endpoints)));
+        out.add(XdsType::Endpoint, &cluster, mesh.assignment(service));
         let name = names::outbound_listener(interface.ip, interface.port);
         out.add(
             XdsType::Listener,
