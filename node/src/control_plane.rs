@@ -50,21 +50,16 @@ async fn bind(
     port: u16,
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
-    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
-        server,
-        address,
-        variable,
-        source,
-    })
+    bind_on(Ipv4Addr::UNSPECIFIED, server, port, variable).await
 }
 
-async fn bind_loopback(
+async fn bind_on(
+    ip: Ipv4Addr,
     server: &'static str,
     port: u16,
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let address = SocketAddr::from((ip, port));
     TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
         server,
         address,
@@ -129,7 +124,13 @@ impl ControlPlane {
                     .raft_config()
                     .map_err(|p| kuma_raft::RaftStartError::Config(p.join("; ")))?;
                 let listener = if raft_config.listen_loopback_only {
-                    bind_loopback("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?
+                    bind_on(
+                        Ipv4Addr::LOCALHOST,
+                        "raft peer server",
+                        config.raft.port,
+                        "KUMA_RAFT_PORT",
+                    )
+                    .await?
                 } else {
                     bind("raft peer server", config.raft.port, "KUMA_RAFT_PORT").await?
                 };
