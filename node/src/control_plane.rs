@@ -30,11 +30,11 @@ pub enum ControlPlaneError {
     },
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Raft(#[from] kuma_raft::RaftStartError),
     #[error("{server} failed: {source}")]
     Serve { server: &'static str, source: std::io::Error },
-    #[error("xds-server failed: {0}")]
+    #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
 }
 

@@ -29,8 +29,11 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftStartError {
-    #[error("could not open the Raft data in {dir}: {source}")]
-    Open { dir: String, source: rocksdb::Error },
+    #[error(
+        "could not open the Raft data in {dir} ({reason}); set KUMA_STORE_RAFT_DATA_DIR to a \
+         writable directory that no other kuma-cp uses"
+    )]
+    Open { dir: String, reason: String },
     #[error("invalid Raft settings: {0}")]
     Config(String),
     #[error("could not start Raft: {0}")]
@@ -64,9 +67,9 @@ impl RaftNode {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Arc<RaftNode>, RaftStartError> {
-        let db = crate::db::open(&config.data_dir).map_err(|source| RaftStartError::Open {
+        let db = crate::db::open(&config.data_dir).map_err(|e| RaftStartError::Open {
             dir: config.data_dir.display().to_string(),
-            source,
+            reason: e.to_string(),
         })?;
         let replica = Arc::new(Replica::default());
         let state_machine = StateMachine::open(db.clone(), replica.clone())

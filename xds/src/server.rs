@@ -23,7 +23,7 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdsError {
-    #[error("xDS server failed: {0}")]
+    #[error("xDS server failed")]
     Transport(#[from] tonic::transport::Error),
 }
 

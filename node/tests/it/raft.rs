@@ -194,3 +194,31 @@ fn a_bootstrap_from_any_peer_lists_the_xds_address_of_every_peer() {
         assert!(addresses.is_ok(), "peer {}: {addresses:?}", peer.bootstrap_port);
     }
 }
+
+#[test]
+fn an_unusable_raft_data_dir_is_one_clear_line_and_a_failure_exit() {
+    let out = std::process::Command::new(kuma_test_support::bin_path("kuma-cp"))
+        .arg("run")
+        .env_clear()
+        .env("KUMA_STORE_TYPE", "raft")
+        .env("KUMA_STORE_RAFT_DATA_DIR", "/proc/not-a-place-for-data")
+        .env("KUMA_API_SERVER_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_DIAGNOSTICS_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_BOOTSTRAP_SERVER_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_XDS_SERVER_GRPC_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_SDS_SERVER_GRPC_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_RAFT_PORT", kuma_test_support::free_port().to_string())
+        .output()
+        .expect("kuma-cp runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("/proc/not-a-place-for-data")
+            && errors[0].contains("KUMA_STORE_RAFT_DATA_DIR"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(errors[0].matches("could not open").count(), 1, "said once: {}", errors[0]);
+}
