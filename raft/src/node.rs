@@ -219,11 +219,7 @@ impl RaftNode {
                 }
                 Some(leader) => self.ask_read_index(leader, remaining).await,
                 None => {
-                    let _ = self
-                        .raft
-                        .wait(Some(remaining))
-                        .metrics(|m| m.current_leader.is_some(), "a leader")
-                        .await;
+                    self.committer.wait_for_leader(remaining).await;
                     Err("no leader elected".to_string())
                 }
             };
@@ -272,10 +268,7 @@ impl RaftNode {
     }
 
     fn leader_client(&self, leader: NodeId) -> Result<crate::rpc::PeerClient, String> {
-        let address = self
-            .address_of(leader)
-            .ok_or_else(|| format!("leader {leader} has no known address"))?;
-        self.committer.client(&self.committer.dial_address(leader, &address))
+        self.committer.peer_client(leader)
     }
 
     /// This peer's own status.
@@ -324,7 +317,7 @@ impl RaftNode {
             let status = if id == self.config.node_id {
                 Some(this.clone())
             } else {
-                match self.committer.client(&self.committer.dial_address(id, &address)) {
+                match self.committer.peer_client(id) {
                     Ok(client) => match client.call(PeerRequest::Status, STATUS_TIMEOUT).await {
                         Ok(PeerResponse::Status(status)) => Some(status),
                         _ => None,

@@ -212,16 +212,7 @@ impl Committer {
         match leader {
             Some(leader) if leader == self.node_id => self.write_locally(command, remaining).await,
             Some(leader) => {
-                let address = self
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .get_node(&leader)
-                    .map(|n| self.dial_address(leader, &n.raft_address))
-                    .ok_or_else(|| format!("leader {leader} has no known address"))?;
-                let client = self.client(&address)?;
+                let client = self.peer_client(leader)?;
                 // A leader cut off without refusing connections would hold this write (and its
                 // slot) for the whole timeout; once a new leader is known, go there instead. The
                 // request id makes the retry safe if the old leader applied it after all.
@@ -239,14 +230,33 @@ impl Committer {
                 }
             }
             None => {
-                let _ = self
-                    .raft
-                    .wait(Some(remaining))
-                    .metrics(|m| m.current_leader.is_some(), "a leader")
-                    .await;
+                self.wait_for_leader(remaining).await;
                 Err("no leader elected".to_string())
             }
         }
+    }
+
+    /// Waits (at most `remaining`) until this peer knows a leader.
+    pub async fn wait_for_leader(&self, remaining: Duration) {
+        let _ = self
+            .raft
+            .wait(Some(remaining))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+    }
+
+    /// A client for peer `id`, at its dial address (its override, else its membership address).
+    pub fn peer_client(&self, id: NodeId) -> Result<PeerClient, String> {
+        let address = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.raft_address.clone())
+            .ok_or_else(|| format!("peer {id} has no known address"))?;
+        self.client(&self.dial_address(id, &address))
     }
 
     /// Proposes `command` on this peer, which must be the leader.
