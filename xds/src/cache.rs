@@ -132,7 +132,12 @@ impl SnapshotCache {
             let snapshot = self.generate(inner, &node);
             if let Some(entry) = inner.nodes.get(&node) {
                 entry.tx.send_if_modified(|current| {
-                    if *current == snapshot {
+                    let unchanged = match (current.as_deref(), snapshot.as_deref()) {
+                        (Some(a), Some(b)) => a.same_content(b),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    if unchanged {
                         return false;
                     }
                     *current = snapshot;

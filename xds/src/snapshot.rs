@@ -85,6 +85,12 @@ impl Snapshot {
             .join(" ")
     }
 
+    /// Whether `other` holds the same config: versions are content hashes, so comparing them
+    /// stands for comparing every resource's bytes.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        XdsType::ALL.iter().all(|t| self.get(*t).version == other.get(*t).version)
+    }
+
     /// Approximate bytes held by this snapshot (encoded resources and names).
     pub fn size_bytes(&self) -> usize {
         self.types
