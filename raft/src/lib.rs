@@ -11,6 +11,7 @@
 mod command;
 mod config;
 mod db;
+mod election;
 mod log_store;
 mod network;
 mod node;

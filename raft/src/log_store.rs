@@ -79,6 +79,25 @@ impl LogStore {
     }
 }
 
+/// Reads the last log id without keeping the database open: RocksDB must close when openraft
+/// stops, so that the same process can open it again (a restart in tests).
+#[derive(Clone, Debug)]
+pub struct LastLogId {
+    db: std::sync::Weak<DB>,
+}
+
+impl LastLogId {
+    pub fn of(log: &LogStore) -> LastLogId {
+        LastLogId { db: Arc::downgrade(&log.db) }
+    }
+
+    /// `None` for an empty log, and once the store is closed.
+    pub async fn read(&self) -> Option<LogId> {
+        let db = self.db.upgrade()?;
+        LogStore::new(db).get_log_state().await.ok()?.last_log_id
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::raft::AppendEntriesResponse;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -15,7 +16,8 @@ use tracing::{info, warn};
 
 use crate::command::{Op, Outcome, PeerInfo, Peers};
 use crate::config::RaftConfig;
-use crate::log_store::LogStore;
+use crate::election::{self, ElectionTimings, LeaderContact};
+use crate::log_store::{LastLogId, LogStore};
 use crate::network::NetworkFactory;
 use crate::replica::Replica;
 use crate::rpc::{ForwardError, PeerHandler, PeerRequest, PeerResponse, PeerServer};
@@ -47,6 +49,10 @@ pub struct RaftNode {
     replica: Arc<Replica>,
     committer: Committer,
     writer: Writer,
+    /// When a leader last spoke to this peer; elections wait on it.
+    contact: Arc<LeaderContact>,
+    log: LastLogId,
+    timings: ElectionTimings,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -83,17 +89,20 @@ impl RaftNode {
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             max_in_snapshot_log_to_keep: 5000,
+            // Elections are called by `election::run`, after a pre-vote.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let tls = config.tls.clone().map(Arc::new);
         let dial_overrides = Arc::new(config.dial_overrides.clone());
+        let log = LogStore::new(db);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
             NetworkFactory { tls: tls.clone(), dial_overrides: dial_overrides.clone() },
-            LogStore::new(db),
+            log.clone(),
             state_machine,
         )
         .await
@@ -108,7 +117,30 @@ impl RaftNode {
             dial_overrides,
         );
         let writer = Writer::start(committer.clone());
-        let node = Arc::new(RaftNode { config, raft, replica, committer, writer });
+        let timings = ElectionTimings {
+            heartbeat: config.heartbeat,
+            election_timeout_min: config.election_timeout_min,
+            election_timeout_max: config.election_timeout_max,
+        };
+        let contact = Arc::new(LeaderContact::new());
+        tokio::spawn(election::run(
+            config.node_id,
+            raft.clone(),
+            contact.clone(),
+            LastLogId::of(&log),
+            committer.clone(),
+            timings,
+        ));
+        let node = Arc::new(RaftNode {
+            config,
+            raft,
+            replica,
+            committer,
+            writer,
+            contact,
+            log: LastLogId::of(&log),
+            timings,
+        });
 
         let handler: Arc<dyn PeerHandler> = node.clone();
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
@@ -511,12 +543,31 @@ impl PeerHandler for RaftNode {
     async fn handle(&self, request: PeerRequest) -> PeerResponse {
         match request {
             PeerRequest::AppendEntries(rpc) => {
-                PeerResponse::AppendEntries(self.raft.append_entries(rpc).await)
+                let result = self.raft.append_entries(rpc).await;
+                if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                    self.contact.touch();
+                }
+                PeerResponse::AppendEntries(result)
             }
-            PeerRequest::Vote(rpc) => PeerResponse::Vote(self.raft.vote(rpc).await),
+            PeerRequest::Vote(rpc) => {
+                let result = self.raft.vote(rpc).await;
+                if matches!(&result, Ok(r) if r.vote_granted) {
+                    self.contact.touch();
+                }
+                PeerResponse::Vote(result)
+            }
             PeerRequest::InstallSnapshot(rpc) => {
-                PeerResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+                let leader = rpc.vote;
+                let result = self.raft.install_snapshot(rpc).await;
+                if matches!(&result, Ok(r) if r.vote <= leader) {
+                    self.contact.touch();
+                }
+                PeerResponse::InstallSnapshot(result)
             }
+            PeerRequest::PreVote { last_log_id } => PeerResponse::PreVote(
+                election::pre_vote(&self.raft, &self.contact, &self.log, self.timings, last_log_id)
+                    .await,
+            ),
             PeerRequest::Write(command) => {
                 PeerResponse::Write(self.committer.serve_forwarded(command).await)
             }

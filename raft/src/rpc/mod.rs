@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResult};
 use crate::status::PeerStatus;
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{LogId, NodeId, TypeConfig};
 
 /// The gRPC path of the one method.
 pub const CALL_PATH: &str = "/kuma.raft.Peer/Call";
@@ -40,6 +40,10 @@ pub enum PeerRequest {
     },
     RemovePeer {
         id: NodeId,
+    },
+    /// Would the receiver vote for a candidate with this last log id (see `election`)?
+    PreVote {
+        last_log_id: Option<LogId>,
     },
 }
 
@@ -65,4 +69,5 @@ pub enum PeerResponse {
     ReadIndex(Result<u64, ForwardError>),
     Status(PeerStatus),
     Membership(Result<(), ForwardError>),
+    PreVote(bool),
 }

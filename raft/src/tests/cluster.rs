@@ -142,6 +142,7 @@ async fn a_minority_acknowledges_no_write_and_reads_refuse_to_be_consistent() {
     }
     config.write_timeout = Duration::from_secs(1);
     let lone = TestPeer::start(config).await;
+    let term = lone.node.status().term;
     let (key, spec) = mesh("lost");
     let started = tokio::time::Instant::now();
     let result = lone.store.create(key.clone(), spec).await;
@@ -149,6 +150,9 @@ async fn a_minority_acknowledges_no_write_and_reads_refuse_to_be_consistent() {
     assert!(started.elapsed() < Duration::from_secs(3), "bounded by the write timeout");
     assert!(matches!(lone.store.sync().await, Err(StoreError::Unavailable { .. })));
     assert!(lone.store.get(&key).await.is_err(), "nothing was applied");
+    // Two seconds cover several election timeouts: without a pre-vote majority the peer never
+    // calls an election, so it will not disturb the others' leader when it can reach them again.
+    assert_eq!(lone.node.status().term, term, "a peer that cannot win never raises the term");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,3 +121,12 @@ pub async fn wait_for_leader(peers: &[TestPeer]) -> NodeId {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Polls `check` until it holds, failing the test with `what` after `deadline`.
+pub async fn must_hold_within(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + deadline;
+    while !check() {
+        assert!(tokio::time::Instant::now() < until, "{what} did not hold within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
