@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use kuma_model::{Resource, ResourceKey, Spec, Version};
 use kuma_store::StoreError;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Identifies one command for deduplication: the proposing process and its sequence number.
@@ -18,16 +19,39 @@ pub struct RequestId {
     pub seq: u64,
 }
 
+/// A spec as JSON text. It is written into log entries and peer messages as it is and cloned as
+/// bytes: a write's spec is parsed once per peer, when the entry is applied, instead of being
+/// rebuilt as a JSON tree at every encoding, decoding and copy on its way there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecJson(Box<RawValue>);
+
+impl SpecJson {
+    pub fn of(spec: &Spec) -> SpecJson {
+        SpecJson(RawValue::from_string(spec.to_json_string()).expect("a spec serializes to JSON"))
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for SpecJson {
+    fn eq(&self, other: &SpecJson) -> bool {
+        self.text() == other.text()
+    }
+}
+
 /// One write, as the `ResourceStore` trait names them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     Create {
         key: ResourceKey,
-        spec: Value,
+        spec: SpecJson,
     },
     Update {
         key: ResourceKey,
-        spec: Value,
+        spec: SpecJson,
         expected: Version,
     },
     Delete {
@@ -46,11 +70,11 @@ pub enum Op {
 
 impl Op {
     pub fn create(key: ResourceKey, spec: &Spec) -> Op {
-        Op::Create { key, spec: spec.to_json() }
+        Op::Create { key, spec: SpecJson::of(spec) }
     }
 
     pub fn update(key: ResourceKey, spec: &Spec, expected: Version) -> Op {
-        Op::Update { key, spec: spec.to_json(), expected }
+        Op::Update { key, spec: SpecJson::of(spec), expected }
     }
 }
 
@@ -115,10 +139,40 @@ impl ResourceData {
     }
 }
 
+/// What a create or update gave the resource besides the spec it was sent with: the proposer
+/// already holds the spec, so it does not travel back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub version: Version,
+    pub creation_time: DateTime<Utc>,
+    pub modification_time: DateTime<Utc>,
+}
+
+impl Written {
+    pub fn of(resource: &Resource) -> Written {
+        Written {
+            version: resource.version.clone(),
+            creation_time: resource.creation_time,
+            modification_time: resource.modification_time,
+        }
+    }
+
+    /// The resource as written: `key` and `spec` as proposed, with what applying gave them.
+    pub fn into_resource(self, key: ResourceKey, spec: Spec) -> Resource {
+        Resource {
+            key,
+            spec,
+            version: self.version,
+            creation_time: self.creation_time,
+            modification_time: self.modification_time,
+        }
+    }
+}
+
 /// How one write ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
-    Written(ResourceData),
+    Written(Written),
     Deleted,
     Announced,
     Retired,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::command::{
-    Command, CommandResult, Op, OpError, Outcome, Peers, RequestId, ResourceData,
+    Command, CommandResult, Op, OpError, Outcome, Peers, RequestId, ResourceData, SpecJson, Written,
 };
 use crate::types::{LogId, StoredMembership};
 
@@ -65,22 +65,22 @@ impl ReplicaState {
     }
 
     fn apply_op(&mut self, op: &Op, command: &Command, events: &mut Vec<WatchEvent>) -> Outcome {
-        let spec = |key: &ResourceKey, value: &serde_json::Value| {
-            Spec::from_json(key.resource_type, value.clone())
+        let spec = |key: &ResourceKey, json: &SpecJson| {
+            Spec::from_json_str(key.resource_type, json.text())
                 .map_err(|e| StoreError::Invalid { reason: format!("{}: {e}", e.path()) })
         };
         let result = match op {
             Op::Create { key, spec: value } => spec(key, value).and_then(|spec| {
                 self.store.create(key.clone(), spec, command.at).map(|(resource, changes)| {
                     events.extend(changes);
-                    Outcome::Written(ResourceData::from(&resource))
+                    Outcome::Written(Written::of(&resource))
                 })
             }),
             Op::Update { key, spec: value, expected } => spec(key, value).and_then(|spec| {
                 self.store.update(key.clone(), spec, expected, command.at).map(
                     |(resource, changes)| {
                         events.extend(changes);
-                        Outcome::Written(ResourceData::from(&resource))
+                        Outcome::Written(Written::of(&resource))
                     },
                 )
             }),

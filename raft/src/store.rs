@@ -31,9 +31,9 @@ impl RaftStore {
         }
     }
 
-    async fn written(&self, op: Op) -> Result<Resource, StoreError> {
+    async fn written(&self, key: ResourceKey, spec: Spec, op: Op) -> Result<Resource, StoreError> {
         match self.write(op).await? {
-            Outcome::Written(data) => data.into_resource(),
+            Outcome::Written(written) => Ok(written.into_resource(key, spec)),
             other => Err(StoreError::Internal { reason: format!("a write answered {other:?}") }),
         }
     }
@@ -51,7 +51,8 @@ impl ResourceStore for RaftStore {
 
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
-        self.written(Op::create(key, &spec)).await
+        let op = Op::create(key.clone(), &spec);
+        self.written(key, spec, op).await
     }
 
     async fn update(
@@ -61,7 +62,8 @@ impl ResourceStore for RaftStore {
         expected: &Version,
     ) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
-        self.written(Op::update(key, &spec, expected.clone())).await
+        let op = Op::update(key.clone(), &spec, expected.clone());
+        self.written(key, spec, op).await
     }
 
     async fn delete(

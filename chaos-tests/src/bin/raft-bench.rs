@@ -25,7 +25,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     single_writes: usize,
     /// Writes per writer in the 32-writer run.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 300)]
     concurrent_writes: usize,
     /// Consistent reads on a follower.
     #[arg(long, default_value_t = 1000)]
@@ -48,6 +48,8 @@ trait System {
     /// A consistent read of `key` on member `member`.
     fn read(&self, client: &reqwest::Client, member: usize, key: &str) -> reqwest::RequestBuilder;
     fn kill(&mut self, member: usize);
+    /// Process ids of the running members.
+    fn pids(&self) -> Vec<u32>;
     fn restart(&mut self, member: usize) -> anyhow::Result<()>;
 }
 
@@ -57,6 +59,8 @@ struct Figures {
     single: Percentiles,
     concurrent_ops: f64,
     concurrent: Percentiles,
+    /// CPU time (user + system) the three members spent per write in the 32-writer run.
+    concurrent_cpu_per_write: Duration,
     reads: Percentiles,
     failover: Percentiles,
 }
@@ -79,6 +83,24 @@ async fn must_succeed(request: reqwest::RequestBuilder) -> anyhow::Result<()> {
         anyhow::bail!("{status}: {}", response.text().await.unwrap_or_default());
     }
     Ok(())
+}
+
+/// CPU time (user + system) the processes `pids` have used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pids: &[u32]) -> Duration {
+    // Clock ticks per second: 100 on Linux for every architecture this runs on.
+    const TICKS: u64 = 100;
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces) in parentheses.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS)
 }
 
 /// `writers` tasks, each doing `per_writer` writes of new keys through the leader; returns
@@ -125,8 +147,11 @@ async fn measure<S: System + Send + Sync + 'static>(
     write_load(&shared, leader, 4, 25, "warmup").await?;
     (figures.single_ops, figures.single) =
         write_load(&shared, leader, 1, args.single_writes, "single").await?;
+    let cpu_before = cpu_time(&shared.pids());
     (figures.concurrent_ops, figures.concurrent) =
         write_load(&shared, leader, 32, args.concurrent_writes, "concurrent").await?;
+    let writes = (32 * args.concurrent_writes).max(1) as u32;
+    figures.concurrent_cpu_per_write = cpu_time(&shared.pids()).saturating_sub(cpu_before) / writes;
 
     let follower = (leader + 1) % 3;
     let client = reqwest::Client::new();
@@ -270,6 +295,10 @@ fn b64(s: &str) -> String {
 impl System for Etcd {
     fn name(&self) -> &'static str {
         "etcd"
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
     }
 
     fn leader(&mut self) -> anyhow::Result<usize> {
@@ -433,6 +462,10 @@ impl System for KumaCluster {
         "kuma-cp (Raft)"
     }
 
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
     fn leader(&mut self) -> anyhow::Result<usize> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -503,6 +536,13 @@ fn print(etcd: &Figures, kuma: &Figures) {
     row("write p50, 1 writer", ms(etcd.single.at(50.0)), ms(kuma.single.at(50.0)), "ms", false);
     row("write p99, 1 writer", ms(etcd.single.at(99.0)), ms(kuma.single.at(99.0)), "ms", false);
     row("writes/s, 32 writers", etcd.concurrent_ops, kuma.concurrent_ops, "op/s", true);
+    row(
+        "server CPU per write, 32 writers",
+        etcd.concurrent_cpu_per_write.as_secs_f64() * 1e6,
+        kuma.concurrent_cpu_per_write.as_secs_f64() * 1e6,
+        "us",
+        false,
+    );
     row(
         "write p50, 32 writers",
         ms(etcd.concurrent.at(50.0)),

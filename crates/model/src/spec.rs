@@ -38,6 +38,27 @@ macro_rules! specs {
                 value.expect("specs are plain data and always serialize")
             }
 
+            /// The spec's fields as JSON text (what `to_json` gives, without building a tree).
+            pub fn to_json_string(&self) -> String {
+                let text = match self {
+                    $(Spec::$variant(s) => serde_json::to_string(s),)*
+                };
+                text.expect("specs are plain data and always serialize")
+            }
+
+            /// Reads the spec of `resource_type` from JSON text, naming the failing path.
+            pub fn from_json_str(
+                resource_type: ResourceType,
+                text: &str,
+            ) -> Result<Spec, serde_path_to_error::Error<serde_json::Error>> {
+                match resource_type {
+                    $(ResourceType::$variant => {
+                        let mut json = serde_json::Deserializer::from_str(text);
+                        serde_path_to_error::deserialize(&mut json).map(Spec::$variant)
+                    })*
+                }
+            }
+
             /// Reads the spec of `resource_type` from its JSON fields, naming the failing path.
             pub fn from_json(
                 resource_type: ResourceType,
@@ -124,5 +145,25 @@ mod tests {
         for t in ResourceType::all() {
             assert_eq!(Spec::empty(t).resource_type(), t);
         }
+    }
+
+    #[test]
+    fn json_text_reads_back_as_the_same_spec_as_the_json_tree() {
+        let value = serde_json::json!({
+            "sources": [{"match": {"service": "web"}}],
+            "destinations": [{"match": {"service": "backend", "version": "v1"}}],
+        });
+        let t = ResourceType::TrafficPermission;
+        let spec = Spec::from_json(t, value).unwrap();
+        let text = spec.to_json_string();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), spec.to_json());
+        assert_eq!(Spec::from_json_str(t, &text).unwrap(), spec);
+    }
+
+    #[test]
+    fn json_text_of_the_wrong_shape_names_the_failing_path() {
+        let err =
+            Spec::from_json_str(ResourceType::TrafficPermission, r#"{"sources": 3}"#).unwrap_err();
+        assert_eq!(err.path().to_string(), "sources");
     }
 }
