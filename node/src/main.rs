@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand};
 use kuma_api_server::ServerInfo;
 use kuma_cp::{ControlPlane, KumaCpConfig};
 
+// Measured with raft-bench: glibc's allocator cost more CPU per write (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "kuma-cp", about = "Universal Control Plane for Envoy-based Service Mesh", version = kuma_build_info::VERSION)]
 struct Cli {
