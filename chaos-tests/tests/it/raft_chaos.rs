@@ -34,14 +34,12 @@ async fn a_cluster_under_kills_pauses_partitions_and_restarts_loses_no_acknowled
     // A loaded 2-core machine with debug binaries acknowledges 80 to 400 writes in this run.
     assert!(report.writes().ok >= 30, "too few acknowledged writes to mean anything:\n{report}");
     assert!(report.minority_writes > 0, "no write reached a cut-off peer:\n{report}");
-    // DESIGN's target is a median under 1 s and a max under 2 s. Measured (2026-11-22, 2 cores
-    // under a concurrent build): debug, 40 kills: median 0.83-0.89 s, max 0.99-1.81 s; release,
-    // 100 kills: median 0.86 s, p95 1.69 s, max 2.73 s (about 1 kill in 100 takes two or three
-    // election rounds, so a 10-kill max under 2 s fails about one run in ten). The median is
-    // asserted at the target; the max at 3 s, which only a real regression exceeds.
+    // DESIGN's target: a median under 1 s and a max under 2 s, asserted as is. Elections follow a
+    // pre-vote (raft/src/election.rs); measured 2026-11-22 on 2 cores under a concurrent build:
+    // this test, median 0.58 s, max 0.77 s; release, 100 kills: median 0.56 s, max 1.30 s.
     let failovers = report.failovers();
     assert!(
-        failovers.at(50.0) < Duration::from_secs(1) && failovers.max() < Duration::from_secs(3),
-        "failover over target (median < 1 s, max < 3 s):\n{report}"
+        failovers.at(50.0) < Duration::from_secs(1) && failovers.max() < Duration::from_secs(2),
+        "failover over target (median < 1 s, max < 2 s):\n{report}"
     );
 }
