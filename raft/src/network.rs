@@ -9,12 +9,12 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use crate::rpc::{PeerClient, PeerRequest, PeerResponse};
+use crate::rpc::{PeerClient, PeerClients, PeerRequest, PeerResponse};
 use crate::types::{NodeId, PeerNode, TypeConfig};
 
 #[derive(Clone, Debug, Default)]
 pub struct NetworkFactory {
-    pub tls: Option<std::sync::Arc<crate::config::PeerTls>>,
+    pub clients: PeerClients,
     pub dial_overrides: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
 }
 
@@ -30,7 +30,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
         let address = self.dial_overrides.get(&target).unwrap_or(&node.raft_address);
-        PeerConnection { target, client: PeerClient::new(address, self.tls.as_deref()) }
+        // openraft asks for a connection per replication stream, and again for every leadership
+        // check (each consistent read): reuse the peer's client.
+        PeerConnection { target, client: self.clients.get(address) }
     }
 }
 

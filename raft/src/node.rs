@@ -20,7 +20,7 @@ use crate::election::{self, ElectionTimings, LeaderContact};
 use crate::log_store::{LastLogId, LogStore};
 use crate::network::NetworkFactory;
 use crate::replica::Replica;
-use crate::rpc::{ForwardError, PeerHandler, PeerRequest, PeerResponse, PeerServer};
+use crate::rpc::{ForwardError, PeerClients, PeerHandler, PeerRequest, PeerResponse, PeerServer};
 use crate::state_machine::StateMachine;
 use crate::status::{ClusterStatus, MemberStatus, PeerStatus};
 use crate::types::{NodeId, PeerNode, Raft};
@@ -96,12 +96,13 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let tls = config.tls.clone().map(Arc::new);
+        let clients = PeerClients::new(tls.clone());
         let dial_overrides = Arc::new(config.dial_overrides.clone());
         let log = LogStore::new(db);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory { tls: tls.clone(), dial_overrides: dial_overrides.clone() },
+            NetworkFactory { clients: clients.clone(), dial_overrides: dial_overrides.clone() },
             log.clone(),
             state_machine,
         )
@@ -113,7 +114,7 @@ impl RaftNode {
             raft.clone(),
             replica.clone(),
             config.write_timeout,
-            tls.clone(),
+            clients,
             dial_overrides,
         );
         let writer = Writer::start(committer.clone());

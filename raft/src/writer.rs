@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,7 +17,7 @@ use tracing::debug;
 
 use crate::command::{Command, CommandResult, Op, Outcome, RequestId};
 use crate::replica::Replica;
-use crate::rpc::{ForwardError, PeerClient, PeerRequest, PeerResponse};
+use crate::rpc::{ForwardError, PeerClient, PeerClients, PeerRequest, PeerResponse};
 use crate::types::{NodeId, Raft};
 
 /// Writes gathered into one command at most.
@@ -56,8 +56,7 @@ pub struct Committer {
     pub raft: Raft,
     pub replica: Arc<Replica>,
     pub timeout: Duration,
-    clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
-    tls: Option<Arc<crate::config::PeerTls>>,
+    clients: PeerClients,
     dial_overrides: Arc<BTreeMap<NodeId, String>>,
     origin: u64,
     seq: Arc<AtomicU64>,
@@ -131,7 +130,7 @@ impl Committer {
         raft: Raft,
         replica: Arc<Replica>,
         timeout: Duration,
-        tls: Option<Arc<crate::config::PeerTls>>,
+        clients: PeerClients,
         dial_overrides: Arc<BTreeMap<NodeId, String>>,
     ) -> Committer {
         // Distinct per process start: a restarted peer never repeats an earlier request id.
@@ -142,8 +141,7 @@ impl Committer {
             raft,
             replica,
             timeout,
-            clients: Arc::default(),
-            tls,
+            clients,
             dial_overrides,
             origin,
             seq: Arc::new(AtomicU64::new(0)),
@@ -157,13 +155,7 @@ impl Committer {
 
     /// A client for the peer at `address`, reused across calls.
     pub fn client(&self, address: &str) -> Result<PeerClient, String> {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(address) {
-            return Ok(client.clone());
-        }
-        let client = PeerClient::new(address, self.tls.as_deref())?;
-        clients.insert(address.to_string(), client.clone());
-        Ok(client)
+        self.clients.get(address)
     }
 
     /// Commits `ops` as one command through whichever peer leads, within the write timeout.

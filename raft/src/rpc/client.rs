@@ -1,5 +1,7 @@
 //! The client side of the peer RPC: one lazily connected channel per peer.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::client::Grpc;
@@ -69,5 +71,31 @@ impl PeerClient {
         tokio::time::timeout(timeout, call)
             .await
             .unwrap_or_else(|_| Err(Status::deadline_exceeded("peer did not answer in time")))
+    }
+}
+
+/// One client per peer address, shared by everything on this peer that calls others: Raft's
+/// replication and heartbeats, the leadership check of every consistent read, forwarded writes,
+/// status. A new client per call would cost a TCP and TLS handshake each time.
+#[derive(Clone, Debug, Default)]
+pub struct PeerClients {
+    tls: Option<Arc<PeerTls>>,
+    clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
+}
+
+impl PeerClients {
+    pub fn new(tls: Option<Arc<PeerTls>>) -> PeerClients {
+        PeerClients { tls, clients: Arc::default() }
+    }
+
+    /// The client for the peer at `address`, created on first use.
+    pub fn get(&self, address: &str) -> Result<PeerClient, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(address) {
+            return Ok(client.clone());
+        }
+        let client = PeerClient::new(address, self.tls.as_deref())?;
+        clients.insert(address.to_string(), client.clone());
+        Ok(client)
     }
 }
