@@ -102,7 +102,11 @@ impl RaftNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory { clients: clients.clone(), dial_overrides: dial_overrides.clone() },
+            NetworkFactory {
+                // Not shared with the committer's: see `PeerClients`.
+                clients: PeerClients::new(tls.clone()),
+                dial_overrides: dial_overrides.clone(),
+            },
             log.clone(),
             state_machine,
         )
