@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod openapi;
 mod overview;
+mod policies;
 mod query;
 mod resources;
 mod server;

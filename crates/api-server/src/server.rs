@@ -10,7 +10,7 @@ use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 
 use crate::error::{ApiError, Op};
-use crate::{openapi, overview, resources, ApiServerConfig};
+use crate::{openapi, overview, policies, resources, ApiServerConfig};
 
 /// What the index (`GET /`) reports about this control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,7 @@ impl ApiServer {
                     .put(resources::put_in_mesh)
                     .delete(resources::delete_in_mesh),
             )
+            .route("/meshes/{mesh}/dataplanes/{name}/policies", get(policies::get))
             .route("/{collection}", get(resources::list_across_meshes))
             .route("/dataplanes+insights", get(overview::list_across_meshes))
             .fallback(not_found)

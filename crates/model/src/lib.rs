@@ -16,6 +16,7 @@ mod registry;
 mod resource;
 pub mod rest;
 mod schema;
+pub mod selection;
 mod spec;
 mod tags;
 mod validation;

@@ -3,6 +3,7 @@
 mod support;
 
 mod paging;
+mod policies;
 mod resources;
 mod robustness;
 mod validation;
