@@ -80,6 +80,23 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreE
     }
 }
 
+/// Generates the builtin CA of every mesh that enables one, every second until `stop`.
+async fn ensure_mesh_cas(
+    store: Arc<dyn ResourceStore>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = kuma_xds::ensure_builtin_cas(store.as_ref()).await {
+            tracing::warn!(error = %e, "could not generate the builtin mesh CAs yet");
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 impl ControlPlane {
     pub fn new(config: KumaCpConfig, info: ServerInfo) -> ControlPlane {
         ControlPlane { config, info }
@@ -151,6 +168,8 @@ impl ControlPlane {
                         .await
                         .map_err(ControlPlaneError::DefaultMesh)?;
                 }
+                // A single control plane is its own leader for the mesh CAs.
+                tokio::spawn(ensure_mesh_cas(store.clone(), stopped(stop_rx.clone())));
             }
             Some(node) => {
                 tokio::spawn(replication::leader_work(

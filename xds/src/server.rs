@@ -81,6 +81,8 @@ impl XdsServer {
             self.config.push_debounce,
             stopped(stop_rx.clone()),
         ));
+        let rotation =
+            tokio::spawn(rotate_certificates(self.cache.clone(), stopped(stop_rx.clone())));
         let (status_stop_tx, status_stop_rx) = watch::channel(false);
         let status = tokio::spawn(
             self.status
@@ -122,8 +124,23 @@ impl XdsServer {
             _ = drained => Ok(()),
         };
         let _ = sync.await;
+        let _ = rotation.await;
         let _ = status_stop_tx.send(true);
         let _ = status.await;
         result.map_err(XdsError::from)
+    }
+}
+
+/// How often identity certificates are checked for rotation.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+
+/// Replaces identity certificates that reached 4/5 of their lifetime, until `shutdown`.
+async fn rotate_certificates(cache: Arc<SnapshotCache>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(ROTATION_CHECK) => cache.rotate_due(),
+        }
     }
 }

@@ -16,6 +16,7 @@ mod registry;
 mod resource;
 pub mod rest;
 mod schema;
+mod secret;
 pub mod selection;
 mod spec;
 mod tags;
@@ -37,6 +38,7 @@ pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput}
 pub use registry::{ResourceType, Scope, TypeDescriptor};
 pub use resource::{Resource, ResourceKey, Version};
 pub use schema::json_schemas;
+pub use secret::SecretSpec;
 pub use spec::Spec;
 pub use tags::{Tags, SERVICE_TAG, SERVICE_TAG_LEGACY};
 pub use validation::{validate, validate_meta, ValidationContext, ValidationError, Violation};

@@ -70,18 +70,21 @@ pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
 }
 
 impl Resource {
-    /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields.
+    /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields
+    /// (a Secret without its bytes: what the API serves).
     pub fn to_rest_json(&self) -> Value {
         let times = (&self.creation_time, &self.modification_time);
-        flat_object(&self.key, Some(times), &self.spec)
+        flat_object(&self.key, Some(times), &self.spec, true)
     }
 }
 
-/// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec.
+/// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec;
+/// with `redact`, without a Secret's bytes.
 pub(crate) fn flat_object(
     key: &ResourceKey,
     times: Option<(&DateTime<Utc>, &DateTime<Utc>)>,
     spec: &Spec,
+    redact: bool,
 ) -> Value {
     let mut object = Map::new();
     object.insert("type".into(), key.resource_type.name().into());
@@ -93,7 +96,11 @@ pub(crate) fn flat_object(
         object.insert("creationTime".into(), format_time(created).into());
         object.insert("modificationTime".into(), format_time(modified).into());
     }
-    if let Value::Object(fields) = spec.to_json() {
+    if let Value::Object(mut fields) = spec.to_json() {
+        if redact && matches!(spec, Spec::Secret(_)) {
+            // Secret bytes (CA private keys) never leave through the REST form.
+            fields.remove("data");
+        }
         object.extend(fields);
     }
     Value::Object(object)

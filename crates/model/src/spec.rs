@@ -12,6 +12,7 @@ use crate::policy::{
     TrafficTraceSpec,
 };
 use crate::registry::ResourceType;
+use crate::secret::SecretSpec;
 use crate::validation::{Report, Validate, ValidationContext};
 
 macro_rules! specs {
@@ -84,6 +85,7 @@ specs! {
     TrafficTrace => TrafficTraceSpec,
     ProxyTemplate => ProxyTemplateSpec,
     HealthCheck => HealthCheckSpec,
+    Secret => SecretSpec,
 }
 
 impl Spec {
@@ -103,6 +105,13 @@ impl Spec {
     pub fn as_dataplane(&self) -> Option<&DataplaneSpec> {
         match self {
             Spec::Dataplane(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_secret(&self) -> Option<&SecretSpec> {
+        match self {
+            Spec::Secret(s) => Some(s),
             _ => None,
         }
     }

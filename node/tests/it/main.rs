@@ -1,6 +1,7 @@
 //! kuma-cp as a real process: startup, configuration layering, signals, bad input.
 
 mod failover;
+mod mesh_ca;
 mod process;
 mod raft;
 mod walkthrough;

@@ -4,9 +4,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::util::pack_any;
+use kuma_model::selection::DataplanePolicies;
 
 use super::envoy::{listener, socket_address, stat_prefix, static_cluster, tcp_proxy, TCP_PROXY};
-use super::Proxy;
+use super::{tls, MeshContext, Proxy};
 use crate::names;
 use crate::snapshot::ResourceSet;
 use crate::xds_type::XdsType;
@@ -14,7 +15,12 @@ use crate::xds_type::XdsType;
 /// The workload listens on the loopback of the dataplane's host.
 const WORKLOAD_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-pub fn generate(proxy: &Proxy<'_>, out: &mut ResourceSet) {
+pub fn generate(
+    proxy: &Proxy<'_>,
+    mesh: &MeshContext,
+    _policies: &DataplanePolicies<'_>,
+    out: &mut ResourceSet,
+) {
     let address = proxy.spec.networking.address.as_deref();
     for inbound in &proxy.spec.networking.inbound {
         // Stored dataplanes were validated; an inbound that does not resolve cannot be served.
@@ -26,15 +32,16 @@ pub fn generate(proxy: &Proxy<'_>, out: &mut ResourceSet) {
             pack_any(static_cluster(&cluster, &[(WORKLOAD_IP, interface.workload_port)])),
         );
         let name = names::inbound_listener(interface.dataplane_ip, interface.dataplane_port);
-        out.add(
-            XdsType::Listener,
+        let mut inbound_listener = listener(
             &name,
-            pack_any(listener(
-                &name,
-                socket_address(interface.dataplane_ip, interface.dataplane_port),
-                TrafficDirection::Inbound,
-                vec![(TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster))],
-            )),
+            socket_address(interface.dataplane_ip, interface.dataplane_port),
+            TrafficDirection::Inbound,
+            vec![(TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster))],
         );
+        if mesh.mtls() {
+            inbound_listener.filter_chains[0].transport_socket =
+                Some(tls::downstream_tls(proxy.mesh));
+        }
+        out.add(XdsType::Listener, &name, pack_any(inbound_listener));
     }
 }

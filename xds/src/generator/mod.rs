@@ -5,12 +5,17 @@ mod envoy;
 mod inbound;
 mod mesh_context;
 mod outbound;
+pub mod tls;
 
 pub use mesh_context::{MeshContext, ServiceEndpoint};
 
+use envoy_types::util::pack_any;
+use kuma_ca::IssuedCert;
+use kuma_model::selection::DataplanePolicies;
 use kuma_model::DataplaneSpec;
 
 use crate::snapshot::ResourceSet;
+use crate::xds_type::XdsType;
 
 /// The dataplane a config is generated for.
 #[derive(Clone, Copy, Debug)]
@@ -18,12 +23,26 @@ pub struct Proxy<'a> {
     pub mesh: &'a str,
     pub name: &'a str,
     pub spec: &'a DataplaneSpec,
+    /// Its identity certificate, when the mesh has mTLS on.
+    pub identity: Option<&'a IssuedCert>,
 }
 
 /// Every resource of one dataplane's config.
 pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
     let mut resources = ResourceSet::default();
-    inbound::generate(proxy, &mut resources);
-    outbound::generate(proxy, mesh, &mut resources);
+    let policies = mesh.policies();
+    let selected = DataplanePolicies::select(proxy.spec, &policies);
+    inbound::generate(proxy, mesh, &selected, &mut resources);
+    outbound::generate(proxy, mesh, &selected, &mut resources);
+    if mesh.mtls() {
+        if let Some(identity) = proxy.identity {
+            let secret = tls::identity_secret(proxy.mesh, &identity.cert_pem, &identity.key_pem);
+            resources.add(XdsType::Secret, secret.name.clone(), pack_any(secret));
+        }
+        if let Some(ca) = mesh.ca() {
+            let secret = tls::mesh_ca_secret(proxy.mesh, ca.cert_pem());
+            resources.add(XdsType::Secret, secret.name.clone(), pack_any(secret));
+        }
+    }
     resources
 }

@@ -5,12 +5,18 @@
 use std::path::PathBuf;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, Secret, UpstreamTlsContext,
+};
 use envoy_types::pb::google::protobuf::Any;
-use kuma_model::{parse_resource, DataplaneSpec};
+use kuma_ca::{IssuedCert, MeshCa, BUILTIN_CA_VALIDITY};
+use kuma_model::{parse_resource, DataplaneSpec, MeshSpec, Resource};
 use kuma_xds::generator::{generate, MeshContext, Proxy};
 use kuma_xds::{ResourceSet, XdsType};
 use prost::{Message, Name};
@@ -26,16 +32,49 @@ fn compact(debug: String) -> String {
         .join("\n")
 }
 
+/// Takes a transport socket's typed config out, to render it decoded after its owner.
+fn take_socket(socket: &mut Option<TransportSocket>, rendered: &mut String) {
+    if let Some(SocketConfig::TypedConfig(config)) =
+        socket.as_mut().and_then(|s| s.config_type.take())
+    {
+        rendered.push_str(&format!("\ntransport socket:\n{}", render_any(&config)));
+    }
+}
+
+/// PEM text differs on every run (fresh keys); the goldens show where it goes, not what it is.
+fn mask_pem(debug: String) -> String {
+    let mut out = String::new();
+    let mut rest = debug.as_str();
+    while let Some(start) = rest.find("\"-----BEGIN") {
+        out.push_str(&rest[..start]);
+        let end = rest[start + 1..].find('"').map_or(rest.len(), |e| start + e + 2);
+        out.push_str("\"<PEM>\"");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn render_any(any: &Any) -> String {
     let bytes = any.value.as_slice();
     if any.type_url == Cluster::type_url() {
-        compact(format!("{:#?}", Cluster::decode(bytes).unwrap()))
+        let mut cluster = Cluster::decode(bytes).unwrap();
+        let mut socket = String::new();
+        take_socket(&mut cluster.transport_socket, &mut socket);
+        compact(format!("{cluster:#?}")) + &socket
+    } else if any.type_url == Secret::type_url() {
+        mask_pem(compact(format!("{:#?}", Secret::decode(bytes).unwrap())))
+    } else if any.type_url == DownstreamTlsContext::type_url() {
+        compact(format!("{:#?}", DownstreamTlsContext::decode(bytes).unwrap()))
+    } else if any.type_url == UpstreamTlsContext::type_url() {
+        compact(format!("{:#?}", UpstreamTlsContext::decode(bytes).unwrap()))
     } else if any.type_url == ClusterLoadAssignment::type_url() {
         compact(format!("{:#?}", ClusterLoadAssignment::decode(bytes).unwrap()))
     } else if any.type_url == Listener::type_url() {
         let mut listener = Listener::decode(bytes).unwrap();
         let mut filters = String::new();
         for chain in &mut listener.filter_chains {
+            take_socket(&mut chain.transport_socket, &mut filters);
             for filter in &mut chain.filters {
                 if let Some(ConfigType::TypedConfig(config)) = filter.config_type.take() {
                     filters.push_str(&format!(
@@ -87,7 +126,47 @@ fn dataplane(yaml: &str) -> (String, DataplaneSpec) {
 fn config_of(name: &str, mesh: &[(String, DataplaneSpec)]) -> String {
     let context = MeshContext::build("default", mesh.iter().map(|(n, s)| (n.as_str(), s)));
     let spec = &mesh.iter().find(|(n, _)| n == name).unwrap().1;
-    render(&generate(&Proxy { mesh: "default", name, spec }, &context))
+    render(&generate(&Proxy { mesh: "default", name, spec, identity: None }, &context))
+}
+
+/// The config of `name` in a mesh with `mesh_yaml` (a Mesh spec), `policies` and, when mTLS is
+/// on, a fresh CA and identity.
+fn config_with(
+    name: &str,
+    mesh: &[(String, DataplaneSpec)],
+    mesh_yaml: &str,
+    policies: Vec<Resource>,
+) -> String {
+    let spec: MeshSpec = serde_yaml::from_str(mesh_yaml).unwrap();
+    let ca = spec.mtls_enabled().then(|| MeshCa::generate("default", BUILTIN_CA_VALIDITY).unwrap());
+    let identity = ca.as_ref().map(|ca| {
+        ca.issue_identity("default", &["x"], std::time::Duration::from_secs(60)).unwrap()
+    });
+    let context = MeshContext::build("default", mesh.iter().map(|(n, s)| (n.as_str(), s)))
+        .with_mesh(spec, ca)
+        .with_policies(policies);
+    let dp = &mesh.iter().find(|(n, _)| n == name).unwrap().1;
+    let identity: Option<&IssuedCert> = identity.as_ref();
+    render(&generate(&Proxy { mesh: "default", name, spec: dp, identity }, &context))
+}
+
+const MTLS_MESH: &str =
+    "mtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n";
+
+#[test]
+fn with_mtls_inbounds_require_a_mesh_certificate_and_secrets_are_served() {
+    must_match_golden(
+        "redis-1-mtls.txt",
+        &config_with("redis-1", &seeds_mesh(), MTLS_MESH, vec![]),
+    );
+}
+
+#[test]
+fn with_mtls_outbound_clusters_verify_the_exact_spiffe_id_of_their_service() {
+    must_match_golden(
+        "backend-1-mtls.txt",
+        &config_with("backend-1", &seeds_mesh(), MTLS_MESH, vec![]),
+    );
 }
 
 fn seeds_mesh() -> Vec<(String, DataplaneSpec)> {

@@ -6,4 +6,5 @@ mod bootstrap;
 mod envoy;
 mod golden;
 mod harness;
+mod mtls;
 mod protocol;

@@ -6,4 +6,5 @@ mod paging;
 mod policies;
 mod resources;
 mod robustness;
+mod secrets;
 mod validation;

@@ -45,7 +45,10 @@ impl<'a> MeshPolicies<'a> {
                 Spec::HealthCheck(s) => push!(health_checks, s),
                 Spec::TrafficTrace(s) => push!(traffic_traces, s),
                 Spec::ProxyTemplate(s) => push!(proxy_templates, s),
-                Spec::Mesh(_) | Spec::Dataplane(_) | Spec::DataplaneInsight(_) => {}
+                Spec::Mesh(_)
+                | Spec::Dataplane(_)
+                | Spec::DataplaneInsight(_)
+                | Spec::Secret(_) => {}
             }
         }
         out
