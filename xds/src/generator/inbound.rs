@@ -1,4 +1,5 @@
-//! Per inbound interface: listener `inbound:<ip>:<port>` proxying TCP to `localhost:<servicePort>`.
+//! Per inbound interface: listener `inbound:<ip>:<port>` proxying TCP to `localhost:<servicePort>`;
+//! with mTLS on, behind the RBAC filter of its TrafficPermission and requiring a mesh certificate.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -7,6 +8,7 @@ use envoy_types::util::pack_any;
 use kuma_model::selection::DataplanePolicies;
 
 use super::envoy::{listener, socket_address, stat_prefix, static_cluster, tcp_proxy, TCP_PROXY};
+use super::rbac::{rbac_filter, RBAC};
 use super::{tls, MeshContext, Proxy};
 use crate::names;
 use crate::snapshot::ResourceSet;
@@ -18,11 +20,11 @@ const WORKLOAD_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub fn generate(
     proxy: &Proxy<'_>,
     mesh: &MeshContext,
-    _policies: &DataplanePolicies<'_>,
+    policies: &DataplanePolicies<'_>,
     out: &mut ResourceSet,
 ) {
     let address = proxy.spec.networking.address.as_deref();
-    for inbound in &proxy.spec.networking.inbound {
+    for (index, inbound) in proxy.spec.networking.inbound.iter().enumerate() {
         // Stored dataplanes were validated; an inbound that does not resolve cannot be served.
         let Some(interface) = inbound.resolve(address) else { continue };
         let cluster = names::local_cluster(interface.workload_port);
@@ -32,11 +34,22 @@ pub fn generate(
             pack_any(static_cluster(&cluster, &[(WORKLOAD_IP, interface.workload_port)])),
         );
         let name = names::inbound_listener(interface.dataplane_ip, interface.dataplane_port);
+        let mut filters = Vec::new();
+        if mesh.mtls() {
+            // TrafficPermission is enforced with mTLS only, as in Kuma 0.x; first in the chain.
+            let permission = policies
+                .inbounds
+                .iter()
+                .find(|i| i.index == index)
+                .and_then(|i| i.traffic_permission.as_ref());
+            filters.push((RBAC, rbac_filter(proxy.mesh, &stat_prefix(&name), permission)));
+        }
+        filters.push((TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster)));
         let mut inbound_listener = listener(
             &name,
             socket_address(interface.dataplane_ip, interface.dataplane_port),
             TrafficDirection::Inbound,
-            vec![(TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster))],
+            filters,
         );
         if mesh.mtls() {
             inbound_listener.filter_chains[0].transport_socket =

@@ -5,6 +5,7 @@ mod envoy;
 mod inbound;
 mod mesh_context;
 mod outbound;
+mod rbac;
 pub mod tls;
 
 pub use mesh_context::{MeshContext, ServiceEndpoint};

@@ -10,13 +10,14 @@ use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, Secret, UpstreamTlsContext,
 };
 use envoy_types::pb::google::protobuf::Any;
 use kuma_ca::{IssuedCert, MeshCa, BUILTIN_CA_VALIDITY};
-use kuma_model::{parse_resource, DataplaneSpec, MeshSpec, Resource};
+use kuma_model::{parse_resource, DataplaneSpec, MeshSpec, Resource, Version};
 use kuma_xds::generator::{generate, MeshContext, Proxy};
 use kuma_xds::{ResourceSet, XdsType};
 use prost::{Message, Name};
@@ -62,6 +63,8 @@ fn render_any(any: &Any) -> String {
         let mut socket = String::new();
         take_socket(&mut cluster.transport_socket, &mut socket);
         compact(format!("{cluster:#?}")) + &socket
+    } else if any.type_url == Rbac::type_url() {
+        compact(format!("{:#?}", Rbac::decode(bytes).unwrap()))
     } else if any.type_url == Secret::type_url() {
         mask_pem(compact(format!("{:#?}", Secret::decode(bytes).unwrap())))
     } else if any.type_url == DownstreamTlsContext::type_url() {
@@ -129,6 +132,19 @@ fn config_of(name: &str, mesh: &[(String, DataplaneSpec)]) -> String {
     render(&generate(&Proxy { mesh: "default", name, spec, identity: None }, &context))
 }
 
+/// A policy (or other resource) as the store would hold it, created at second `created`.
+pub fn stored(yaml: &str, created: i64) -> Resource {
+    let input = parse_resource(serde_yaml::from_str(yaml).unwrap()).unwrap();
+    let time = chrono::DateTime::from_timestamp(1_700_000_000 + created, 0).unwrap();
+    Resource {
+        key: input.key,
+        spec: input.spec,
+        version: Version("1".into()),
+        creation_time: time,
+        modification_time: time,
+    }
+}
+
 /// The config of `name` in a mesh with `mesh_yaml` (a Mesh spec), `policies` and, when mTLS is
 /// on, a fresh CA and identity.
 fn config_with(
@@ -166,6 +182,27 @@ fn with_mtls_outbound_clusters_verify_the_exact_spiffe_id_of_their_service() {
     must_match_golden(
         "backend-1-mtls.txt",
         &config_with("backend-1", &seeds_mesh(), MTLS_MESH, vec![]),
+    );
+}
+
+#[test]
+fn with_mtls_the_most_specific_permission_of_an_inbound_becomes_its_rbac_filter() {
+    let policies = vec![
+        stored("type: TrafficPermission\nmesh: default\nname: allow-all\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n", 2),
+        stored("type: TrafficPermission\nmesh: default\nname: backend-to-redis\nsources:\n- match:\n    service: backend\n- match:\n    service: admin\ndestinations:\n- match:\n    service: redis\n", 1),
+    ];
+    must_match_golden(
+        "redis-1-permission.txt",
+        &config_with("redis-1", &seeds_mesh(), MTLS_MESH, policies),
+    );
+}
+
+#[test]
+fn without_mtls_permissions_are_not_enforced() {
+    let policies = vec![stored("type: TrafficPermission\nmesh: default\nname: backend-to-redis\nsources:\n- match:\n    service: backend\ndestinations:\n- match:\n    service: redis\n", 1)];
+    assert_eq!(
+        config_with("redis-1", &seeds_mesh(), "{}", policies),
+        config_of("redis-1", &seeds_mesh())
     );
 }
 

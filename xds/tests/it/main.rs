@@ -7,4 +7,5 @@ mod envoy;
 mod golden;
 mod harness;
 mod mtls;
+mod permissions;
 mod protocol;
