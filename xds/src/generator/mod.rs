@@ -1,7 +1,9 @@
 //! A dataplane's Envoy config as a pure function of the dataplane and its mesh: inbound listeners
 //! that forward to the local workload, outbound listeners that reach every instance of a service.
 
+mod access_log;
 mod envoy;
+mod health_check;
 mod inbound;
 mod mesh_context;
 mod outbound;

@@ -4,12 +4,14 @@
 
 use std::path::PathBuf;
 
+use envoy_types::pb::envoy::config::accesslog::v3::access_log::ConfigType as LogConfig;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -90,7 +92,16 @@ fn render_any(any: &Any) -> String {
         }
         compact(format!("{listener:#?}")) + &filters
     } else if any.type_url == TcpProxy::type_url() {
-        compact(format!("{:#?}", TcpProxy::decode(bytes).unwrap()))
+        let mut proxy = TcpProxy::decode(bytes).unwrap();
+        let mut logs = String::new();
+        for log in &mut proxy.access_log {
+            if let Some(LogConfig::TypedConfig(config)) = log.config_type.take() {
+                logs.push_str(&format!("\naccess log {}:\n{}", log.name, render_any(&config)));
+            }
+        }
+        compact(format!("{proxy:#?}")) + &logs
+    } else if any.type_url == FileAccessLog::type_url() {
+        compact(format!("{:#?}", FileAccessLog::decode(bytes).unwrap()))
     } else {
         panic!("no renderer for {}", any.type_url)
     }
@@ -203,6 +214,34 @@ fn without_mtls_permissions_are_not_enforced() {
     assert_eq!(
         config_with("redis-1", &seeds_mesh(), "{}", policies),
         config_of("redis-1", &seeds_mesh())
+    );
+}
+
+#[test]
+fn a_traffic_route_splits_an_outbound_over_weighted_clusters_of_tagged_subsets() {
+    let route = stored("type: TrafficRoute\nmesh: default\nname: canary\nsources:\n- match:\n    service: backend\ndestinations:\n- match:\n    service: redis\nconf:\n- weight: 90\n  destination:\n    service: redis\n- weight: 10\n  destination:\n    service: redis\n    version: v2\n", 1);
+    must_match_golden(
+        "backend-1-route.txt",
+        &config_with("backend-1", &seeds_mesh(), "{}", vec![route]),
+    );
+}
+
+#[test]
+fn a_health_check_adds_active_tcp_checks_to_the_clusters_of_its_destination() {
+    let check = stored("type: HealthCheck\nmesh: default\nname: redis-check\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: redis\nconf:\n  activeChecks:\n    interval: 1s\n    timeout: 500ms\n    unhealthyThreshold: 2\n    healthyThreshold: 1\n", 1);
+    must_match_golden(
+        "backend-1-health-check.txt",
+        &config_with("backend-1", &seeds_mesh(), "{}", vec![check]),
+    );
+}
+
+#[test]
+fn a_traffic_log_adds_a_file_access_log_naming_source_and_destination() {
+    let mesh = "logging:\n  defaultBackend: file\n  backends:\n  - name: file\n    type: file\n    conf:\n      path: /tmp/access.log\n";
+    let log = stored("type: TrafficLog\nmesh: default\nname: all\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: redis\n", 1);
+    must_match_golden(
+        "backend-1-traffic-log.txt",
+        &config_with("backend-1", &seeds_mesh(), mesh, vec![log]),
     );
 }
 

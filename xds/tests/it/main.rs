@@ -9,3 +9,4 @@ mod harness;
 mod mtls;
 mod permissions;
 mod protocol;
+mod traffic_policies;
