@@ -1,5 +1,7 @@
 //! Per inbound interface: listener `inbound:<ip>:<port>` proxying TCP to `localhost:<servicePort>`;
 //! with mTLS on, behind the RBAC filter of its TrafficPermission and requiring a mesh certificate.
+//! An inbound tagged `protocol: http` gets an HTTP connection manager instead, traced when a
+//! TrafficTrace selects the dataplane.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -9,7 +11,8 @@ use kuma_model::selection::DataplanePolicies;
 
 use super::envoy::{listener, socket_address, stat_prefix, static_cluster, tcp_proxy, TCP_PROXY};
 use super::rbac::{rbac_filter, RBAC};
-use super::{tls, MeshContext, Proxy};
+use super::trace::{self, ZipkinBackend};
+use super::{http, tls, MeshContext, Proxy};
 use crate::names;
 use crate::snapshot::ResourceSet;
 use crate::xds_type::XdsType;
@@ -21,6 +24,7 @@ pub fn generate(
     proxy: &Proxy<'_>,
     mesh: &MeshContext,
     policies: &DataplanePolicies<'_>,
+    zipkin: Option<&ZipkinBackend>,
     out: &mut ResourceSet,
 ) {
     let address = proxy.spec.networking.address.as_deref();
@@ -44,7 +48,18 @@ pub fn generate(
                 .and_then(|i| i.traffic_permission.as_ref());
             filters.push((RBAC, rbac_filter(proxy.mesh, &stat_prefix(&name), permission)));
         }
-        filters.push((TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster)));
+        if http::is_http(&inbound.tags) {
+            let manager = http::connection_manager(
+                &stat_prefix(&cluster),
+                &format!("inbound:{}", inbound.tags.service().unwrap_or_default()),
+                &[(cluster.as_str(), 1)],
+                zipkin.map(trace::tracing),
+                None,
+            );
+            filters.push((http::HTTP_CONNECTION_MANAGER, manager));
+        } else {
+            filters.push((TCP_PROXY, tcp_proxy(&stat_prefix(&cluster), &cluster)));
+        }
         let mut inbound_listener = listener(
             &name,
             socket_address(interface.dataplane_ip, interface.dataplane_port),

@@ -4,11 +4,13 @@
 mod access_log;
 mod envoy;
 mod health_check;
+mod http;
 mod inbound;
 mod mesh_context;
 mod outbound;
 mod rbac;
 pub mod tls;
+mod trace;
 
 pub use mesh_context::{MeshContext, ServiceEndpoint};
 
@@ -35,8 +37,16 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
     let mut resources = ResourceSet::default();
     let policies = mesh.policies();
     let selected = DataplanePolicies::select(proxy.spec, &policies);
-    inbound::generate(proxy, mesh, &selected, &mut resources);
-    outbound::generate(proxy, mesh, &selected, &mut resources);
+    let zipkin = selected.traffic_trace.as_ref().and_then(|t| trace::backend(mesh, t));
+    if let Some(zipkin) = &zipkin {
+        resources.add(
+            XdsType::Cluster,
+            zipkin.cluster.clone(),
+            pack_any(trace::collector_cluster(zipkin)),
+        );
+    }
+    inbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
+    outbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
     if mesh.mtls() {
         if let Some(identity) = proxy.identity {
             let secret = tls::identity_secret(proxy.mesh, &identity.cert_pem, &identity.key_pem);

@@ -2,7 +2,9 @@
 //! cluster, whose endpoints are the service's inbounds across the mesh. The outbound's policies
 //! shape it: a TrafficRoute splits the traffic over weighted clusters `<service>-_<i>_`, each
 //! holding only the endpoints with the tags of its destination; a HealthCheck adds active TCP
-//! checks to every cluster; a TrafficLog adds an access log to the TCP proxy.
+//! checks to every cluster; a TrafficLog adds an access log. An outbound whose instances are all
+//! tagged `protocol: http` gets an HTTP connection manager (traced under a TrafficTrace) instead
+//! of a TCP proxy.
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::util::pack_any;
@@ -13,7 +15,8 @@ use kuma_model::Tags;
 use super::envoy::{
     eds_cluster, listener, load_assignment, socket_address, stat_prefix, TCP_PROXY,
 };
-use super::{access_log, health_check, tls, MeshContext, Proxy};
+use super::trace::{self, ZipkinBackend};
+use super::{access_log, health_check, http, tls, MeshContext, Proxy};
 use crate::names;
 use crate::snapshot::ResourceSet;
 use crate::xds_type::XdsType;
@@ -65,10 +68,28 @@ fn in_subset(subset: &Tags, tags: &Tags) -> bool {
     })
 }
 
+/// An outbound speaks HTTP when every instance it may reach is tagged `protocol: http`.
+fn speaks_http(mesh: &MeshContext, targets: &[Target<'_>]) -> bool {
+    let mut any = false;
+    for target in targets {
+        for endpoint in mesh.endpoints(target.service) {
+            if target.subset.is_some_and(|s| !in_subset(s, &endpoint.tags)) {
+                continue;
+            }
+            if !http::is_http(&endpoint.tags) {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
+}
+
 pub fn generate(
     proxy: &Proxy<'_>,
     mesh: &MeshContext,
     policies: &DataplanePolicies<'_>,
+    zipkin: Option<&ZipkinBackend>,
     out: &mut ResourceSet,
 ) {
     for (index, outbound) in proxy.spec.networking.outbound.iter().enumerate() {
@@ -111,6 +132,18 @@ pub fn generate(
             .and_then(|o| o.traffic_log.as_ref())
             .and_then(|selected| access_log::for_outbound(proxy, mesh, service, selected));
         let name = names::outbound_listener(interface.ip, interface.port);
+        let filter = if speaks_http(mesh, &targets) {
+            let manager = http::connection_manager(
+                &stat_prefix(service),
+                &format!("outbound:{service}"),
+                &weighted,
+                zipkin.map(trace::tracing),
+                log,
+            );
+            (http::HTTP_CONNECTION_MANAGER, manager)
+        } else {
+            (TCP_PROXY, super::envoy::tcp_proxy_to(&stat_prefix(service), &weighted, log))
+        };
         out.add(
             XdsType::Listener,
             &name,
@@ -118,10 +151,7 @@ pub fn generate(
                 &name,
                 socket_address(interface.ip, interface.port),
                 TrafficDirection::Outbound,
-                vec![(
-                    TCP_PROXY,
-                    super::envoy::tcp_proxy_to(&stat_prefix(service), &weighted, log),
-                )],
+                vec![filter],
             )),
         );
     }

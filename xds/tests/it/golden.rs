@@ -12,6 +12,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
+use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType as TracerConfig;
+use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -100,6 +104,30 @@ fn render_any(any: &Any) -> String {
             }
         }
         compact(format!("{proxy:#?}")) + &logs
+    } else if any.type_url == HttpConnectionManager::type_url() {
+        let mut manager = HttpConnectionManager::decode(bytes).unwrap();
+        let mut inner = String::new();
+        for filter in &mut manager.http_filters {
+            if let Some(HttpFilterConfig::TypedConfig(config)) = filter.config_type.take() {
+                inner.push_str(&format!("\nhttp filter {}: {}", filter.name, config.type_url));
+            }
+        }
+        if let Some(provider) = manager.tracing.as_mut().and_then(|t| t.provider.as_mut()) {
+            if let Some(TracerConfig::TypedConfig(config)) = provider.config_type.take() {
+                let zipkin = ZipkinConfig::decode(config.value.as_slice()).unwrap();
+                inner.push_str(&format!(
+                    "\ntracer {}:\n{}",
+                    provider.name,
+                    compact(format!("{zipkin:#?}"))
+                ));
+            }
+        }
+        for log in &mut manager.access_log {
+            if let Some(LogConfig::TypedConfig(config)) = log.config_type.take() {
+                inner.push_str(&format!("\naccess log {}:\n{}", log.name, render_any(&config)));
+            }
+        }
+        compact(format!("{manager:#?}")) + &inner
     } else if any.type_url == FileAccessLog::type_url() {
         compact(format!("{:#?}", FileAccessLog::decode(bytes).unwrap()))
     } else {
@@ -243,6 +271,26 @@ fn a_traffic_log_adds_a_file_access_log_naming_source_and_destination() {
         "backend-1-traffic-log.txt",
         &config_with("backend-1", &seeds_mesh(), mesh, vec![log]),
     );
+}
+
+fn http_mesh() -> Vec<(String, DataplaneSpec)> {
+    vec![
+        dataplane("type: Dataplane\nmesh: default\nname: api-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9100:8080\n    tags:\n      service: api\n      protocol: http\n"),
+        dataplane("type: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9200:8081\n    tags:\n      service: web\n      protocol: http\n  outbound:\n  - interface: :10100\n    service: api\n  - interface: :10101\n    service: redis\n"),
+        dataplane("type: Dataplane\nmesh: default\nname: redis-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9000:6379\n    tags:\n      service: redis\n"),
+    ]
+}
+
+#[test]
+fn a_traffic_trace_traces_http_inbounds_and_outbounds_to_the_zipkin_backend() {
+    let mesh = "tracing:\n  defaultBackend: zipkin-1\n  backends:\n  - name: zipkin-1\n    type: zipkin\n    sampling: 50\n    conf:\n      url: http://zipkin.local:9411/api/v2/spans\n";
+    let trace = stored("type: TrafficTrace\nmesh: default\nname: trace-web\nselectors:\n- match:\n    service: web\n", 1);
+    must_match_golden("web-1-trace.txt", &config_with("web-1", &http_mesh(), mesh, vec![trace]));
+}
+
+#[test]
+fn without_a_traffic_trace_http_listeners_are_not_traced() {
+    must_match_golden("web-1-http.txt", &config_with("web-1", &http_mesh(), "{}", vec![]));
 }
 
 fn seeds_mesh() -> Vec<(String, DataplaneSpec)> {

@@ -9,4 +9,5 @@ mod harness;
 mod mtls;
 mod permissions;
 mod protocol;
+mod trace;
 mod traffic_policies;
