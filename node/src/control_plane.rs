@@ -9,7 +9,7 @@ use kuma_api_server::{ApiServer, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
-use kuma_xds::{BootstrapServer, SinglePeer, XdsPeers, XdsServer};
+use kuma_xds::{BootstrapServer, SdsTls, SinglePeer, XdsPeers, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -77,6 +77,33 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreE
         }
         Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The SDS server's listener and a self-signed certificate for it. SDS is an extra way to get
+/// secrets (dataplanes get them over ADS too), so a port that is taken disables it with a warning
+/// instead of stopping the control plane.
+async fn sds_listener(port: u16) -> Option<(TcpListener, SdsTls)> {
+    let listener = match bind("sds-server", port, "KUMA_SDS_SERVER_GRPC_PORT").await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(error = %e, "SDS server disabled; dataplanes still get secrets over ADS");
+            return None;
+        }
+    };
+    let hostname = gethostname::gethostname().to_string_lossy().to_string();
+    match kuma_ca::self_signed_server_cert(
+        &["localhost", "127.0.0.1", &hostname],
+        kuma_ca::BUILTIN_CA_VALIDITY,
+    ) {
+        Ok(cert) => {
+            info!(port, "sds-server starting");
+            Some((listener, SdsTls { cert_pem: cert.cert_pem, key_pem: cert.key_pem }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SDS server disabled: no certificate");
+            None
+        }
     }
 }
 
@@ -205,8 +232,11 @@ impl ControlPlane {
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        let xds =
+        let mut xds =
             XdsServer::new(store.clone(), config.xds_server.clone(), config.instance_id(), None);
+        if let Some((listener, tls)) = sds_listener(config.sds_server.grpc_port).await {
+            xds = xds.with_sds(listener, tls);
+        }
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");

@@ -20,7 +20,7 @@ mod xds_type;
 
 pub use bootstrap::{BootstrapRequest, BootstrapServer, SinglePeer, XdsAddress, XdsPeers};
 pub use cache::{ConfigHook, NodeWatch, SnapshotCache};
-pub use config::{BootstrapParams, BootstrapServerConfig, XdsApiType, XdsServerConfig};
+pub use config::{BootstrapParams, BootstrapServerConfig, SdsTls, XdsApiType, XdsServerConfig};
 pub use mesh_ca::{builtin_ca_secret_name, ensure_builtin_cas};
 pub use node_id::NodeId;
 pub use server::{XdsError, XdsServer};

@@ -9,6 +9,6 @@ mod mesh_ca;
 
 pub use cluster::{CaError, ClusterCa, IssuedCert, PEER_SERVER_NAME};
 pub use mesh_ca::{
-    certificate_uris, rotation_time, spiffe_id, MeshCa, BUILTIN_CA_VALIDITY,
-    DEFAULT_DP_CERT_VALIDITY,
+    certificate_uris, rotation_time, self_signed_server_cert, spiffe_id, MeshCa,
+    BUILTIN_CA_VALIDITY, DEFAULT_DP_CERT_VALIDITY,
 };

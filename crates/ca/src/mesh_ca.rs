@@ -144,6 +144,21 @@ impl MeshCa {
     }
 }
 
+/// A self-signed server certificate for `names` (DNS names or IP addresses), valid for
+/// `validity`: what the SDS server presents when no certificate is configured.
+pub fn self_signed_server_cert(names: &[&str], validity: Duration) -> Result<IssuedCert, CaError> {
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, names.first().copied().unwrap_or("kuma-control-plane"));
+    params.distinguished_name = name;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    set_validity(&mut params, validity);
+    let cert = params.self_signed(&key)?;
+    Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

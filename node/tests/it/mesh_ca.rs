@@ -62,3 +62,10 @@ fn a_single_control_plane_generates_the_ca_of_a_mesh_that_enables_mtls() {
     assert_no_key_material(&must_see_ca_secret(cp.api_port));
     assert!(!cp.log().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn the_sds_port_accepts_connections_when_the_control_plane_is_ready() {
+    let cp = KumaCp::must_start();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", cp.sds_port)).is_ok(), "{}", cp.log());
+    assert!(cp.log().contains("sds-server starting"), "{}", cp.log());
+}

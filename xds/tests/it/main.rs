@@ -9,5 +9,6 @@ mod harness;
 mod mtls;
 mod permissions;
 mod protocol;
+mod sds;
 mod trace;
 mod traffic_policies;
