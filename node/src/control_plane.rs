@@ -213,7 +213,12 @@ impl ControlPlane {
             }
         }
 
-        let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
+        let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone())
+            .with_validation(Arc::new(|spec: &Spec| match spec {
+                // Raw Envoy resources are checked against Envoy's schema when applied.
+                Spec::ProxyTemplate(template) => kuma_xds::proxy_template_violations(template),
+                _ => Vec::new(),
+            }));
         info!(port = config.api_server.port, "api-server starting");
         let extra_routes = match &raft {
             Some(node) => replication::routes(node.clone(), config.api_server.read_only),

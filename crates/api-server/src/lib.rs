@@ -16,4 +16,4 @@ mod server;
 
 pub use config::ApiServerConfig;
 pub use error::ApiError;
-pub use server::{ApiServer, ServerInfo};
+pub use server::{ApiServer, ExtraValidation, ServerInfo};

@@ -3,5 +3,6 @@
 mod failover;
 mod mesh_ca;
 mod process;
+mod proxy_template;
 mod raft;
 mod walkthrough;

@@ -293,6 +293,25 @@ fn without_a_traffic_trace_http_listeners_are_not_traced() {
     must_match_golden("web-1-http.txt", &config_with("web-1", &http_mesh(), "{}", vec![]));
 }
 
+const RAW_CLUSTER: &str = "    resource: |\n      '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n      name: extra\n      connect_timeout: 2s\n      type: STATIC\n";
+
+#[test]
+fn a_proxy_template_importing_default_proxy_adds_its_raw_resources() {
+    let template = stored(&format!("type: ProxyTemplate\nmesh: default\nname: pt\nconf:\n  imports:\n  - default-proxy\n  resources:\n  - name: extra\n    version: v1\n{RAW_CLUSTER}"), 1);
+    must_match_golden(
+        "redis-1-proxy-template.txt",
+        &config_with("redis-1", &seeds_mesh(), "{}", vec![template]),
+    );
+}
+
+#[test]
+fn a_proxy_template_without_imports_gives_only_its_raw_resources() {
+    let template = stored(&format!("type: ProxyTemplate\nmesh: default\nname: pt\nconf:\n  resources:\n  - name: extra\n    version: v1\n{RAW_CLUSTER}"), 1);
+    let config = config_with("redis-1", &seeds_mesh(), "{}", vec![template]);
+    assert!(config.starts_with("=== cds extra\n"), "{config}");
+    assert_eq!(config.matches("=== ").count(), 1, "{config}");
+}
+
 fn seeds_mesh() -> Vec<(String, DataplaneSpec)> {
     vec![
         dataplane("type: Dataplane\nmesh: default\nname: redis-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:9000:6379\n    tags:\n      service: redis\n"),

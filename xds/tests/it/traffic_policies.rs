@@ -143,3 +143,19 @@ async fn a_file_traffic_log_writes_one_line_per_connection_with_both_services() 
         assert!(line.contains(&format!("127.0.0.1:{}(redis)", echo.port)), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_template_merges_a_raw_listener_into_the_default_config() {
+    let h = Harness::start().await;
+    let echo = EchoServer::start("r:");
+    h.apply(&redis_instance("redis-1", echo.port, 6379, "v1")).await;
+    let (outbound, extra) = (free_port(), free_port());
+    h.apply(&format!(
+        "type: ProxyTemplate\nmesh: default\nname: extra-listener\nselectors:\n- match:\n    service: backend\nconf:\n  imports:\n  - default-proxy\n  resources:\n  - name: extra\n    version: v1\n    resource: |\n      '@type': type.googleapis.com/envoy.config.listener.v3.Listener\n      name: extra\n      address:\n        socket_address:\n          address: 127.0.0.1\n          port_value: {extra}\n      filter_chains:\n      - filters:\n        - name: envoy.filters.network.tcp_proxy\n          typed_config:\n            '@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n            stat_prefix: extra\n            cluster: redis\n"
+    ))
+    .await;
+    h.apply(&backend_dataplane("default", outbound, free_port())).await;
+    let _backend = must_start_sidecar(&h, "backend-1");
+    must_echo_through(outbound, "r:");
+    must_echo_through(extra, "r:");
+}

@@ -33,3 +33,29 @@ async fn policies_of_a_missing_dataplane_is_404() {
     let reply = api.get("/meshes/default/dataplanes/nope/policies").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn extra_validation_violations_are_reported_with_the_model_ones() {
+    use std::sync::Arc;
+
+    use kuma_api_server::{ApiServer, ApiServerConfig, ServerInfo};
+    use kuma_model::{Spec, Violation};
+
+    let api = must_api().await;
+    let info = ServerInfo { version: "1".into(), hostname: "cp".into() };
+    let router = ApiServer::new(api.store.clone(), ApiServerConfig::default(), info)
+        .with_validation(Arc::new(|spec: &Spec| match spec {
+            Spec::ProxyTemplate(_) => vec![Violation::new("conf.resources[0].resource", "bad")],
+            _ => Vec::new(),
+        }))
+        .router();
+    let checked = crate::support::Api { router, store: api.store.clone() };
+    let reply = checked
+        .put_yaml(
+            "type: ProxyTemplate\nmesh: default\nname: pt\nconf:\n  imports:\n  - default-proxy\n",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert_eq!(reply.cause_fields(), ["conf.resources[0].resource"]);
+    checked.must_put_yaml(BACKEND).await;
+}
