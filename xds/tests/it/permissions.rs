@@ -62,3 +62,32 @@ async fn a_permission_lets_its_source_through_refuses_others_and_its_deletion_cu
     assert_eq!(echoed(backend_out, 5), 0, "and it stays cut off");
     eprintln!("backend cut off {took:?} after the permission was deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mtls_a_route_split_reaches_each_subset_through_its_sidecar() {
+    let h = Harness::start().await;
+    must_enable_mtls(&h, None).await;
+    h.apply(crate::mtls::ALLOW_ALL).await;
+    let (v1, v2) = (EchoServer::start("v1:"), EchoServer::start("v2:"));
+    for (name, echo, version) in [("redis-1", &v1, "v1"), ("redis-2", &v2, "v2")] {
+        h.apply(&format!(
+            "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:{}:{}\n    tags:\n      service: redis\n      version: {version}\n",
+            free_port(),
+            echo.port
+        ))
+        .await;
+    }
+    h.apply("type: TrafficRoute\nmesh: default\nname: canary\nsources:\n- match:\n    service: backend\ndestinations:\n- match:\n    service: redis\nconf:\n- weight: 50\n  destination:\n    service: redis\n    version: v1\n- weight: 50\n  destination:\n    service: redis\n    version: v2\n").await;
+    let outbound = free_port();
+    h.apply(&backend_dataplane("default", outbound, free_port())).await;
+    let _redis1 = must_start_sidecar(&h, "redis-1");
+    let _redis2 = must_start_sidecar(&h, "redis-2");
+    let _backend = must_start_sidecar(&h, "backend-1");
+    must_echo_through(outbound, "v");
+    let replies: Vec<Vec<u8>> =
+        (0..100).filter_map(|_| tcp_roundtrip(outbound, b"ping").ok()).collect();
+    let v1_count = replies.iter().filter(|r| r.starts_with(b"v1:")).count();
+    let v2_count = replies.iter().filter(|r| r.starts_with(b"v2:")).count();
+    assert_eq!(v1_count + v2_count, 100, "every connection is served over mTLS");
+    assert!(v1_count > 20 && v2_count > 20, "both subsets serve: {v1_count}/{v2_count}");
+}
