@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use kuma_ca::{rotation_time, IssuedCert, MeshCa, DEFAULT_DP_CERT_VALIDITY};
 use kuma_model::{
-    parse_duration, DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SecretSpec,
+    parse_duration, DataplaneSpec, MeshSpec, MtlsInsight, Resource, ResourceKey, ResourceType,
+    SecretSpec,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -42,8 +44,11 @@ struct Identity {
     services: Vec<String>,
     ca_cert: String,
     validity: Duration,
+    issued_at: SystemTime,
     rotate_at: SystemTime,
     cert: IssuedCert,
+    /// Certificates issued to this dataplane since it connected to this peer.
+    regenerations: u64,
 }
 
 struct NodeEntry {
@@ -170,6 +175,19 @@ impl SnapshotCache {
         }
     }
 
+    /// The identity certificate `node` holds, for its DataplaneInsight; `None` without mTLS.
+    pub fn mtls_status(&self, node: &NodeId) -> Option<MtlsInsight> {
+        let inner = self.lock();
+        let identity = inner.identities.get(node)?;
+        Some(MtlsInsight {
+            certificate_expiration_time: Some(DateTime::<Utc>::from(
+                identity.issued_at + identity.validity,
+            )),
+            last_certificate_regeneration: Some(DateTime::<Utc>::from(identity.issued_at)),
+            certificate_regenerations: identity.regenerations,
+        })
+    }
+
     /// Regenerates the dataplanes whose identity certificate is due for rotation; called
     /// periodically. Envoy swaps the secret without closing the connections it has.
     pub fn rotate_due(&self) {
@@ -264,14 +282,17 @@ fn identity_of(
         }
     }
     let cert = issue(ca, &node.mesh, &services, validity)?;
+    let regenerations = identities.get(node).map_or(0, |i| i.regenerations) + 1;
     identities.insert(
         node.clone(),
         Identity {
             services,
             ca_cert: ca.cert_pem().to_string(),
             validity,
+            issued_at: now,
             rotate_at: rotation_time(now, validity),
             cert: cert.clone(),
+            regenerations,
         },
     );
     Some(cert)

@@ -28,7 +28,8 @@ pub use dataplane::{
 };
 pub use duration::{duration_text, parse_duration, DurationError};
 pub use insight::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, DiscoverySubscriptionStatus,
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
+    DiscoverySubscriptionStatus, MtlsInsight,
 };
 pub use mesh::{
     CaConf, CaDataSource, CertificateAuthorityBackend, LegacyCa, Logging, LoggingBackend, MeshSpec,

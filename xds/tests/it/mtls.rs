@@ -158,5 +158,13 @@ async fn identities_rotate_before_expiry_without_dropping_open_connections() {
     .expect("a new identity certificate replaces the old one");
     assert_ne!(rotated, first);
     assert_eq!(roundtrip(&mut conn), b"r:ping", "the connection opened before survives");
+    let insight = try_poll_until(Duration::from_secs(5), || {
+        match futures::executor::block_on(h.insight("default", "backend-1")).and_then(|i| i.mtls) {
+            Some(mtls) if mtls.certificate_regenerations >= 2 => Ok(mtls),
+            other => Err(other),
+        }
+    })
+    .expect("the DataplaneInsight counts the regenerations");
+    assert!(insight.certificate_expiration_time > insight.last_certificate_regeneration);
     must_echo_through(outbound, "r:");
 }
