@@ -168,3 +168,44 @@ async fn identities_rotate_before_expiry_without_dropping_open_connections() {
     assert!(insight.certificate_expiration_time > insight.last_certificate_regeneration);
     must_echo_through(outbound, "r:");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provided_ca_from_files_secures_sidecar_traffic_with_its_own_certificates() {
+    let h = Harness::start().await;
+    let ca = kuma_ca::MeshCa::generate("default", kuma_ca::BUILTIN_CA_VALIDITY).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
+    std::fs::write(&cert, ca.cert_pem()).unwrap();
+    std::fs::write(&key, ca.key_pem()).unwrap();
+    h.apply(&format!(
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: provided\n    conf:\n      cert:\n        file: {}\n      key:\n        file: {}\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    assert_eq!(
+        kuma_xds::ensure_builtin_cas(h.store.as_ref()).await.unwrap(),
+        0,
+        "nothing to generate"
+    );
+    h.apply(ALLOW_ALL).await;
+    let echo = EchoServer::start("r:");
+    h.apply(&redis_dataplane("redis-1", free_port(), echo.port)).await;
+    let outbound = free_port();
+    h.apply(&backend_dataplane("default", outbound, free_port())).await;
+    let redis = must_start_sidecar(&h, "redis-1");
+    let _backend = must_start_sidecar(&h, "backend-1");
+    must_echo_through(outbound, "r:");
+    // No builtin CA exists, so the mesh CA Envoy trusts came from the files.
+    let body = redis.admin("/certs").map(|r| r.body).unwrap_or_default();
+    let json: Value = serde_json::from_str(&body).unwrap();
+    let ca_uris: Vec<&str> = json["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["ca_cert"].as_array().into_iter().flatten())
+        .flat_map(|c| c["subject_alt_names"].as_array().into_iter().flatten())
+        .filter_map(|san| san["uri"].as_str())
+        .collect();
+    assert!(ca_uris.contains(&"spiffe://default"), "{body}");
+}
