@@ -34,8 +34,13 @@ pub async fn must_enable_mtls(h: &Harness, rotation: Option<&str>) {
 
 /// A sidecar for a dataplane, started and LIVE.
 pub fn must_start_sidecar(h: &Harness, name: &str) -> Envoy {
+    must_start_sidecar_over(h, name, XdsApiType::Grpc)
+}
+
+/// A sidecar that speaks `api` (state of the world or delta) to the control plane.
+pub fn must_start_sidecar_over(h: &Harness, name: &str, api: XdsApiType) -> Envoy {
     let admin = free_port();
-    let envoy = Envoy::must_start(&h.bootstrap("default", name, admin, XdsApiType::Grpc), admin);
+    let envoy = Envoy::must_start(&h.bootstrap("default", name, admin, api), admin);
     envoy.must_be_live(LIVE);
     envoy
 }
@@ -79,6 +84,15 @@ fn listener_stat(envoy: &Envoy, suffix: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_mtls_sidecars_talk_while_a_plain_client_is_refused_at_the_handshake() {
+    sidecars_talk_over_mtls(XdsApiType::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mtls_over_delta_xds_sidecars_talk_while_a_plain_client_is_refused() {
+    sidecars_talk_over_mtls(XdsApiType::DeltaGrpc).await;
+}
+
+async fn sidecars_talk_over_mtls(api: XdsApiType) {
     let h = Harness::start().await;
     must_enable_mtls(&h, None).await;
     h.apply(ALLOW_ALL).await;
@@ -87,8 +101,8 @@ async fn with_mtls_sidecars_talk_while_a_plain_client_is_refused_at_the_handshak
     h.apply(&redis_dataplane("redis-1", redis_inbound, echo.port)).await;
     let (outbound, backend_inbound) = (free_port(), free_port());
     h.apply(&backend_dataplane("default", outbound, backend_inbound)).await;
-    let redis = must_start_sidecar(&h, "redis-1");
-    let backend = must_start_sidecar(&h, "backend-1");
+    let redis = must_start_sidecar_over(&h, "redis-1", api);
+    let backend = must_start_sidecar_over(&h, "backend-1", api);
 
     must_echo_through(outbound, "r:");
 
