@@ -217,6 +217,8 @@ impl ControlPlane {
             .with_validation(Arc::new(|spec: &Spec| match spec {
                 // Raw Envoy resources are checked against Envoy's schema when applied.
                 Spec::ProxyTemplate(template) => kuma_xds::proxy_template_violations(template),
+                // A provided CA given inline or as files must load when the Mesh is written.
+                Spec::Mesh(mesh) => kuma_xds::provided_ca_violations(mesh),
                 _ => Vec::new(),
             }));
         info!(port = config.api_server.port, "api-server starting");

@@ -22,7 +22,7 @@ mod xds_type;
 pub use bootstrap::{BootstrapRequest, BootstrapServer, SinglePeer, XdsAddress, XdsPeers};
 pub use cache::{ConfigHook, NodeWatch, SnapshotCache};
 pub use config::{BootstrapParams, BootstrapServerConfig, SdsTls, XdsApiType, XdsServerConfig};
-pub use mesh_ca::{builtin_ca_secret_name, ensure_builtin_cas};
+pub use mesh_ca::{builtin_ca_secret_name, ensure_builtin_cas, provided_ca_violations};
 pub use node_id::NodeId;
 pub use raw_resource::{parse_raw_resource, proxy_template_violations, RawResource};
 pub use server::{XdsError, XdsServer};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kuma_ca::{MeshCa, BUILTIN_CA_VALIDITY};
-use kuma_model::{CaDataSource, MeshSpec, ResourceKey, ResourceType, SecretSpec, Spec};
+use kuma_model::{CaDataSource, MeshSpec, ResourceKey, ResourceType, SecretSpec, Spec, Violation};
 use kuma_store::{ListQuery, ResourceStore, StoreError};
 use tracing::info;
 
@@ -127,6 +127,32 @@ pub fn resolve(
         .map_err(|e| format!("the CA of mesh {mesh} does not load: {e}"))
 }
 
+/// Violations of a Mesh's provided CAs whose certificate and key are given inline or as files:
+/// they must load as a CA now, not fail later in every dataplane's config. CAs in Secrets are
+/// checked when used (the Secret may be written after the Mesh).
+pub fn provided_ca_violations(spec: &MeshSpec) -> Vec<Violation> {
+    let Some(mtls) = &spec.mtls else { return Vec::new() };
+    let no_secrets = BTreeMap::new();
+    let mut violations = Vec::new();
+    for (i, backend) in mtls.backends.iter().enumerate() {
+        let Some(conf) = backend.conf.as_ref().filter(|_| backend.kind == "provided") else {
+            continue;
+        };
+        let from_secret = |s: Option<&CaDataSource>| s.is_some_and(|s| s.secret.is_some());
+        if from_secret(conf.cert.as_ref()) || from_secret(conf.key.as_ref()) {
+            continue;
+        }
+        let loaded = read_source(conf.cert.as_ref(), &no_secrets, "cert").and_then(|cert| {
+            let key = read_source(conf.key.as_ref(), &no_secrets, "key")?;
+            MeshCa::from_pem(&cert, &key).map_err(|e| format!("the provided CA does not load: {e}"))
+        });
+        if let Err(message) = loaded {
+            violations.push(Violation::new(format!("mtls.backends[{i}].conf"), message));
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +182,18 @@ mod tests {
         let err = resolve("m", &builtin, &BTreeMap::new()).unwrap_err();
         assert!(err.contains("m.ca-builtin-ca-1"), "{err}");
         assert_eq!(resolve("m", &MeshSpec::default(), &BTreeMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_provided_ca_that_does_not_load_is_a_violation_at_its_backend() {
+        let spec: MeshSpec = serde_yaml::from_str(
+            "mtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: provided\n    conf:\n      cert:\n        inline: nope\n      key:\n        file: /nonexistent/ca.key\n",
+        )
+        .unwrap();
+        let violations = provided_ca_violations(&spec);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "mtls.backends[0].conf");
+        assert!(violations[0].message.contains("/nonexistent/ca.key"), "{violations:?}");
     }
 
     fn indent(pem: &str) -> String {

@@ -1,4 +1,5 @@
-//! ProxyTemplate raw resources are checked against Envoy's schema when applied.
+//! What kuma-cp checks beyond the model when a resource is applied: ProxyTemplate raw resources
+//! against Envoy's schema, and provided CAs that must load.
 
 use kuma_test_support::{http_request, KumaCp};
 use serde_json::Value;
@@ -33,4 +34,14 @@ fn a_proxy_template_with_an_invalid_raw_resource_is_rejected_with_its_field_path
     )
     .unwrap();
     assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+#[test]
+fn a_mesh_whose_provided_ca_does_not_load_is_rejected_at_its_backend() {
+    let cp = KumaCp::must_start();
+    let mesh = r#"{"type":"Mesh","name":"default","mtls":{"enabledBackend":"ca-1","backends":[{"name":"ca-1","type":"provided","conf":{"cert":{"inline":"not a certificate"},"key":{"inline":"not a key"}}}]}}"#;
+    let reply = http_request(cp.api_port, "PUT", "/meshes/default", Some(mesh)).unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["causes"][0]["field"], "mtls.backends[0].conf", "{body}");
 }
