@@ -55,6 +55,10 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
                 pack_any(trace::collector_cluster(zipkin)),
             );
         }
+        if access_log::mesh_has_tcp_backend(mesh) {
+            let sink = access_log::sink_cluster(proxy);
+            resources.add(XdsType::Cluster, sink.name.clone(), pack_any(sink));
+        }
         inbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
         outbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
         if mesh.mtls() {

@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
+use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::TcpGrpcAccessLogConfig;
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType as TracerConfig;
 use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
@@ -130,6 +131,8 @@ fn render_any(any: &Any) -> String {
         compact(format!("{manager:#?}")) + &inner
     } else if any.type_url == FileAccessLog::type_url() {
         compact(format!("{:#?}", FileAccessLog::decode(bytes).unwrap()))
+    } else if any.type_url == TcpGrpcAccessLogConfig::type_url() {
+        compact(format!("{:#?}", TcpGrpcAccessLogConfig::decode(bytes).unwrap()))
     } else {
         panic!("no renderer for {}", any.type_url)
     }
@@ -269,6 +272,16 @@ fn a_traffic_log_adds_a_file_access_log_naming_source_and_destination() {
     let log = stored("type: TrafficLog\nmesh: default\nname: all\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: redis\n", 1);
     must_match_golden(
         "backend-1-traffic-log.txt",
+        &config_with("backend-1", &seeds_mesh(), mesh, vec![log]),
+    );
+}
+
+#[test]
+fn a_traffic_log_to_a_tcp_backend_streams_entries_to_the_kuma_dp_sink_over_a_unix_socket() {
+    let mesh = "logging:\n  defaultBackend: file\n  backends:\n  - name: file\n    type: file\n    conf:\n      path: /tmp/access.log\n  - name: logstash\n    type: tcp\n    conf:\n      address: 127.0.0.1:5000\n";
+    let log = stored("type: TrafficLog\nmesh: default\nname: all\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: redis\nconf:\n  backend: logstash\n", 1);
+    must_match_golden(
+        "backend-1-traffic-log-tcp.txt",
         &config_with("backend-1", &seeds_mesh(), mesh, vec![log]),
     );
 }
