@@ -124,6 +124,10 @@ pub enum InspectCommand {
         /// Also show which control plane each dataplane is connected to
         #[arg(long)]
         wide: bool,
+        /// Show, per inbound and outbound of the dataplane NAME, which policy of each type
+        /// applies, its rank and why it was chosen
+        #[arg(long, requires = "name", conflicts_with_all = ["tags", "wide"])]
+        policies: bool,
     },
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]

@@ -19,6 +19,7 @@ use crate::delete::delete;
 use crate::error::CliError;
 use crate::get::get;
 use crate::inspect::{inspect_dataplanes, inspect_meshes};
+use crate::inspect_policies::inspect_dataplane_policies;
 use crate::table::Table;
 
 /// One kumactl invocation: the global flags and where output goes.
@@ -81,7 +82,15 @@ impl<'io> Kumactl<'io> {
                 let (client, mesh) = self.connect()?;
                 delete(&client, &mesh, args.resource_type, &args.name, self.out).await
             }
-            Command::Inspect(InspectCommand::Dataplanes { name, tags, wide }) => {
+            Command::Inspect(InspectCommand::Dataplanes {
+                name: Some(name),
+                policies: true,
+                ..
+            }) => {
+                let (client, mesh) = self.connect()?;
+                inspect_dataplane_policies(&client, &mesh, &name, self.out).await
+            }
+            Command::Inspect(InspectCommand::Dataplanes { name, tags, wide, .. }) => {
                 let (client, mesh) = self.connect()?;
                 inspect_dataplanes(&client, &mesh, name.as_deref(), &tags, wide, self.out).await
             }

@@ -16,6 +16,7 @@ mod delete;
 mod error;
 mod get;
 mod inspect;
+mod inspect_policies;
 mod kumactl;
 mod output;
 mod table;

@@ -9,7 +9,7 @@ use kuma_api_server::{ApiServer, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
-use kuma_xds::{BootstrapServer, SinglePeer, XdsPeers, XdsServer};
+use kuma_xds::{BootstrapServer, SdsTls, SinglePeer, XdsPeers, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -77,6 +77,50 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreE
         }
         Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// The SDS server's listener and a self-signed certificate for it. SDS is an extra way to get
+/// secrets (dataplanes get them over ADS too), so a port that is taken disables it with a warning
+/// instead of stopping the control plane.
+async fn sds_listener(port: u16) -> Option<(TcpListener, SdsTls)> {
+    let listener = match bind("sds-server", port, "KUMA_SDS_SERVER_GRPC_PORT").await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(error = %e, "SDS server disabled; dataplanes still get secrets over ADS");
+            return None;
+        }
+    };
+    let hostname = gethostname::gethostname().to_string_lossy().to_string();
+    match kuma_ca::self_signed_server_cert(
+        &["localhost", "127.0.0.1", &hostname],
+        kuma_ca::BUILTIN_CA_VALIDITY,
+    ) {
+        Ok(cert) => {
+            info!(port, "sds-server starting");
+            Some((listener, SdsTls { cert_pem: cert.cert_pem, key_pem: cert.key_pem }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SDS server disabled: no certificate");
+            None
+        }
+    }
+}
+
+/// Generates the builtin CA of every mesh that enables one, every second until `stop`.
+async fn ensure_mesh_cas(
+    store: Arc<dyn ResourceStore>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = kuma_xds::ensure_builtin_cas(store.as_ref()).await {
+            tracing::warn!(error = %e, "could not generate the builtin mesh CAs yet");
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 
@@ -151,6 +195,8 @@ impl ControlPlane {
                         .await
                         .map_err(ControlPlaneError::DefaultMesh)?;
                 }
+                // A single control plane is its own leader for the mesh CAs.
+                tokio::spawn(ensure_mesh_cas(store.clone(), stopped(stop_rx.clone())));
             }
             Some(node) => {
                 tokio::spawn(replication::leader_work(
@@ -167,7 +213,14 @@ impl ControlPlane {
             }
         }
 
-        let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone());
+        let api = ApiServer::new(store.clone(), config.api_server.clone(), self.info.clone())
+            .with_validation(Arc::new(|spec: &Spec| match spec {
+                // Raw Envoy resources are checked against Envoy's schema when applied.
+                Spec::ProxyTemplate(template) => kuma_xds::proxy_template_violations(template),
+                // A provided CA given inline or as files must load when the Mesh is written.
+                Spec::Mesh(mesh) => kuma_xds::provided_ca_violations(mesh),
+                _ => Vec::new(),
+            }));
         info!(port = config.api_server.port, "api-server starting");
         let extra_routes = match &raft {
             Some(node) => replication::routes(node.clone(), config.api_server.read_only),
@@ -186,8 +239,11 @@ impl ControlPlane {
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        let xds =
+        let mut xds =
             XdsServer::new(store.clone(), config.xds_server.clone(), config.instance_id(), None);
+        if let Some((listener, tls)) = sds_listener(config.sds_server.grpc_port).await {
+            xds = xds.with_sds(listener, tls);
+        }
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");

@@ -119,8 +119,14 @@ pub fn routes(node: Arc<RaftNode>, read_only: bool) -> Router {
         .with_state(node)
 }
 
-/// Work done once for the cluster, by whichever peer leads: creating the default mesh, and
-/// marking disconnected the dataplane subscriptions of peers that are gone. Started again on
+/// How often the leader checks for meshes whose builtin CA is missing.
+const LEADER_TICK: Duration = Duration::from_secs(1);
+/// How often the leader looks for subscriptions left open by peers that are gone.
+const ORPHAN_CHECK: Duration = Duration::from_secs(5);
+
+/// Work done once for the cluster, by whichever peer leads: creating the default mesh,
+/// generating the builtin CA of meshes that enable mTLS (stored as a Secret), and marking
+/// disconnected the dataplane subscriptions of peers that are gone. Started again on
 /// every peer that becomes leader, so it survives a leader change; every step is idempotent.
 pub async fn leader_work(
     node: Arc<RaftNode>,
@@ -145,10 +151,18 @@ pub async fn leader_work(
                 }
             }
             let mut suspects = BTreeSet::new();
+            let mut last_orphan_check: Option<tokio::time::Instant> = None;
             while node.is_leader() && !*stop.borrow() {
-                suspects = close_orphaned_subscriptions(&node, store.as_ref(), suspects).await;
+                // Mesh CAs are checked every second, so enabling mTLS does not wait long.
+                if let Err(e) = kuma_xds::ensure_builtin_cas(store.as_ref()).await {
+                    warn!(error = %e, "could not generate the builtin mesh CAs yet");
+                }
+                if last_orphan_check.is_none_or(|t| t.elapsed() >= ORPHAN_CHECK) {
+                    suspects = close_orphaned_subscriptions(&node, store.as_ref(), suspects).await;
+                    last_orphan_check = Some(tokio::time::Instant::now());
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(LEADER_TICK) => {}
                     _ = leadership.changed() => {}
                     _ = stop.changed() => {}
                 }

@@ -4,9 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use kuma_model::{DataplaneSpec, Resource, ResourceKey, ResourceType};
+use chrono::{DateTime, Utc};
+use kuma_ca::{rotation_time, IssuedCert, MeshCa, DEFAULT_DP_CERT_VALIDITY};
+use kuma_model::{
+    parse_duration, DataplaneSpec, MeshSpec, MtlsInsight, Resource, ResourceKey, ResourceType,
+    SecretSpec,
+};
 use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::generator::{self, MeshContext, Proxy};
 use crate::node_id::NodeId;
@@ -20,9 +27,28 @@ pub type NodeWatch = watch::Receiver<Option<Arc<Snapshot>>>;
 
 #[derive(Default)]
 struct MeshState {
+    /// The Mesh resource; `None` until it is seen (dataplanes may arrive first).
+    spec: Option<MeshSpec>,
     dataplanes: BTreeMap<String, Arc<DataplaneSpec>>,
+    /// Every policy of the mesh, by type and name.
+    policies: BTreeMap<(ResourceType, String), Resource>,
+    secrets: BTreeMap<String, Arc<SecretSpec>>,
     /// Built on first use after a change, shared by every dataplane of the mesh.
     context: Option<Arc<MeshContext>>,
+}
+
+/// A dataplane's identity certificate and what it was issued for: it is reused (so the config's
+/// version stays put) until the services, the CA or the lifetime change, or it is due for
+/// rotation.
+struct Identity {
+    services: Vec<String>,
+    ca_cert: String,
+    validity: Duration,
+    issued_at: SystemTime,
+    rotate_at: SystemTime,
+    cert: IssuedCert,
+    /// Certificates issued to this dataplane since it connected to this peer.
+    regenerations: u64,
 }
 
 struct NodeEntry {
@@ -36,6 +62,7 @@ struct Inner {
     synced: bool,
     meshes: BTreeMap<String, MeshState>,
     nodes: HashMap<NodeId, NodeEntry>,
+    identities: HashMap<NodeId, Identity>,
 }
 
 /// Shared by the ADS server, the store watcher and the status tracker.
@@ -83,6 +110,7 @@ impl SnapshotCache {
             entry.streams -= 1;
             if entry.streams == 0 {
                 inner.nodes.remove(node);
+                inner.identities.remove(node);
             }
         }
     }
@@ -147,24 +175,137 @@ impl SnapshotCache {
         }
     }
 
+    /// The identity certificate `node` holds, for its DataplaneInsight; `None` without mTLS.
+    pub fn mtls_status(&self, node: &NodeId) -> Option<MtlsInsight> {
+        let inner = self.lock();
+        let identity = inner.identities.get(node)?;
+        Some(MtlsInsight {
+            certificate_expiration_time: Some(DateTime::<Utc>::from(
+                identity.issued_at + identity.validity,
+            )),
+            last_certificate_regeneration: Some(DateTime::<Utc>::from(identity.issued_at)),
+            certificate_regenerations: identity.regenerations,
+        })
+    }
+
+    /// Regenerates the dataplanes whose identity certificate is due for rotation; called
+    /// periodically. Envoy swaps the secret without closing the connections it has.
+    pub fn rotate_due(&self) {
+        let mut inner = self.lock();
+        let now = SystemTime::now();
+        let due: Vec<NodeId> = inner
+            .identities
+            .iter()
+            .filter(|(_, identity)| identity.rotate_at <= now)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in due {
+            info!(mesh = %node.mesh, dataplane = %node.name, "rotating the identity certificate");
+            let snapshot = self.generate(&mut inner, &node);
+            if let (Some(entry), Some(snapshot)) = (inner.nodes.get(&node), snapshot) {
+                entry.tx.send_replace(Some(snapshot));
+            }
+        }
+    }
+
     fn generate(&self, inner: &mut Inner, node: &NodeId) -> Option<Arc<Snapshot>> {
         let mesh = inner.meshes.get_mut(&node.mesh)?;
         let spec = mesh.dataplanes.get(&node.name)?.clone();
-        let context = mesh
-            .context
-            .get_or_insert_with(|| {
-                Arc::new(MeshContext::build(
-                    &node.mesh,
-                    mesh.dataplanes.iter().map(|(name, spec)| (name.as_str(), spec.as_ref())),
-                ))
-            })
-            .clone();
-        let proxy = Proxy { mesh: &node.mesh, name: &node.name, spec: &spec };
+        let context = match &mesh.context {
+            Some(context) => context.clone(),
+            None => {
+                let context = Arc::new(build_context(&node.mesh, mesh));
+                mesh.context = Some(context.clone());
+                context
+            }
+        };
+        let identity = identity_of(&mut inner.identities, node, &spec, &context);
+        let proxy =
+            Proxy { mesh: &node.mesh, name: &node.name, spec: &spec, identity: identity.as_ref() };
         let mut resources = generator::generate(&proxy, &context);
         if let Some(hook) = &self.hook {
             hook(&proxy, &mut resources);
         }
         Some(resources.into_snapshot())
+    }
+}
+
+/// The mesh-wide view of one mesh: endpoints, the Mesh spec and CA, and the policies.
+fn build_context(name: &str, mesh: &MeshState) -> MeshContext {
+    let spec = mesh.spec.clone().unwrap_or_default();
+    let ca = match crate::mesh_ca::resolve(name, &spec, &mesh.secrets) {
+        Ok(ca) => ca,
+        Err(reason) => {
+            // Fail closed: listeners still require TLS, but no certificate is served.
+            warn!(mesh = %name, %reason, "mTLS is on but the mesh CA is not available");
+            None
+        }
+    };
+    MeshContext::build(
+        name,
+        mesh.dataplanes.iter().map(|(name, spec)| (name.as_str(), spec.as_ref())),
+    )
+    .with_mesh(spec, ca)
+    .with_policies(mesh.policies.values().cloned().collect())
+}
+
+/// The identity certificate of `node`, reusing the one it has while it still fits; `None` when
+/// mTLS is off or no CA is available.
+fn identity_of(
+    identities: &mut HashMap<NodeId, Identity>,
+    node: &NodeId,
+    dataplane: &DataplaneSpec,
+    mesh: &MeshContext,
+) -> Option<IssuedCert> {
+    let Some(ca) = mesh.ca().filter(|_| mesh.mtls()) else {
+        identities.remove(node);
+        return None;
+    };
+    let mut services: Vec<String> =
+        dataplane.tag_sets().iter().filter_map(|t| t.service()).map(str::to_string).collect();
+    services.sort();
+    services.dedup();
+    let validity = mesh
+        .spec
+        .dp_cert_expiration()
+        .and_then(|e| parse_duration(e).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_DP_CERT_VALIDITY);
+    let now = SystemTime::now();
+    if let Some(current) = identities.get(node) {
+        if current.services == services
+            && current.ca_cert == ca.cert_pem()
+            && current.validity == validity
+            && now < current.rotate_at
+        {
+            return Some(current.cert.clone());
+        }
+    }
+    let cert = issue(ca, &node.mesh, &services, validity)?;
+    let regenerations = identities.get(node).map_or(0, |i| i.regenerations) + 1;
+    identities.insert(
+        node.clone(),
+        Identity {
+            services,
+            ca_cert: ca.cert_pem().to_string(),
+            validity,
+            issued_at: now,
+            rotate_at: rotation_time(now, validity),
+            cert: cert.clone(),
+            regenerations,
+        },
+    );
+    Some(cert)
+}
+
+fn issue(ca: &MeshCa, mesh: &str, services: &[String], validity: Duration) -> Option<IssuedCert> {
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    match ca.issue_identity(mesh, &services, validity) {
+        Ok(cert) => Some(cert),
+        Err(error) => {
+            warn!(%mesh, %error, "could not issue an identity certificate");
+            None
+        }
     }
 }
 
@@ -174,9 +315,11 @@ fn apply_one(inner: &mut Inner, key: &ResourceKey, resource: Option<&Resource>) 
         // Observed state: never part of a config, and written on every status flush.
         ResourceType::DataplaneInsight => None,
         ResourceType::Mesh => {
-            match resource {
-                Some(_) => {
-                    inner.meshes.entry(key.name.clone()).or_default().context = None;
+            match resource.and_then(|r| r.spec.as_mesh()) {
+                Some(spec) => {
+                    let mesh = inner.meshes.entry(key.name.clone()).or_default();
+                    mesh.spec = Some(spec.clone());
+                    mesh.context = None;
                 }
                 None => {
                     inner.meshes.remove(&key.name);
@@ -198,8 +341,36 @@ fn apply_one(inner: &mut Inner, key: &ResourceKey, resource: Option<&Resource>) 
             mesh.context = None;
             Some(mesh_name)
         }
-        // Policies change configs once their generators exist; until then a change regenerates
-        // the mesh and, the result being equal, sends nothing.
-        _ => key.mesh.clone(),
+        ResourceType::Secret => {
+            let mesh_name = key.owning_mesh().to_string();
+            let mesh = inner.meshes.entry(mesh_name.clone()).or_default();
+            match resource.and_then(|r| r.spec.as_secret()) {
+                Some(spec) => {
+                    mesh.secrets.insert(key.name.clone(), Arc::new(spec.clone()));
+                }
+                None => {
+                    mesh.secrets.remove(&key.name);
+                }
+            }
+            mesh.context = None;
+            Some(mesh_name)
+        }
+        // Policies: a change regenerates the mesh; a dataplane whose config comes out the same
+        // is not woken.
+        _ => {
+            let mesh_name = key.owning_mesh().to_string();
+            let mesh = inner.meshes.entry(mesh_name.clone()).or_default();
+            let id = (key.resource_type, key.name.clone());
+            match resource {
+                Some(r) => {
+                    mesh.policies.insert(id, r.clone());
+                }
+                None => {
+                    mesh.policies.remove(&id);
+                }
+            }
+            mesh.context = None;
+            Some(mesh_name)
+        }
     }
 }

@@ -51,6 +51,20 @@ impl XdsServerConfig {
     }
 }
 
+/// The certificate and key the SDS server presents, PEM.
+#[derive(Clone)]
+pub struct SdsTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for SdsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key.
+        f.debug_struct("SdsTls").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+    }
+}
+
 /// Settings of the bootstrap server that kuma-dp asks for Envoy's bootstrap config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -22,6 +22,11 @@ pub fn service_cluster(service: &str) -> String {
     service.to_string()
 }
 
+/// Cluster of the `index`-th destination of a TrafficRoute split: `<service>-_<index>_`.
+pub fn split_cluster(service: &str, index: usize) -> String {
+    format!("{service}-_{index}_")
+}
+
 /// IPv6 in brackets, as in a URL authority.
 fn host(ip: IpAddr) -> String {
     match ip {

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
-use crate::ads::{AdsService, Shared};
+use crate::ads::{AdsService, SdsService, Shared};
 use crate::cache::{ConfigHook, SnapshotCache};
-use crate::config::XdsServerConfig;
+use crate::config::{SdsTls, XdsServerConfig};
 use crate::status::StatusTracker;
 
 /// How long open streams get to finish after shutdown was asked for.
@@ -33,6 +35,8 @@ pub struct XdsServer {
     config: XdsServerConfig,
     cache: Arc<SnapshotCache>,
     status: Arc<StatusTracker>,
+    /// The SDS server's listener and certificate, when it is to be served.
+    sds: Option<(TcpListener, SdsTls)>,
 }
 
 impl std::fmt::Debug for XdsServer {
@@ -51,7 +55,13 @@ impl XdsServer {
     ) -> XdsServer {
         let cache = Arc::new(SnapshotCache::new(hook));
         let status = Arc::new(StatusTracker::new(store.clone(), cache.clone(), instance_id));
-        XdsServer { store, config, cache, status }
+        XdsServer { store, config, cache, status, sds: None }
+    }
+
+    /// Also serves SDS (gRPC over TLS with `tls`) on `listener`, from the same cache.
+    pub fn with_sds(mut self, listener: TcpListener, tls: SdsTls) -> XdsServer {
+        self.sds = Some((listener, tls));
+        self
     }
 
     /// The cache, for diagnostics and tests.
@@ -81,6 +91,8 @@ impl XdsServer {
             self.config.push_debounce,
             stopped(stop_rx.clone()),
         ));
+        let rotation =
+            tokio::spawn(rotate_certificates(self.cache.clone(), stopped(stop_rx.clone())));
         let (status_stop_tx, status_stop_rx) = watch::channel(false);
         let status = tokio::spawn(
             self.status
@@ -93,6 +105,27 @@ impl XdsServer {
             nack_backoff: self.config.nack_backoff,
             stop: stop_rx.clone(),
         });
+        let sds = match self.sds {
+            Some((listener, tls)) => {
+                let service = SecretDiscoveryServiceServer::new(SdsService::new(shared.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES);
+                let identity = Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+                info!(address = ?listener.local_addr().ok(), "SDS server listening");
+                let mut sds_stop = stop_rx.clone();
+                let server = tonic::transport::Server::builder()
+                    .tls_config(ServerTlsConfig::new().identity(identity))?
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
+                        async move {
+                            let _ = sds_stop.wait_for(|stop| *stop).await;
+                        },
+                    );
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
         let service = AggregatedDiscoveryServiceServer::new(AdsService::new(shared))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         info!(address = ?listener.local_addr().ok(), "xDS server listening");
@@ -122,8 +155,27 @@ impl XdsServer {
             _ = drained => Ok(()),
         };
         let _ = sync.await;
+        let _ = rotation.await;
+        if let Some(sds) = sds {
+            sds.abort();
+            let _ = sds.await;
+        }
         let _ = status_stop_tx.send(true);
         let _ = status.await;
         result.map_err(XdsError::from)
+    }
+}
+
+/// How often identity certificates are checked for rotation.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+
+/// Replaces identity certificates that reached 4/5 of their lifetime, until `shutdown`.
+async fn rotate_certificates(cache: Arc<SnapshotCache>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(ROTATION_CHECK) => cache.rotate_due(),
+        }
     }
 }

@@ -175,6 +175,7 @@ impl StatusTracker {
                     let mut spec =
                         existing.spec.as_dataplane_insight().cloned().unwrap_or_default();
                     merge(&mut spec, &subscriptions);
+                    spec.mtls = self.cache.mtls_status(node);
                     self.store
                         .update(key.clone(), Spec::DataplaneInsight(spec), &existing.version)
                         .await
@@ -187,6 +188,7 @@ impl StatusTracker {
                     }
                     let mut spec = DataplaneInsightSpec::default();
                     merge(&mut spec, &subscriptions);
+                    spec.mtls = self.cache.mtls_status(node);
                     self.store.create(key.clone(), Spec::DataplaneInsight(spec)).await.map(|_| ())
                 }
                 Err(error) => Err(error),
@@ -288,6 +290,7 @@ mod tests {
     fn merge_replaces_by_id_and_drops_the_oldest_closed_first() {
         let mut spec = DataplaneInsightSpec {
             subscriptions: (0..5).map(|i| sub(&format!("s{i}"), i, i != 2)).collect(),
+            mtls: None,
         };
         merge(&mut spec, &[sub("s2", 2, true), sub("s9", 9, false)]);
         let ids: Vec<&str> = spec.subscriptions.iter().map(|s| s.id.as_str()).collect();

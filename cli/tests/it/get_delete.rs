@@ -116,3 +116,27 @@ fn delete_works_for_meshes_and_policies() {
     let meshes = ctl.must_run(&["get", "meshes"]);
     assert!(!meshes.contains("demo"), "{meshes}");
 }
+
+#[test]
+fn get_secrets_lists_the_builtin_mesh_ca_without_its_key() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n",
+    );
+    let table = kuma_test_support::try_poll_until(std::time::Duration::from_secs(15), || {
+        let table = ctl.must_run(&["get", "secrets"]);
+        if table.contains("default.ca-builtin-ca-1") {
+            Ok(table)
+        } else {
+            Err(table)
+        }
+    })
+    .expect("the leader generates the CA");
+    assert!(table.starts_with("MESH"), "{table}");
+    for format in ["yaml", "json"] {
+        let out = ctl.must_run(&["get", "secret", "default.ca-builtin-ca-1", "-o", format]);
+        assert!(out.contains("default.ca-builtin-ca-1"), "{out}");
+        assert!(!out.contains("data") && !out.contains("PRIVATE KEY"), "{out}");
+    }
+}

@@ -106,3 +106,27 @@ fn a_connected_dataplane_is_online_with_ages_and_totals_over_every_subscription(
     assert!(row.contains("   service=redis   Offline   1h   "), "{row}");
     assert!(row.trim_end().ends_with("7               1"), "{row}");
 }
+
+#[test]
+fn inspect_dataplane_policies_shows_the_chosen_permission_and_why() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(REDIS_1);
+    ctl.must_apply(BACKEND_1);
+    ctl.must_apply(
+        "type: TrafficPermission\nmesh: default\nname: allow-all\n\
+         sources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n",
+    );
+    ctl.must_apply(
+        "type: TrafficPermission\nmesh: default\nname: backend-to-redis\n\
+         sources:\n- match:\n    service: backend\ndestinations:\n- match:\n    service: redis\n",
+    );
+    let text = ctl.must_run(&["inspect", "dataplane", "redis-1", "--policies"]);
+    let row =
+        text.lines().find(|l| l.contains("TrafficPermission")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.starts_with("inbound 127.0.0.1:"), "{text}");
+    assert!(row.contains("backend-to-redis") && row.contains("1 (1 exact, 0 wildcard)"), "{text}");
+    assert!(row.contains("beats \"allow-all\""), "{text}");
+    let stderr = ctl.run(&["inspect", "dataplane", "nope", "--policies"]).must_fail();
+    assert!(stderr.contains("Dataplane \"nope\" does not exist"), "{stderr}");
+}

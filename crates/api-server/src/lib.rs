@@ -9,10 +9,11 @@ mod config;
 mod error;
 mod openapi;
 mod overview;
+mod policies;
 mod query;
 mod resources;
 mod server;
 
 pub use config::ApiServerConfig;
 pub use error::ApiError;
-pub use server::{ApiServer, ServerInfo};
+pub use server::{ApiServer, ExtraValidation, ServerInfo};

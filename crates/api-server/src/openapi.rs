@@ -136,6 +136,19 @@ pub(crate) fn document(version: &str) -> Value {
             "get": {"summary": "A Dataplane with its insight", "responses": overview_item}
         }),
     );
+    let mut policies_item = error_responses();
+    policies_item["200"] = json!({"description": "per inbound, outbound and for the whole dataplane, the policy of each type that applies, its rank and why",
+        "content": {"application/json": {"schema": {"type": "object"}}}});
+    paths.insert(
+        "/meshes/{mesh}/dataplanes/{name}/policies".into(),
+        json!({
+            "parameters": [
+                {"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}
+            ],
+            "get": {"summary": "The policies that apply to a Dataplane", "responses": policies_item}
+        }),
+    );
     paths.insert("/dataplanes+insights".into(), json!({"get": list_op(ResourceType::Dataplane, "Dataplanes with their insights across meshes".into(), true)}));
 
     json!({

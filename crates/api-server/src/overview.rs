@@ -14,7 +14,7 @@ use crate::resources::list_page;
 use crate::server::State;
 
 /// Every resource of a type in `mesh` (or all meshes), following the store's pages.
-async fn list_all(
+pub(crate) async fn list_all(
     store: &dyn ResourceStore,
     t: ResourceType,
     mesh: Option<&str>,

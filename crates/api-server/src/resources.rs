@@ -237,6 +237,9 @@ async fn put(
     if let Err(e) = validate(&input, &ctx) {
         violations.extend(e.violations);
     }
+    if let Some(extra) = &state.extra_validation {
+        violations.extend(extra(&input.spec));
+    }
     if !violations.is_empty() {
         return Err(ApiError::invalid(Op::Put, violations));
     }

@@ -6,11 +6,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use kuma_model::rest::{Index, TAGLINE};
+use kuma_model::{Spec, Violation};
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 
 use crate::error::{ApiError, Op};
-use crate::{openapi, overview, resources, ApiServerConfig};
+use crate::{openapi, overview, policies, resources, ApiServerConfig};
 
 /// What the index (`GET /`) reports about this control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,11 +20,16 @@ pub struct ServerInfo {
     pub hostname: String,
 }
 
+/// Checks a resource's spec beyond the model's rules (e.g. ProxyTemplate raw resources against
+/// Envoy's schema, which only xDS knows); returns every violation with its field path.
+pub type ExtraValidation = Arc<dyn Fn(&Spec) -> Vec<Violation> + Send + Sync>;
+
 pub(crate) struct AppState {
     pub store: Arc<dyn ResourceStore>,
     pub config: ApiServerConfig,
     pub info: ServerInfo,
     pub openapi: String,
+    pub extra_validation: Option<ExtraValidation>,
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
@@ -46,7 +52,16 @@ impl ApiServer {
         info: ServerInfo,
     ) -> ApiServer {
         let openapi = openapi::document(&info.version).to_string();
-        ApiServer { state: Arc::new(AppState { store, config, info, openapi }) }
+        ApiServer {
+            state: Arc::new(AppState { store, config, info, openapi, extra_validation: None }),
+        }
+    }
+
+    /// Adds checks every written resource must also pass.
+    pub fn with_validation(mut self, validation: ExtraValidation) -> ApiServer {
+        let state = Arc::get_mut(&mut self.state).expect("set before the router is built");
+        state.extra_validation = Some(validation);
+        self
     }
 
     /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
@@ -66,6 +81,7 @@ impl ApiServer {
                     .put(resources::put_in_mesh)
                     .delete(resources::delete_in_mesh),
             )
+            .route("/meshes/{mesh}/dataplanes/{name}/policies", get(policies::get))
             .route("/{collection}", get(resources::list_across_meshes))
             .route("/dataplanes+insights", get(overview::list_across_meshes))
             .fallback(not_found)

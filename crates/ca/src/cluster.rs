@@ -19,6 +19,10 @@ const PEER_YEARS: i32 = 5;
 pub enum CaError {
     #[error("could not generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("the certificate is not a CA certificate (basic constraints CA:true is missing)")]
+    NotACa,
+    #[error("the certificate is not valid PEM X.509: {0}")]
+    Parse(String),
 }
 
 /// A certificate and its private key, PEM-encoded.

@@ -9,6 +9,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct DataplaneInsightSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<DiscoverySubscription>,
+    /// The dataplane's identity certificate, when its mesh has mTLS on (Kuma 0.5's `mTLS`).
+    #[serde(default, rename = "mTLS", skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsInsight>,
+}
+
+/// When the dataplane's identity certificate expires and how often it was regenerated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MtlsInsight {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiration_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_certificate_regeneration: Option<DateTime<Utc>>,
+    /// Certificates issued to the dataplane by the control plane serving it.
+    #[serde(default, with = "u64_string")]
+    #[schemars(with = "String")]
+    pub certificate_regenerations: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -127,8 +144,10 @@ mod tests {
             },
             ..Default::default()
         };
-        let insight =
-            DataplaneInsightSpec { subscriptions: vec![subscription(u64::MAX), subscription(5)] };
+        let insight = DataplaneInsightSpec {
+            subscriptions: vec![subscription(u64::MAX), subscription(5)],
+            mtls: None,
+        };
         assert_eq!(insight.total_updates(), u64::MAX);
         assert_eq!(insight.total_errors(), u64::MAX);
     }

@@ -16,6 +16,8 @@ mod registry;
 mod resource;
 pub mod rest;
 mod schema;
+mod secret;
+pub mod selection;
 mod spec;
 mod tags;
 mod validation;
@@ -26,7 +28,8 @@ pub use dataplane::{
 };
 pub use duration::{duration_text, parse_duration, DurationError};
 pub use insight::{
-    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, DiscoverySubscriptionStatus,
+    DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription,
+    DiscoverySubscriptionStatus, MtlsInsight,
 };
 pub use mesh::{
     CaConf, CaDataSource, CertificateAuthorityBackend, LegacyCa, Logging, LoggingBackend, MeshSpec,
@@ -36,6 +39,7 @@ pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput}
 pub use registry::{ResourceType, Scope, TypeDescriptor};
 pub use resource::{Resource, ResourceKey, Version};
 pub use schema::json_schemas;
+pub use secret::SecretSpec;
 pub use spec::Spec;
 pub use tags::{Tags, SERVICE_TAG, SERVICE_TAG_LEGACY};
 pub use validation::{validate, validate_meta, ValidationContext, ValidationError, Violation};

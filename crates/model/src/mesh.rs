@@ -245,6 +245,19 @@ impl MeshSpec {
         None
     }
 
+    /// The enabled CA backend of the 0.5 form (`enabledBackend`), with its `conf` and `dpCert`;
+    /// `None` for the 0.4 form or when mTLS is off.
+    pub fn enabled_ca_backend(&self) -> Option<&CertificateAuthorityBackend> {
+        let mtls = self.mtls.as_ref()?;
+        let name = mtls.enabled_backend.as_ref()?;
+        mtls.backends.iter().find(|b| &b.name == name)
+    }
+
+    /// The lifetime of dataplane certificates as written (`dpCert.rotation.expiration`), if set.
+    pub fn dp_cert_expiration(&self) -> Option<&str> {
+        self.enabled_ca_backend()?.dp_cert.as_ref()?.rotation.as_ref()?.expiration.as_deref()
+    }
+
     pub fn mtls_enabled(&self) -> bool {
         self.enabled_ca().is_some()
     }

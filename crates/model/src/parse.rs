@@ -28,7 +28,7 @@ pub enum ParseError {
 impl ResourceInput {
     /// The flat REST object to submit: `type`, `mesh` (not for Mesh), `name`, then the spec.
     pub fn to_rest_json(&self) -> Value {
-        crate::resource::flat_object(&self.key, None, &self.spec)
+        crate::resource::flat_object(&self.key, None, &self.spec, false)
     }
 }
 

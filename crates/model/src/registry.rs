@@ -26,6 +26,7 @@ pub enum ResourceType {
     TrafficTrace,
     TrafficLog,
     ProxyTemplate,
+    Secret,
 }
 
 /// What the registry records about one type.
@@ -138,6 +139,16 @@ const REGISTRY: &[TypeDescriptor] = &[
         aliases: &["proxy-templates", "proxy-template"],
         is_policy: true,
         title: "PROXY TEMPLATES",
+    },
+    TypeDescriptor {
+        resource_type: ResourceType::Secret,
+        name: "Secret",
+        scope: Scope::Mesh,
+        path: "secrets",
+        singular: "secret",
+        aliases: &[],
+        is_policy: false,
+        title: "SECRETS",
     },
 ];
 

@@ -70,18 +70,21 @@ pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
 }
 
 impl Resource {
-    /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields.
+    /// The flat REST object: `type`, `mesh`, `name`, the timestamps, then the spec's fields
+    /// (a Secret without its bytes: what the API serves).
     pub fn to_rest_json(&self) -> Value {
         let times = (&self.creation_time, &self.modification_time);
-        flat_object(&self.key, Some(times), &self.spec)
+        flat_object(&self.key, Some(times), &self.spec, true)
     }
 }
 
-/// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec.
+/// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec;
+/// with `redact`, without a Secret's bytes.
 pub(crate) fn flat_object(
     key: &ResourceKey,
     times: Option<(&DateTime<Utc>, &DateTime<Utc>)>,
     spec: &Spec,
+    redact: bool,
 ) -> Value {
     let mut object = Map::new();
     object.insert("type".into(), key.resource_type.name().into());
@@ -93,8 +96,52 @@ pub(crate) fn flat_object(
         object.insert("creationTime".into(), format_time(created).into());
         object.insert("modificationTime".into(), format_time(modified).into());
     }
-    if let Value::Object(fields) = spec.to_json() {
+    if let Value::Object(mut fields) = spec.to_json() {
+        if redact && matches!(spec, Spec::Secret(_)) {
+            // Secret bytes (CA private keys) never leave through the REST form.
+            fields.remove("data");
+        }
+        if redact && matches!(spec, Spec::Mesh(_)) {
+            redact_inline_ca_keys(&mut fields);
+        }
         object.extend(fields);
     }
     Value::Object(object)
+}
+
+/// Removes the inline private keys of provided CAs (`mtls.backends[].conf.key.inline`): keys are
+/// written, never shown. A key given by `file` or `secret` only names where it is.
+fn redact_inline_ca_keys(fields: &mut Map<String, Value>) {
+    let backends =
+        fields.get_mut("mtls").and_then(|m| m.get_mut("backends")).and_then(Value::as_array_mut);
+    for backend in backends.into_iter().flatten() {
+        if let Some(key) = backend.pointer_mut("/conf/key").and_then(Value::as_object_mut) {
+            key.remove("inline");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rest_form_of_a_mesh_never_shows_an_inline_ca_key() {
+        let spec: crate::MeshSpec = serde_yaml::from_str(
+            "mtls:\n  enabledBackend: ca\n  backends:\n  - name: ca\n    type: provided\n    conf:\n      cert:\n        inline: CERT\n      key:\n        inline: KEY\n",
+        )
+        .unwrap();
+        let t = chrono::Utc::now();
+        let resource = Resource {
+            key: ResourceKey::mesh("m"),
+            spec: Spec::Mesh(spec),
+            version: Version("1".into()),
+            creation_time: t,
+            modification_time: t,
+        };
+        let rest = resource.to_rest_json().to_string();
+        assert!(rest.contains("CERT") && !rest.contains("KEY"), "{rest}");
+        // What is stored keeps it.
+        assert!(resource.spec.to_json().to_string().contains("KEY"));
+    }
 }

@@ -12,6 +12,7 @@ use crate::policy::{
     TrafficTraceSpec,
 };
 use crate::registry::ResourceType;
+use crate::secret::SecretSpec;
 use crate::validation::{Report, Validate, ValidationContext};
 
 macro_rules! specs {
@@ -105,6 +106,7 @@ specs! {
     TrafficTrace => TrafficTraceSpec,
     ProxyTemplate => ProxyTemplateSpec,
     HealthCheck => HealthCheckSpec,
+    Secret => SecretSpec,
 }
 
 impl Spec {
@@ -124,6 +126,13 @@ impl Spec {
     pub fn as_dataplane(&self) -> Option<&DataplaneSpec> {
         match self {
             Spec::Dataplane(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn as_secret(&self) -> Option<&SecretSpec> {
+        match self {
+            Spec::Secret(s) => Some(s),
             _ => None,
         }
     }

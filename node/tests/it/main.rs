@@ -1,6 +1,8 @@
 //! kuma-cp as a real process: startup, configuration layering, signals, bad input.
 
 mod failover;
+mod mesh_ca;
 mod process;
+mod proxy_template;
 mod raft;
 mod walkthrough;

@@ -4,6 +4,7 @@
 //! sent again (and nothing newer sent before the NACK backoff has passed).
 
 mod delta;
+mod sds;
 mod sotw;
 mod stream;
 mod subscription;
@@ -25,6 +26,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::cache::SnapshotCache;
 use crate::node_id::NodeId;
 use crate::status::StatusTracker;
+
+pub(crate) use sds::SdsService;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 

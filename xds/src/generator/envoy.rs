@@ -19,7 +19,11 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::weighted_cluster::ClusterWeight;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::{
+    ClusterSpecifier, WeightedCluster,
+};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
 use envoy_types::util::pack_any;
@@ -92,6 +96,29 @@ pub fn load_assignment(cluster: &str, endpoints: &[(IpAddr, u16)]) -> ClusterLoa
         endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }],
         ..Default::default()
     }
+}
+
+/// A TCP proxy to one cluster, or split over weighted clusters, with an optional access log.
+pub fn tcp_proxy_to(stat_prefix: &str, clusters: &[(&str, u32)], log: Option<AccessLog>) -> Any {
+    let cluster_specifier = match clusters {
+        [(cluster, _)] => ClusterSpecifier::Cluster(cluster.to_string()),
+        _ => ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: clusters
+                .iter()
+                .map(|(name, weight)| ClusterWeight {
+                    name: name.to_string(),
+                    weight: *weight,
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    };
+    pack_any(TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(cluster_specifier),
+        access_log: log.into_iter().collect(),
+        ..Default::default()
+    })
 }
 
 pub fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Any {

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
-use kuma_model::{DataplaneSpec, Tags};
+use kuma_ca::MeshCa;
+use kuma_model::selection::MeshPolicies;
+use kuma_model::{DataplaneSpec, MeshSpec, Resource, Tags};
 
 use super::envoy::load_assignment;
 
@@ -27,6 +29,12 @@ pub struct MeshContext {
     /// Each service's endpoint assignment, encoded once and shared by every dataplane that
     /// reaches the service (regenerating a mesh would otherwise encode it per dataplane).
     assignments: BTreeMap<String, Any>,
+    /// The Mesh resource's spec (mTLS and the logging and tracing backends).
+    pub spec: MeshSpec,
+    /// The mesh's CA when mTLS is on and the CA is available.
+    ca: Option<MeshCa>,
+    /// Every policy of the mesh.
+    policies: Vec<Resource>,
 }
 
 impl MeshContext {
@@ -67,7 +75,42 @@ impl MeshContext {
                 (service.clone(), pack_any(load_assignment(&cluster, &addresses)))
             })
             .collect();
-        MeshContext { mesh: mesh.to_string(), endpoints, assignments }
+        MeshContext {
+            mesh: mesh.to_string(),
+            endpoints,
+            assignments,
+            spec: MeshSpec::default(),
+            ca: None,
+            policies: Vec::new(),
+        }
+    }
+
+    /// The same context with the Mesh's spec and, when mTLS is on, its CA.
+    pub fn with_mesh(mut self, spec: MeshSpec, ca: Option<MeshCa>) -> MeshContext {
+        self.spec = spec;
+        self.ca = ca;
+        self
+    }
+
+    /// The same context with the mesh's policies.
+    pub fn with_policies(mut self, policies: Vec<Resource>) -> MeshContext {
+        self.policies = policies;
+        self
+    }
+
+    /// Whether the mesh has mutual TLS on.
+    pub fn mtls(&self) -> bool {
+        self.spec.mtls_enabled()
+    }
+
+    /// The mesh's CA, when mTLS is on and the CA loaded.
+    pub fn ca(&self) -> Option<&MeshCa> {
+        self.ca.as_ref()
+    }
+
+    /// The mesh's policies by type, for selection.
+    pub fn policies(&self) -> MeshPolicies<'_> {
+        MeshPolicies::from_resources(&self.policies)
     }
 
     /// The encoded `ClusterLoadAssignment` of `service`'s cluster (empty when it has no

@@ -9,8 +9,8 @@ use kuma_model::{
 };
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
 use kuma_xds::{
-    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, XdsAddress,
-    XdsApiType, XdsServer, XdsServerConfig,
+    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, SdsTls,
+    XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
 };
 use tokio::sync::oneshot;
 
@@ -48,10 +48,32 @@ impl Harness {
         hook: Option<ConfigHook>,
         port: u16,
     ) -> Harness {
+        Harness::serve_with(store, config, hook, port, None).await
+    }
+
+    /// A harness whose server also serves SDS over TLS with `tls`; returns the SDS port too.
+    pub async fn start_with_sds(tls: SdsTls) -> (Harness, u16) {
+        let store = Arc::new(MemoryStore::new());
+        store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await.unwrap();
+        let sds = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let sds_port = sds.local_addr().unwrap().port();
+        (Harness::serve_with(store, fast_config(), None, 0, Some((sds, tls))).await, sds_port)
+    }
+
+    async fn serve_with(
+        store: Arc<MemoryStore>,
+        config: XdsServerConfig,
+        hook: Option<ConfigHook>,
+        port: u16,
+        sds: Option<(tokio::net::TcpListener, SdsTls)>,
+    ) -> Harness {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let xds_port = listener.local_addr().unwrap().port();
         let dyn_store: Arc<dyn ResourceStore> = store.clone();
-        let server = XdsServer::new(dyn_store, config, "test-cp".to_string(), hook);
+        let mut server = XdsServer::new(dyn_store, config, "test-cp".to_string(), hook);
+        if let Some((sds, tls)) = sds {
+            server = server.with_sds(sds, tls);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server

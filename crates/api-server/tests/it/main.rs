@@ -3,6 +3,8 @@
 mod support;
 
 mod paging;
+mod policies;
 mod resources;
 mod robustness;
+mod secrets;
 mod validation;

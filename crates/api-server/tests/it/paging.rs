@@ -125,6 +125,7 @@ async fn overview_joins_the_insight_and_is_empty_before_a_dataplane_connects() {
             connect_time: Some(chrono_now()),
             ..Default::default()
         }],
+        mtls: None,
     };
     api.store
         .create(

@@ -136,3 +136,14 @@ impl Validate for DataplaneInsightSpec {
         }
     }
 }
+
+impl Validate for crate::secret::SecretSpec {
+    fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
+        let p = Path::root().field("data");
+        if self.data.trim().is_empty() {
+            report.add(&p, "cannot be empty");
+        } else if self.bytes().is_none() {
+            report.add(&p, "has to be base64-encoded bytes");
+        }
+    }
+}
