@@ -11,9 +11,10 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use crate::xds_type::XdsType;
 
-/// The descriptors of Envoy's data-plane API, as generated for envoy-types 0.7.7 (its
-/// `src/generated/types.bin`; Apache-2.0, like Envoy's protos).
-static ENVOY_DESCRIPTORS: &[u8] = include_bytes!("envoy-descriptors.bin");
+/// The descriptors of Envoy's data-plane API that envoy-types generated its types from, taken from
+/// that dependency at build time (see `build.rs`).
+static ENVOY_DESCRIPTORS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/envoy-descriptors.bin"));
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(ENVOY_DESCRIPTORS).expect("the shipped Envoy descriptors decode")
