@@ -36,6 +36,8 @@ pub enum ControlPlaneError {
     Serve { server: &'static str, source: std::io::Error },
     #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
+    #[error("could not create the SDS server's certificate: {0}")]
+    SdsCertificate(String),
 }
 
 /// One kuma-cp peer.
@@ -80,31 +82,16 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreE
     }
 }
 
-/// The SDS server's listener and a self-signed certificate for it. SDS is an extra way to get
-/// secrets (dataplanes get them over ADS too), so a port that is taken disables it with a warning
-/// instead of stopping the control plane.
-async fn sds_listener(port: u16) -> Option<(TcpListener, SdsTls)> {
-    let listener = match bind("sds-server", port, "KUMA_SDS_SERVER_GRPC_PORT").await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::warn!(error = %e, "SDS server disabled; dataplanes still get secrets over ADS");
-            return None;
-        }
-    };
+/// The SDS server's TLS certificate, self-signed for this host: dataplanes reach SDS on
+/// loopback or by this host's name.
+fn sds_tls() -> Result<SdsTls, ControlPlaneError> {
     let hostname = gethostname::gethostname().to_string_lossy().to_string();
-    match kuma_ca::self_signed_server_cert(
+    let cert = kuma_ca::self_signed_server_cert(
         &["localhost", "127.0.0.1", &hostname],
         kuma_ca::BUILTIN_CA_VALIDITY,
-    ) {
-        Ok(cert) => {
-            info!(port, "sds-server starting");
-            Some((listener, SdsTls { cert_pem: cert.cert_pem, key_pem: cert.key_pem }))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "SDS server disabled: no certificate");
-            None
-        }
-    }
+    )
+    .map_err(|e| ControlPlaneError::SdsCertificate(e.to_string()))?;
+    Ok(SdsTls { cert_pem: cert.cert_pem, key_pem: cert.key_pem })
 }
 
 /// Generates the builtin CA of every mesh that enables one, every second until `stop`.
@@ -148,6 +135,8 @@ impl ControlPlane {
                 .await?;
         let xds_listener =
             bind("xds-server", config.xds_server.grpc_port, "KUMA_XDS_SERVER_GRPC_PORT").await?;
+        let sds_listener =
+            bind("sds-server", config.sds_server.grpc_port, "KUMA_SDS_SERVER_GRPC_PORT").await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -241,9 +230,8 @@ impl ControlPlane {
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
         let mut xds =
             XdsServer::new(store.clone(), config.xds_server.clone(), config.instance_id(), None);
-        if let Some((listener, tls)) = sds_listener(config.sds_server.grpc_port).await {
-            xds = xds.with_sds(listener, tls);
-        }
+        info!(port = config.sds_server.grpc_port, "sds-server starting");
+        xds = xds.with_sds(sds_listener, sds_tls()?);
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");
