@@ -1,14 +1,20 @@
 //! The `tcp` logging backend end to end: a real kuma-cp generates the TrafficLog, a real kuma-dp
 //! runs a real Envoy and its access log streamer, and a small collector on 127.0.0.1 receives a
 //! line per connection naming both services. Also the writer's side: a collector that is down,
-//! then up, neither blocks the sender nor loses the lines sent once it is up.
+//! then up, neither blocks the sender (the writer, or the streamer that feeds it) nor loses the
+//! lines sent once it is up.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kuma_dp::TcpLogWriter;
+use envoy_types::pb::envoy::data::accesslog::v3::{ConnectionProperties, TcpAccessLogEntry};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    LogEntries, TcpAccessLogEntries,
+};
+use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use kuma_dp::{AccessLogStreamer, TcpLogWriter};
 use kuma_test_support::{
     bin_path, envoy_path, free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer,
     KumaCp, Proc,
@@ -190,4 +196,49 @@ async fn a_writer_whose_collector_is_down_never_blocks_and_delivers_once_it_is_u
     .unwrap_or_else(|lines| panic!("nothing arrived after the collector came up: {lines:?}"));
     // What was queued while down arrives first, in order.
     assert_eq!(lines[0], "while down 0", "{lines:?}");
+}
+
+/// A message of Envoy's stream with one TCP entry whose connection sent `sent` bytes.
+fn entry_message(sent: u64) -> StreamAccessLogsMessage {
+    StreamAccessLogsMessage {
+        identifier: None,
+        log_entries: Some(LogEntries::TcpLogs(TcpAccessLogEntries {
+            log_entry: vec![TcpAccessLogEntry {
+                connection_properties: Some(ConnectionProperties {
+                    sent_bytes: sent,
+                    received_bytes: 0,
+                }),
+                ..Default::default()
+            }],
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamer_formats_entries_by_their_log_name_and_delivers_once_the_collector_is_up() {
+    let port = free_port();
+    let streamer = AccessLogStreamer::new();
+    let log_name = format!(
+        "127.0.0.1:{port};default 127.0.0.1(web)->%UPSTREAM_HOST%(redis) sent %BYTES_SENT% bytes\n"
+    );
+    let started = Instant::now();
+    streamer.accept(&log_name, entry_message(1));
+    assert!(started.elapsed() < Duration::from_secs(1), "accepting waited for the backend");
+
+    let collector = Collector::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let lines = tokio::task::spawn_blocking(move || {
+        try_poll_until(Duration::from_secs(15), || {
+            streamer.accept(&log_name, entry_message(2));
+            let lines = collector.lines();
+            if lines.iter().any(|l| l.ends_with("sent 2 bytes")) {
+                Ok(lines)
+            } else {
+                Err(lines)
+            }
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|lines| panic!("nothing arrived after the collector came up: {lines:?}"));
+    assert_eq!(lines[0], "default 127.0.0.1(web)->-(redis) sent 1 bytes", "{lines:?}");
 }
