@@ -22,9 +22,25 @@ use crate::access_log_format::format_tcp_entry;
 use crate::tcp_log_writer::{TcpLogWriter, DEFAULT_QUEUE};
 
 /// The unix socket the streamer of dataplane `mesh/name` listens on; the control plane points
-/// the `access_log_sink` cluster at the same path.
+/// the `access_log_sink` cluster at the same path (kuma-xds `sink_socket_path`, same rule, same
+/// tests). A path too long for a unix socket names the dataplane by a hash instead.
 pub fn access_log_socket_path(mesh: &str, name: &str) -> PathBuf {
-    PathBuf::from(format!("/tmp/kuma-access-logs-{mesh}-{name}.sock"))
+    let path = format!("/tmp/kuma-access-logs-{mesh}-{name}.sock");
+    if path.len() <= MAX_SOCKET_PATH {
+        return PathBuf::from(path);
+    }
+    let hash = fnv1a(format!("{mesh}/{name}").as_bytes());
+    PathBuf::from(format!("/tmp/kuma-access-logs-{hash:016x}.sock"))
+}
+
+/// Longest socket path used as is (below the 107 bytes of `sun_path`, with room to spare).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// 64-bit FNV-1a, as the control plane computes it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Why the streamer could not start.
@@ -113,5 +129,26 @@ impl AccessLogService for AccessLogStreamer {
             self.accept(&log_name, message);
         }
         Ok(Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::access_log_socket_path;
+
+    // kuma-xds's `sink_socket_path` is tested against the same two paths.
+    #[test]
+    fn the_socket_is_named_after_the_dataplane_or_its_hash_when_too_long() {
+        assert_eq!(
+            access_log_socket_path("default", "web-1"),
+            Path::new("/tmp/kuma-access-logs-default-web-1.sock")
+        );
+        let long = "a".repeat(80);
+        assert_eq!(
+            access_log_socket_path("default", &long),
+            Path::new("/tmp/kuma-access-logs-47b801a38fbce473.sock")
+        );
     }
 }
