@@ -1,11 +1,12 @@
 //! The `tcp` logging backend end to end: a real kuma-cp generates the TrafficLog, a real kuma-dp
 //! runs a real Envoy and its access log streamer, and a small collector on 127.0.0.1 receives a
-//! line per connection naming both services. Also the writer's side: a collector that is down,
-//! then up, neither blocks the sender (the writer, or the streamer that feeds it) nor loses the
-//! lines sent once it is up.
+//! line per connection naming both services, also when it was down while Envoy streamed them.
+//! Then the writer's side in process: a collector that is down, then up, neither blocks the
+//! sender (the writer, or the streamer that feeds it) nor loses the lines sent once it is up.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,7 @@ use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use kuma_dp::{AccessLogStreamer, TcpLogWriter};
 use kuma_test_support::{
-    bin_path, envoy_path, free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer,
-    KumaCp, Proc,
+    envoy_path, free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer, KumaCp, Proc,
 };
 
 /// A TCP listener on 127.0.0.1 collecting every line it receives, from any connection.
@@ -73,14 +73,24 @@ fn outbound_connections(admin_port: u16) -> Option<u64> {
     reply.body.lines().find_map(|l| l.split_once(": ")).and_then(|(_, v)| v.trim().parse().ok())
 }
 
-#[test]
-fn a_tcp_traffic_log_sends_one_line_per_connection_naming_both_services_to_the_collector() {
+/// A kuma-cp, a redis echo server and a kuma-dp (with a real Envoy) for service `backend` whose
+/// outbound to redis is logged by a TrafficLog to the `tcp` backend `127.0.0.1:collector_port`;
+/// returned once bytes echo through the outbound.
+struct LoggedSidecar {
+    echo: EchoServer,
+    dp: Proc,
+    outbound: u16,
+    admin: u16,
+    _cp: KumaCp,
+    _dir: tempfile::TempDir,
+}
+
+fn must_start_logged_sidecar(collector_port: u16, suffix: &str) -> LoggedSidecar {
     let cp = KumaCp::must_start();
-    let collector = Collector::start();
     let echo = EchoServer::start("r:");
     // The streamer's socket is /tmp/kuma-access-logs-<mesh>-<name>.sock: a per-run name keeps
     // parallel runs apart.
-    let name = format!("web-{}", std::process::id());
+    let name = format!("web-{}-{suffix}", std::process::id());
     let outbound = free_port();
     let admin = free_port();
     must_put(
@@ -88,7 +98,7 @@ fn a_tcp_traffic_log_sends_one_line_per_connection_naming_both_services_to_the_c
         "/meshes/default",
         &format!(
             r#"{{"type":"Mesh","name":"default","logging":{{"defaultBackend":"collector","backends":[{{"name":"collector","type":"tcp","conf":{{"address":"127.0.0.1:{}"}}}}]}}}}"#,
-            collector.port
+            collector_port
         ),
     );
     must_put(
@@ -119,7 +129,7 @@ fn a_tcp_traffic_log_sends_one_line_per_connection_naming_both_services_to_the_c
     let admin_arg = admin.to_string();
     let bootstrap_url = format!("http://127.0.0.1:{}", cp.bootstrap_port);
     let dp = Proc::spawn(
-        &bin_path("kuma-dp"),
+        Path::new(env!("CARGO_BIN_EXE_kuma-dp")),
         &[
             "run",
             "--binary-path",
@@ -147,24 +157,73 @@ fn a_tcp_traffic_log_sends_one_line_per_connection_naming_both_services_to_the_c
     if let Err(e) = echoed {
         panic!("no echo through the outbound ({e}); kuma-dp:\n{}", dp.log());
     }
-    for _ in 0..4 {
-        assert_eq!(tcp_roundtrip(outbound, b"ping").unwrap(), b"r:ping");
-    }
+    LoggedSidecar { echo, dp, outbound, admin, _cp: cp, _dir: dir }
+}
 
+/// Every connection Envoy accepted on the outbound has its line at the collector, once at least
+/// `at_least` connections were made; the lines.
+fn must_collect_a_line_per_connection(
+    s: &LoggedSidecar,
+    collector: &Collector,
+    at_least: u64,
+) -> Vec<String> {
     // Envoy flushes gRPC access logs every second; every connection it accepted gets a line.
     let lines = try_poll_until(Duration::from_secs(20), || {
         let lines = collector.lines();
-        match outbound_connections(admin) {
-            Some(total) if total >= 5 && lines.len() as u64 == total => Ok(lines),
+        match outbound_connections(s.admin) {
+            Some(total) if total >= at_least && lines.len() as u64 == total => Ok(lines),
             total => Err(format!("{} lines for {total:?} connections: {lines:?}", lines.len())),
         }
     })
-    .unwrap_or_else(|e| panic!("{e}\nkuma-dp:\n{}", dp.log()));
+    .unwrap_or_else(|e| panic!("{e}\nkuma-dp:\n{}", s.dp.log()));
     for line in &lines {
         assert!(line.contains("default 127.0.0.1(backend)->"), "{line}");
-        assert!(line.contains(&format!("127.0.0.1:{}(redis)", echo.port)), "{line}");
+        assert!(line.contains(&format!("127.0.0.1:{}(redis)", s.echo.port)), "{line}");
         assert!(line.contains("sent 6 bytes, received: 4 bytes"), "{line}");
     }
+    lines
+}
+
+#[test]
+fn a_tcp_traffic_log_sends_one_line_per_connection_naming_both_services_to_the_collector() {
+    let collector = Collector::start();
+    let s = must_start_logged_sidecar(collector.port, "up");
+    for _ in 0..4 {
+        assert_eq!(tcp_roundtrip(s.outbound, b"ping").unwrap(), b"r:ping");
+    }
+    must_collect_a_line_per_connection(&s, &collector, 5);
+}
+
+#[test]
+fn lines_of_connections_made_while_the_collector_is_down_arrive_once_it_is_up() {
+    // Reserve a port, then free it: nothing listens there until the collector starts.
+    let port = free_port();
+    let s = must_start_logged_sidecar(port, "down");
+    for _ in 0..4 {
+        assert_eq!(tcp_roundtrip(s.outbound, b"ping").unwrap(), b"r:ping");
+    }
+    // The collector starts only once Envoy has streamed the entries to kuma-dp.
+    let flushed = try_poll_until(Duration::from_secs(20), || {
+        let body = kuma_test_support::http_get(s.admin, "/stats?filter=grpc_entries_flushed")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        let flushed: u64 = body
+            .lines()
+            .filter_map(|l| l.split_once("grpc_entries_flushed: "))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum();
+        if flushed >= 5 {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    });
+    if let Err(stats) = flushed {
+        panic!("Envoy did not stream 5 entries to kuma-dp: {stats}\nkuma-dp:\n{}", s.dp.log());
+    }
+    let collector = Collector::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    assert_eq!(tcp_roundtrip(s.outbound, b"ping").unwrap(), b"r:ping", "traffic flows");
+    must_collect_a_line_per_connection(&s, &collector, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
