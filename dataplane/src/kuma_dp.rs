@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::access_log_streamer::{access_log_socket_path, AccessLogStreamer};
 use crate::bootstrap_client::{display_url, BootstrapClient, BootstrapRequest};
 use crate::config::KumaDpConfig;
 use crate::envoy::{find_envoy, EnvoyCommand};
@@ -70,6 +71,16 @@ impl KumaDp {
         })?;
         tracing::info!(path = %bootstrap_file.display(), "wrote the Envoy bootstrap");
 
+        // A streamer that cannot bind only costs the `tcp` access logs, never the dataplane.
+        let socket = access_log_socket_path(&config.mesh, &config.name);
+        let _streamer = match AccessLogStreamer::new().serve(&socket) {
+            Ok(task) => Some(StreamerTask { task, socket }),
+            Err(error) => {
+                tracing::warn!(%error, "tcp access logs are off");
+                None
+            }
+        };
+
         let envoy = EnvoyCommand {
             binary,
             config_path: bootstrap_file.clone(),
@@ -113,4 +124,17 @@ fn write_file(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
     })
+}
+
+/// Ends the streamer task, and removes its socket, when kuma-dp is done with Envoy.
+struct StreamerTask {
+    task: tokio::task::JoinHandle<()>,
+    socket: PathBuf,
+}
+
+impl Drop for StreamerTask {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.socket);
+    }
 }

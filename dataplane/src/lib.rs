@@ -4,8 +4,11 @@
 //! kuma-dp asks any control-plane peer for the Envoy bootstrap (`POST /bootstrap`), writes it to
 //! a file, runs `envoy` as a child, forwards stop signals to it and exits with its status. It talks
 //! to kuma-cp over HTTP only: it depends on the model and build info, never on the store, xDS or
-//! RocksDB.
+//! RocksDB. For `tcp` logging backends it also runs the access log streamer: Envoy streams entries
+//! to it over gRPC on a unix socket and it writes lines to the backend's TCP address.
 
+mod access_log_format;
+mod access_log_streamer;
 mod args;
 mod bootstrap_client;
 mod config;
@@ -15,7 +18,10 @@ mod kuma_dp;
 mod stop_signals;
 mod supervisor;
 mod tcp_echo;
+mod tcp_log_writer;
 
+pub use access_log_format::format_tcp_entry;
+pub use access_log_streamer::{access_log_socket_path, AccessLogStreamer, AccessLogStreamerError};
 pub use args::{Args, Command, LogLevel, RunArgs};
 pub use bootstrap_client::{Bootstrap, BootstrapClient, BootstrapRequest};
 pub use config::{ConfigError, KumaDpConfig};
@@ -25,3 +31,4 @@ pub use kuma_dp::KumaDp;
 pub use stop_signals::{StopSignal, StopSignals};
 pub use supervisor::{supervise, EnvoyExit, Supervised};
 pub use tcp_echo::{TcpEcho, TcpEchoArgs, TcpEchoArgsError};
+pub use tcp_log_writer::TcpLogWriter;

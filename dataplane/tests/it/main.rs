@@ -8,4 +8,5 @@ mod bootstrap;
 mod command_line;
 mod envoy_child;
 mod support;
+mod tcp_access_log;
 mod tcp_echo;

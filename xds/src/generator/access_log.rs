@@ -52,9 +52,24 @@ const TCP_GRPC_LOGGER: &str = "envoy.access_loggers.tcp_grpc";
 pub const ACCESS_LOG_SINK: &str = "access_log_sink";
 
 /// The unix socket kuma-dp's access log streamer listens on for the dataplane `mesh/name`; kuma-dp
-/// computes the same path (`kuma_dp::access_log_socket_path`).
+/// computes the same path (`kuma_dp::access_log_socket_path`, same rule, same tests). A path too
+/// long for a unix socket (Linux allows 107 bytes) names the dataplane by a hash instead.
 pub fn sink_socket_path(mesh: &str, name: &str) -> String {
-    format!("/tmp/kuma-access-logs-{mesh}-{name}.sock")
+    let path = format!("/tmp/kuma-access-logs-{mesh}-{name}.sock");
+    if path.len() <= MAX_SOCKET_PATH {
+        return path;
+    }
+    format!("/tmp/kuma-access-logs-{:016x}.sock", fnv1a(format!("{mesh}/{name}").as_bytes()))
+}
+
+/// Longest socket path used as is (below the 107 bytes of `sun_path`, with room to spare).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// 64-bit FNV-1a: tiny, stable across versions and easy to repeat in kuma-dp.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Whether any logging backend of the mesh is `tcp`, so the sink cluster is needed.
@@ -191,4 +206,23 @@ pub fn for_outbound(
         config_type: Some(ConfigType::TypedConfig(pack_any(file))),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sink_socket_path;
+
+    // kuma-dp's `access_log_socket_path` is tested against the same two paths.
+    #[test]
+    fn the_sink_socket_is_named_after_the_dataplane_or_its_hash_when_too_long() {
+        assert_eq!(
+            sink_socket_path("default", "web-1"),
+            "/tmp/kuma-access-logs-default-web-1.sock"
+        );
+        let long = "a".repeat(80);
+        assert_eq!(
+            sink_socket_path("default", &long),
+            "/tmp/kuma-access-logs-47b801a38fbce473.sock"
+        );
+    }
 }

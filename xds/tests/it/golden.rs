@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::TcpGrpcAccessLogConfig;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType as TracerConfig;
 use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
@@ -69,6 +70,12 @@ fn render_any(any: &Any) -> String {
         let mut cluster = Cluster::decode(bytes).unwrap();
         let mut socket = String::new();
         take_socket(&mut cluster.transport_socket, &mut socket);
+        let mut options: Vec<_> =
+            std::mem::take(&mut cluster.typed_extension_protocol_options).into_iter().collect();
+        options.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, any) in options {
+            socket.push_str(&format!("\nprotocol options {name}:\n{}", render_any(&any)));
+        }
         compact(format!("{cluster:#?}")) + &socket
     } else if any.type_url == Rbac::type_url() {
         compact(format!("{:#?}", Rbac::decode(bytes).unwrap()))
@@ -131,6 +138,8 @@ fn render_any(any: &Any) -> String {
         compact(format!("{manager:#?}")) + &inner
     } else if any.type_url == FileAccessLog::type_url() {
         compact(format!("{:#?}", FileAccessLog::decode(bytes).unwrap()))
+    } else if any.type_url == HttpProtocolOptions::type_url() {
+        compact(format!("{:#?}", HttpProtocolOptions::decode(bytes).unwrap()))
     } else if any.type_url == TcpGrpcAccessLogConfig::type_url() {
         compact(format!("{:#?}", TcpGrpcAccessLogConfig::decode(bytes).unwrap()))
     } else {
