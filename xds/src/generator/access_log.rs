@@ -22,10 +22,6 @@ use envoy_types::pb::envoy::config::core::v3::{
     Address, ApiVersion, DataSource, GrpcService, Http2ProtocolOptions, Pipe,
     SubstitutionFormatString,
 };
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
-};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::file_access_log::AccessLogFormat;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::{
@@ -107,20 +103,7 @@ pub fn sink_cluster(proxy: &Proxy<'_>) -> Cluster {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
             pack_any(http2),
         )]),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: ACCESS_LOG_SINK.to_string(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![LbEndpoint {
-                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                        address: Some(address),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        load_assignment: Some(super::envoy::load_assignment_of(ACCESS_LOG_SINK, [address])),
         ..Default::default()
     }
 }

@@ -81,11 +81,20 @@ pub fn eds_cluster(name: &str) -> Cluster {
 
 /// Endpoints of a cluster, all in one locality, in the order given.
 pub fn load_assignment(cluster: &str, endpoints: &[(IpAddr, u16)]) -> ClusterLoadAssignment {
-    let lb_endpoints = endpoints
-        .iter()
-        .map(|(ip, port)| LbEndpoint {
+    load_assignment_of(cluster, endpoints.iter().map(|(ip, port)| socket_address(*ip, *port)))
+}
+
+/// Endpoints of a cluster at any kind of address (a host name, a unix socket), all in one
+/// locality, in the order given.
+pub fn load_assignment_of(
+    cluster: &str,
+    addresses: impl IntoIterator<Item = Address>,
+) -> ClusterLoadAssignment {
+    let lb_endpoints = addresses
+        .into_iter()
+        .map(|address| LbEndpoint {
             host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                address: Some(socket_address(*ip, *port)),
+                address: Some(address),
                 ..Default::default()
             })),
             ..Default::default()

@@ -7,10 +7,6 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
-};
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use envoy_types::pb::envoy::config::trace::v3::tracing::Http;
 use envoy_types::pb::envoy::config::trace::v3::zipkin_config::CollectorEndpointVersion;
@@ -21,7 +17,7 @@ use envoy_types::util::pack_any;
 use kuma_model::policy::TrafficTraceSpec;
 use kuma_model::selection::Selected;
 
-use super::envoy::{pb_duration, CONNECT_TIMEOUT};
+use super::envoy::{load_assignment_of, pb_duration, CONNECT_TIMEOUT};
 use super::MeshContext;
 
 const ZIPKIN: &str = "envoy.tracers.zipkin";
@@ -94,20 +90,7 @@ pub fn collector_cluster(backend: &ZipkinBackend) -> Cluster {
         name: backend.cluster.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)),
         connect_timeout: Some(pb_duration(CONNECT_TIMEOUT)),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: backend.cluster.clone(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![LbEndpoint {
-                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                        address: Some(address),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        load_assignment: Some(load_assignment_of(&backend.cluster, [address])),
         ..Default::default()
     }
 }
