@@ -28,7 +28,7 @@ pub struct SpecJson(Box<RawValue>);
 
 impl SpecJson {
     pub fn of(spec: &Spec) -> SpecJson {
-        SpecJson(RawValue::from_string(spec.to_json_string()).expect("a spec serializes to JSON"))
+        SpecJson(spec.to_raw_json())
     }
 
     pub fn text(&self) -> &str {

@@ -126,13 +126,13 @@ pub(crate) async fn run(
     let mut wait = Duration::ZERO;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics = raft.metrics();
     loop {
         ticker.tick().await;
-        if raft.metrics().has_changed().is_err() {
+        if metrics.has_changed().is_err() {
             return; // openraft stopped
         }
         let (state, voters) = {
-            let metrics = raft.metrics();
             let metrics = metrics.borrow();
             let voters: BTreeSet<NodeId> =
                 metrics.membership_config.membership().voter_ids().collect();

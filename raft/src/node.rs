@@ -294,16 +294,6 @@ impl RaftNode {
         }
     }
 
-    fn address_of(&self, id: NodeId) -> Option<String> {
-        self.raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.raft_address.clone())
-    }
-
     fn leader_client(&self, leader: NodeId) -> Result<crate::rpc::PeerClient, String> {
         self.committer.peer_client(leader)
     }
@@ -314,8 +304,7 @@ impl RaftNode {
         let membership = metrics.membership_config.membership();
         PeerStatus {
             id: self.config.node_id,
-            raft_address: self
-                .address_of(self.config.node_id)
+            raft_address: crate::writer::membership_address(&self.raft, self.config.node_id)
                 .or_else(|| self.config.peers.get(&self.config.node_id).cloned())
                 .unwrap_or_default(),
             role: match metrics.state {

@@ -33,6 +33,16 @@ pub(crate) async fn leadership_moves_from(raft: &Raft, leader: NodeId) {
     let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
 }
 
+/// The Raft address of member `id` in the membership this peer knows.
+pub(crate) fn membership_address(raft: &Raft, id: NodeId) -> Option<String> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.raft_address.clone())
+}
+
 /// Why a write did not complete.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum WriteError {
@@ -239,14 +249,7 @@ impl Committer {
 
     /// A client for peer `id`, at its dial address (its override, else its membership address).
     pub fn peer_client(&self, id: NodeId) -> Result<PeerClient, String> {
-        let address = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.raft_address.clone())
+        let address = membership_address(&self.raft, id)
             .ok_or_else(|| format!("peer {id} has no known address"))?;
         self.client(&self.dial_address(id, &address))
     }

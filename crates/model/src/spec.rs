@@ -40,9 +40,9 @@ macro_rules! specs {
             }
 
             /// The spec's fields as JSON text (what `to_json` gives, without building a tree).
-            pub fn to_json_string(&self) -> String {
+            pub fn to_raw_json(&self) -> Box<serde_json::value::RawValue> {
                 let text = match self {
-                    $(Spec::$variant(s) => serde_json::to_string(s),)*
+                    $(Spec::$variant(s) => serde_json::value::to_raw_value(s),)*
                 };
                 text.expect("specs are plain data and always serialize")
             }
@@ -164,7 +164,7 @@ mod tests {
         });
         let t = ResourceType::TrafficPermission;
         let spec = Spec::from_json(t, value).unwrap();
-        let text = spec.to_json_string();
+        let text = spec.to_raw_json().get().to_string();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), spec.to_json());
         assert_eq!(Spec::from_json_str(t, &text).unwrap(), spec);
     }
