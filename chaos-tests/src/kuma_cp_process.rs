@@ -30,17 +30,23 @@ pub struct CpPorts {
 
 impl CpPorts {
     fn pick() -> Result<CpPorts, std::io::Error> {
+        CpPorts::pick_with(free_port)
+    }
+
+    /// Every port from `free`, a source of ports nobody listens on.
+    pub fn pick_with<E>(mut free: impl FnMut() -> Result<u16, E>) -> Result<CpPorts, E> {
         Ok(CpPorts {
-            api: free_port()?,
-            diagnostics: free_port()?,
-            bootstrap: free_port()?,
-            xds: free_port()?,
-            sds: free_port()?,
-            raft: free_port()?,
+            api: free()?,
+            diagnostics: free()?,
+            bootstrap: free()?,
+            xds: free()?,
+            sds: free()?,
+            raft: free()?,
         })
     }
 
-    fn env(&self) -> [(&'static str, u16); 6] {
+    /// The `KUMA_*` variable of each port.
+    pub fn env(&self) -> [(&'static str, u16); 6] {
         [
             ("KUMA_API_SERVER_PORT", self.api),
             ("KUMA_DIAGNOSTICS_PORT", self.diagnostics),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::chaos::api::{ApiClient, RaftStatus};
 use crate::chaos::error::ChaosError;
-use crate::chaos::peer::{ChaosPeer, PeerPorts};
+use crate::chaos::peer::{pick_ports, ChaosPeer};
 use crate::chaos::proxy::LinkProxy;
 
 /// How long a started peer may take to answer `/ready`.
@@ -77,7 +77,7 @@ impl ChaosCluster {
         let certs = dir.join("certs");
         write_certs(&config.kuma_cp, &certs, config.peers)?;
 
-        let ports = (0..config.peers).map(|_| PeerPorts::pick()).collect::<Result<Vec<_>, _>>()?;
+        let ports = (0..config.peers).map(|_| pick_ports()).collect::<Result<Vec<_>, _>>()?;
         let mut proxies = BTreeMap::new();
         for (from, _) in ports.iter().enumerate() {
             for (to, to_ports) in ports.iter().enumerate() {

@@ -40,39 +40,12 @@ pub fn free_port() -> Result<u16, ChaosError> {
     Err(ChaosError::Invalid(format!("no free port between {FIRST_PORT} and {LAST_PORT}")))
 }
 
-/// The ports of one peer, each set through its `KUMA_*` variable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerPorts {
-    pub api: u16,
-    pub diagnostics: u16,
-    pub bootstrap: u16,
-    pub xds: u16,
-    pub sds: u16,
-    pub raft: u16,
-}
+/// The ports of one peer, each set through its `KUMA_*` variable, picked with `free_port`.
+pub type PeerPorts = crate::CpPorts;
 
-impl PeerPorts {
-    pub fn pick() -> Result<PeerPorts, ChaosError> {
-        Ok(PeerPorts {
-            api: free_port()?,
-            diagnostics: free_port()?,
-            bootstrap: free_port()?,
-            xds: free_port()?,
-            sds: free_port()?,
-            raft: free_port()?,
-        })
-    }
-
-    fn env(&self) -> [(&'static str, u16); 6] {
-        [
-            ("KUMA_API_SERVER_PORT", self.api),
-            ("KUMA_DIAGNOSTICS_PORT", self.diagnostics),
-            ("KUMA_BOOTSTRAP_SERVER_PORT", self.bootstrap),
-            ("KUMA_XDS_SERVER_GRPC_PORT", self.xds),
-            ("KUMA_SDS_SERVER_GRPC_PORT", self.sds),
-            ("KUMA_RAFT_PORT", self.raft),
-        ]
-    }
+/// A peer's ports, none handed out before in this run.
+pub fn pick_ports() -> Result<PeerPorts, ChaosError> {
+    PeerPorts::pick_with(free_port)
 }
 
 /// One peer process (or none, between a kill and a restart).
