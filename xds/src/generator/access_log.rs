@@ -120,14 +120,8 @@ pub fn for_outbound(
     selected: &Selected<'_, TrafficLogSpec>,
 ) -> Option<AccessLog> {
     let logging = mesh.spec.logging.as_ref()?;
-    let wanted = selected
-        .policy
-        .spec
-        .conf
-        .as_ref()
-        .and_then(|c| c.backend.as_deref())
-        .filter(|b| !b.is_empty())
-        .or(logging.default_backend.as_deref())?;
+    let named = selected.policy.spec.conf.as_ref().and_then(|c| c.backend.as_deref());
+    let wanted = super::chosen_backend(named, logging.default_backend.as_deref())?;
     let backend = logging.backends.iter().find(|b| b.name == wanted)?;
     let kind = backend.backend_type()?;
     if kind != "file" && kind != "tcp" {

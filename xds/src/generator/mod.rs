@@ -84,3 +84,8 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
     }
     resources
 }
+
+/// The backend a TrafficLog or TrafficTrace sends to: the one it names, else the mesh's default.
+fn chosen_backend<'a>(named: Option<&'a str>, default: Option<&'a str>) -> Option<&'a str> {
+    named.filter(|b| !b.is_empty()).or(default)
+}

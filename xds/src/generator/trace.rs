@@ -53,14 +53,8 @@ pub fn backend(
     selected: &Selected<'_, TrafficTraceSpec>,
 ) -> Option<ZipkinBackend> {
     let tracing = mesh.spec.tracing.as_ref()?;
-    let wanted = selected
-        .policy
-        .spec
-        .conf
-        .as_ref()
-        .and_then(|c| c.backend.as_deref())
-        .filter(|b| !b.is_empty())
-        .or(tracing.default_backend.as_deref())?;
+    let named = selected.policy.spec.conf.as_ref().and_then(|c| c.backend.as_deref());
+    let wanted = super::chosen_backend(named, tracing.default_backend.as_deref())?;
     let backend = tracing.backends.iter().find(|b| b.name == wanted)?;
     if backend.kind.as_deref().is_some_and(|k| k != "zipkin") {
         return None;
