@@ -1,10 +1,10 @@
-# kuma-rs developer commands. `make test` is what CI runs (.ci/run); `make demo` starts a control
-# plane with the seeds' example resources.
+# kuma-rs developer commands. `make test` is what CI runs (.ci/run); `make demo` starts three
+# control-plane peers with the seeds' example resources and shows a failover.
 
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup setup-tests build test verify fmt-check clippy deps tests api-fuzz fix demo bench
+.PHONY: setup setup-tests build test verify fmt-check clippy deps tests api-fuzz fix demo demo-single bench
 
 setup:
 	@.ci/setup
@@ -47,9 +47,14 @@ fix:
 	$(CARGO) fmt --all
 	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged -- -D warnings
 
-## demo: build, start kuma-cp, apply the seeds' Dataplanes, show them; Ctrl-C stops it.
+## demo: build, start three kuma-cp peers (Raft store), run the seeds' walkthrough with a kuma-dp
+## (Envoy) beside each service, kill the leader, show traffic, the new leader, a write, the killed
+## peer catching up; then keep running until Ctrl-C. demo-single: one kuma-cp, memory store.
 demo: setup build
 	@.ci/demo
+
+demo-single: setup build
+	@.ci/demo --single
 
 ## bench: release build, then the xDS load benchmark (xds-load) for N=100 and N=1000 dataplanes:
 ## p50/p99 convergence after an API change and kuma-cp memory per dataplane; then the Raft store

@@ -1,3 +1,4 @@
 //! The chaos-tests crate's one integration-test binary.
 
+mod demo;
 mod raft_chaos;
