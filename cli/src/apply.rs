@@ -11,7 +11,7 @@ use crate::args::ApplyArgs;
 use crate::client::{http_client, parse_url, root_cause, ApiClient};
 use crate::error::CliError;
 use crate::output::print_yaml;
-use crate::template::render_template;
+use kuma_model::render_template;
 
 /// The resources of an `apply`, read, resolved and checked; nothing has been sent yet.
 #[derive(Debug, PartialEq)]

@@ -47,6 +47,9 @@ pub enum Command {
     /// Change the members of a replicated cluster of control planes (KUMA_STORE_TYPE=raft)
     #[command(subcommand)]
     Raft(RaftCommand),
+    /// Generate dataplane tokens and token signing keys
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Print version
     Version {
         /// Print detailed version
@@ -132,6 +135,9 @@ pub enum InspectCommand {
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]
     Meshes,
+    /// Print the CA certificate of the control plane's TLS ports (for kuma-dp --ca-cert-file)
+    #[command(name = "control-plane-ca")]
+    ControlPlaneCa,
     /// Inspect the replicated cluster of control planes: each peer's Raft role, term, applied
     /// log index, health, and the xDS and API addresses it serves
     #[command(
@@ -148,6 +154,42 @@ pub enum InspectCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+/// `kumactl generate ...`.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Generate a token a dataplane proves who it is with (kuma-dp --dataplane-token-file)
+    #[command(
+        name = "dataplane-token",
+        long_about = "Generate a dataplane token: a JWT signed by the newest signing key of the \
+                      mesh, for one dataplane (--name), for any dataplane whose inbounds carry \
+                      the given tags (--tag), or for any dataplane of the mesh. kuma-dp sends it \
+                      with every bootstrap request and Envoy with every xDS stream. Issued only \
+                      to kumactl running on a control plane's own host.\n\n\
+                      Example: kumactl generate dataplane-token --mesh default --name redis-1 \
+                      --valid-for 720h > /etc/kuma/redis-1.token"
+    )]
+    DataplaneToken {
+        /// Name of the one dataplane the token is for
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// A tag the dataplane's inbounds must carry, as key=value (repeatable)
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_var)]
+        tags: Vec<(String, String)>,
+        /// How long the token is valid, e.g. 24h, 30m [default: 10 years]
+        #[arg(long, value_name = "DURATION")]
+        valid_for: Option<String>,
+    },
+    /// Add a new token signing key to the mesh; new tokens are signed with it
+    #[command(
+        name = "signing-key",
+        long_about = "Add a token signing key to the mesh (--mesh) with the next key id. Tokens \
+                      are signed with the newest key from then on; tokens signed with older keys \
+                      stay valid until their key is deleted with kumactl delete secret \
+                      dataplane-token-signing-key-ID, which closes their dataplanes' streams."
+    )]
+    SigningKey,
 }
 
 /// `kumactl raft ...`: membership changes, sent to any peer and carried out by the leader.

@@ -321,6 +321,22 @@ impl ApiClient {
         self.json_answer(Method::POST, self.url(segments), Some(body)).await
     }
 
+    /// `POST` of `body` to `segments`, for the APIs that answer with text (a token).
+    pub async fn post_for_text(
+        &self,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<String, ClientError> {
+        let (_, bytes) = self.send(Method::POST, self.url(segments), Some(body)).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `GET` of `segments`, for the APIs that answer with text (a PEM certificate).
+    pub async fn get_text(&self, segments: &[&str]) -> Result<String, ClientError> {
+        let (_, bytes) = self.send(Method::GET, self.url(segments), None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `DELETE` of `segments`, for the APIs that answer with JSON (the Raft membership).
     pub async fn delete_for_answer(&self, segments: &[&str]) -> Result<Value, ClientError> {
         self.json_answer(Method::DELETE, self.url(segments), None).await

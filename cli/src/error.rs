@@ -8,7 +8,7 @@ use kuma_model::Violation;
 
 use crate::client::{format_api_error, ClientError};
 use crate::config::ConfigError;
-use crate::template::TemplateError;
+use kuma_model::TemplateError;
 
 /// A failed kumactl command.
 #[derive(Debug, thiserror::Error)]

@@ -10,13 +10,15 @@ use serde_json::Value;
 
 use crate::apply::apply;
 use crate::args::{
-    Args, Command, ConfigCommand, ControlPlanesCommand, InspectCommand, RaftCommand,
+    Args, Command, ConfigCommand, ControlPlanesCommand, GenerateCommand, InspectCommand,
+    RaftCommand,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
 use crate::config::{Config, ControlPlane, DEFAULT_MESH};
 use crate::delete::delete;
 use crate::error::CliError;
+use crate::generate::{generate_dataplane_token, generate_signing_key};
 use crate::get::get;
 use crate::inspect::{inspect_dataplanes, inspect_meshes};
 use crate::inspect_policies::inspect_dataplane_policies;
@@ -101,6 +103,20 @@ impl<'io> Kumactl<'io> {
             Command::Inspect(InspectCommand::ControlPlanes { output }) => {
                 let (client, _) = self.connect()?;
                 inspect_control_planes(&client, output, self.out).await
+            }
+            Command::Inspect(InspectCommand::ControlPlaneCa) => {
+                let (client, _) = self.connect()?;
+                write!(self.out, "{}", client.get_text(&["control-plane", "ca"]).await?)?;
+                Ok(())
+            }
+            Command::Generate(GenerateCommand::DataplaneToken { name, tags, valid_for }) => {
+                let (client, mesh) = self.connect()?;
+                let name = name.unwrap_or_default();
+                generate_dataplane_token(&client, &mesh, &name, &tags, valid_for, self.out).await
+            }
+            Command::Generate(GenerateCommand::SigningKey) => {
+                let (client, mesh) = self.connect()?;
+                generate_signing_key(&client, &mesh, self.out).await
             }
             Command::Raft(RaftCommand::AddPeer { id, address }) => {
                 let (client, _) = self.connect()?;

@@ -1,7 +1,8 @@
 //! The `kuma-dp` command line: flags with their `KUMA_*` environment variables and defaults, as
 //! Kuma 0.2-0.5 spell them.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,14 +45,15 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
-        default_value = "http://localhost:5682",
+        default_value = "https://localhost:5682",
         value_name = "URL[,URL...]"
     )]
     pub bootstrap_server_url: String,
     /// Mesh the Dataplane belongs to.
-    #[arg(long, env = "KUMA_DATAPLANE_MESH", default_value = "default")]
-    pub mesh: String,
-    /// Name of the Dataplane, as registered with `kumactl apply` (required).
+    #[arg(long, env = "KUMA_DATAPLANE_MESH")]
+    pub mesh: Option<String>,
+    /// Name of the Dataplane, as registered with `kumactl apply` (required unless
+    /// --dataplane-file names it).
     #[arg(long, env = "KUMA_DATAPLANE_NAME")]
     pub name: Option<String>,
     /// Port of the Envoy admin server on 127.0.0.1; 0 means no admin server.
@@ -63,7 +65,8 @@ pub struct RunArgs {
     /// Directory the Envoy bootstrap file is written to. Default: <temp dir>/kuma.io/envoy.
     #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR", value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
-    /// Path to the Dataplane token file, passed to the Control Plane as `dataplaneTokenPath`.
+    /// File holding the dataplane token (kumactl generate dataplane-token), sent with the
+    /// bootstrap request and by Envoy on every xDS stream.
     #[arg(
         long,
         env = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
@@ -71,6 +74,32 @@ pub struct RunArgs {
         value_name = "PATH"
     )]
     pub dataplane_token_file: String,
+    /// The dataplane token itself, instead of --dataplane-token-file.
+    #[arg(
+        long,
+        env = "KUMA_DATAPLANE_RUNTIME_TOKEN",
+        value_name = "TOKEN",
+        conflicts_with = "dataplane_token_file",
+        hide_env_values = true
+    )]
+    pub dataplane_token: Option<String>,
+    /// The CA certificate (PEM) the Control Plane's certificate must be signed by; required for
+    /// https:// bootstrap URLs (kumactl inspect control-plane-ca prints it).
+    #[arg(long, env = "KUMA_CONTROL_PLANE_CA_CERT_FILE", value_name = "PATH")]
+    pub ca_cert_file: Option<PathBuf>,
+    /// A Dataplane resource (YAML) to register, or update, at start: no kumactl apply needed.
+    /// `{{ key }}` placeholders are filled from --dataplane-var.
+    #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH", value_name = "PATH")]
+    pub dataplane_file: Option<PathBuf>,
+    /// A value for a `{{ key }}` placeholder of --dataplane-file, as key=value (repeatable).
+    #[arg(
+        long = "dataplane-var",
+        env = "KUMA_DATAPLANE_RUNTIME_RESOURCE_VARS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_var
+    )]
+    pub dataplane_vars: Vec<(String, String)>,
     /// How long to wait between two rounds of bootstrap requests (e.g. 500ms, 3s).
     #[arg(
         long,
@@ -104,13 +133,53 @@ pub struct RunArgs {
     pub envoy_log_level: Option<LogLevel>,
 }
 
+fn read_file(flag: &'static str, var: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+        flag,
+        var,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 impl RunArgs {
-    /// The validated configuration; `log_level` is the global `--log-level`.
+    /// The validated configuration; `log_level` is the global `--log-level`. Reads the token,
+    /// CA and Dataplane files, so a missing one fails before anything starts.
     pub fn into_config(self, log_level: LogLevel) -> Result<KumaDpConfig, ConfigError> {
+        let dataplane_token = match &self.dataplane_token {
+            Some(token) => Some(token.trim().to_string()),
+            None if self.dataplane_token_file.is_empty() => None,
+            None => Some(
+                read_file(
+                    "--dataplane-token-file",
+                    "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
+                    Path::new(&self.dataplane_token_file),
+                )?
+                .trim()
+                .to_string(),
+            ),
+        };
+        let ca_cert_pem = match &self.ca_cert_file {
+            Some(path) => {
+                Some(read_file("--ca-cert-file", "KUMA_CONTROL_PLANE_CA_CERT_FILE", path)?)
+            }
+            None => None,
+        };
+        let resource = match &self.dataplane_file {
+            Some(path) => Some(DataplaneResource::load(
+                &read_file("--dataplane-file", "KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH", path)?,
+                &self.dataplane_vars,
+            )?),
+            None => None,
+        };
+        let (mesh, name) = resolve_identity(self.mesh, self.name, resource.as_ref())?;
         let config = KumaDpConfig {
             bootstrap_server_urls: KumaDpConfig::parse_urls(&self.bootstrap_server_url)?,
-            mesh: self.mesh,
-            name: self.name.unwrap_or_default(),
+            mesh,
+            name,
+            dataplane_token,
+            ca_cert_pem,
+            dataplane_resource: resource.map(|r| r.text),
             admin_port: self.admin_port,
             binary_path: self.binary_path,
             config_dir: self.config_dir.unwrap_or_else(KumaDpConfig::default_config_dir),
@@ -124,6 +193,60 @@ impl RunArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The Dataplane given with --dataplane-file, with its placeholders filled.
+struct DataplaneResource {
+    text: String,
+    mesh: String,
+    name: String,
+}
+
+impl DataplaneResource {
+    fn load(template: &str, vars: &[(String, String)]) -> Result<DataplaneResource, ConfigError> {
+        let bad = |reason: String| ConfigError::BadDataplane { reason };
+        let vars: HashMap<String, String> = vars.iter().cloned().collect();
+        let text = kuma_model::render_template(template, &vars).map_err(|e| bad(e.to_string()))?;
+        let documents = kuma_model::parse_resources_yaml(&text).map_err(|e| bad(e.to_string()))?;
+        let [document] = documents.as_slice() else {
+            return Err(bad(format!("it holds {} documents; give one Dataplane", documents.len())));
+        };
+        let field = |name: &str| document.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        if field("type").as_deref() != Some("Dataplane") {
+            return Err(bad("its type must be Dataplane".to_string()));
+        }
+        let name = field("name").ok_or_else(|| bad("it has no name".to_string()))?;
+        let mesh = field("mesh").unwrap_or_else(|| "default".to_string());
+        Ok(DataplaneResource { text, mesh, name })
+    }
+}
+
+/// The mesh and name kuma-dp runs as: the flags, else the Dataplane file's; both must agree.
+fn resolve_identity(
+    mesh: Option<String>,
+    name: Option<String>,
+    resource: Option<&DataplaneResource>,
+) -> Result<(String, String), ConfigError> {
+    let Some(resource) = resource else {
+        return Ok((mesh.unwrap_or_else(|| "default".to_string()), name.unwrap_or_default()));
+    };
+    for (flag, given, in_file) in
+        [("--mesh", &mesh, &resource.mesh), ("--name", &name, &resource.name)]
+    {
+        if let Some(given) = given.as_ref().filter(|g| *g != in_file) {
+            return Err(ConfigError::BadDataplane {
+                reason: format!("it says {flag} {in_file:?} but {flag} {given:?} was given; drop {flag} or make them agree"),
+            });
+        }
+    }
+    Ok((resource.mesh.clone(), resource.name.clone()))
+}
+
+fn parse_var(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{value:?} is not KEY=VALUE")),
     }
 }
 
@@ -173,6 +296,76 @@ impl LogLevel {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_https_url_needs_the_control_planes_ca() {
+        let run = run_args(&["run", "--name=a"]).expect("parses");
+        let err = run.into_config(LogLevel::Info).expect_err("no CA").to_string();
+        assert!(
+            err.contains("--ca-cert-file") && err.contains("kumactl inspect control-plane-ca"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_token_or_ca_file_is_named_with_its_flag() {
+        let url = "--bootstrap-server-url=http://cp:5682";
+        let run = run_args(&["run", "--name=a", url, "--dataplane-token-file=/nonexistent/t"])
+            .expect("parses");
+        let err = run.into_config(LogLevel::Info).expect_err("no file").to_string();
+        assert!(err.contains("--dataplane-token-file") && err.contains("/nonexistent/t"), "{err}");
+        let run = run_args(&["run", "--name=a", "--ca-cert-file=/nonexistent/ca"]).expect("parses");
+        let err = run.into_config(LogLevel::Info).expect_err("no file").to_string();
+        assert!(err.contains("KUMA_CONTROL_PLANE_CA_CERT_FILE"), "{err}");
+    }
+
+    #[test]
+    fn a_dataplane_file_names_the_dataplane_and_takes_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dp.yaml");
+        std::fs::write(
+            &file,
+            "type: Dataplane\nmesh: default\nname: {{ name }}\nnetworking:\n  inbound:\n  - interface: {{ address }}:9000:6379\n    tags:\n      service: redis\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let url = "--bootstrap-server-url=http://cp:5682";
+        let run = run_args(&[
+            "run",
+            url,
+            "--dataplane-file",
+            file,
+            "--dataplane-var",
+            "name=redis-7",
+            "--dataplane-var",
+            "address=10.0.0.7",
+        ])
+        .expect("parses");
+        let config = run.into_config(LogLevel::Info).expect("valid");
+        assert_eq!((config.mesh.as_str(), config.name.as_str()), ("default", "redis-7"));
+        assert!(config.dataplane_resource.unwrap().contains("10.0.0.7:9000:6379"));
+
+        let run = run_args(&["run", url, "--dataplane-file", file, "--dataplane-var", "name=x"])
+            .expect("parses");
+        let err = run.into_config(LogLevel::Info).expect_err("address missing").to_string();
+        assert!(err.contains("\"address\""), "{err}");
+
+        let run = run_args(&[
+            "run",
+            url,
+            "--name",
+            "other",
+            "--dataplane-file",
+            file,
+            "--dataplane-var",
+            "name=redis-7",
+            "--dataplane-var",
+            "address=a",
+        ])
+        .expect("parses");
+        let err = run.into_config(LogLevel::Info).expect_err("names differ").to_string();
+        assert!(err.contains("--name") && err.contains("redis-7"), "{err}");
+    }
+
     fn run_args(argv: &[&str]) -> Result<RunArgs, clap::Error> {
         let args = Args::try_parse_from(std::iter::once("kuma-dp").chain(argv.iter().copied()))?;
         match args.command {
@@ -184,10 +377,12 @@ mod tests {
     #[test]
     fn run_flags_have_kumas_defaults() {
         // Env vars set in the test's environment would change the defaults; tests never set them.
-        let run = run_args(&["run", "--name", "redis-1"]).expect("parses");
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca = ca.path().to_str().unwrap();
+        let run = run_args(&["run", "--name", "redis-1", "--ca-cert-file", ca]).expect("parses");
         let config = run.into_config(LogLevel::Info).expect("valid");
         assert_eq!(config.bootstrap_server_urls.len(), 1);
-        assert_eq!(config.bootstrap_server_urls[0].as_str(), "http://localhost:5682/");
+        assert_eq!(config.bootstrap_server_urls[0].as_str(), "https://localhost:5682/");
         assert_eq!(config.mesh, "default");
         assert_eq!(config.admin_port, 0);
         assert_eq!(config.retry_backoff, Duration::from_secs(3));
@@ -217,9 +412,11 @@ mod tests {
 
     #[test]
     fn envoy_log_level_follows_the_global_level_unless_set() {
-        let run = run_args(&["--log-level", "warn", "run", "--name=a"]).expect("parses");
+        let url = "--bootstrap-server-url=http://cp:5682";
+        let run = run_args(&["--log-level", "warn", "run", "--name=a", url]).expect("parses");
         assert_eq!(run.into_config(LogLevel::Warn).expect("valid").envoy_log_level, LogLevel::Warn);
-        let run = run_args(&["run", "--name=a", "--envoy-log-level", "debug"]).expect("parses");
+        let run =
+            run_args(&["run", "--name=a", url, "--envoy-log-level", "debug"]).expect("parses");
         let config = run.into_config(LogLevel::Info).expect("valid");
         assert_eq!(config.envoy_log_level.as_envoy(), "debug");
         assert_eq!(LogLevel::Warn.as_envoy(), "warning");

@@ -9,14 +9,33 @@ use serde::Serialize;
 
 use crate::error::{format_duration, KumaDpError};
 
-/// The body of `POST /bootstrap` (Kuma 0.3-0.7 field names).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The body of `POST /bootstrap` (Kuma's field names).
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootstrapRequest {
     pub mesh: String,
     pub name: String,
     pub admin_port: u16,
     pub dataplane_token_path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dataplane_token: String,
+    /// The CA kuma-dp trusts; the bootstrap makes Envoy trust it too.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_cert: String,
+    /// A Dataplane to register before the bootstrap is made.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dataplane_resource: String,
+}
+
+impl std::fmt::Debug for BootstrapRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("BootstrapRequest")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("admin_port", &self.admin_port)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An Envoy bootstrap as a control plane returned it.
@@ -47,19 +66,31 @@ enum Attempt {
 }
 
 impl BootstrapClient {
-    /// A client for `urls` (tried in this order); one request may take `request_timeout`.
+    /// A client for `urls` (tried in this order); one request may take `request_timeout`. With
+    /// `ca_pem`, https servers must present a certificate signed by that CA, and no other.
     pub fn new(
         urls: Vec<Url>,
         backoff: Duration,
         max_duration: Duration,
         request_timeout: Duration,
+        ca_pem: Option<&str>,
     ) -> Result<BootstrapClient, KumaDpError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("kuma-dp/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(request_timeout.min(Duration::from_secs(3)))
-            .timeout(request_timeout)
-            .build()
-            .map_err(|e| KumaDpError::HttpClient(describe(&e)))?;
+            .timeout(request_timeout);
+        if let Some(ca_pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())
+                .map_err(|e| KumaDpError::BadCaCert(describe(&e)))?;
+            if certs.is_empty() {
+                return Err(KumaDpError::BadCaCert("it holds no PEM certificate".to_string()));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| KumaDpError::HttpClient(describe(&e)))?;
         Ok(BootstrapClient { http, urls, backoff, max_duration })
     }
 
@@ -130,6 +161,13 @@ impl BootstrapClient {
         tracing::debug!(url = %endpoint, "requesting the Envoy bootstrap");
         let response = match self.http.post(&endpoint).json(request).send().await {
             Ok(response) => response,
+            // A certificate from another CA does not change by asking again.
+            Err(e) if is_untrusted_certificate(&e) => {
+                return Err(KumaDpError::UntrustedServer {
+                    url: display_url(url).to_string(),
+                    reason: describe(&e),
+                })
+            }
             Err(e) => return Ok(Attempt::Unavailable(describe(&e))),
         };
         let status = response.status();
@@ -181,6 +219,19 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Whether the server's certificate failed verification (rather than the network failing).
+fn is_untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Kuma's error body `{title, details}` as one line, or the start of whatever else was sent.
 fn error_details(body: &str) -> String {
     let text = match serde_json::from_str::<ErrorBody>(body) {
@@ -202,16 +253,23 @@ mod tests {
 
     #[test]
     fn the_request_body_uses_kumas_field_names() {
-        let request = BootstrapRequest {
+        let mut request = BootstrapRequest {
             mesh: "default".into(),
             name: "redis-1".into(),
             admin_port: 9901,
             dataplane_token_path: "/tmp/token".into(),
+            dataplane_token: String::new(),
+            ca_cert: String::new(),
+            dataplane_resource: String::new(),
         };
         assert_eq!(
             serde_json::to_string(&request).unwrap(),
             r#"{"mesh":"default","name":"redis-1","adminPort":9901,"dataplaneTokenPath":"/tmp/token"}"#
         );
+        request.dataplane_token = "secret-token".into();
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(json.contains(r#""dataplaneToken":"secret-token""#), "{json}");
+        assert!(!format!("{request:?}").contains("secret-token"));
     }
 
     #[test]

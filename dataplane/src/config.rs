@@ -28,6 +28,12 @@ pub struct KumaDpConfig {
     pub config_dir: PathBuf,
     /// Passed through to the control plane as `dataplaneTokenPath`; empty when there is none.
     pub dataplane_token_path: String,
+    /// The dataplane token, read from --dataplane-token-file or given with --dataplane-token.
+    pub dataplane_token: Option<String>,
+    /// The CA (PEM) the control plane's certificate must chain to, from --ca-cert-file.
+    pub ca_cert_pem: Option<String>,
+    /// A Dataplane (YAML, placeholders filled) to register at start, from --dataplane-file.
+    pub dataplane_resource: Option<String>,
     /// Pause between two rounds of bootstrap requests.
     pub retry_backoff: Duration,
     /// How long bootstrap requests are retried before kuma-dp gives up.
@@ -45,13 +51,16 @@ pub struct KumaDpConfig {
 impl Default for KumaDpConfig {
     fn default() -> Self {
         KumaDpConfig {
-            bootstrap_server_urls: vec![Url::parse("http://localhost:5682").expect("a valid URL")],
+            bootstrap_server_urls: vec![Url::parse("https://localhost:5682").expect("a valid URL")],
             mesh: "default".to_string(),
             name: String::new(),
             admin_port: 0,
             binary_path: None,
             config_dir: KumaDpConfig::default_config_dir(),
             dataplane_token_path: String::new(),
+            dataplane_token: None,
+            ca_cert_pem: None,
+            dataplane_resource: None,
             retry_backoff: Duration::from_secs(3),
             retry_max_duration: Duration::from_secs(300),
             request_timeout: Duration::from_secs(5),
@@ -83,6 +92,16 @@ pub enum ConfigError {
     BadUrl { value: String, reason: String },
     #[error("--retry-backoff (or KUMA_CONTROL_PLANE_RETRY_BACKOFF) must be more than 0, e.g. 3s")]
     ZeroBackoff,
+    #[error("{flag} (or {var}) {}: {reason}; check the path", path.display())]
+    ReadFile { flag: &'static str, var: &'static str, path: PathBuf, reason: String },
+    #[error(
+        "{url} is https: kuma-dp must verify the Control Plane's certificate, so pass \
+         --ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE) with the CA that signed it; \
+         `kumactl inspect control-plane-ca > ca.crt` on a control plane's host prints it"
+    )]
+    MissingCaCert { url: String },
+    #[error("--dataplane-file (or KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH): {reason}")]
+    BadDataplane { reason: String },
 }
 
 impl KumaDpConfig {
@@ -133,6 +152,13 @@ impl KumaDpConfig {
         if self.retry_backoff.is_zero() {
             return Err(ConfigError::ZeroBackoff);
         }
+        if self.ca_cert_pem.is_none() {
+            if let Some(url) = self.bootstrap_server_urls.iter().find(|u| u.scheme() == "https") {
+                return Err(ConfigError::MissingCaCert {
+                    url: url.as_str().trim_end_matches('/').to_string(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -163,7 +189,11 @@ mod tests {
     use super::*;
 
     fn config(name: &str) -> KumaDpConfig {
-        KumaDpConfig { name: name.to_string(), ..KumaDpConfig::default() }
+        KumaDpConfig {
+            name: name.to_string(),
+            ca_cert_pem: Some(String::new()),
+            ..KumaDpConfig::default()
+        }
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub enum KumaDpError {
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
     #[error(
+        "--ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE) is not a PEM CA certificate: {0}"
+    )]
+    BadCaCert(String),
+    #[error(
+        "the Control Plane at {url} presented a certificate that is not signed by the CA given \
+         with --ca-cert-file ({reason}); pass the CA that kumactl inspect control-plane-ca prints"
+    )]
+    UntrustedServer { url: String, reason: String },
+    #[error(
         "no Control Plane answered at {urls} after retrying for {} (last error: {last_error}); \
          check that kuma-cp is running there, or set KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL \
          (or --bootstrap-server-url) to its bootstrap server, e.g. http://localhost:5682",
@@ -48,7 +57,7 @@ pub enum KumaDpError {
     NotRegistered { mesh: String, name: String, url: String, details: String, waited: Duration },
     #[error(
         "the Control Plane at {url} refused the bootstrap request of Dataplane {mesh}/{name} \
-         with {status}: {details}; check --mesh, --name and --dataplane-token-file"
+         with {status}: {details}"
     )]
     Rejected { url: String, mesh: String, name: String, status: u16, details: String },
     #[error("could not install the signal handlers: {0}")]

@@ -43,12 +43,16 @@ impl KumaDp {
             config.retry_backoff,
             config.retry_max_duration,
             config.request_timeout,
+            config.ca_cert_pem.as_deref(),
         )?;
         let request = BootstrapRequest {
             mesh: config.mesh.clone(),
             name: config.name.clone(),
             admin_port: config.admin_port,
             dataplane_token_path: config.dataplane_token_path.clone(),
+            dataplane_token: config.dataplane_token.clone().unwrap_or_default(),
+            ca_cert: config.ca_cert_pem.clone().unwrap_or_default(),
+            dataplane_resource: config.dataplane_resource.clone().unwrap_or_default(),
         };
         tracing::info!(
             mesh = %config.mesh,
@@ -117,10 +121,19 @@ impl KumaDp {
 
 /// Writes through a temporary file and a rename, so Envoy (or a person) never reads a half-written
 /// bootstrap.
+/// The file is readable by its owner only: it holds the dataplane token.
 fn write_file(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut temp = PathBuf::from(path);
     temp.as_mut_os_string().push(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&temp, content)?;
+    let _ = std::fs::remove_file(&temp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?
+        .write_all(content.as_bytes())?;
     std::fs::rename(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
     })

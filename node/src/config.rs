@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kuma_api_server::ApiServerConfig;
-use kuma_xds::{BootstrapServerConfig, XdsServerConfig};
+use kuma_xds::{BootstrapServerConfig, DpServerConfig, XdsServerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -122,16 +122,29 @@ pub struct DefaultsConfig {
     pub skip_mesh_creation: bool,
 }
 
+/// Settings shared by several servers (`general`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneralConfig {
+    /// The certificate (chain, PEM) the bootstrap, xDS and SDS servers present; empty means one
+    /// issued to this peer by the control plane's own CA (KUMA_GENERAL_TLS_CERT_FILE).
+    pub tls_cert_file: String,
+    /// Its private key (KUMA_GENERAL_TLS_KEY_FILE).
+    pub tls_key_file: String,
+}
+
 /// The whole configuration of one kuma-cp.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KumaCpConfig {
     pub environment: Environment,
+    pub general: GeneralConfig,
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
     pub bootstrap_server: BootstrapServerConfig,
     pub sds_server: GrpcPortConfig,
     pub xds_server: XdsServerConfig,
+    pub dp_server: DpServerConfig,
     pub diagnostics: PortConfig,
     pub raft: PortConfig,
     pub defaults: DefaultsConfig,
@@ -141,11 +154,13 @@ impl Default for KumaCpConfig {
     fn default() -> Self {
         KumaCpConfig {
             environment: Environment::Universal,
+            general: GeneralConfig::default(),
             store: StoreConfig::default(),
             api_server: ApiServerConfig::default(),
             bootstrap_server: BootstrapServerConfig::default(),
             sds_server: GrpcPortConfig { grpc_port: 5677 },
             xds_server: XdsServerConfig::default(),
+            dp_server: DpServerConfig::default(),
             diagnostics: PortConfig { port: 5680 },
             raft: PortConfig { port: 5683 },
             defaults: DefaultsConfig::default(),
@@ -295,6 +310,7 @@ impl KumaCpConfig {
         };
         let xds_port =
             if params.xds_port == 0 { self.xds_server.grpc_port } else { params.xds_port };
+        let bootstrap_scheme = if self.dp_server.tls.enabled { "https" } else { "http" };
         let config = kuma_raft::RaftConfig {
             node_id: raft.node_id,
             peers,
@@ -310,7 +326,10 @@ impl KumaCpConfig {
                 instance_id: self.instance_id(),
                 xds_address: format!("{host}:{xds_port}"),
                 api_url: format!("http://{host}:{}", self.api_server.port),
-                bootstrap_url: format!("http://{host}:{}", self.bootstrap_server.port),
+                bootstrap_url: format!(
+                    "{bootstrap_scheme}://{host}:{}",
+                    self.bootstrap_server.port
+                ),
             },
             tls,
             // A development peer alone needs no one to reach its peer RPC.
@@ -397,6 +416,14 @@ impl KumaCpConfig {
             problems.extend(self.raft_config().err().into_iter().flatten());
         }
         problems.extend(self.bootstrap_server.problems());
+        let general = &self.general;
+        if general.tls_cert_file.is_empty() != general.tls_key_file.is_empty() {
+            problems.push(
+                "general.tlsCertFile, general.tlsKeyFile: set both (KUMA_GENERAL_TLS_CERT_FILE and \
+                 KUMA_GENERAL_TLS_KEY_FILE) or neither"
+                    .to_string(),
+            );
+        }
         let ports = self.ports();
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {

@@ -9,14 +9,14 @@ use kuma_api_server::{ApiServer, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
-use kuma_xds::{BootstrapServer, SdsTls, SinglePeer, XdsPeers, XdsServer};
+use kuma_xds::{BootstrapServer, ControlPlaneCert, DataplaneAuth, SinglePeer, XdsPeers, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
-use crate::replication;
+use crate::{identity_api, replication};
 
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,8 @@ pub enum ControlPlaneError {
     Serve { server: &'static str, source: std::io::Error },
     #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
-    #[error("could not create the SDS server's certificate: {0}")]
-    SdsCertificate(String),
+    #[error("the TLS certificate for dataplanes ({variable}) cannot be used: {reason}")]
+    Certificate { variable: &'static str, reason: String },
 }
 
 /// One kuma-cp peer.
@@ -82,33 +82,107 @@ pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreE
     }
 }
 
-/// The SDS server's TLS certificate, self-signed for this host: dataplanes reach SDS on
-/// loopback or by this host's name.
-fn sds_tls() -> Result<SdsTls, ControlPlaneError> {
-    let hostname = gethostname::gethostname().to_string_lossy().to_string();
-    let cert = kuma_ca::self_signed_server_cert(
-        &["localhost", "127.0.0.1", &hostname],
-        kuma_ca::BUILTIN_CA_VALIDITY,
-    )
-    .map_err(|e| ControlPlaneError::SdsCertificate(e.to_string()))?;
-    Ok(SdsTls { cert_pem: cert.cert_pem, key_pem: cert.key_pem })
+/// The leader's share of identity: the builtin CA of every mesh that enables one, a token
+/// signing key for every mesh, and the control plane's TLS CA. Idempotent; run every second.
+pub async fn ensure_identity_secrets(store: &dyn ResourceStore) {
+    if let Err(e) = kuma_xds::ensure_builtin_cas(store).await {
+        tracing::warn!(error = %e, "could not generate the builtin mesh CAs yet");
+    }
+    if let Err(e) = kuma_xds::ensure_signing_keys(store).await {
+        tracing::warn!(error = %e, "could not create the dataplane token signing keys yet");
+    }
+    if let Err(e) = kuma_xds::ensure_control_plane_ca(store).await {
+        tracing::warn!(error = %e, "could not generate the control plane's CA yet");
+    }
 }
 
-/// Generates the builtin CA of every mesh that enables one, every second until `stop`.
-async fn ensure_mesh_cas(
+/// A single control plane is its own leader: identity secrets every second until `stop`.
+async fn single_peer_leader_work(
     store: Arc<dyn ResourceStore>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     loop {
-        if let Err(e) = kuma_xds::ensure_builtin_cas(store.as_ref()).await {
-            tracing::warn!(error = %e, "could not generate the builtin mesh CAs yet");
-        }
+        ensure_identity_secrets(store.as_ref()).await;
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The names this peer's certificate is issued for: loopback, this host's name, and the host it
+/// advertises to dataplanes.
+fn certificate_names(advertised: &[String]) -> Vec<String> {
+    let hostname = gethostname::gethostname().to_string_lossy().to_string();
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), hostname];
+    for host in advertised {
+        if !host.is_empty() && !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    names
+}
+
+/// Gives `cert` the operator's certificate files, or else waits for the control plane's CA to be
+/// in the store (the leader makes it once) and issues this peer a certificate from it.
+async fn load_certificate(
+    store: Arc<dyn ResourceStore>,
+    cert: Arc<ControlPlaneCert>,
+    advertised: Vec<String>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let names = certificate_names(&advertised);
+    loop {
+        match kuma_xds::control_plane_ca(store.as_ref()).await {
+            Ok(Some(ca)) => match ca.issue_server(&names) {
+                Ok(issued) => {
+                    match cert.set(&issued.cert_pem, &issued.key_pem, Some(ca.cert_pem())) {
+                        Ok(()) => {
+                            info!(names = ?names, "serving dataplanes with a certificate from the control plane's CA");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not use the issued certificate")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not issue this peer's certificate"),
+            },
+            Ok(None) => tracing::debug!("waiting for the control plane's CA"),
+            Err(e) => tracing::debug!(error = %e, "could not read the control plane's CA yet"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// The operator's certificate and key files, read and checked before anything is served.
+fn provided_certificate(
+    config: &KumaCpConfig,
+    cert: &ControlPlaneCert,
+) -> Result<bool, ControlPlaneError> {
+    let general = &config.general;
+    if general.tls_cert_file.is_empty() {
+        return Ok(false);
+    }
+    let read = |path: &str, variable: &'static str| {
+        std::fs::read_to_string(path).map_err(|e| ControlPlaneError::Certificate {
+            variable,
+            reason: format!("cannot read {path}: {e}"),
+        })
+    };
+    let chain = read(&general.tls_cert_file, "KUMA_GENERAL_TLS_CERT_FILE")?;
+    let key = read(&general.tls_key_file, "KUMA_GENERAL_TLS_KEY_FILE")?;
+    cert.set(&chain, &key, None).map_err(|e| ControlPlaneError::Certificate {
+        variable: "KUMA_GENERAL_TLS_CERT_FILE",
+        reason: e.to_string(),
+    })?;
+    info!(file = %general.tls_cert_file, "serving dataplanes with the provided certificate");
+    Ok(true)
 }
 
 impl ControlPlane {
@@ -149,6 +223,9 @@ impl ControlPlane {
         };
         let single_peer =
             SinglePeer { host: config.bootstrap_server.params.xds_host.clone(), port: xds_port };
+        let control_plane_cert = ControlPlaneCert::new();
+        let provided_cert = provided_certificate(config, &control_plane_cert)?;
+        let mut advertised_hosts = vec![config.bootstrap_server.params.xds_host.clone()];
         let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
         {
             StoreType::Memory => (Arc::new(MemoryStore::new()), None),
@@ -172,6 +249,9 @@ impl ControlPlane {
                     node = raft_config.node_id,
                     "raft peer server starting"
                 );
+                if let Some((host, _)) = raft_config.serves.xds_address.rsplit_once(':') {
+                    advertised_hosts.push(host.to_string());
+                }
                 let node = RaftNode::start(raft_config, listener, stopped(stop_rx.clone())).await?;
                 (Arc::new(RaftStore::new(node.clone())), Some(node))
             }
@@ -184,8 +264,8 @@ impl ControlPlane {
                         .await
                         .map_err(ControlPlaneError::DefaultMesh)?;
                 }
-                // A single control plane is its own leader for the mesh CAs.
-                tokio::spawn(ensure_mesh_cas(store.clone(), stopped(stop_rx.clone())));
+                // A single control plane is its own leader for the mesh CAs and signing keys.
+                tokio::spawn(single_peer_leader_work(store.clone(), stopped(stop_rx.clone())));
             }
             Some(node) => {
                 tokio::spawn(replication::leader_work(
@@ -211,10 +291,23 @@ impl ControlPlane {
                 _ => Vec::new(),
             }));
         info!(port = config.api_server.port, "api-server starting");
-        let extra_routes = match &raft {
-            Some(node) => replication::routes(node.clone(), config.api_server.read_only),
-            None => axum::Router::new(),
-        };
+        if !provided_cert {
+            tokio::spawn(load_certificate(
+                store.clone(),
+                control_plane_cert.clone(),
+                advertised_hosts,
+                stopped(stop_rx.clone()),
+            ));
+        }
+        let auth = Arc::new(DataplaneAuth::new(config.dp_server.auth.kind));
+        if auth.kind() == kuma_xds::DpAuthType::None {
+            tracing::warn!("KUMA_DP_SERVER_AUTH_TYPE=none: anyone who reaches the bootstrap, xDS and SDS ports may act as any dataplane; for development only");
+        }
+        let mut extra_routes = identity_api::routes(store.clone());
+        if let Some(node) = &raft {
+            extra_routes =
+                extra_routes.merge(replication::routes(node.clone(), config.api_server.read_only));
+        }
         let mut api_task =
             tokio::spawn(api.serve_with(extra_routes, api_listener, stopped(stop_rx.clone())));
         let peers: Arc<dyn XdsPeers> = match &raft {
@@ -223,15 +316,34 @@ impl ControlPlane {
             }
             None => Arc::new(single_peer),
         };
-        let bootstrap =
-            BootstrapServer::new(store.clone(), config.bootstrap_server.params.clone(), peers);
+        let dp_tls = config.dp_server.tls.enabled;
+        if !dp_tls {
+            tracing::warn!("KUMA_DP_SERVER_TLS_ENABLED=false: the bootstrap and xDS servers speak plain text; use only on a trusted network");
+        }
+        let mut bootstrap = BootstrapServer::new(
+            store.clone(),
+            config.bootstrap_server.params.clone(),
+            peers,
+            auth.clone(),
+        );
+        if dp_tls {
+            bootstrap = bootstrap.with_tls(control_plane_cert.clone());
+        }
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        let mut xds =
-            XdsServer::new(store.clone(), config.xds_server.clone(), config.instance_id(), None);
+        let mut xds = XdsServer::new(
+            store.clone(),
+            config.xds_server.clone(),
+            config.instance_id(),
+            auth,
+            None,
+        );
+        if dp_tls {
+            xds = xds.with_tls(control_plane_cert.server_cert());
+        }
         info!(port = config.sds_server.grpc_port, "sds-server starting");
-        xds = xds.with_sds(sds_listener, sds_tls()?);
+        xds = xds.with_sds(sds_listener, control_plane_cert.server_cert());
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
         info!(port = config.diagnostics.port, "diagnostics server starting");

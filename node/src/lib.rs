@@ -8,6 +8,7 @@
 mod config;
 mod control_plane;
 mod diagnostics;
+mod identity_api;
 pub mod peer_certs;
 mod replication;
 

@@ -153,10 +153,8 @@ pub async fn leader_work(
             let mut suspects = BTreeSet::new();
             let mut last_orphan_check: Option<tokio::time::Instant> = None;
             while node.is_leader() && !*stop.borrow() {
-                // Mesh CAs are checked every second, so enabling mTLS does not wait long.
-                if let Err(e) = kuma_xds::ensure_builtin_cas(store.as_ref()).await {
-                    warn!(error = %e, "could not generate the builtin mesh CAs yet");
-                }
+                // Checked every second, so enabling mTLS or adding a mesh does not wait long.
+                crate::control_plane::ensure_identity_secrets(store.as_ref()).await;
                 if last_orphan_check.is_none_or(|t| t.elapsed() >= ORPHAN_CHECK) {
                     suspects = close_orphaned_subscriptions(&node, store.as_ref(), suspects).await;
                     last_orphan_check = Some(tokio::time::Instant::now());

@@ -125,6 +125,18 @@ impl SnapshotCache {
         self.lock().meshes.get(&node.mesh).is_some_and(|m| m.dataplanes.contains_key(&node.name))
     }
 
+    /// The tags of Dataplane `node`'s inbounds (empty while it does not exist), for tokens
+    /// scoped by tags.
+    pub fn dataplane_tags(&self, node: &NodeId) -> BTreeMap<String, BTreeSet<String>> {
+        let inner = self.lock();
+        inner
+            .meshes
+            .get(&node.mesh)
+            .and_then(|m| m.dataplanes.get(&node.name))
+            .map(|d| crate::auth::dataplane_tags(d))
+            .unwrap_or_default()
+    }
+
     /// Replaces the whole view (after the first listing, or after the watch fell behind) and
     /// regenerates every connected dataplane.
     pub fn reset(&self, resources: Vec<Resource>) {

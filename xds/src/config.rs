@@ -51,17 +51,36 @@ impl XdsServerConfig {
     }
 }
 
-/// The certificate and key the SDS server presents, PEM.
-#[derive(Clone)]
-pub struct SdsTls {
-    pub cert_pem: String,
-    pub key_pem: String,
+/// How dataplanes reach and prove themselves to this peer (`dpServer`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DpServerConfig {
+    pub auth: DpAuthConfig,
+    pub tls: DpTlsConfig,
 }
 
-impl std::fmt::Debug for SdsTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the private key.
-        f.debug_struct("SdsTls").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+/// `dpServer.auth`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DpAuthConfig {
+    /// `dpToken` (a dataplane token on every bootstrap request and xDS/SDS stream) or `none`
+    /// (development only) (`KUMA_DP_SERVER_AUTH_TYPE`).
+    #[serde(rename = "type")]
+    pub kind: crate::auth::DpAuthType,
+}
+
+/// `dpServer.tls`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DpTlsConfig {
+    /// The bootstrap and xDS servers speak TLS; `false` serves them in plain text, for a trusted
+    /// network only (`KUMA_DP_SERVER_TLS_ENABLED`). SDS always speaks TLS.
+    pub enabled: bool,
+}
+
+impl Default for DpTlsConfig {
+    fn default() -> Self {
+        DpTlsConfig { enabled: true }
     }
 }
 

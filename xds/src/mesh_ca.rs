@@ -56,25 +56,6 @@ pub async fn ensure_builtin_cas(store: &dyn ResourceStore) -> Result<usize, Stor
     }
 }
 
-/// Splits a PEM bundle into its certificate blocks and its private key block.
-fn split_bundle(pem: &str) -> (String, String) {
-    let (mut certs, mut key) = (String::new(), String::new());
-    let mut current = String::new();
-    for line in pem.lines() {
-        current.push_str(line);
-        current.push('\n');
-        if line.starts_with("-----END ") {
-            if line.contains("PRIVATE KEY") {
-                key.push_str(&current);
-            } else {
-                certs.push_str(&current);
-            }
-            current.clear();
-        }
-    }
-    (certs, key)
-}
-
 fn read_source(
     source: Option<&CaDataSource>,
     secrets: &BTreeMap<String, Arc<SecretSpec>>,
@@ -112,7 +93,7 @@ pub fn resolve(
                 .get(&name)
                 .and_then(|s| s.text())
                 .ok_or_else(|| format!("the builtin CA Secret {name:?} is not generated yet"))?;
-            split_bundle(&bundle)
+            kuma_ca::split_pem_bundle(&bundle)
         }
         "provided" => {
             let conf = spec.enabled_ca_backend().and_then(|b| b.conf.as_ref());
@@ -160,7 +141,7 @@ mod tests {
     #[test]
     fn a_bundle_splits_into_certificate_and_key() {
         let ca = MeshCa::generate("m", BUILTIN_CA_VALIDITY).unwrap();
-        let (cert, key) = split_bundle(&format!("{}{}", ca.cert_pem(), ca.key_pem()));
+        let (cert, key) = kuma_ca::split_pem_bundle(&format!("{}{}", ca.cert_pem(), ca.key_pem()));
         assert_eq!(MeshCa::from_pem(&cert, &key).unwrap(), ca);
     }
 

@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
+use kuma_listener::{tls_server_config, ServerCert, TlsIncoming};
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
 use crate::ads::{AdsService, SdsService, Shared};
+use crate::auth::DataplaneAuth;
 use crate::cache::{ConfigHook, SnapshotCache};
-use crate::config::{SdsTls, XdsServerConfig};
+use crate::config::XdsServerConfig;
 use crate::status::StatusTracker;
 
 /// How long open streams get to finish after shutdown was asked for.
@@ -35,8 +36,11 @@ pub struct XdsServer {
     config: XdsServerConfig,
     cache: Arc<SnapshotCache>,
     status: Arc<StatusTracker>,
-    /// The SDS server's listener and certificate, when it is to be served.
-    sds: Option<(TcpListener, SdsTls)>,
+    auth: Arc<DataplaneAuth>,
+    /// The certificate ADS is served with; plain gRPC without one.
+    tls: Option<Arc<ServerCert>>,
+    /// The SDS server's listener and certificate (SDS is always TLS), when it is to be served.
+    sds: Option<(TcpListener, Arc<ServerCert>)>,
 }
 
 impl std::fmt::Debug for XdsServer {
@@ -46,21 +50,28 @@ impl std::fmt::Debug for XdsServer {
 }
 
 impl XdsServer {
-    /// `instance_id` names this peer in DataplaneInsights.
+    /// `instance_id` names this peer in DataplaneInsights; `auth` checks every stream's token.
     pub fn new(
         store: Arc<dyn ResourceStore>,
         config: XdsServerConfig,
         instance_id: String,
+        auth: Arc<DataplaneAuth>,
         hook: Option<ConfigHook>,
     ) -> XdsServer {
         let cache = Arc::new(SnapshotCache::new(hook));
         let status = Arc::new(StatusTracker::new(store.clone(), cache.clone(), instance_id));
-        XdsServer { store, config, cache, status, sds: None }
+        XdsServer { store, config, cache, status, auth, tls: None, sds: None }
     }
 
-    /// Also serves SDS (gRPC over TLS with `tls`) on `listener`, from the same cache.
-    pub fn with_sds(mut self, listener: TcpListener, tls: SdsTls) -> XdsServer {
-        self.sds = Some((listener, tls));
+    /// Serves ADS over TLS with `cert` instead of plain gRPC.
+    pub fn with_tls(mut self, cert: Arc<ServerCert>) -> XdsServer {
+        self.tls = Some(cert);
+        self
+    }
+
+    /// Also serves SDS (gRPC over TLS with `cert`) on `listener`, from the same cache.
+    pub fn with_sds(mut self, listener: TcpListener, cert: Arc<ServerCert>) -> XdsServer {
+        self.sds = Some((listener, cert));
         self
     }
 
@@ -88,6 +99,7 @@ impl XdsServer {
         let sync = tokio::spawn(crate::sync::run(
             self.store.clone(),
             self.cache.clone(),
+            self.auth.clone(),
             self.config.push_debounce,
             stopped(stop_rx.clone()),
         ));
@@ -102,47 +114,52 @@ impl XdsServer {
         let shared = Arc::new(Shared {
             cache: self.cache.clone(),
             status: self.status.clone(),
+            auth: self.auth.clone(),
             nack_backoff: self.config.nack_backoff,
             stop: stop_rx.clone(),
         });
         let sds = match self.sds {
-            Some((listener, tls)) => {
+            Some((listener, cert)) => {
                 let service = SecretDiscoveryServiceServer::new(SdsService::new(shared.clone()))
                     .max_decoding_message_size(MAX_REQUEST_BYTES);
-                let identity = Identity::from_pem(&tls.cert_pem, &tls.key_pem);
                 info!(address = ?listener.local_addr().ok(), "SDS server listening");
                 let mut sds_stop = stop_rx.clone();
+                let incoming = TlsIncoming::new(listener, tls_server_config(cert, &[b"h2"]));
                 let server = tonic::transport::Server::builder()
-                    .tls_config(ServerTlsConfig::new().identity(identity))?
                     .add_service(service)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener)
-                            .with_nodelay(Some(true)),
-                        async move {
-                            let _ = sds_stop.wait_for(|stop| *stop).await;
-                        },
-                    );
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = sds_stop.wait_for(|stop| *stop).await;
+                    });
                 Some(tokio::spawn(server))
             }
             None => None,
         };
         let service = AggregatedDiscoveryServiceServer::new(AdsService::new(shared))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
-        info!(address = ?listener.local_addr().ok(), "xDS server listening");
+        info!(address = ?listener.local_addr().ok(), tls = self.tls.is_some(), "xDS server listening");
         let mut grpc_stop = stop_rx.clone();
-        let result = tonic::transport::Server::builder()
+        let drained_signal = async move {
+            let _ = grpc_stop.wait_for(|stop| *stop).await;
+            // Streams end on the same signal; give them a moment to say goodbye.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(15)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(service)
+            .add_service(service);
+        let result: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match self.tls {
+            Some(cert) => Box::pin(builder.serve_with_incoming_shutdown(
+                TlsIncoming::new(listener, tls_server_config(cert, &[b"h2"])),
+                drained_signal,
+            )),
             // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
-            .serve_with_incoming_shutdown(
+            None => Box::pin(builder.serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async move {
-                    let _ = grpc_stop.wait_for(|stop| *stop).await;
-                    // Streams end on the same signal; give them a moment to say goodbye.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                },
-            );
+                drained_signal,
+            )),
+        };
         // Graceful shutdown waits for open streams; a stream stuck on a slow client must not
         // hold up the process, so draining is bounded once the stop signal came.
         let mut drain_stop = stop_rx.clone();

@@ -1,4 +1,4 @@
-//! Keeps the snapshot cache in step with the store: one full listing, then the change feed,
+//! Keeps the snapshot cache and the dataplane token keys in step with the store: one full listing, then the change feed,
 //! gathered into debounced batches. A watch that falls behind starts over with a new listing.
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use kuma_store::{ListQuery, ResourceStore, StoreError, WatchStream};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::auth::DataplaneAuth;
 use crate::cache::SnapshotCache;
 
 /// A burst of changes is applied at most this long after its first change.
@@ -22,6 +23,7 @@ const PAGE: usize = 1000;
 pub async fn run(
     store: Arc<dyn ResourceStore>,
     cache: Arc<SnapshotCache>,
+    auth: Arc<DataplaneAuth>,
     debounce: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -29,7 +31,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            result = sync_once(store.as_ref(), &cache, debounce) => {
+            result = sync_once(store.as_ref(), &cache, &auth, debounce) => {
                 if let Err(error) = result {
                     warn!(%error, "xDS view of the store lost; listing again");
                 }
@@ -46,15 +48,19 @@ pub async fn run(
 async fn sync_once(
     store: &dyn ResourceStore,
     cache: &SnapshotCache,
+    auth: &DataplaneAuth,
     debounce: Duration,
 ) -> Result<(), StoreError> {
     // Watching before listing: events that raced the listing are applied again on top of it,
     // in order, which ends in the same state.
     let mut feed = store.watch(None).await?;
-    cache.reset(list_all(store).await?);
+    let all = list_all(store).await?;
+    auth.reset(&all);
+    cache.reset(all);
     debug!("xDS view of the store loaded");
     loop {
         let batch = next_batch(&mut feed, debounce).await?;
+        auth.apply(&batch);
         cache.apply(&batch);
     }
 }

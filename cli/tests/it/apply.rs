@@ -70,7 +70,8 @@ fn a_variable_used_but_not_given_is_an_error_naming_it_and_nothing_is_applied() 
 
     let stderr = ctl.run_with_stdin(&["apply", "-f", "-"], yaml).must_fail();
 
-    assert!(stderr.contains("\"meshName\"") && stderr.contains("-v meshName="), "{stderr}");
+    assert!(stderr.contains("\"meshName\"") && stderr.contains("meshName=VALUE"), "{stderr}");
+    assert!(stderr.contains("kumactl apply -v"), "{stderr}");
     let meshes = json(&ctl.must_run(&["get", "meshes", "-o", "json"]));
     assert_eq!(meshes["items"].as_array().map(Vec::len), Some(1), "{meshes}");
 }

@@ -16,4 +16,4 @@ mod server;
 
 pub use config::ApiServerConfig;
 pub use error::ApiError;
-pub use server::{ApiServer, ExtraValidation, ServerInfo};
+pub use server::{is_from_loopback, ApiServer, ExtraValidation, ServerInfo};

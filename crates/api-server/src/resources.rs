@@ -31,6 +31,18 @@ fn mesh_scoped_type(collection: &str, op: Op) -> Result<ResourceType, ApiError> 
     }
 }
 
+/// A global type other than Mesh (whose routes are `/meshes`): `GlobalSecret`.
+fn global_type(collection: &str, op: Op) -> Result<ResourceType, ApiError> {
+    match ResourceType::from_path(collection) {
+        Some(t) if !t.is_mesh_scoped() && t != ResourceType::Mesh => Ok(t),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            op,
+            format!("unknown resource collection {collection:?}; see /openapi.json for the paths"),
+        )),
+    }
+}
+
 fn with_etag(mut response: Response, version: &Version) -> Response {
     if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", version.0)) {
         response.headers_mut().insert(header::ETAG, value);
@@ -156,8 +168,38 @@ pub(crate) async fn list_across_meshes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<ResourceList>, ApiError> {
-    let t = mesh_scoped_type(&collection, Op::List)?;
+    let t = match global_type(&collection, Op::List) {
+        Ok(t) => t,
+        Err(_) => mesh_scoped_type(&collection, Op::List)?,
+    };
     list(&state, t, None, &uri, &headers).await
+}
+
+pub(crate) async fn get_global(
+    state: State,
+    Path((collection, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let t = global_type(&collection, Op::Get)?;
+    get_one(&state, ResourceKey::new(t, "", &name)).await
+}
+
+pub(crate) async fn put_global(
+    state: State,
+    Path((collection, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let t = global_type(&collection, Op::Put)?;
+    put(state, ResourceKey::new(t, "", &name), headers, body).await
+}
+
+pub(crate) async fn delete_global(
+    state: State,
+    Path((collection, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let t = global_type(&collection, Op::Delete)?;
+    delete(state, ResourceKey::new(t, "", &name), headers).await
 }
 
 pub(crate) async fn get_in_mesh(

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{StatusCode, Uri};
@@ -83,10 +84,17 @@ impl ApiServer {
             )
             .route("/meshes/{mesh}/dataplanes/{name}/policies", get(policies::get))
             .route("/{collection}", get(resources::list_across_meshes))
+            .route(
+                "/{collection}/{name}",
+                get(resources::get_global)
+                    .put(resources::put_global)
+                    .delete(resources::delete_global),
+            )
             .route("/dataplanes+insights", get(overview::list_across_meshes))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(self.state.clone(), consistent_reads))
+            .layer(axum::middleware::from_fn(secret_writes_from_loopback))
             .layer(axum::middleware::from_fn(log_request))
             .with_state(self.state.clone())
     }
@@ -117,8 +125,43 @@ impl ApiServer {
         let listener = listener.tap_io(|stream| {
             let _ = stream.set_nodelay(true);
         });
-        axum::serve(listener, self.router_with(extra)).with_graceful_shutdown(shutdown).await
+        // Handlers see the client's address: some operations are for the peer's own host only.
+        let app = self.router_with(extra).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
+}
+
+/// Whether a request came from this host (loopback). A request without a known client address
+/// (a router driven in-process) is not.
+pub fn is_from_loopback(request: &axum::extract::Request) -> bool {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .is_some_and(|info| info.0.ip().is_loopback())
+}
+
+/// Until operators authenticate, what controls the mesh's identity is changed only from the
+/// control plane's own host: a Secret or GlobalSecret written from anywhere else (a CA key, a
+/// token signing key, the revocation list) would let its writer impersonate any dataplane.
+async fn secret_writes_from_loopback(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let writes =
+        request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
+    let path = request.uri().path();
+    let secret = path.starts_with("/global-secrets/")
+        || (path.starts_with("/meshes/") && path.split('/').nth(3) == Some("secrets"));
+    if writes && secret && !is_from_loopback(&request) {
+        tracing::warn!(method = %request.method(), %path, "secret write refused: not from loopback");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            Op::Put,
+            "secrets can be written only from the control plane's own host (loopback): run kumactl there",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Reads are consistent unless the client asks otherwise: before a GET of resources, the store

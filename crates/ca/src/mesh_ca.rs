@@ -45,7 +45,7 @@ impl std::fmt::Debug for MeshCa {
 }
 
 /// Sets the validity of `params` to `[now - skew, now + validity]`, to the second.
-fn set_validity(params: &mut CertificateParams, validity: Duration) {
+pub(crate) fn set_validity(params: &mut CertificateParams, validity: Duration) {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
     params.not_before = epoch + now.saturating_sub(CLOCK_SKEW);

@@ -20,6 +20,7 @@ mod secret;
 pub mod selection;
 mod spec;
 mod tags;
+mod template;
 mod validation;
 
 pub use dataplane::{
@@ -39,7 +40,8 @@ pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput}
 pub use registry::{ResourceType, Scope, TypeDescriptor};
 pub use resource::{Resource, ResourceKey, Version};
 pub use schema::json_schemas;
-pub use secret::SecretSpec;
+pub use secret::{GlobalSecretSpec, SecretSpec};
 pub use spec::Spec;
 pub use tags::{Tags, SERVICE_TAG, SERVICE_TAG_LEGACY};
+pub use template::{render_template, TemplateError};
 pub use validation::{validate, validate_meta, ValidationContext, ValidationError, Violation};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Whether a type lives inside a mesh or is global.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Global (only `Mesh` itself).
+    /// Global: `Mesh` itself and the control plane's own secrets (`GlobalSecret`).
     Global,
     /// Lives in a mesh; its key includes the mesh name.
     Mesh,
@@ -27,6 +27,7 @@ pub enum ResourceType {
     TrafficLog,
     ProxyTemplate,
     Secret,
+    GlobalSecret,
 }
 
 /// What the registry records about one type.
@@ -150,6 +151,16 @@ const REGISTRY: &[TypeDescriptor] = &[
         is_policy: false,
         title: "SECRETS",
     },
+    TypeDescriptor {
+        resource_type: ResourceType::GlobalSecret,
+        name: "GlobalSecret",
+        scope: Scope::Global,
+        path: "global-secrets",
+        singular: "global-secret",
+        aliases: &["globalsecrets", "globalsecret"],
+        is_policy: false,
+        title: "GLOBAL SECRETS",
+    },
 ];
 
 impl ResourceType {
@@ -239,9 +250,12 @@ mod tests {
     }
 
     #[test]
-    fn only_mesh_is_global() {
+    fn only_meshes_and_global_secrets_are_global() {
         for t in ResourceType::all() {
-            assert_eq!(t.scope() == Scope::Global, t == ResourceType::Mesh);
+            assert_eq!(
+                t.scope() == Scope::Global,
+                matches!(t, ResourceType::Mesh | ResourceType::GlobalSecret)
+            );
         }
     }
 }

@@ -97,7 +97,7 @@ pub(crate) fn flat_object(
         object.insert("modificationTime".into(), format_time(modified).into());
     }
     if let Value::Object(mut fields) = spec.to_json() {
-        if redact && matches!(spec, Spec::Secret(_)) {
+        if redact && matches!(spec, Spec::Secret(_) | Spec::GlobalSecret(_)) {
             // Secret bytes (CA private keys) never leave through the REST form.
             fields.remove("data");
         }

@@ -1,5 +1,6 @@
 //! The Secret resource: bytes the control plane keeps for a mesh, such as the private key of its
-//! builtin CA. Its `data` is stored and replicated like any spec but never leaves through the REST
+//! builtin CA or its dataplane-token signing keys; and the GlobalSecret, the same for the whole
+//! control plane (its TLS CA). Its `data` is stored and replicated like any spec but never leaves through the REST
 //! form, `Debug` or logs.
 
 use base64::engine::general_purpose::STANDARD;
@@ -36,6 +37,17 @@ impl SecretSpec {
     /// The secret's bytes as UTF-8 text (PEM), when they are.
     pub fn text(&self) -> Option<String> {
         String::from_utf8(self.bytes()?).ok()
+    }
+}
+
+/// A `GlobalSecret`: the same bytes as a Secret, kept outside every mesh.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct GlobalSecretSpec(pub SecretSpec);
+
+impl std::fmt::Debug for GlobalSecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::policy::{
     TrafficTraceSpec,
 };
 use crate::registry::ResourceType;
-use crate::secret::SecretSpec;
+use crate::secret::{GlobalSecretSpec, SecretSpec};
 use crate::validation::{Report, Validate, ValidationContext};
 
 macro_rules! specs {
@@ -107,6 +107,7 @@ specs! {
     ProxyTemplate => ProxyTemplateSpec,
     HealthCheck => HealthCheckSpec,
     Secret => SecretSpec,
+    GlobalSecret => GlobalSecretSpec,
 }
 
 impl Spec {
@@ -130,9 +131,10 @@ impl Spec {
         }
     }
 
+    /// The bytes of a `Secret` or a `GlobalSecret`.
     pub fn as_secret(&self) -> Option<&SecretSpec> {
         match self {
-            Spec::Secret(s) => Some(s),
+            Spec::Secret(s) | Spec::GlobalSecret(GlobalSecretSpec(s)) => Some(s),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error(
-        "variable {name:?} is used on line {line} but not given; pass it with -v {name}=VALUE"
+        "variable {name:?} is used on line {line} but not given; pass it as {name}=VALUE (kumactl apply -v, kuma-dp --dataplane-var)"
     )]
     MissingVariable { name: String, line: usize },
     #[error("unterminated {{{{ on line {line}: close it with }}}}")]

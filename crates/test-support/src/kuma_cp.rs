@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{bin_path, free_port, http_get, poll_until, try_poll_until};
+use crate::{bin_path, free_port, http_get, http_request, poll_until, try_poll_until};
 
 /// A running `kuma-cp run` process on free 127.0.0.1 ports. Dropping it sends SIGTERM and waits.
 #[derive(Debug)]
@@ -139,6 +139,69 @@ impl KumaCp {
     /// `http://127.0.0.1:<api port>`.
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// `https://127.0.0.1:<bootstrap port>`: the bootstrap server speaks TLS by default.
+    pub fn bootstrap_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.bootstrap_port)
+    }
+
+    /// The control plane's CA certificate, as a user gets it (`kumactl inspect
+    /// control-plane-ca`, i.e. `GET /control-plane/ca`), written to a file of this process's
+    /// temp dir; waits until the leader has generated it.
+    pub fn must_ca_file(&self) -> PathBuf {
+        let pem =
+            poll_until(Duration::from_secs(20), "the control plane's CA", || {
+                match http_get(self.api_port, "/control-plane/ca") {
+                    Ok(r) if r.status == 200 => Ok(r.body),
+                    other => Err(format!("{other:?}")),
+                }
+            });
+        let path = self._dir.path().join("control-plane-ca.crt");
+        std::fs::write(&path, pem).expect("write the CA file");
+        path
+    }
+
+    /// A dataplane token from `POST /tokens/dataplane` with `request` (e.g.
+    /// `{"mesh":"default","name":"redis-1"}`), as `kumactl generate dataplane-token` asks for it;
+    /// waits until the mesh has a signing key.
+    pub fn must_token(&self, request: &str) -> String {
+        poll_until(Duration::from_secs(20), "a dataplane token", || {
+            match http_request(self.api_port, "POST", "/tokens/dataplane", Some(request)) {
+                Ok(r) if r.status == 200 => Ok(r.body.trim().to_string()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    }
+
+    /// `POST /bootstrap` with `body` over TLS, verified against the control plane's CA.
+    pub fn bootstrap_request(&self, body: &str) -> std::io::Result<crate::HttpReply> {
+        let ca = std::fs::read_to_string(self.must_ca_file())?;
+        crate::https_request(self.bootstrap_port, &ca, "POST", "/bootstrap", Some(body))
+    }
+
+    /// A token for dataplane `mesh`/`name`, written to a file of this process's temp dir.
+    pub fn must_token_file(&self, mesh: &str, name: &str) -> PathBuf {
+        let token = self.must_token(&format!(r#"{{"mesh":"{mesh}","name":"{name}"}}"#));
+        let path = self._dir.path().join(format!("token-{mesh}-{name}"));
+        std::fs::write(&path, token).expect("write the token file");
+        path
+    }
+
+    /// What a kuma-dp for `mesh`/`name` is given to reach this control plane as a user would run
+    /// it: the bootstrap URL, the control plane's CA and a token of its own.
+    pub fn must_kuma_dp_env(&self, mesh: &str, name: &str) -> Vec<(String, String)> {
+        let path = |p: PathBuf| p.to_str().expect("a UTF-8 path").to_string();
+        vec![
+            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".to_string(), self.bootstrap_url()),
+            ("KUMA_CONTROL_PLANE_CA_CERT_FILE".to_string(), path(self.must_ca_file())),
+            (
+                "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH".to_string(),
+                path(self.must_token_file(mesh, name)),
+            ),
+            ("KUMA_DATAPLANE_MESH".to_string(), mesh.to_string()),
+            ("KUMA_DATAPLANE_NAME".to_string(), name.to_string()),
+        ]
     }
 
     /// What the process has logged so far.

@@ -43,14 +43,61 @@ pub fn http_request(
 ) -> std::io::Result<HttpReply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    exchange(&mut stream, port, method, path, json)
+}
+
+/// `http_request` over TLS: the server's certificate must chain to `ca_pem` and name 127.0.0.1.
+pub fn https_request(
+    port: u16,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> std::io::Result<HttpReply> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name =
+        rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    exchange(&mut stream, port, method, path, json)
+}
+
+fn exchange(
+    stream: &mut (impl Read + Write),
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> std::io::Result<HttpReply> {
     let body = json.unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
+    stream.flush()?;
+    let mut bytes = Vec::new();
+    // A TLS peer that closes without close_notify ends the read with an error after the reply.
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let raw = String::from_utf8_lossy(&bytes).into_owned();
     let status = raw
         .split_whitespace()
         .nth(1)

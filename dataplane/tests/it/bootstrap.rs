@@ -25,6 +25,8 @@ fn kuma_dp_gets_the_bootstrap_from_the_peer_that_answers_runs_envoy_and_stops_it
         (200, bootstrap.clone()),
     ]);
     let config_dir = tempfile::tempdir().expect("temp dir");
+    let token_file = config_dir.path().join("token");
+    std::fs::write(&token_file, "token-of-web-1\n").unwrap();
     let envoy = envoy_path();
     let urls = format!("{CLOSED_URL},{}", cp.url());
     let mut dp = spawn_kuma_dp(
@@ -35,7 +37,7 @@ fn kuma_dp_gets_the_bootstrap_from_the_peer_that_answers_runs_envoy_and_stops_it
             &format!("--admin-port={admin_port}"),
             &format!("--binary-path={}", envoy.display()),
             &format!("--config-dir={}", config_dir.path().display()),
-            "--dataplane-token-file=/var/run/secrets/kuma.io/token",
+            &format!("--dataplane-token-file={}", token_file.display()),
             "--drain-time=1s",
             // Envoy's info log lists every extension: too much to read in a failure message.
             "--envoy-log-level=warn",
@@ -66,7 +68,8 @@ fn kuma_dp_gets_the_bootstrap_from_the_peer_that_answers_runs_envoy_and_stops_it
                 "mesh": "demo",
                 "name": "web-1",
                 "adminPort": admin_port,
-                "dataplaneTokenPath": "/var/run/secrets/kuma.io/token",
+                "dataplaneTokenPath": token_file.to_str().unwrap(),
+                "dataplaneToken": "token-of-web-1",
             })
         );
     }

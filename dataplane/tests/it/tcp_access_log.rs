@@ -126,8 +126,10 @@ fn must_start_logged_sidecar(collector_port: u16, suffix: &str) -> LoggedSidecar
 
     let dir = tempfile::tempdir().unwrap();
     let envoy = envoy_path();
-    let admin_arg = admin.to_string();
-    let bootstrap_url = format!("http://127.0.0.1:{}", cp.bootstrap_port);
+    let mut env = cp.must_kuma_dp_env("default", &name);
+    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), admin.to_string()));
+    env.push(("KUMA_CONTROL_PLANE_RETRY_BACKOFF".into(), "200ms".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dp = Proc::spawn(
         Path::new(env!("CARGO_BIN_EXE_kuma-dp")),
         &[
@@ -137,13 +139,7 @@ fn must_start_logged_sidecar(collector_port: u16, suffix: &str) -> LoggedSidecar
             "--config-dir",
             dir.path().to_str().unwrap(),
         ],
-        &[
-            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", &bootstrap_url),
-            ("KUMA_DATAPLANE_MESH", "default"),
-            ("KUMA_DATAPLANE_NAME", &name),
-            ("KUMA_DATAPLANE_ADMIN_PORT", &admin_arg),
-            ("KUMA_CONTROL_PLANE_RETRY_BACKOFF", "200ms"),
-        ],
+        &env,
     );
     let echoed = try_poll_until(Duration::from_secs(30), || {
         tcp_roundtrip(outbound, b"ping").map_err(|e| e.to_string()).and_then(|reply| {

@@ -84,14 +84,14 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
         ),
     );
 
-    let urls = cluster
-        .peers
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{}", p.bootstrap_port))
-        .collect::<Vec<_>>()
-        .join(",");
+    // TLS and a token, as a user runs it; Envoy verifies every peer against the one CA.
+    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
+    let mut env = cluster.peers[leader].must_kuma_dp_env("default", "backend-1");
+    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
+    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
+    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_port().to_string();
     let sidecar = Proc::spawn(
         &bin_path("kuma-dp"),
         &[
@@ -101,12 +101,7 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
             "--config-dir",
             dir.path().to_str().unwrap(),
         ],
-        &[
-            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", &urls),
-            ("KUMA_DATAPLANE_MESH", "default"),
-            ("KUMA_DATAPLANE_NAME", "backend-1"),
-            ("KUMA_DATAPLANE_ADMIN_PORT", &admin),
-        ],
+        &env,
     );
     try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"ping") {
         Ok(reply) if reply == b"a:ping" => Ok(()),

@@ -18,9 +18,13 @@ fn must_see_ca_secret(port: u16) -> String {
     try_poll_until(Duration::from_secs(15), || {
         let (status, body) = must_get(port, "/meshes/default/secrets");
         let list: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        match list["items"].as_array() {
-            Some(items) if status == 200 && !items.is_empty() => Ok(body),
-            _ => Err(body),
+        let has_ca = list["items"].as_array().is_some_and(|items| {
+            items.iter().any(|i| i["name"].as_str().is_some_and(|n| n.contains("ca-builtin")))
+        });
+        if status == 200 && has_ca {
+            Ok(body)
+        } else {
+            Err(body)
         }
     })
     .expect("the builtin CA appears as a Secret")
@@ -43,9 +47,14 @@ fn enabling_builtin_mtls_on_a_replicated_cluster_generates_one_ca_secret_without
     for peer in &cluster.peers {
         let body = must_see_ca_secret(peer.api_port);
         let list: Value = serde_json::from_str(&body).unwrap();
+        // The mesh's CA, and its dataplane token signing key.
         let names: Vec<&str> =
             list["items"].as_array().unwrap().iter().filter_map(|i| i["name"].as_str()).collect();
-        assert_eq!(names, ["default.ca-builtin-ca-1"], "generated once");
+        assert_eq!(
+            names,
+            ["dataplane-token-signing-key-1", "default.ca-builtin-ca-1"],
+            "generated once"
+        );
         assert_no_key_material(&body);
         let (status, one) =
             must_get(peer.api_port, "/meshes/default/secrets/default.ca-builtin-ca-1");

@@ -157,15 +157,14 @@ fn a_bootstrap_from_any_peer_lists_the_xds_address_of_every_peer() {
     let mut expected: Vec<String> =
         cluster.peers.iter().map(|p| format!("127.0.0.1:{}", p.xds_port)).collect();
     expected.sort();
+    // One token, issued through the leader, is good on every peer.
+    let token = cluster.peers[leader].must_token(r#"{"mesh":"default","name":"web-1"}"#);
+    let body = format!(
+        r#"{{"mesh":"default","name":"web-1","adminPort":9901,"dataplaneToken":"{token}"}}"#
+    );
     for peer in &cluster.peers {
         let addresses = try_poll_until(Duration::from_secs(10), || {
-            let reply = http_request(
-                peer.bootstrap_port,
-                "POST",
-                "/bootstrap",
-                Some(r#"{"mesh":"default","name":"web-1","adminPort":9901}"#),
-            )
-            .map_err(|e| e.to_string())?;
+            let reply = peer.bootstrap_request(&body).map_err(|e| e.to_string())?;
             let yaml: serde_yaml::Value =
                 serde_yaml::from_str(&reply.body).map_err(|e| e.to_string())?;
             let endpoints = yaml["static_resources"]["clusters"][0]["load_assignment"]["endpoints"]

@@ -59,7 +59,14 @@ impl Kumactl {
     }
 }
 
-fn kuma_dp(bootstrap_urls: &str, name: &str, admin_port: u16, config_dir: &Path) -> Proc {
+/// A kuma-dp as a user runs it: the control plane's CA (`kumactl inspect control-plane-ca`) and
+/// a token of its own (`kumactl generate dataplane-token`), both written to files in `dir`.
+fn kuma_dp(ctl: &Kumactl, bootstrap_urls: &str, name: &str, admin_port: u16, dir: &Path) -> Proc {
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, ctl.must_succeed(&["inspect", "control-plane-ca"], "")).unwrap();
+    let token = dir.join(format!("{name}.token"));
+    let generated = ctl.must_succeed(&["generate", "dataplane-token", "--name", name], "");
+    std::fs::write(&token, generated).unwrap();
     let admin = admin_port.to_string();
     let envoy = envoy_path();
     Proc::spawn(
@@ -69,7 +76,11 @@ fn kuma_dp(bootstrap_urls: &str, name: &str, admin_port: u16, config_dir: &Path)
             "--binary-path",
             envoy.to_str().unwrap(),
             "--config-dir",
-            config_dir.to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--ca-cert-file",
+            ca.to_str().unwrap(),
+            "--dataplane-token-file",
+            token.to_str().unwrap(),
         ],
         &[
             ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", bootstrap_urls),
@@ -108,11 +119,16 @@ fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
     assert!(offline.iter().all(|(_, status, _)| status == "Offline"), "{offline:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = format!("http://127.0.0.1:{}", cp.bootstrap_port);
-    let _redis_sidecar = kuma_dp(&bootstrap, "redis-1", free_port(), dir.path());
+    let bootstrap = cp.bootstrap_url();
+    let _redis_sidecar = kuma_dp(&ctl, &bootstrap, "redis-1", free_port(), dir.path());
     // The backend's sidecar is given a dead peer first: it moves on to the live one.
-    let mut backend_sidecar =
-        kuma_dp(&format!("http://127.0.0.1:1,{bootstrap}"), "backend-1", free_port(), dir.path());
+    let mut backend_sidecar = kuma_dp(
+        &ctl,
+        &format!("https://127.0.0.1:1,{bootstrap}"),
+        "backend-1",
+        free_port(),
+        dir.path(),
+    );
 
     try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"hello mesh") {
         Ok(reply) if reply == b"hello mesh" => Ok(()),
@@ -153,6 +169,10 @@ fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
 fn kuma_dp_for_an_unregistered_dataplane_says_so_and_fails() {
     let cp = KumaCp::builder().must_start();
     let dir = tempfile::tempdir().unwrap();
+    let mut env = cp.must_kuma_dp_env("default", "ghost-1");
+    env.push(("KUMA_CONTROL_PLANE_RETRY_BACKOFF".into(), "100ms".into()));
+    env.push(("KUMA_CONTROL_PLANE_RETRY_MAX_DURATION".into(), "1s".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut dp = Proc::spawn(
         &bin_path("kuma-dp"),
         &[
@@ -162,15 +182,7 @@ fn kuma_dp_for_an_unregistered_dataplane_says_so_and_fails() {
             "--config-dir",
             dir.path().to_str().unwrap(),
         ],
-        &[
-            (
-                "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
-                &format!("http://127.0.0.1:{}", cp.bootstrap_port),
-            ),
-            ("KUMA_DATAPLANE_NAME", "ghost-1"),
-            ("KUMA_CONTROL_PLANE_RETRY_BACKOFF", "100ms"),
-            ("KUMA_CONTROL_PLANE_RETRY_MAX_DURATION", "1s"),
-        ],
+        &env,
     );
     let exited = dp.must_exit_within(CONVERGE);
     assert_ne!(exited.code(), Some(0));

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::DataplaneAuth;
 use crate::cache::SnapshotCache;
 use crate::node_id::NodeId;
 use crate::status::StatusTracker;
@@ -39,6 +40,7 @@ const STREAM_BUFFER: usize = 16;
 pub(crate) struct Shared {
     pub cache: Arc<SnapshotCache>,
     pub status: Arc<StatusTracker>,
+    pub auth: Arc<DataplaneAuth>,
     pub nack_backoff: Duration,
     /// Becomes true when the server shuts down; every stream then ends.
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -64,6 +66,12 @@ fn node_of(node: Option<&Node>) -> Result<NodeId, Status> {
     NodeId::parse(&node.id).map_err(Status::invalid_argument)
 }
 
+/// The dataplane token of a stream: gRPC metadata `authorization`, with or without `Bearer `.
+fn token_of<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?.trim();
+    Some(value.strip_prefix("Bearer ").unwrap_or(value).trim().to_string())
+}
+
 /// Ends a stream's registration in the cache however the stream ends.
 struct Registration {
     cache: Arc<SnapshotCache>,
@@ -86,9 +94,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let token = token_of(&request);
         tokio::spawn(stream::serve::<sotw::SotwStream>(
             self.shared.clone(),
             request.into_inner(),
+            token,
             tx,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -99,9 +109,11 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let token = token_of(&request);
         tokio::spawn(stream::serve::<delta::DeltaStream>(
             self.shared.clone(),
             request.into_inner(),
+            token,
             tx,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

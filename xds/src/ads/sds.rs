@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::DeltaStream;
 use super::sotw::SotwStream;
-use super::{stream, ResponseStream, Shared, STREAM_BUFFER};
+use super::{stream, token_of, ResponseStream, Shared, STREAM_BUFFER};
 use crate::xds_type::XdsType;
 
 /// The tonic service; one task per stream.
@@ -51,7 +51,13 @@ impl SecretDiscoveryService for SdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSecretsStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::serve::<SotwStream>(self.shared.clone(), request.into_inner(), tx));
+        let token = token_of(&request);
+        tokio::spawn(stream::serve::<SotwStream>(
+            self.shared.clone(),
+            request.into_inner(),
+            token,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -60,7 +66,13 @@ impl SecretDiscoveryService for SdsService {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::serve::<DeltaStream>(self.shared.clone(), request.into_inner(), tx));
+        let token = token_of(&request);
+        tokio::spawn(stream::serve::<DeltaStream>(
+            self.shared.clone(),
+            request.into_inner(),
+            token,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{node_of, Registration, Shared};
 use crate::node_id::NodeId;
@@ -47,9 +47,27 @@ pub(super) trait Protocol: Sized + Send + 'static {
     ) -> impl Future<Output = Result<Option<Instant>, ()>> + Send;
 }
 
+/// Checks the stream's token for `node`, with the tags its Dataplane has in this peer's view.
+/// `Ok(Some(deadline))`: the token expires then (with the allowed clock skew).
+fn authenticate(
+    shared: &Shared,
+    token: Option<&str>,
+    node: &NodeId,
+) -> Result<Option<Instant>, Status> {
+    let tags = shared.cache.dataplane_tags(node);
+    let claims =
+        shared.auth.check(token, &node.mesh, &node.name, &tags).map_err(|e| e.to_status())?;
+    Ok(claims.map(|claims| {
+        let now = chrono::Utc::now().timestamp();
+        let left = claims.times.exp + kuma_ca::TOKEN_CLOCK_SKEW.as_secs() as i64 - now;
+        Instant::now() + Duration::from_secs(left.max(0) as u64 + 1)
+    }))
+}
+
 pub(super) async fn serve<P: Protocol>(
     shared: Arc<Shared>,
     mut inbound: Streaming<P::Request>,
+    token: Option<String>,
     tx: Sender<P::Response>,
 ) {
     let first = match inbound.next().await {
@@ -59,6 +77,15 @@ pub(super) async fn serve<P: Protocol>(
     let node = match node_of(P::node(&first)) {
         Ok(node) => node,
         Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    let mut auth_changes = shared.auth.changes();
+    let mut expires_at = match authenticate(&shared, token.as_deref(), &node) {
+        Ok(expires_at) => expires_at,
+        Err(status) => {
+            warn!(dataplane = %node, reason = %status.message(), "{} stream refused", P::NAME);
             let _ = tx.send(Err(status)).await;
             return;
         }
@@ -74,7 +101,8 @@ pub(super) async fn serve<P: Protocol>(
         let snapshot = watch.borrow_and_update().clone();
         let Ok(retry_at) = stream.push(snapshot.as_deref(), &tx).await else { break };
         tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
+            // The guard `wait_for` returns is not Send: it must not live in the select's output.
+            () = stopped(&mut stop) => break,
             request = inbound.next() => match request {
                 Some(Ok(request)) => stream.on_request(request),
                 Some(Err(error)) => {
@@ -90,9 +118,33 @@ pub(super) async fn serve<P: Protocol>(
                 stream.wake();
             }
             _ = sleep_until(retry_at), if retry_at.is_some() => stream.wake(),
+            // A signing key deleted, a token revoked, or the token's time is up: check again,
+            // and close the stream at once if it no longer holds.
+            Ok(()) = auth_changes.changed() => {
+                match authenticate(&shared, token.as_deref(), &node) {
+                    Ok(at) => expires_at = at,
+                    Err(status) => {
+                        warn!(dataplane = %node, reason = %status.message(), "{} stream closed: its token no longer holds", P::NAME);
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                }
+            }
+            _ = sleep_until(expires_at), if expires_at.is_some() => {
+                if let Err(status) = authenticate(&shared, token.as_deref(), &node) {
+                    warn!(dataplane = %node, reason = %status.message(), "{} stream closed: its token expired", P::NAME);
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
+                expires_at = None;
+            }
         }
     }
     info!(dataplane = %node, stream = stream.status().id(), "{} stream closed", P::NAME);
+}
+
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn sleep_until(at: Option<Instant>) {

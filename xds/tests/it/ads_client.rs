@@ -33,6 +33,43 @@ pub struct SotwClient {
 }
 
 impl SotwClient {
+    /// A stream over TLS (verified against `ca_pem`) to the ADS port, or with `sds` to the SDS
+    /// port, sending `token` as gRPC metadata `authorization`, as Envoy does.
+    pub async fn connect_secure(
+        port: u16,
+        ca_pem: &str,
+        token: Option<&str>,
+        node_id: &str,
+        sds: bool,
+    ) -> SotwClient {
+        use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca_pem))
+                    .domain_name("127.0.0.1"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .expect("a TLS connection");
+        let (tx, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = token {
+            request.metadata_mut().insert("authorization", token.parse().expect("ASCII"));
+        }
+        let rx = if sds {
+            use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+            SecretDiscoveryServiceClient::new(channel).stream_secrets(request).await
+        } else {
+            AggregatedDiscoveryServiceClient::new(channel).stream_aggregated_resources(request).await
+        }
+        .expect("open a stream")
+        .into_inner();
+        SotwClient { tx, rx, node: Some(node(node_id)) }
+    }
+
     pub async fn connect(port: u16, node_id: &str) -> SotwClient {
         let mut client =
             AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{port}"))

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use kuma_store::ResourceStore;
 use kuma_test_support::{envoy_path, http_request};
 use kuma_xds::{
-    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServer, BootstrapServerConfig,
-    SinglePeer, XdsAddress, XdsApiType,
+    bootstrap, AdsSecurity, BootstrapParams, BootstrapRequest, BootstrapServer,
+    BootstrapServerConfig, DataplaneAuth, DpAuthType, SinglePeer, XdsAddress, XdsApiType,
 };
 
 use crate::harness::{redis_dataplane, Harness};
@@ -15,7 +15,9 @@ use crate::harness::{redis_dataplane, Harness};
 async fn serve(h: &Harness, host: &str) -> u16 {
     let store: Arc<dyn ResourceStore> = h.store.clone();
     let peers = Arc::new(SinglePeer { host: host.to_string(), port: 15678 });
-    let server = BootstrapServer::new(store, BootstrapServerConfig::default().params, peers);
+    // The bootstrap's shape is under test here; tokens are tested in identity.rs.
+    let auth = Arc::new(DataplaneAuth::new(DpAuthType::None));
+    let server = BootstrapServer::new(store, BootstrapServerConfig::default().params, peers, auth);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(server.serve(listener, std::future::pending()));
@@ -100,8 +102,20 @@ fn every_bootstrap_shape_passes_envoy_validate() {
         name: "web.ns-1".into(),
         admin_port,
         dataplane_token_path: "/tmp/token".into(),
+        dataplane_token: String::new(),
+        ca_cert: String::new(),
+        dataplane_resource: String::new(),
     };
     let ip = |port| XdsAddress { host: "127.0.0.1".into(), port };
+    let ca = kuma_ca::ControlPlaneCa::generate().unwrap();
+    let securities = [
+        AdsSecurity::default(),
+        // What a secured control plane serves: the token as ADS metadata, TLS to every peer.
+        AdsSecurity {
+            token: Some("eyJ0eXAiOiJKV1QifQ.e30.c2ln".into()),
+            trusted_ca: Some(ca.cert_pem().to_string()),
+        },
+    ];
     let peer_sets = [
         vec![ip(5678)],
         vec![ip(5678), ip(5679), ip(5680)],
@@ -112,8 +126,11 @@ fn every_bootstrap_shape_passes_envoy_validate() {
             BootstrapParams { xds_api_type: api, ..BootstrapServerConfig::default().params };
         for peers in &peer_sets {
             for admin in [0, 9901] {
-                let value = bootstrap::generate(&request(admin), &params, peers, "web");
-                must_pass_envoy_validate(&serde_yaml::to_string(&value).unwrap());
+                for security in &securities {
+                    let value =
+                        bootstrap::generate(&request(admin), &params, peers, "web", security);
+                    must_pass_envoy_validate(&serde_yaml::to_string(&value).unwrap());
+                }
             }
         }
     }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kuma_listener::ServerCert;
 use kuma_model::{
     parse_resource, DataplaneInsightSpec, MeshSpec, Resource, ResourceKey, ResourceType, Spec,
 };
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
 use kuma_xds::{
-    bootstrap, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook, SdsTls,
-    XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
+    bootstrap, AdsSecurity, BootstrapParams, BootstrapRequest, BootstrapServerConfig, ConfigHook,
+    DataplaneAuth, DpAuthType, XdsAddress, XdsApiType, XdsServer, XdsServerConfig,
 };
 use tokio::sync::oneshot;
 
@@ -41,23 +42,54 @@ impl Harness {
         Harness::serve(store, config, hook, 0).await
     }
 
-    /// Serves `store` on `port` (0: any free port).
+    /// Serves `store` on `port` (0: any free port), with tokens off: these tests are about the
+    /// xDS protocol; the token checks have tests of their own (identity.rs) with tokens on.
     pub async fn serve(
         store: Arc<MemoryStore>,
         config: XdsServerConfig,
         hook: Option<ConfigHook>,
         port: u16,
     ) -> Harness {
-        Harness::serve_with(store, config, hook, port, None).await
+        let auth = Arc::new(DataplaneAuth::new(DpAuthType::None));
+        Harness::serve_with(store, config, hook, port, None, auth, None).await
+    }
+
+    /// A harness with dataplane tokens on: ADS and SDS over TLS with a certificate from a
+    /// control-plane CA, the default mesh with its signing key. Returns the CA (PEM) and the SDS
+    /// port too.
+    pub async fn start_secure() -> (Harness, String, u16) {
+        let store = Arc::new(MemoryStore::new());
+        store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await.unwrap();
+        kuma_xds::ensure_signing_keys(store.as_ref()).await.unwrap();
+        let ca = kuma_ca::ControlPlaneCa::generate().unwrap();
+        let issued = ca.issue_server(&["127.0.0.1".to_string()]).unwrap();
+        let cert = ServerCert::new();
+        cert.set_pem(&issued.cert_pem, &issued.key_pem).unwrap();
+        let sds = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let sds_port = sds.local_addr().unwrap().port();
+        let auth = Arc::new(DataplaneAuth::new(DpAuthType::DpToken));
+        let h = Harness::serve_with(
+            store,
+            fast_config(),
+            None,
+            0,
+            Some((sds, cert.clone())),
+            auth,
+            Some(cert),
+        )
+        .await;
+        (h, ca.cert_pem().to_string(), sds_port)
     }
 
     /// A harness whose server also serves SDS over TLS with `tls`; returns the SDS port too.
-    pub async fn start_with_sds(tls: SdsTls) -> (Harness, u16) {
+    pub async fn start_with_sds(tls: Arc<ServerCert>) -> (Harness, u16) {
         let store = Arc::new(MemoryStore::new());
         store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await.unwrap();
         let sds = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let sds_port = sds.local_addr().unwrap().port();
-        (Harness::serve_with(store, fast_config(), None, 0, Some((sds, tls))).await, sds_port)
+        let auth = Arc::new(DataplaneAuth::new(DpAuthType::None));
+        let h = Harness::serve_with(store, fast_config(), None, 0, Some((sds, tls)), auth, None);
+        (h.await, sds_port)
     }
 
     async fn serve_with(
@@ -65,12 +97,17 @@ impl Harness {
         config: XdsServerConfig,
         hook: Option<ConfigHook>,
         port: u16,
-        sds: Option<(tokio::net::TcpListener, SdsTls)>,
+        sds: Option<(tokio::net::TcpListener, Arc<ServerCert>)>,
+        auth: Arc<DataplaneAuth>,
+        tls: Option<Arc<ServerCert>>,
     ) -> Harness {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let xds_port = listener.local_addr().unwrap().port();
         let dyn_store: Arc<dyn ResourceStore> = store.clone();
-        let mut server = XdsServer::new(dyn_store, config, "test-cp".to_string(), hook);
+        let mut server = XdsServer::new(dyn_store, config, "test-cp".to_string(), auth, hook);
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         if let Some((sds, tls)) = sds {
             server = server.with_sds(sds, tls);
         }
@@ -141,11 +178,16 @@ pub fn bootstrap_yaml(
         name: name.to_string(),
         admin_port: u32::from(admin_port),
         dataplane_token_path: String::new(),
+        dataplane_token: String::new(),
+        ca_cert: String::new(),
+        dataplane_resource: String::new(),
     };
     let params = BootstrapParams { xds_api_type: api, ..BootstrapServerConfig::default().params };
     let peers: Vec<XdsAddress> =
         xds_ports.iter().map(|p| XdsAddress { host: "127.0.0.1".into(), port: *p }).collect();
-    serde_yaml::to_string(&bootstrap::generate(&request, &params, &peers, "test")).unwrap()
+    let security = AdsSecurity::default();
+    serde_yaml::to_string(&bootstrap::generate(&request, &params, &peers, "test", &security))
+        .unwrap()
 }
 
 impl Drop for Harness {

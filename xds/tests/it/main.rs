@@ -6,6 +6,7 @@ mod bootstrap;
 mod envoy;
 mod golden;
 mod harness;
+mod identity;
 mod mtls;
 mod permissions;
 mod protocol;

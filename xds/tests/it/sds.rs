@@ -7,9 +7,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
-use kuma_ca::{certificate_uris, self_signed_server_cert};
+use kuma_ca::{certificate_uris, ControlPlaneCa};
+use kuma_listener::ServerCert;
 use kuma_test_support::free_port;
-use kuma_xds::{SdsTls, XdsType};
+use kuma_xds::XdsType;
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -18,9 +19,10 @@ use crate::mtls::must_enable_mtls;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sds_over_tls_serves_the_identity_and_mesh_ca_of_a_dataplane() {
-    let cert =
-        self_signed_server_cert(&["localhost", "127.0.0.1"], Duration::from_secs(3600)).unwrap();
-    let tls = SdsTls { cert_pem: cert.cert_pem.clone(), key_pem: cert.key_pem.clone() };
+    let ca = ControlPlaneCa::generate().unwrap();
+    let cert = ca.issue_server(&["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let tls = ServerCert::new();
+    tls.set_pem(&cert.cert_pem, &cert.key_pem).unwrap();
     let (h, sds_port) = Harness::start_with_sds(tls).await;
     must_enable_mtls(&h, None).await;
     h.apply(&backend_dataplane("default", free_port(), free_port())).await;
@@ -29,7 +31,7 @@ async fn sds_over_tls_serves_the_identity_and_mesh_ca_of_a_dataplane() {
         .unwrap()
         .tls_config(
             ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&cert.cert_pem))
+                .ca_certificate(Certificate::from_pem(ca.cert_pem()))
                 .domain_name("localhost"),
         )
         .unwrap()

@@ -49,7 +49,7 @@ async fn extra_validation_violations_are_reported_with_the_model_ones() {
             _ => Vec::new(),
         }))
         .router();
-    let checked = crate::support::Api { router, store: api.store.clone() };
+    let checked = crate::support::Api { router, ..api.clone() };
     let reply = checked
         .put_yaml(
             "type: ProxyTemplate\nmesh: default\nname: pt\nconf:\n  imports:\n  - default-proxy\n",

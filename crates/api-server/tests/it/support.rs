@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,6 +14,8 @@ use tower::ServiceExt;
 pub struct Api {
     pub router: Router,
     pub store: Arc<dyn ResourceStore>,
+    /// The address requests come from, as the server sees it: loopback unless `as_remote`.
+    pub client: SocketAddr,
 }
 
 pub struct Reply {
@@ -40,7 +43,7 @@ pub async fn must_api_with(config: ApiServerConfig) -> Api {
     kuma_cp_default_mesh(store.as_ref()).await;
     let info = ServerInfo { version: "1.2.3".into(), hostname: "cp-1".into() };
     let router = ApiServer::new(store.clone(), config, info).router();
-    Api { router, store }
+    Api { router, store, client: SocketAddr::from(([127, 0, 0, 1], 40000)) }
 }
 
 pub async fn must_api() -> Api {
@@ -56,6 +59,11 @@ async fn kuma_cp_default_mesh(store: &dyn ResourceStore) {
 }
 
 impl Api {
+    /// The same API, reached from another host.
+    pub fn as_remote(&self) -> Api {
+        Api { client: SocketAddr::from(([10, 0, 0, 9], 40000)), ..self.clone() }
+    }
+
     pub async fn send(
         &self,
         method: Method,
@@ -71,8 +79,10 @@ impl Api {
         if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             request = request.header("content-type", "application/json");
         }
-        let request =
-            request.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let request = request
+            .extension(axum::extract::ConnectInfo(self.client))
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
         let response =
             self.router.clone().oneshot(request).await.expect("the router always answers");
         let status = response.status();

@@ -48,7 +48,8 @@ impl<'a> MeshPolicies<'a> {
                 Spec::Mesh(_)
                 | Spec::Dataplane(_)
                 | Spec::DataplaneInsight(_)
-                | Spec::Secret(_) => {}
+                | Spec::Secret(_)
+                | Spec::GlobalSecret(_) => {}
             }
         }
         out

@@ -38,7 +38,7 @@ fn comments_disappear() {
 fn a_missing_variable_is_named_with_its_line() {
     let err = render_template("type: Mesh\nname: {{ meshName }}\n", &HashMap::new()).unwrap_err();
     assert_eq!(err, TemplateError::MissingVariable { name: "meshName".into(), line: 2 });
-    assert!(err.to_string().contains("-v meshName=VALUE"), "{err}");
+    assert!(err.to_string().contains("meshName=VALUE (kumactl apply -v"), "{err}");
 }
 
 #[test]

@@ -137,6 +137,12 @@ impl Validate for DataplaneInsightSpec {
     }
 }
 
+impl Validate for crate::secret::GlobalSecretSpec {
+    fn validate(&self, ctx: &ValidationContext<'_>, report: &mut Report) {
+        self.0.validate(ctx, report);
+    }
+}
+
 impl Validate for crate::secret::SecretSpec {
     fn validate(&self, _ctx: &ValidationContext<'_>, report: &mut Report) {
         let p = Path::root().field("data");
