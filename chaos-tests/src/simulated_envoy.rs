@@ -58,6 +58,8 @@ pub struct SimulatedEnvoy {
     node_id: String,
     /// The EDS cluster whose endpoints are counted in [`StreamEventKind::EndpointsAcked`].
     watched_cluster: String,
+    /// Sent as gRPC metadata `authorization`, as Envoy does with the token its bootstrap holds.
+    token: Option<String>,
     events: mpsc::UnboundedSender<StreamEvent>,
 }
 
@@ -68,7 +70,13 @@ impl SimulatedEnvoy {
         watched_cluster: String,
         events: mpsc::UnboundedSender<StreamEvent>,
     ) -> SimulatedEnvoy {
-        SimulatedEnvoy { stream, node_id, watched_cluster, events }
+        SimulatedEnvoy { stream, node_id, watched_cluster, token: None, events }
+    }
+
+    /// Opens its stream with this dataplane token.
+    pub fn with_token(mut self, token: String) -> SimulatedEnvoy {
+        self.token = Some(token);
+        self
     }
 
     /// Runs the stream on `channel` until it fails or the task is aborted; a failure is reported
@@ -96,8 +104,13 @@ impl SimulatedEnvoy {
         tx.send(first).await.map_err(|_| "the request stream closed".to_string())?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
+        let mut opening = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = &self.token {
+            let value = token.parse().map_err(|_| "the token is not ASCII".to_string())?;
+            opening.metadata_mut().insert("authorization", value);
+        }
         let mut responses = client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .stream_aggregated_resources(opening)
             .await
             .map_err(|status| format!("opening the stream: {status}"))?
             .into_inner();

@@ -276,8 +276,14 @@ impl XdsLoad {
             ready: vec![false; n],
             watched_endpoints: vec![0; n],
         };
+        // As a real fleet connects: TLS verified against the control plane's CA, and a token (one
+        // for the whole mesh, which every simulated dataplane may use).
+        let identity = DataplaneIdentity {
+            ca_pem: api.text("GET", "/control-plane/ca", None).await?,
+            token: api.text("POST", "/tokens/dataplane", Some(&json!({"mesh": "default"}))).await?,
+        };
         let at = Instant::now();
-        open_streams(cp.ports.xds, &streams.names, &events_tx, &mut tasks).await?;
+        open_streams(cp.ports.xds, &identity, &streams.names, &events_tx, &mut tasks).await?;
         streams.wait_ready(&mut events, at + SETUP_DEADLINE).await?;
         let connect_time = at.elapsed();
         let setup_time = started.elapsed();
@@ -425,15 +431,27 @@ impl Streams {
 }
 
 /// Opens one connection and one ADS stream per dataplane; each stream runs as a task in `tasks`.
+/// What every simulated dataplane connects with.
+struct DataplaneIdentity {
+    ca_pem: String,
+    token: String,
+}
+
 async fn open_streams(
     xds_port: u16,
+    identity: &DataplaneIdentity,
     names: &[String],
     events: &mpsc::UnboundedSender<StreamEvent>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), LoadError> {
-    let url = format!("http://127.0.0.1:{xds_port}");
+    let url = format!("https://127.0.0.1:{xds_port}");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&identity.ca_pem))
+        .domain_name("127.0.0.1");
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| LoadError::Invalid(format!("xDS address {url}: {e}")))?
+        .tls_config(tls)
+        .map_err(|e| LoadError::Invalid(format!("TLS to {url}: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     let mut connections = futures::stream::iter(0..names.len())
@@ -452,7 +470,8 @@ async fn open_streams(
             format!("default.{}", names[i]),
             TARGET_SERVICE.to_string(),
             events.clone(),
-        );
+        )
+        .with_token(identity.token.clone());
         tasks.spawn(envoy.run(channel));
     }
     Ok(())
@@ -555,6 +574,42 @@ impl ApiClient {
             .build()
             .map_err(|source| LoadError::Http { request: "building the client".into(), source })?;
         Ok(ApiClient { base: format!("http://127.0.0.1:{port}"), http })
+    }
+
+    /// A request whose answer is text (the CA, a token); retried for a few seconds, since the
+    /// leader makes both shortly after it starts.
+    async fn text(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<String, LoadError> {
+        let url = format!("{}{path}", self.base);
+        let request = format!("{method} {url}");
+        let mut attempts = 0;
+        loop {
+            let mut builder = match method {
+                "POST" => self.http.post(&url),
+                _ => self.http.get(&url),
+            };
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|source| LoadError::Http { request: request.clone(), source })?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                return Ok(text.trim().to_string());
+            }
+            attempts += 1;
+            if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || attempts >= 50 {
+                return Err(LoadError::Api { request, status: status.as_u16(), body: text });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn put_dataplane(&self, name: &str, body: &Value) -> Result<(), LoadError> {

@@ -138,6 +138,13 @@ pub(crate) fn resource_table(
             }
             table
         }
+        t if !t.is_mesh_scoped() => {
+            let mut table = Table::new(["NAME", "AGE"]);
+            for item in items {
+                table.push([text(item, "name"), age(item, now)]);
+            }
+            table
+        }
         _ => {
             let mut table = Table::new(["MESH", "NAME", "AGE"]);
             for item in items {

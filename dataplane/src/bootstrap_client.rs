@@ -168,6 +168,17 @@ impl BootstrapClient {
                     reason: describe(&e),
                 })
             }
+            // A TLS server's alert, read as an HTTP reply: the URL should be https.
+            Err(e) if url.scheme() == "http" && describe(&e).contains("invalid HTTP version") => {
+                let host_port = match (url.host_str(), url.port()) {
+                    (Some(host), Some(port)) => format!("{host}:{port}"),
+                    (host, _) => host.unwrap_or_default().to_string(),
+                };
+                return Err(KumaDpError::SpeaksTls {
+                    url: display_url(url).to_string(),
+                    host_port,
+                });
+            }
             Err(e) => return Ok(Attempt::Unavailable(describe(&e))),
         };
         let status = response.status();

@@ -87,7 +87,7 @@ pub enum ConfigError {
     BadName { flag: &'static str, value: String, reason: &'static str, example: &'static str },
     #[error(
         "--bootstrap-server-url (or {BOOTSTRAP_URL_ENV}) {value:?} is not a valid URL: {reason}; \
-         use http://host:port of a Control Plane bootstrap server, e.g. http://localhost:5682"
+         use https://host:port of a Control Plane bootstrap server, e.g. https://localhost:5682"
     )]
     BadUrl { value: String, reason: String },
     #[error("--retry-backoff (or KUMA_CONTROL_PLANE_RETRY_BACKOFF) must be more than 0, e.g. 3s")]

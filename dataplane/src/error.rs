@@ -42,9 +42,14 @@ pub enum KumaDpError {
     )]
     UntrustedServer { url: String, reason: String },
     #[error(
+        "the Control Plane at {url} speaks TLS: use https://{host_port} (with --ca-cert-file) \
+         in --bootstrap-server-url (or KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL)"
+    )]
+    SpeaksTls { url: String, host_port: String },
+    #[error(
         "no Control Plane answered at {urls} after retrying for {} (last error: {last_error}); \
          check that kuma-cp is running there, or set KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL \
-         (or --bootstrap-server-url) to its bootstrap server, e.g. http://localhost:5682",
+         (or --bootstrap-server-url) to its bootstrap server, e.g. https://localhost:5682",
         format_duration(*waited)
     )]
     Unreachable { urls: String, last_error: String, waited: Duration },

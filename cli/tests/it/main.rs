@@ -5,6 +5,7 @@
 mod apply;
 mod config;
 mod get_delete;
+mod identity;
 mod inspect;
 mod offline;
 mod raft;
