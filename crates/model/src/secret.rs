@@ -40,9 +40,11 @@ impl SecretSpec {
     }
 }
 
-/// A `GlobalSecret`: the same bytes as a Secret, kept outside every mesh.
+/// A `GlobalSecret`: the same bytes as a Secret, kept outside every mesh. Its schema is the
+/// Secret's fields, inlined, so each resource type's schema is one object.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
+#[schemars(inline)]
 pub struct GlobalSecretSpec(pub SecretSpec);
 
 impl std::fmt::Debug for GlobalSecretSpec {
