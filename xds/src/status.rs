@@ -47,6 +47,9 @@ impl std::fmt::Debug for StatusTracker {
     }
 }
 
+/// How long a stopping peer tries to write its dataplanes' last status.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
 /// What the flusher did in one round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FlushReport {
@@ -149,7 +152,11 @@ impl StatusTracker {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {
-                    let report = self.flush().await;
+                    // A write waiting for a Raft leader must not hold up a stop.
+                    let report = tokio::select! {
+                        report = self.flush() => report,
+                        _ = &mut shutdown => break,
+                    };
                     if report.written > 0 {
                         debug!(written = report.written, "dataplane status flushed");
                     }
@@ -160,7 +167,14 @@ impl StatusTracker {
         for id in ids {
             self.close(&id);
         }
-        self.flush().await;
+        // Best effort: when every peer stops at once there is no leader to take the writes; the
+        // next leader marks the subscriptions of a peer that is gone as disconnected anyway.
+        if tokio::time::timeout(FINAL_FLUSH, self.flush()).await.is_err() {
+            tracing::info!(
+                "the dataplanes' last status could not be written within {FINAL_FLUSH:?}; the \
+                 leader marks their subscriptions disconnected when it sees this peer is gone"
+            );
+        }
     }
 
     async fn write(

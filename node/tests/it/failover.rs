@@ -166,3 +166,50 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
     })
     .expect("the dead peer's subscription is closed");
 }
+
+/// Regression: a peer stopped while its dataplanes' last status was being written, with the other
+/// peers stopping at the same moment (no leader left), waited out two 5 s write timeouts.
+#[test]
+fn every_peer_stopped_at_once_with_a_dataplane_connected_exits_within_seconds() {
+    let mut cluster = KumaCpCluster::must_start_with(3, |b| {
+        b.env("KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL", "100ms")
+    });
+    let leader = cluster.must_wait_for_leader(Duration::from_secs(15));
+    let api = cluster.peers[leader].api_port;
+    let echo = EchoServer::start("a:");
+    put(
+        api,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", &format!("127.0.0.1:{}:{}", free_port(), echo.port), "redis", None),
+    );
+    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
+    let mut env = cluster.peers[leader].must_kuma_dp_env("default", "redis-1");
+    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
+    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let _sidecar = Proc::spawn(
+        &bin_path("kuma-dp"),
+        &[
+            "run",
+            "--binary-path",
+            envoy_path().to_str().unwrap(),
+            "--config-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &env,
+    );
+    try_poll_until(CONVERGE, || connected_xds_port(api, "redis-1"))
+        .expect("the dataplane is connected");
+
+    let started = std::time::Instant::now();
+    for peer in &cluster.peers {
+        peer.signal("TERM");
+    }
+    for peer in &mut cluster.peers {
+        try_poll_until(Duration::from_secs(8), || if peer.is_running() { Err(()) } else { Ok(()) })
+            .unwrap_or_else(|_| panic!("a peer still runs after SIGTERM:\n{}", peer.log()));
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "stopping every peer took {took:?}");
+}
