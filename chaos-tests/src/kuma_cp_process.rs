@@ -26,6 +26,8 @@ pub struct CpPorts {
     pub xds: u16,
     pub sds: u16,
     pub raft: u16,
+    /// The API over HTTPS.
+    pub https: u16,
 }
 
 impl CpPorts {
@@ -42,11 +44,12 @@ impl CpPorts {
             xds: free()?,
             sds: free()?,
             raft: free()?,
+            https: free()?,
         })
     }
 
     /// The `KUMA_*` variable of each port.
-    pub fn env(&self) -> [(&'static str, u16); 6] {
+    pub fn env(&self) -> [(&'static str, u16); 7] {
         [
             ("KUMA_API_SERVER_PORT", self.api),
             ("KUMA_DIAGNOSTICS_PORT", self.diagnostics),
@@ -54,6 +57,7 @@ impl CpPorts {
             ("KUMA_XDS_SERVER_GRPC_PORT", self.xds),
             ("KUMA_SDS_SERVER_GRPC_PORT", self.sds),
             ("KUMA_RAFT_PORT", self.raft),
+            ("KUMA_API_SERVER_HTTPS_PORT", self.https),
         ]
     }
 }

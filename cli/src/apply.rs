@@ -101,8 +101,11 @@ pub(crate) async fn read_input(file: &str, stdin: &mut dyn Read) -> Result<Strin
 async fn fetch(url: &str) -> Result<String, CliError> {
     let fetch_err = |reason: String| CliError::Fetch { url: url.to_string(), reason };
     let parsed = parse_url(url)?;
-    let response =
-        http_client()?.get(parsed).send().await.map_err(|e| fetch_err(root_cause(&e)))?;
+    let response = http_client(&Default::default())?
+        .get(parsed)
+        .send()
+        .await
+        .map_err(|e| fetch_err(root_cause(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(fetch_err(format!("it answered HTTP {status}")));

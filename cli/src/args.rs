@@ -190,6 +190,26 @@ pub enum GenerateCommand {
                       dataplane-token-signing-key-ID, which closes their dataplanes' streams."
     )]
     SigningKey,
+    /// Generate a token an operator authenticates to the API with
+    #[command(
+        name = "user-token",
+        long_about = "Generate a user token: a JWT naming a user and its groups, valid on every \
+                      control plane of the cluster. Members of mesh-system:admin may change \
+                      everything; other users read. Only an admin may generate one.\n\n\
+                      Example: kumactl generate user-token --name alice --group mesh-system:admin \
+                      --valid-for 24h"
+    )]
+    UserToken {
+        /// The user's name
+        #[arg(long)]
+        name: String,
+        /// A group the user is in (repeatable); mesh-system:admin makes an admin
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// How long the token is valid, e.g. 24h
+        #[arg(long, value_name = "DURATION")]
+        valid_for: String,
+    },
 }
 
 /// `kumactl raft ...`: membership changes, sent to any peer and carried out by the leader.
@@ -252,12 +272,31 @@ pub enum ControlPlanesCommand {
         /// Reference name for the Control Plane
         #[arg(long)]
         name: String,
-        /// URL of the Control Plane API Server, e.g. http://localhost:5681
+        /// URL of the Control Plane API Server, e.g. http://localhost:5681 or
+        /// https://cp-1.example:5684
         #[arg(long)]
         address: String,
         /// Replace a Control Plane of the same name
         #[arg(long)]
         overwrite: bool,
+        /// How kumactl proves who it is: `tokens` (a user token, --auth-conf token=...)
+        #[arg(long, value_name = "TYPE", value_parser = ["tokens"])]
+        auth_type: Option<String>,
+        /// Settings of the auth type, as key=value (repeatable): token=TOKEN
+        #[arg(long = "auth-conf", value_name = "KEY=VALUE", value_parser = parse_var, requires = "auth_type")]
+        auth_conf: Vec<(String, String)>,
+        /// CA certificate (PEM) the server's certificate must be signed by
+        #[arg(long, value_name = "FILE")]
+        ca_cert_file: Option<PathBuf>,
+        /// Client certificate (PEM) presented over HTTPS
+        #[arg(long, value_name = "FILE", requires = "client_key_file")]
+        client_cert_file: Option<PathBuf>,
+        /// Key of the client certificate (PEM)
+        #[arg(long, value_name = "FILE", requires = "client_cert_file")]
+        client_key_file: Option<PathBuf>,
+        /// Do not verify the server's certificate (never on a network you do not trust)
+        #[arg(long, conflicts_with = "ca_cert_file")]
+        skip_verify: bool,
     },
     /// Remove a Control Plane
     Remove {

@@ -9,6 +9,8 @@ use kuma_model::ResourceType;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
+use crate::config::ApiServer;
+
 /// How long to wait for a TCP connection before calling a control plane unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request may take in all.
@@ -21,6 +23,8 @@ const MAX_PAGES: usize = 10_000;
 pub struct ApiClient {
     base: Url,
     http: reqwest::Client,
+    /// The CA file the server must be signed by, named in errors.
+    ca_file: Option<String>,
 }
 
 /// What went wrong talking to the API.
@@ -56,6 +60,16 @@ pub enum ClientError {
     /// Any other transport failure.
     #[error("request to {url} failed: {reason}")]
     Transport { url: String, reason: String },
+    /// The server's certificate is not signed by a CA kumactl trusts.
+    #[error(
+        "the server's certificate at {url} is not signed by {} ({reason}); {}",
+        ca_file.as_deref().map_or("a CA kumactl trusts".to_string(), |f| format!("the CA given with --ca-cert-file ({f})")),
+        if ca_file.is_some() { "pass the CA that signed it: kumactl inspect control-plane-ca on a control plane's host prints it" } else { "pass it with kumactl config control-planes add ... --ca-cert-file FILE (kumactl inspect control-plane-ca on a control plane's host prints it)" }
+    )]
+    UntrustedServer { url: String, ca_file: Option<String>, reason: String },
+    /// A certificate or key file named in the config cannot be used.
+    #[error("{flag} {path}: {reason}")]
+    BadFile { flag: &'static str, path: String, reason: String },
 }
 
 /// Kuma's rendering of an API error: `Title (details)` and one `* field: message` line per cause.
@@ -105,7 +119,9 @@ impl ClientError {
             }
             ClientError::Decode { .. }
             | ClientError::BadUrl { .. }
-            | ClientError::Transport { .. } => false,
+            | ClientError::Transport { .. }
+            | ClientError::UntrustedServer { .. }
+            | ClientError::BadFile { .. } => false,
         }
     }
 }
@@ -120,9 +136,12 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-fn transport_error(url: &Url, e: reqwest::Error) -> ClientError {
+fn transport_error(url: &Url, e: reqwest::Error, ca_file: Option<&str>) -> ClientError {
     let url = url.to_string();
     let reason = root_cause(&e);
+    if reason.contains("invalid peer certificate") {
+        return ClientError::UntrustedServer { url, ca_file: ca_file.map(str::to_string), reason };
+    }
     // A connect timeout is both; only a request that got through timed out on its answer.
     if e.is_connect() {
         ClientError::Unreachable { url, reason }
@@ -135,12 +154,59 @@ fn transport_error(url: &Url, e: reqwest::Error) -> ClientError {
     }
 }
 
-/// Builds the shared HTTP client. Building fails only when the TLS backend cannot start.
-pub(crate) fn http_client() -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+/// Builds the HTTP client for `server`: its CA (and no other), its client certificate, its
+/// token on every request.
+pub(crate) fn http_client(server: &ApiServer) -> Result<reqwest::Client, ClientError> {
+    let read = |flag: &'static str, path: &str| {
+        std::fs::read(path).map_err(|e| ClientError::BadFile {
+            flag,
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("kumactl/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("kumactl/", env!("CARGO_PKG_VERSION")));
+    if !server.ca_cert_file.is_empty() {
+        let pem = read("--ca-cert-file", &server.ca_cert_file)?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::BadFile {
+                flag: "--ca-cert-file",
+                path: server.ca_cert_file.clone(),
+                reason: root_cause(&e),
+            })?;
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if !server.client_cert_file.is_empty() {
+        let mut pem = read("--client-cert-file", &server.client_cert_file)?;
+        pem.extend(read("--client-key-file", &server.client_key_file)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::BadFile {
+            flag: "--client-cert-file",
+            path: server.client_cert_file.clone(),
+            reason: root_cause(&e),
+        })?;
+        builder = builder.identity(identity);
+    }
+    if server.skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    if let Some(token) = server.token() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| ClientError::BadFile {
+                flag: "--auth-conf token",
+                path: "(the token)".to_string(),
+                reason: "it is not a printable ASCII token".to_string(),
+            })?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    builder
         .build()
         .map_err(|e| ClientError::Transport { url: String::new(), reason: root_cause(&e) })
 }
@@ -167,9 +233,18 @@ pub struct FetchedList {
 }
 
 impl ApiClient {
-    /// A client of the API at `base_url` (e.g. `http://localhost:5681`).
+    /// A client of the API at `base_url` (e.g. `http://localhost:5681`), without credentials.
     pub fn new(base_url: &str) -> Result<ApiClient, ClientError> {
-        Ok(ApiClient { base: parse_url(base_url)?, http: http_client()? })
+        ApiClient::for_server(&ApiServer { url: base_url.to_string(), ..ApiServer::default() })
+    }
+
+    /// A client of a configured control plane's API, with its credentials and CA.
+    pub fn for_server(server: &ApiServer) -> Result<ApiClient, ClientError> {
+        Ok(ApiClient {
+            base: parse_url(&server.url)?,
+            http: http_client(server)?,
+            ca_file: Some(server.ca_cert_file.clone()).filter(|f| !f.is_empty()),
+        })
     }
 
     /// The API's base URL.
@@ -219,9 +294,10 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| transport_error(&url, e))?;
+        let ca_file = self.ca_file.as_deref();
+        let response = request.send().await.map_err(|e| transport_error(&url, e, ca_file))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport_error(&url, e))?.to_vec();
+        let bytes = response.bytes().await.map_err(|e| transport_error(&url, e, ca_file))?.to_vec();
         if status.is_client_error() || status.is_server_error() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => ClientError::Api { status: status.as_u16(), body },

@@ -55,14 +55,48 @@ pub struct Coordinates {
     pub extra: Mapping,
 }
 
-/// The HTTP API of a control plane.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The HTTP API of a control plane, and how kumactl proves who it is and checks the server.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiServer {
     pub url: String,
+    /// `tokens`: send `authConf.token` as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth_type: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub auth_conf: std::collections::BTreeMap<String, String>,
+    /// CA (PEM file) the server's certificate must be signed by.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_cert_file: String,
+    /// Client certificate and key (PEM files) presented over HTTPS.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_cert_file: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_key_file: String,
+    /// Do not check the server's certificate at all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
     /// Fields kumactl does not know, kept so that saving writes them back unchanged.
     #[serde(flatten)]
     pub extra: Mapping,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("ApiServer")
+            .field("url", &self.url)
+            .field("auth_type", &self.auth_type)
+            .field("ca_cert_file", &self.ca_cert_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// The user token, with `authType: tokens`.
+    pub fn token(&self) -> Option<&str> {
+        (self.auth_type == "tokens").then(|| self.auth_conf.get("token").map(String::as_str))?
+    }
 }
 
 /// A named pairing of a control plane and defaults.
@@ -130,7 +164,7 @@ impl ControlPlane {
         ControlPlane {
             name: name.to_string(),
             coordinates: Coordinates {
-                api_server: ApiServer { url: url.to_string(), extra: Mapping::new() },
+                api_server: ApiServer { url: url.to_string(), ..ApiServer::default() },
                 extra: Mapping::new(),
             },
             extra: Mapping::new(),

@@ -40,6 +40,9 @@ pub enum CliError {
          before it were applied, the ones after it were not)"
     )]
     ApplyFailed { source: ClientError, resource: String, position: usize, count: usize },
+    /// Flags that do not go together.
+    #[error("{0}")]
+    Usage(String),
     /// A document is not YAML, or not an object.
     #[error("{0}")]
     Syntax(String),

@@ -50,3 +50,17 @@ pub async fn generate_signing_key(
     )?;
     Ok(())
 }
+
+/// Prints a user token for `name` in `groups`.
+pub async fn generate_user_token(
+    client: &ApiClient,
+    name: &str,
+    groups: &[String],
+    valid_for: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let body = json!({"name": name, "groups": groups, "validFor": valid_for});
+    let token = client.post_for_text(&["tokens", "user"], &body).await?;
+    writeln!(out, "{}", token.trim())?;
+    Ok(())
+}

@@ -18,7 +18,7 @@ use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
 use crate::config::{Config, ControlPlane, DEFAULT_MESH};
 use crate::delete::delete;
 use crate::error::CliError;
-use crate::generate::{generate_dataplane_token, generate_signing_key};
+use crate::generate::{generate_dataplane_token, generate_signing_key, generate_user_token};
 use crate::get::get;
 use crate::inspect::{inspect_dataplanes, inspect_meshes};
 use crate::inspect_policies::inspect_dataplane_policies;
@@ -114,6 +114,10 @@ impl<'io> Kumactl<'io> {
                 let name = name.unwrap_or_default();
                 generate_dataplane_token(&client, &mesh, &name, &tags, valid_for, self.out).await
             }
+            Command::Generate(GenerateCommand::UserToken { name, groups, valid_for }) => {
+                let (client, _) = self.connect()?;
+                generate_user_token(&client, &name, &groups, &valid_for, self.out).await
+            }
             Command::Generate(GenerateCommand::SigningKey) => {
                 let (client, mesh) = self.connect()?;
                 generate_signing_key(&client, &mesh, self.out).await
@@ -159,9 +163,38 @@ impl<'io> Kumactl<'io> {
                 }
                 write!(self.out, "{table}")?;
             }
-            ControlPlanesCommand::Add { name, address, overwrite } => {
-                config.add_control_plane(ControlPlane::new(&name, &address), overwrite)?;
-                check_is_kuma(&address).await?;
+            ControlPlanesCommand::Add {
+                name,
+                address,
+                overwrite,
+                auth_type,
+                auth_conf,
+                ca_cert_file,
+                client_cert_file,
+                client_key_file,
+                skip_verify,
+            } => {
+                let mut cp = ControlPlane::new(&name, &address);
+                let server = &mut cp.coordinates.api_server;
+                server.auth_type = auth_type.unwrap_or_default();
+                server.auth_conf = auth_conf.into_iter().collect();
+                let absolute = |p: Option<PathBuf>| {
+                    p.map(|p| std::path::absolute(&p).unwrap_or(p).display().to_string())
+                        .unwrap_or_default()
+                };
+                server.ca_cert_file = absolute(ca_cert_file);
+                server.client_cert_file = absolute(client_cert_file);
+                server.client_key_file = absolute(client_key_file);
+                server.skip_verify = skip_verify;
+                if server.auth_type == "tokens" && server.token().is_none_or(str::is_empty) {
+                    return Err(CliError::Usage(
+                        "--auth-type tokens needs --auth-conf token=TOKEN (kumactl generate user-token makes one)"
+                            .to_string(),
+                    ));
+                }
+                let server = cp.coordinates.api_server.clone();
+                config.add_control_plane(cp, overwrite)?;
+                check_is_kuma(&server).await?;
                 config.save(&path)?;
                 writeln!(self.out, "added Control Plane {name:?}")?;
                 writeln!(self.out, "switched active Control Plane to {name:?}")?;
@@ -198,7 +231,7 @@ fn connect(
     mesh: Option<&str>,
 ) -> Result<(ApiClient, String), CliError> {
     let (_, config) = load_config(config_file)?;
-    let client = ApiClient::new(config.current_control_plane()?.url())?;
+    let client = ApiClient::for_server(&config.current_control_plane()?.coordinates.api_server)?;
     let mesh = mesh
         .map(str::to_string)
         .or_else(|| config.current().map(|c| c.defaults.mesh.clone()))
@@ -208,8 +241,8 @@ fn connect(
 }
 
 /// Refuses an address unless `GET /` answers JSON with Kuma's tagline.
-async fn check_is_kuma(address: &str) -> Result<(), CliError> {
-    let client = ApiClient::new(address)?;
+async fn check_is_kuma(server: &crate::config::ApiServer) -> Result<(), CliError> {
+    let client = ApiClient::for_server(server)?;
     let url = client.base_url().to_string();
     let not_kuma = |reason: String| CliError::NotKuma { url: url.clone(), reason };
     match client.index().await {

@@ -396,9 +396,10 @@ impl KumaCpConfig {
     }
 
     /// Every server port with its key.
-    pub fn ports(&self) -> [(&'static str, u16); 6] {
+    pub fn ports(&self) -> [(&'static str, u16); 7] {
         [
             ("apiServer.port", self.api_server.port),
+            ("apiServer.https.port", self.api_server.https.port),
             ("bootstrapServer.port", self.bootstrap_server.port),
             ("sdsServer.grpcPort", self.sds_server.grpc_port),
             ("xdsServer.grpcPort", self.xds_server.grpc_port),
@@ -465,8 +466,9 @@ mod tests {
     #[test]
     fn every_port_has_its_documented_variable_and_default() {
         let c = KumaCpConfig::load(None, &env(&[])).unwrap();
-        assert_eq!(c.ports().map(|(_, port)| port), [5681, 5682, 5677, 5678, 5680, 5683]);
+        assert_eq!(c.ports().map(|(_, port)| port), [5681, 5684, 5682, 5677, 5678, 5680, 5683]);
         let vars = [
+            ("KUMA_API_SERVER_HTTPS_PORT", "6684"),
             ("KUMA_SDS_SERVER_GRPC_PORT", "6677"),
             ("KUMA_XDS_SERVER_GRPC_PORT", "6678"),
             ("KUMA_DIAGNOSTICS_PORT", "6680"),
@@ -475,7 +477,7 @@ mod tests {
             ("KUMA_RAFT_PORT", "6683"),
         ];
         let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
-        assert_eq!(c.ports().map(|(_, port)| port), [6681, 6682, 6677, 6678, 6680, 6683]);
+        assert_eq!(c.ports().map(|(_, port)| port), [6681, 6684, 6682, 6677, 6678, 6680, 6683]);
     }
 
     #[test]

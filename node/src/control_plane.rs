@@ -1,11 +1,11 @@
 //! The composition root: builds the store and every server of one kuma-cp from its config, runs
 //! them, and shuts them down together.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kuma_api_server::{ApiServer, ServerInfo};
+use kuma_api_server::{ApiListeners, ApiServer, HttpsListener, ServerInfo};
 use kuma_model::{MeshSpec, ResourceKey, Spec};
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
+use crate::user_tokens::StoreUserTokens;
 use crate::{identity_api, replication};
 
 /// Why the control plane could not start or stopped with an error.
@@ -36,7 +37,7 @@ pub enum ControlPlaneError {
     Serve { server: &'static str, source: std::io::Error },
     #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
-    #[error("the TLS certificate for dataplanes ({variable}) cannot be used: {reason}")]
+    #[error("{variable}: {reason}")]
     Certificate { variable: &'static str, reason: String },
 }
 
@@ -55,13 +56,21 @@ async fn bind(
     bind_on(Ipv4Addr::UNSPECIFIED, server, port, variable).await
 }
 
+/// An interface address from the config (validated when loaded).
+fn parse_interface(text: &str, variable: &'static str) -> Result<IpAddr, ControlPlaneError> {
+    text.parse().map_err(|_| ControlPlaneError::Certificate {
+        variable,
+        reason: format!("{text:?} is not an IP address"),
+    })
+}
+
 async fn bind_on(
-    ip: Ipv4Addr,
+    ip: impl Into<IpAddr>,
     server: &'static str,
     port: u16,
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
-    let address = SocketAddr::from((ip, port));
+    let address = SocketAddr::new(ip.into(), port);
     TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
         server,
         address,
@@ -93,6 +102,9 @@ pub async fn ensure_identity_secrets(store: &dyn ResourceStore) {
     }
     if let Err(e) = kuma_xds::ensure_control_plane_ca(store).await {
         tracing::warn!(error = %e, "could not generate the control plane's CA yet");
+    }
+    if let Err(e) = crate::user_tokens::ensure_user_token_material(store).await {
+        tracing::warn!(error = %e, "could not create the user token signing key yet");
     }
 }
 
@@ -160,6 +172,42 @@ async fn load_certificate(
     }
 }
 
+/// A file the config names, read at start (`None` when the setting is empty).
+fn read_config_file(
+    path: &str,
+    variable: &'static str,
+) -> Result<Option<String>, ControlPlaneError> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(path).map(Some).map_err(|e| ControlPlaneError::Certificate {
+        variable,
+        reason: format!("cannot read {path}: {e}"),
+    })
+}
+
+/// The HTTPS API's certificate: the operator's files, or the one this peer issued itself from
+/// the control plane's CA (the dataplane ports' certificate).
+fn api_certificate(
+    config: &KumaCpConfig,
+    control_plane_cert: &ControlPlaneCert,
+) -> Result<Arc<kuma_listener::ServerCert>, ControlPlaneError> {
+    let https = &config.api_server.https;
+    let Some(chain) =
+        read_config_file(&https.tls_cert_file, "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE")?
+    else {
+        return Ok(control_plane_cert.server_cert());
+    };
+    let key = read_config_file(&https.tls_key_file, "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE")?
+        .unwrap_or_default();
+    let cert = kuma_listener::ServerCert::new();
+    cert.set_pem(&chain, &key).map_err(|e| ControlPlaneError::Certificate {
+        variable: "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
+        reason: e.to_string(),
+    })?;
+    Ok(cert)
+}
+
 /// The operator's certificate and key files, read and checked before anything is served.
 fn provided_certificate(
     config: &KumaCpConfig,
@@ -202,8 +250,33 @@ impl ControlPlane {
 
         let diagnostics_listener =
             bind("diagnostics server", config.diagnostics.port, "KUMA_DIAGNOSTICS_PORT").await?;
-        let api_listener =
-            bind("api-server", config.api_server.port, "KUMA_API_SERVER_PORT").await?;
+        let api_config = &config.api_server;
+        let http_listener = match api_config.http.enabled {
+            true => {
+                let ip =
+                    parse_interface(&api_config.http.interface, "KUMA_API_SERVER_HTTP_INTERFACE")?;
+                Some(bind_on(ip, "api-server", api_config.port, "KUMA_API_SERVER_PORT").await?)
+            }
+            false => None,
+        };
+        let https_listener = match api_config.https.enabled {
+            true => {
+                let ip = parse_interface(
+                    &api_config.https.interface,
+                    "KUMA_API_SERVER_HTTPS_INTERFACE",
+                )?;
+                Some(
+                    bind_on(
+                        ip,
+                        "api-server (https)",
+                        api_config.https.port,
+                        "KUMA_API_SERVER_HTTPS_PORT",
+                    )
+                    .await?,
+                )
+            }
+            false => None,
+        };
         let bootstrap_listener =
             bind("bootstrap-server", config.bootstrap_server.port, "KUMA_BOOTSTRAP_SERVER_PORT")
                 .await?;
@@ -290,7 +363,23 @@ impl ControlPlane {
                 Spec::Mesh(mesh) => kuma_xds::provided_ca_violations(mesh),
                 _ => Vec::new(),
             }));
-        info!(port = config.api_server.port, "api-server starting");
+        let api = api.with_user_tokens(Arc::new(StoreUserTokens { store: store.clone() }));
+        let https = match https_listener {
+            Some(listener) => Some(HttpsListener {
+                listener,
+                cert: api_certificate(config, &control_plane_cert)?,
+                client_ca_pem: read_config_file(
+                    &config.api_server.auth.client_certs_ca_file,
+                    "KUMA_API_SERVER_AUTH_CLIENT_CERTS_CA_FILE",
+                )?,
+            }),
+            None => None,
+        };
+        info!(
+            port = http_listener.as_ref().map(|_| api_config.port),
+            https_port = https.as_ref().map(|_| api_config.https.port),
+            "api-server starting"
+        );
         if !provided_cert {
             tokio::spawn(load_certificate(
                 store.clone(),
@@ -308,8 +397,11 @@ impl ControlPlane {
             extra_routes =
                 extra_routes.merge(replication::routes(node.clone(), config.api_server.read_only));
         }
-        let mut api_task =
-            tokio::spawn(api.serve_with(extra_routes, api_listener, stopped(stop_rx.clone())));
+        let mut api_task = tokio::spawn(api.serve_with(
+            extra_routes,
+            ApiListeners { http: http_listener, https },
+            stopped(stop_rx.clone()),
+        ));
         let peers: Arc<dyn XdsPeers> = match &raft {
             Some(node) => {
                 Arc::new(replication::RaftXdsPeers { node: node.clone(), fallback: single_peer })

@@ -1,6 +1,7 @@
-//! The API operations behind dataplane identity: issuing dataplane tokens, rotating a mesh's
-//! token signing key (both from the control plane's own host only, until operators
-//! authenticate), and the control plane's CA certificate for kuma-dp's `--ca-cert-file`.
+//! The API operations behind identity: issuing dataplane and user tokens and rotating a mesh's
+//! token signing key (admin only: the API's access check sees to it), the first admin token (to
+//! the control plane's own host only), and the control plane's CA certificate for kuma-dp's
+//! `--ca-cert-file`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -170,26 +171,92 @@ async fn control_plane_ca(State(store): State<Arc<dyn ResourceStore>>) -> Respon
     }
 }
 
-/// Refuses requests from other hosts: issuing tokens and rotating keys is for the control plane's
-/// own host until operators authenticate.
-async fn loopback_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if kuma_api_server::is_from_loopback(&request) {
-        return next.run(request).await;
-    }
-    warn!(path = %request.uri().path(), "token operation refused: not from loopback");
-    error(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        "tokens are issued only to requests from the control plane's own host (loopback): run kumactl there"
-            .to_string(),
-    )
+/// `POST /tokens/user` (Kuma's body).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UserTokenRequest {
+    name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    valid_for: String,
 }
 
-/// `POST /tokens/dataplane`, `POST /tokens/dataplane/signing-keys` and `GET /control-plane/ca`.
+async fn generate_user_token(
+    State(store): State<Arc<dyn ResourceStore>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let request: UserTokenRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!("expected {{\"name\": \"alice\", \"groups\": [\"mesh-system:admin\"], \"validFor\": \"24h\"}}: {e}"),
+            )
+        }
+    };
+    if request.name.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "Bad Request", "name: must not be empty".into());
+    }
+    let valid_for = match kuma_model::parse_duration(&request.valid_for) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!("validFor: {:?} is not a duration above 0, e.g. 24h", request.valid_for),
+            )
+        }
+    };
+    match crate::user_tokens::issue_user_token(
+        store.as_ref(),
+        &request.name,
+        &request.groups,
+        valid_for,
+    )
+    .await
+    {
+        Ok(token) => {
+            info!(user = %request.name, groups = ?request.groups, "issued a user token");
+            ([(header::CONTENT_TYPE, "text/plain")], token).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// The first admin token, to a client on this host only.
+async fn admin_token(
+    State(store): State<Arc<dyn ResourceStore>>,
+    request: axum::extract::Request,
+) -> Response {
+    if !kuma_api_server::is_from_loopback(&request) {
+        warn!("admin token refused: not from loopback");
+        return error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the admin token is given only to a client on the control plane's own host".to_string(),
+        );
+    }
+    match crate::user_tokens::admin_token(store.as_ref()).await {
+        Ok(Some(token)) => ([(header::CONTENT_TYPE, "text/plain")], token).into_response(),
+        Ok(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "the admin token is not issued yet: retry in a moment".to_string(),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /tokens/dataplane`, `POST /tokens/dataplane/signing-keys`, `POST /tokens/user`,
+/// `GET /tokens/admin` and `GET /control-plane/ca`.
 pub fn routes(store: Arc<dyn ResourceStore>) -> Router {
-    let admin = Router::new()
+    Router::new()
         .route("/tokens/dataplane", post(generate_dataplane_token))
         .route("/tokens/dataplane/signing-keys", post(rotate_signing_key))
-        .route_layer(axum::middleware::from_fn(loopback_only));
-    Router::new().route("/control-plane/ca", get(control_plane_ca)).merge(admin).with_state(store)
+        .route("/tokens/user", post(generate_user_token))
+        .route("/tokens/admin", get(admin_token))
+        .route("/control-plane/ca", get(control_plane_ca))
+        .with_state(store)
 }

@@ -11,6 +11,7 @@ mod diagnostics;
 mod identity_api;
 pub mod peer_certs;
 mod replication;
+mod user_tokens;
 
 pub use config::{env_var_name, ConfigError, KumaCpConfig, StoreType, DEFAULTS_YAML};
 pub use control_plane::{ensure_default_mesh, ControlPlane, ControlPlaneError};

@@ -14,7 +14,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use kuma_listener::{tls_server_config, CertError, ServerCert, TlsIncoming};
+use kuma_listener::{
+    serve_http, tls_server_config, CertError, ConnectionLimit, HttpLimits, ServerCert, TcpIncoming,
+    TlsIncoming,
+};
 use kuma_model::rest::{Cause, ErrorBody};
 use kuma_model::{
     parse_resource, parse_resources_yaml, validate, DataplaneSpec, ParseError, Resource,
@@ -259,15 +262,18 @@ impl BootstrapServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        // A slow client gets the same deadlines as on the API: a trickled request is cut off.
+        let limits = HttpLimits::default();
         match self.tls.clone() {
             Some(cert) => {
-                let incoming = TlsIncoming::new(
-                    listener,
-                    tls_server_config(cert.server_cert(), &[b"http/1.1"]),
-                );
-                axum::serve(incoming, self.router()).with_graceful_shutdown(shutdown).await
+                let config = tls_server_config(cert.server_cert(), &[b"http/1.1"]);
+                let incoming = TlsIncoming::new(listener, config, ConnectionLimit::FLEET);
+                serve_http(incoming, self.router(), limits, shutdown).await
             }
-            None => axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await,
+            None => {
+                let incoming = TcpIncoming::new(listener, ConnectionLimit::FLEET);
+                serve_http(incoming, self.router(), limits, shutdown).await
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
-use kuma_listener::{tls_server_config, ServerCert, TlsIncoming};
+use kuma_listener::{tls_server_config, ConnectionLimit, ServerCert, TcpIncoming, TlsIncoming};
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,6 +23,8 @@ use crate::status::StatusTracker;
 const DRAIN: Duration = Duration::from_secs(2);
 /// gRPC messages Envoy may send us (NACK details can be long).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Streams one connection may have open at once (ADS and SDS).
+const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdsError {
@@ -124,8 +126,10 @@ impl XdsServer {
                     .max_decoding_message_size(MAX_REQUEST_BYTES);
                 info!(address = ?listener.local_addr().ok(), "SDS server listening");
                 let mut sds_stop = stop_rx.clone();
-                let incoming = TlsIncoming::new(listener, tls_server_config(cert, &[b"h2"]));
+                let config = tls_server_config(cert, &[b"h2"]);
+                let incoming = TlsIncoming::new(listener, config, ConnectionLimit::FLEET);
                 let server = tonic::transport::Server::builder()
+                    .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
                     .add_service(service)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = sds_stop.wait_for(|stop| *stop).await;
@@ -146,17 +150,24 @@ impl XdsServer {
         let builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(15)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // One Envoy opens one ADS stream; a client opening thousands on one connection is not
+            // a dataplane.
+            .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
             .add_service(service);
         let result: std::pin::Pin<
             Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
         > = match self.tls {
             Some(cert) => Box::pin(builder.serve_with_incoming_shutdown(
-                TlsIncoming::new(listener, tls_server_config(cert, &[b"h2"])),
+                TlsIncoming::new(
+                    listener,
+                    tls_server_config(cert, &[b"h2"]),
+                    ConnectionLimit::FLEET,
+                ),
                 drained_signal,
             )),
             // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
             None => Box::pin(builder.serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                TcpIncoming::new(listener, ConnectionLimit::FLEET),
                 drained_signal,
             )),
         };

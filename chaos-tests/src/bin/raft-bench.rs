@@ -357,7 +357,7 @@ impl System for Etcd {
 struct KumaCluster {
     binary: PathBuf,
     dir: tempfile::TempDir,
-    ports: [[u16; 6]; 3],
+    ports: [[u16; 7]; 3],
     children: [Option<Child>; 3],
 }
 
@@ -416,6 +416,7 @@ impl KumaCluster {
             .env("KUMA_XDS_SERVER_GRPC_PORT", p[3].to_string())
             .env("KUMA_SDS_SERVER_GRPC_PORT", p[4].to_string())
             .env("KUMA_RAFT_PORT", p[5].to_string())
+            .env("KUMA_API_SERVER_HTTPS_PORT", p[6].to_string())
             .env("KUMA_STORE_TYPE", "raft")
             .env("KUMA_STORE_RAFT_NODE_ID", (m + 1).to_string())
             .env("KUMA_STORE_RAFT_PEERS", &peers)

@@ -2,9 +2,13 @@
 //! paging, `dataplanes+insights`, Kuma's error body, and an OpenAPI document generated from the
 //! model's types.
 //!
+//! Every request is authenticated (user token, client certificate, or loopback as admin) and
+//! writes need the admin role; see `access`.
+//!
 //! It reaches data only through the `ResourceStore` trait and must never depend on a concrete
 //! store backend; `node` decides which store it gets.
 
+mod access;
 mod config;
 mod error;
 mod openapi;
@@ -14,6 +18,7 @@ mod query;
 mod resources;
 mod server;
 
-pub use config::ApiServerConfig;
+pub use access::{is_from_loopback, Identity, Role, UserTokens, ADMIN_GROUP};
+pub use config::{ApiServerConfig, AuthConfig, HttpConfig, HttpsConfig};
 pub use error::ApiError;
-pub use server::{is_from_loopback, ApiServer, ExtraValidation, ServerInfo};
+pub use server::{ApiListeners, ApiServer, ExtraValidation, HttpsListener, ServerInfo};

@@ -1,5 +1,4 @@
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{StatusCode, Uri};
@@ -11,6 +10,12 @@ use kuma_model::{Spec, Violation};
 use kuma_store::ResourceStore;
 use tokio::net::TcpListener;
 
+use kuma_listener::{
+    serve_http, tls_server_config, tls_server_config_with_client_certs, ConnectionLimit,
+    HttpLimits, ServerCert, TcpIncoming, TlsIncoming,
+};
+
+use crate::access::{self, UserTokens};
 use crate::error::{ApiError, Op};
 use crate::{openapi, overview, policies, resources, ApiServerConfig};
 
@@ -31,6 +36,31 @@ pub(crate) struct AppState {
     pub info: ServerInfo,
     pub openapi: String,
     pub extra_validation: Option<ExtraValidation>,
+    pub user_tokens: Option<Arc<dyn UserTokens>>,
+}
+
+/// Where the API is served: plain HTTP, HTTPS, or both.
+#[derive(Default)]
+pub struct ApiListeners {
+    pub http: Option<TcpListener>,
+    pub https: Option<HttpsListener>,
+}
+
+/// The HTTPS listener, its certificate, and the CA of the client certificates it accepts.
+#[derive(Debug)]
+pub struct HttpsListener {
+    pub listener: TcpListener,
+    pub cert: Arc<ServerCert>,
+    pub client_ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ApiListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiListeners")
+            .field("http", &self.http.as_ref().and_then(|l| l.local_addr().ok()))
+            .field("https", &self.https.as_ref().and_then(|l| l.listener.local_addr().ok()))
+            .finish()
+    }
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
@@ -54,7 +84,14 @@ impl ApiServer {
     ) -> ApiServer {
         let openapi = openapi::document(&info.version).to_string();
         ApiServer {
-            state: Arc::new(AppState { store, config, info, openapi, extra_validation: None }),
+            state: Arc::new(AppState {
+                store,
+                config,
+                info,
+                openapi,
+                extra_validation: None,
+                user_tokens: None,
+            }),
         }
     }
 
@@ -65,8 +102,19 @@ impl ApiServer {
         self
     }
 
+    /// Checks user tokens with `tokens`; without it, a request with a token is refused.
+    pub fn with_user_tokens(mut self, tokens: Arc<dyn UserTokens>) -> ApiServer {
+        let state = Arc::get_mut(&mut self.state).expect("set before the router is built");
+        state.user_tokens = Some(tokens);
+        self
+    }
+
     /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
     pub fn router(&self) -> Router {
+        self.router_with(Router::new())
+    }
+
+    fn routes(&self) -> Router {
         Router::new()
             .route("/", get(index))
             .route("/openapi.json", get(openapi_json))
@@ -94,74 +142,73 @@ impl ApiServer {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(self.state.clone(), consistent_reads))
-            .layer(axum::middleware::from_fn(secret_writes_from_loopback))
-            .layer(axum::middleware::from_fn(log_request))
             .with_state(self.state.clone())
     }
 
-    /// The API's routes plus `extra` (e.g. the Raft status of a replicated control plane).
+    /// The API's routes plus `extra` (e.g. the Raft status of a replicated control plane), all
+    /// behind the access check.
     pub fn router_with(&self, extra: Router) -> Router {
-        self.router().merge(extra)
+        self.routes()
+            .merge(extra)
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), access::authorize))
+            .layer(axum::middleware::from_fn(log_request))
     }
 
-    /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
+    /// Serves on `listener` (plain HTTP) until `shutdown` completes, then finishes in-flight
+    /// requests.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        self.serve_with(Router::new(), listener, shutdown).await
+        let listeners = ApiListeners { http: Some(listener), https: None };
+        self.serve_with(Router::new(), listeners, shutdown).await
     }
 
-    /// `serve` with `extra` routes beside the API's.
+    /// `serve` with `extra` routes beside the API's, on every listener given.
     pub async fn serve_with(
         self,
         extra: Router,
-        listener: TcpListener,
+        listeners: ApiListeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        // Small request/response exchanges: no waiting for Nagle's algorithm.
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        // Handlers see the client's address: some operations are for the peer's own host only.
-        let app = self.router_with(extra).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        let router = self.router_with(extra);
+        let limits = HttpLimits::default();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        if let Some(listener) = listeners.http {
+            let incoming = TcpIncoming::new(listener, ConnectionLimit::API);
+            servers.spawn(serve_http(incoming, router.clone(), limits, stopped(stop_rx.clone())));
+        }
+        if let Some(https) = listeners.https {
+            let alpn: &[&[u8]] = &[b"http/1.1"];
+            let config = match &https.client_ca_pem {
+                Some(ca) => {
+                    tls_server_config_with_client_certs(https.cert, alpn, ca).map_err(|e| {
+                        std::io::Error::other(format!("the client certificates' CA: {e}"))
+                    })?
+                }
+                None => tls_server_config(https.cert, alpn),
+            };
+            let incoming = TlsIncoming::new(https.listener, config, ConnectionLimit::API);
+            servers.spawn(serve_http(incoming, router, limits, stopped(stop_rx)));
+        }
+        tokio::select! {
+            _ = shutdown => {}
+            // A listener that fails ends the API.
+            Some(result) = servers.join_next() => {
+                return result.map_err(std::io::Error::other)?;
+            }
+        }
+        let _ = stop_tx.send(true);
+        while let Some(result) = servers.join_next().await {
+            result.map_err(std::io::Error::other)??;
+        }
+        Ok(())
     }
-}
-
-/// Whether a request came from this host (loopback). A request without a known client address
-/// (a router driven in-process) is not.
-pub fn is_from_loopback(request: &axum::extract::Request) -> bool {
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .is_some_and(|info| info.0.ip().is_loopback())
-}
-
-/// Until operators authenticate, what controls the mesh's identity is changed only from the
-/// control plane's own host: a Secret or GlobalSecret written from anywhere else (a CA key, a
-/// token signing key, the revocation list) would let its writer impersonate any dataplane.
-async fn secret_writes_from_loopback(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let writes =
-        request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
-    let path = request.uri().path();
-    let secret = path.starts_with("/global-secrets/")
-        || (path.starts_with("/meshes/") && path.split('/').nth(3) == Some("secrets"));
-    if writes && secret && !is_from_loopback(&request) {
-        tracing::warn!(method = %request.method(), %path, "secret write refused: not from loopback");
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            Op::Put,
-            "secrets can be written only from the control plane's own host (loopback): run kumactl there",
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 /// Reads are consistent unless the client asks otherwise: before a GET of resources, the store

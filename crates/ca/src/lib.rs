@@ -18,5 +18,5 @@ pub use mesh_ca::{
 };
 pub use token::{
     token_kid, unverified_mesh, verify, DataplaneClaims, HasTimes, SigningKey, TokenError,
-    TokenTimes, VerifyingKey, TOKEN_CLOCK_SKEW,
+    TokenTimes, UserClaims, VerifyingKey, TOKEN_CLOCK_SKEW,
 };

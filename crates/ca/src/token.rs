@@ -217,6 +217,23 @@ impl DataplaneClaims {
     }
 }
 
+/// What a user token says (Kuma's claim names): who, in which groups, until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Groups", default)]
+    pub groups: Vec<String>,
+    #[serde(flatten)]
+    pub times: TokenTimes,
+}
+
+impl HasTimes for UserClaims {
+    fn times(&self) -> &TokenTimes {
+        &self.times
+    }
+}
+
 /// The `kid` of a token's header, before its signature is checked (to find the key).
 pub fn token_kid(token: &str) -> Result<String, TokenError> {
     let header = jsonwebtoken::decode_header(token.trim())

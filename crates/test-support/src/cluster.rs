@@ -34,7 +34,7 @@ impl KumaCpCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let file = |name: String| certs.join(name).to_str().expect("a UTF-8 path").to_string();
-        let ports: Vec<[u16; 6]> = (0..n).map(|_| std::array::from_fn(|_| free_port())).collect();
+        let ports: Vec<[u16; 7]> = (0..n).map(|_| std::array::from_fn(|_| free_port())).collect();
         let peers_list = ports
             .iter()
             .enumerate()
@@ -70,7 +70,16 @@ impl KumaCpCluster {
             if !peer.is_running() {
                 continue;
             }
-            let reply = http_get(peer.api_port, "/status/raft").ok()?;
+            let mut reply = http_get(peer.api_port, "/status/raft").ok()?;
+            if reply.status == 401 {
+                // Loopback is not admin on this cluster: ask as the first admin, as an operator
+                // on the peer's host would.
+                let token = http_get(peer.api_port, "/tokens/admin").ok()?;
+                let token = Some(token.body.trim()).filter(|_| token.status == 200)?;
+                reply =
+                    crate::http_request_as(peer.api_port, "GET", "/status/raft", None, Some(token))
+                        .ok()?;
+            }
             let status: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
             let leader = status["leader"].as_u64()?;
             match agreed {

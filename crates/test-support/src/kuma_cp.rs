@@ -15,6 +15,8 @@ pub struct KumaCp {
     pub xds_port: u16,
     pub sds_port: u16,
     pub raft_port: u16,
+    /// The API over HTTPS.
+    pub https_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
     /// How it was started, to start it again the same way.
@@ -26,7 +28,7 @@ pub struct KumaCp {
 pub struct KumaCpBuilder {
     env: BTreeMap<String, String>,
     config_yaml: Option<String>,
-    ports: Option<[u16; 6]>,
+    ports: Option<[u16; 7]>,
 }
 
 impl KumaCpBuilder {
@@ -36,9 +38,9 @@ impl KumaCpBuilder {
         self
     }
 
-    /// Uses these ports (API, diagnostics, bootstrap, xDS, SDS, Raft) instead of free ones, e.g.
-    /// for peers that must know each other's Raft port before they start.
-    pub fn ports(mut self, ports: [u16; 6]) -> Self {
+    /// Uses these ports (API, diagnostics, bootstrap, xDS, SDS, Raft, API over HTTPS) instead of
+    /// free ones, e.g. for peers that must know each other's Raft port before they start.
+    pub fn ports(mut self, ports: [u16; 7]) -> Self {
         self.ports = Some(ports);
         self
     }
@@ -70,7 +72,7 @@ impl KumaCpBuilder {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn try_start(&self, ports: [u16; 6]) -> Result<KumaCp, Box<KumaCp>> {
+    fn try_start(&self, ports: [u16; 7]) -> Result<KumaCp, Box<KumaCp>> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = dir.path().join("kuma-cp.log");
         let mut cmd = Command::new(bin_path("kuma-cp"));
@@ -88,6 +90,7 @@ impl KumaCpBuilder {
             .env("KUMA_XDS_SERVER_GRPC_PORT", ports[3].to_string())
             .env("KUMA_SDS_SERVER_GRPC_PORT", ports[4].to_string())
             .env("KUMA_RAFT_PORT", ports[5].to_string())
+            .env("KUMA_API_SERVER_HTTPS_PORT", ports[6].to_string())
             .envs(&self.env)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
@@ -101,6 +104,7 @@ impl KumaCpBuilder {
             xds_port: ports[3],
             sds_port: ports[4],
             raft_port: ports[5],
+            https_port: ports[6],
             log,
             _dir: dir,
             builder: KumaCpBuilder { ports: Some(ports), ..self.clone() },

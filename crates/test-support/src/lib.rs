@@ -20,4 +20,4 @@ pub use envoy::{envoy_path, Envoy};
 pub use eventually::{poll_until, try_poll_until};
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;
-pub use process::{bin_path, http_get, http_request, https_request, HttpReply};
+pub use process::{bin_path, http_get, http_request, http_request_as, https_request, HttpReply};

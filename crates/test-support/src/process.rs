@@ -41,9 +41,20 @@ pub fn http_request(
     path: &str,
     json: Option<&str>,
 ) -> std::io::Result<HttpReply> {
+    http_request_as(port, method, path, json, None)
+}
+
+/// `http_request` with a user token (`Authorization: Bearer`).
+pub fn http_request_as(
+    port: u16,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<HttpReply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    exchange(&mut stream, port, method, path, json)
+    exchange(&mut stream, port, method, path, json, token)
 }
 
 /// `http_request` over TLS: the server's certificate must chain to `ca_pem` and name 127.0.0.1.
@@ -73,7 +84,7 @@ pub fn https_request(
     let tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
-    exchange(&mut stream, port, method, path, json)
+    exchange(&mut stream, port, method, path, json, None)
 }
 
 fn exchange(
@@ -82,11 +93,13 @@ fn exchange(
     method: &str,
     path: &str,
     json: Option<&str>,
+    token: Option<&str>,
 ) -> std::io::Result<HttpReply> {
     let body = json.unwrap_or_default();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     stream.flush()?;

@@ -3,6 +3,7 @@
 mod dataplane_identity;
 mod failover;
 mod mesh_ca;
+mod operator_access;
 mod process;
 mod proxy_template;
 mod raft;

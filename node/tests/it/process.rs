@@ -144,12 +144,13 @@ fn port_in_use_says_which_server_and_which_variable() {
 fn sds_port_in_use_stops_the_start_like_any_other_port() {
     let taken = TcpListener::bind("0.0.0.0:0").expect("bind");
     let port = taken.local_addr().unwrap().port().to_string();
-    let free: Vec<String> = (0..4).map(|_| free_port().to_string()).collect();
+    let free: Vec<String> = (0..5).map(|_| free_port().to_string()).collect();
     let out = must_run(
         &["run"],
         &[
             ("KUMA_DIAGNOSTICS_PORT", &free[0]),
             ("KUMA_API_SERVER_PORT", &free[1]),
+            ("KUMA_API_SERVER_HTTPS_PORT", &free[4]),
             ("KUMA_BOOTSTRAP_SERVER_PORT", &free[2]),
             ("KUMA_XDS_SERVER_GRPC_PORT", &free[3]),
             ("KUMA_SDS_SERVER_GRPC_PORT", &port),

@@ -202,6 +202,7 @@ fn an_unusable_raft_data_dir_is_one_clear_line_and_a_failure_exit() {
         .env("KUMA_STORE_TYPE", "raft")
         .env("KUMA_STORE_RAFT_DATA_DIR", "/proc/not-a-place-for-data")
         .env("KUMA_API_SERVER_PORT", kuma_test_support::free_port().to_string())
+        .env("KUMA_API_SERVER_HTTPS_PORT", kuma_test_support::free_port().to_string())
         .env("KUMA_DIAGNOSTICS_PORT", kuma_test_support::free_port().to_string())
         .env("KUMA_BOOTSTRAP_SERVER_PORT", kuma_test_support::free_port().to_string())
         .env("KUMA_XDS_SERVER_GRPC_PORT", kuma_test_support::free_port().to_string())

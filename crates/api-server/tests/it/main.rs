@@ -1,5 +1,6 @@
 //! The HTTP API driven through its axum Router, without a socket.
 
+mod access;
 mod support;
 
 mod paging;

@@ -80,7 +80,10 @@ impl Api {
             request = request.header("content-type", "application/json");
         }
         let request = request
-            .extension(axum::extract::ConnectInfo(self.client))
+            .extension(kuma_listener::ConnectionInfo {
+                peer: self.client,
+                client_certificate: None,
+            })
             .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .expect("request");
         let response =
