@@ -445,3 +445,20 @@ fn connect_from(from: [u8; 4], port: u16) -> Option<std::net::TcpStream> {
         let _ = s.set_nonblocking(false);
     })
 }
+
+#[test]
+fn plain_http_can_be_turned_off_leaving_the_api_on_https_only() {
+    let cp = KumaCp::builder().env("KUMA_API_SERVER_HTTP_ENABLED", "false").must_start();
+    assert!(http_request_as(cp.api_port, "GET", "/", None, None).is_err(), "nothing on 5681");
+    // The first contact, on the host: trust on first use, then only the CA it printed.
+    let ctl = Ctl::new();
+    let url = format!("https://127.0.0.1:{}", cp.https_port);
+    ctl.must_succeed(
+        &["config", "control-planes", "add", "--name", "cp", "--address", &url, "--skip-verify"],
+        "",
+    );
+    let ca = ctl.must_succeed(&["inspect", "control-plane-ca"], "");
+    let reply =
+        kuma_test_support::https_request(cp.https_port, &ca, "GET", "/meshes", None).unwrap();
+    assert_eq!(reply.status, 200, "loopback is admin over HTTPS too: {}", reply.body);
+}
