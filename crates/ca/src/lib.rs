@@ -9,6 +9,8 @@ mod cluster;
 mod control_plane_ca;
 mod mesh_ca;
 mod token;
+#[cfg(test)]
+mod token_properties;
 
 pub use cluster::{CaError, ClusterCa, IssuedCert, PEER_SERVER_NAME};
 pub use control_plane_ca::{split_pem_bundle, ControlPlaneCa, CONTROL_PLANE_CA_VALIDITY};

@@ -101,7 +101,12 @@ pub struct OutboundInterface {
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn parse_port(s: &str) -> Result<u16, String> {
-    let n: u32 = s.parse().map_err(|_| format!("port {s:?} is not a number"))?;
+    // Digits only, as Kuma's `[0-9]{1,5}`: Rust's own parse also takes a sign (`+80`).
+    let n: u32 = s
+        .parse()
+        .ok()
+        .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("port {s:?} is not a number"))?;
     match u16::try_from(n) {
         Ok(p) if p >= 1 => Ok(p),
         _ => Err(format!("port {n} is out of range 1-65535")),

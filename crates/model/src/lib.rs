@@ -12,6 +12,8 @@ mod insight;
 mod mesh;
 mod parse;
 pub mod policy;
+#[cfg(test)]
+mod properties;
 mod registry;
 mod resource;
 pub mod rest;

@@ -3,6 +3,7 @@
 
 mod ads_client;
 mod bootstrap;
+mod bootstrap_properties;
 mod envoy;
 mod golden;
 mod harness;

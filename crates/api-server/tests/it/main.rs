@@ -5,6 +5,7 @@ mod support;
 
 mod paging;
 mod policies;
+mod properties;
 mod resources;
 mod robustness;
 mod secrets;
