@@ -50,6 +50,9 @@ pub enum Command {
     /// Generate dataplane tokens and token signing keys
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Print manifests to install Kuma's parts on Kubernetes
+    #[command(subcommand)]
+    Install(InstallCommand),
     /// Print version
     Version {
         /// Print detailed version
@@ -154,6 +157,13 @@ pub enum InspectCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+/// `kumactl install ...`.
+#[derive(Debug, Subcommand)]
+pub enum InstallCommand {
+    /// Print Kuma's CustomResourceDefinitions (kumactl install crds | kubectl apply -f -)
+    Crds,
 }
 
 /// `kumactl generate ...`.

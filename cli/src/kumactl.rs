@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::apply::apply;
 use crate::args::{
     Args, Command, ConfigCommand, ControlPlanesCommand, GenerateCommand, InspectCommand,
-    RaftCommand,
+    InstallCommand, RaftCommand,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
@@ -121,6 +121,13 @@ impl<'io> Kumactl<'io> {
             Command::Generate(GenerateCommand::SigningKey) => {
                 let (client, mesh) = self.connect()?;
                 generate_signing_key(&client, &mesh, self.out).await
+            }
+            Command::Install(InstallCommand::Crds) => {
+                for crd in kuma_model::crds() {
+                    writeln!(self.out, "---")?;
+                    crate::output::print_yaml(self.out, &crd)?;
+                }
+                Ok(())
             }
             Command::Raft(RaftCommand::AddPeer { id, address }) => {
                 let (client, _) = self.connect()?;

@@ -6,6 +6,7 @@
 //! This crate does no I/O and must never depend on tokio, a store backend or a network stack: every
 //! other crate builds on it, and it has to stay cheap to compile and easy to test.
 
+mod crd;
 mod dataplane;
 mod duration;
 mod insight;
@@ -25,6 +26,7 @@ mod tags;
 mod template;
 mod validation;
 
+pub use crd::{crd, crds, KUMA_GROUP, KUMA_VERSION};
 pub use dataplane::{
     parse_inbound_interface, parse_outbound_interface, DataplaneSpec, Gateway, Inbound,
     InboundInterface, Networking, Outbound, OutboundInterface, TransparentProxying,
@@ -39,7 +41,7 @@ pub use mesh::{
     Metrics, MetricsBackend, Mtls, Tracing, TracingBackend,
 };
 pub use parse::{parse_resource, parse_resources_yaml, ParseError, ResourceInput};
-pub use registry::{ResourceType, Scope, TypeDescriptor};
+pub use registry::{KubernetesKind, ResourceType, Scope, TypeDescriptor};
 pub use resource::{Resource, ResourceKey, Version};
 pub use schema::json_schemas;
 pub use secret::{GlobalSecretSpec, SecretSpec};

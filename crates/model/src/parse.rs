@@ -128,7 +128,8 @@ fn spec_violation(e: &serde_path_to_error::Error<serde_json::Error>) -> Violatio
             }
             serde_path_to_error::Segment::Map { key }
             | serde_path_to_error::Segment::Enum { variant: key } => {
-                if previous.is_some_and(|p| TAG_MAPS.contains(&p)) {
+                // A key with no name has no dotted form either: `[""]`.
+                if key.is_empty() || previous.is_some_and(|p| TAG_MAPS.contains(&p)) {
                     field.push_str(&format!("[{key:?}]"));
                     previous = None;
                 } else {

@@ -47,6 +47,28 @@ pub struct TypeDescriptor {
     pub is_policy: bool,
     /// Column title used by `kumactl inspect meshes`.
     pub title: &'static str,
+    /// On Kubernetes: the CRD's plural and whether its objects live in a namespace; `None` for
+    /// types kept as Kubernetes Secrets.
+    pub kubernetes: Option<KubernetesKind>,
+}
+
+/// How a type is stored on Kubernetes, as Kuma's CRDs do it (group `kuma.io`, version
+/// `v1alpha1`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct KubernetesKind {
+    /// The CRD's plural, e.g. `trafficpermissions`.
+    pub plural: &'static str,
+    /// Dataplanes and their insights live in the namespace of their Pod; Meshes and the
+    /// policies are cluster-scoped.
+    pub namespaced: bool,
+}
+
+const fn cluster(plural: &'static str) -> Option<KubernetesKind> {
+    Some(KubernetesKind { plural, namespaced: false })
+}
+
+const fn namespaced(plural: &'static str) -> Option<KubernetesKind> {
+    Some(KubernetesKind { plural, namespaced: true })
 }
 
 /// In Kuma 1.0's order, which `kumactl inspect meshes` shows its policy columns in.
@@ -59,6 +81,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "mesh",
         aliases: &[],
         is_policy: false,
+        kubernetes: cluster("meshes"),
         title: "MESHES",
     },
     TypeDescriptor {
@@ -69,6 +92,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "dataplane",
         aliases: &[],
         is_policy: false,
+        kubernetes: namespaced("dataplanes"),
         title: "DATAPLANES",
     },
     TypeDescriptor {
@@ -79,6 +103,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "dataplane-insight",
         aliases: &["dataplaneinsights", "dataplaneinsight"],
         is_policy: false,
+        kubernetes: namespaced("dataplaneinsights"),
         title: "DATAPLANE INSIGHTS",
     },
     TypeDescriptor {
@@ -89,6 +114,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "traffic-permission",
         aliases: &["trafficpermissions", "trafficpermission"],
         is_policy: true,
+        kubernetes: cluster("trafficpermissions"),
         title: "TRAFFIC PERMISSIONS",
     },
     TypeDescriptor {
@@ -99,6 +125,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "traffic-route",
         aliases: &["trafficroutes", "trafficroute"],
         is_policy: true,
+        kubernetes: cluster("trafficroutes"),
         title: "TRAFFIC ROUTES",
     },
     TypeDescriptor {
@@ -109,6 +136,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "healthcheck",
         aliases: &["healthchecks", "health-check"],
         is_policy: true,
+        kubernetes: cluster("healthchecks"),
         title: "HEALTH CHECKS",
     },
     TypeDescriptor {
@@ -119,6 +147,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "traffic-trace",
         aliases: &["traffictraces", "traffictrace"],
         is_policy: true,
+        kubernetes: cluster("traffictraces"),
         title: "TRAFFIC TRACES",
     },
     TypeDescriptor {
@@ -129,6 +158,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "traffic-log",
         aliases: &["trafficlogs", "trafficlog"],
         is_policy: true,
+        kubernetes: cluster("trafficlogs"),
         title: "TRAFFIC LOGS",
     },
     TypeDescriptor {
@@ -139,6 +169,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "proxytemplate",
         aliases: &["proxy-templates", "proxy-template"],
         is_policy: true,
+        kubernetes: cluster("proxytemplates"),
         title: "PROXY TEMPLATES",
     },
     TypeDescriptor {
@@ -149,6 +180,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "secret",
         aliases: &[],
         is_policy: false,
+        kubernetes: None,
         title: "SECRETS",
     },
     TypeDescriptor {
@@ -159,6 +191,7 @@ const REGISTRY: &[TypeDescriptor] = &[
         singular: "global-secret",
         aliases: &["globalsecrets", "globalsecret"],
         is_policy: false,
+        kubernetes: None,
         title: "GLOBAL SECRETS",
     },
 ];
