@@ -1,0 +1,329 @@
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{free_port, try_poll_until, HttpReply};
+
+/// How long a fresh etcd and apiserver get to answer `/readyz` (2-8 s on a quiet machine).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// A real kube-apiserver 1.20 with its own etcd, both on free 127.0.0.1 ports, with state in a
+/// temp dir: the envtest of this workspace. Requests authenticate with an admin token (group
+/// `system:masters`), authorization is `AlwaysAllow`, and no controllers, scheduler or kubelet run.
+/// Dropping it kills the apiserver, then etcd, and waits for both.
+///
+/// The binaries come from `.ci/kube-apiserver` (run by `make setup-tests`), in
+/// `$KUMA_RS_K8S` (default `~/.cache/kuma-rs/k8s`).
+#[derive(Debug)]
+pub struct KubeApiServer {
+    apiserver: Option<Child>,
+    etcd: Option<Child>,
+    port: u16,
+    token: String,
+    ca_pem: String,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl KubeApiServer {
+    /// Starts etcd and kube-apiserver and waits until `/readyz` says `ok`; panics with the tail of
+    /// both logs otherwise. A port taken by another test process meanwhile means fresh ports, at
+    /// most 3 times.
+    pub fn must_start() -> KubeApiServer {
+        let (apiserver, etcd) = binaries();
+        for attempt in 1..=3 {
+            match KubeApiServer::try_start(&apiserver, &etcd) {
+                Ok(server) => return server,
+                Err((server, _)) if attempt < 3 && server.lost_a_port() => continue,
+                Err((server, why)) => {
+                    panic!("kube-apiserver did not become ready: {why}\n{}", server.log_tails(40))
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn try_start(
+        apiserver: &Path,
+        etcd: &Path,
+    ) -> Result<KubeApiServer, (Box<KubeApiServer>, String)> {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).expect("a certs dir");
+        let token = format!("kuma-rs-{:016x}", RandomState::new().build_hasher().finish());
+        write(&dir.path().join("tokens.csv"), &format!("{token},admin,admin,\"system:masters\"\n"));
+        // The service-account key pair: the apiserver refuses to start without one. ECDSA P-256,
+        // which it accepts as well as RSA.
+        let sa_key = rcgen::KeyPair::generate().expect("an ECDSA key pair");
+        write(&certs.join("sa.key"), &sa_key.serialize_pem());
+        write(&certs.join("sa.pub"), &sa_key.public_key_pem());
+
+        let [client, peer, port] = [free_port(), free_port(), free_port()];
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let etcd = spawn(
+            etcd,
+            &[
+                &format!("--data-dir={}", path("etcd-data")),
+                &format!("--listen-client-urls={client_url}"),
+                &format!("--advertise-client-urls={client_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=default={peer_url}"),
+            ],
+            &dir.path().join("etcd.log"),
+        );
+        let apiserver = spawn(
+            apiserver,
+            &[
+                &format!("--etcd-servers={client_url}"),
+                &format!("--cert-dir={}", certs.display()),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={port}"),
+                "--insecure-port=0",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--authorization-mode=AlwaysAllow",
+                // No service-account controller runs, so the "default" account never exists.
+                "--disable-admission-plugins=ServiceAccount",
+                &format!("--token-auth-file={}", path("tokens.csv")),
+                "--service-account-issuer=https://kubernetes.default.svc",
+                &format!("--service-account-key-file={}", certs.join("sa.pub").display()),
+                &format!("--service-account-signing-key-file={}", certs.join("sa.key").display()),
+            ],
+            &dir.path().join("kube-apiserver.log"),
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut server = KubeApiServer {
+            apiserver: Some(apiserver),
+            etcd: Some(etcd),
+            port,
+            token,
+            ca_pem: String::new(),
+            kubeconfig,
+            dir,
+        };
+
+        // The serving certificate appears in --cert-dir before the port opens: the apiserver's
+        // own CA follows the leaf in apiserver.crt.
+        let ready = try_poll_until(READY_WITHIN, || {
+            if let Some(exited) = server.exited() {
+                return Ok(Err(exited));
+            }
+            if server.ca_pem.is_empty() {
+                server.ca_pem = own_ca(&certs.join("apiserver.crt"))?;
+            }
+            match server.request("GET", "/readyz", None) {
+                Ok(reply) if reply.status == 200 && reply.body == "ok" => Ok(Ok(())),
+                Ok(reply) => Err(format!("/readyz: {} {}", reply.status, reply.body)),
+                Err(e) => Err(format!("/readyz: {e}")),
+            }
+        });
+        match ready {
+            Ok(Ok(())) => {
+                server.write_kubeconfig();
+                Ok(server)
+            }
+            Ok(Err(exited)) => Err((Box::new(server), exited)),
+            Err(last) => {
+                Err((Box::new(server), format!("not ready within {READY_WITHIN:?} ({last})")))
+            }
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin's bearer token (group `system:masters`).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The PEM of the CA that signed the apiserver's serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A kubeconfig for the admin (context `local`, namespace `default`) that trusts the
+    /// apiserver's CA, for kube-rs's `Kubeconfig::read_from` or `kubectl --kubeconfig`.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The apiserver's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("kube-apiserver.log")).unwrap_or_default()
+    }
+
+    /// etcd's log so far.
+    pub fn etcd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// One request as the admin over HTTPS (verified against the apiserver's CA), with an
+    /// optional JSON body. Errors are returned, not panicked, so it can be polled.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&str>,
+    ) -> std::io::Result<HttpReply> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name =
+            rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
+        let connection =
+            rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        let body = json.unwrap_or_default();
+        // HTTP/1.0, so Go's server never chunks the reply: it ends where the connection ends.
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
+             Accept: application/json\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.port,
+            self.token,
+            body.len()
+        )?;
+        stream.flush()?;
+        let mut bytes = Vec::new();
+        // Go closes without close_notify after an HTTP/1.0 reply.
+        match stream.read_to_end(&mut bytes) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        let raw = String::from_utf8_lossy(&bytes);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
+        Ok(HttpReply { status, body: body.to_string() })
+    }
+
+    fn write_kubeconfig(&self) {
+        let ca = self.dir.path().join("ca.crt");
+        write(&ca, &self.ca_pem);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: local\n  cluster:\n    server: {url}\n    certificate-authority: {ca}\n\
+             users:\n- name: admin\n  user:\n    token: {token}\n\
+             contexts:\n- name: local\n  context:\n    cluster: local\n    user: admin\n    namespace: default\n\
+             current-context: local\n",
+            url = self.url(),
+            ca = ca.display(),
+            token = self.token,
+        );
+        write(&self.kubeconfig, &yaml);
+    }
+
+    /// Which process has exited, and how, if one has.
+    fn exited(&mut self) -> Option<String> {
+        for (name, child) in [("kube-apiserver", &mut self.apiserver), ("etcd", &mut self.etcd)] {
+            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                return Some(format!("{name} exited ({status})"));
+            }
+        }
+        None
+    }
+
+    /// Whether a start failed because another process bound one of the picked ports first.
+    fn lost_a_port(&self) -> bool {
+        [self.log(), self.etcd_log()].iter().any(|log| log.contains("address already in use"))
+    }
+
+    fn log_tails(&self, lines: usize) -> String {
+        let tail = |log: String| {
+            let all: Vec<&str> = log.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        };
+        format!(
+            "--- kube-apiserver log (last {lines} lines) ---\n{}\n--- etcd log (last {lines} lines) ---\n{}",
+            tail(self.log()),
+            tail(self.etcd_log())
+        )
+    }
+}
+
+impl Drop for KubeApiServer {
+    fn drop(&mut self) {
+        // The apiserver first, so it does not log a storm of etcd connection errors.
+        for mut child in [self.apiserver.take(), self.etcd.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The two binaries `.ci/kube-apiserver` puts in `$KUMA_RS_K8S` (default `~/.cache/kuma-rs/k8s`);
+/// panics with what to run when one is missing: the Kubernetes tests never skip.
+fn binaries() -> (PathBuf, PathBuf) {
+    let dir = std::env::var_os("KUMA_RS_K8S").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kuma-rs/k8s")
+    });
+    let apiserver = dir.join("bin/kube-apiserver");
+    let etcd = dir.join("etcd/usr/bin/etcd");
+    for binary in [&apiserver, &etcd] {
+        assert!(
+            binary.is_file(),
+            "{} is missing: run .ci/kube-apiserver (or make setup-tests) to build it",
+            binary.display()
+        );
+    }
+    (apiserver, etcd)
+}
+
+fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("a log file");
+    let err = out.try_clone().expect("a log file");
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// The CA certificate in the apiserver's self-signed `apiserver.crt`, which holds the leaf and
+/// then the CA that signed it.
+fn own_ca(crt: &Path) -> Result<String, String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let pem = std::fs::read_to_string(crt).map_err(|e| format!("{}: {e}", crt.display()))?;
+    if pem.matches(END).count() < 2 {
+        return Err(format!("no leaf and CA (yet) in {}", crt.display()));
+    }
+    let start = pem.rfind("-----BEGIN CERTIFICATE-----").expect("a BEGIN before each END");
+    Ok(pem[start..].trim_end().to_string() + "\n")
+}
