@@ -103,6 +103,9 @@ async fn concurrent_writes_share_log_entries() {
     let entries = lead.node.status().last_log_index.unwrap_or(0) - before;
     // Announcements add a few entries of their own.
     assert!(entries < 100, "200 concurrent writes took {entries} log entries");
+    // peers[0] may be a follower still applying the last entries: read after a read index, as
+    // the API does (regression: this read its copy as it was and saw 134 of 200 under load).
+    peers[0].store.sync().await.unwrap();
     let all = peers[0].store.list(&ListQuery::new(ResourceType::Mesh, None, 1000)).await.unwrap();
     assert_eq!(all.total, 200);
 }
