@@ -7,6 +7,7 @@ mod config;
 mod get_delete;
 mod identity;
 mod inspect;
+mod install;
 mod offline;
 mod raft;
 mod support;
