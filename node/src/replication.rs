@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use kuma_model::rest::ErrorBody;
 use kuma_model::{ResourceType, Spec};
 use kuma_raft::{ForwardError, RaftNode};
-use kuma_store::{ListQuery, ResourceStore, StoreError};
+use kuma_store::{ResourceStore, StoreError};
 use kuma_xds::{XdsAddress, XdsPeers};
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -188,7 +188,7 @@ async fn close_orphaned_subscriptions(
         .filter_map(|m| m.serves.as_ref().map(|s| s.instance_id.clone()))
         .collect();
     let mut suspects = BTreeSet::new();
-    let insights = match list_all(store, ResourceType::DataplaneInsight).await {
+    let insights = match kuma_store::list_all(store, ResourceType::DataplaneInsight, None).await {
         Ok(insights) => insights,
         Err(e) => {
             warn!(error = %e, "could not list DataplaneInsights");
@@ -256,7 +256,7 @@ async fn close_stale(
     started: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     store.sync().await?;
-    for insight in list_all(store, ResourceType::DataplaneInsight).await? {
+    for insight in kuma_store::list_all(store, ResourceType::DataplaneInsight, None).await? {
         let Some(spec) = insight.spec.as_dataplane_insight() else { continue };
         let stale = |s: &kuma_model::DiscoverySubscription| {
             s.disconnect_time.is_none()
@@ -281,20 +281,4 @@ async fn close_stale(
         }
     }
     Ok(())
-}
-
-async fn list_all(
-    store: &dyn ResourceStore,
-    kind: ResourceType,
-) -> Result<Vec<kuma_model::Resource>, StoreError> {
-    let mut all = Vec::new();
-    let mut query = ListQuery::new(kind, None, 1000);
-    loop {
-        let page = store.list(&query).await?;
-        all.extend(page.items);
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => return Ok(all),
-        }
-    }
 }

@@ -52,26 +52,18 @@ async fn create_global(
 
 /// The newest signing key.
 async fn newest_key(store: &dyn ResourceStore) -> Result<Option<SigningKey>, StoreError> {
-    let mut query = kuma_store::ListQuery::new(ResourceType::GlobalSecret, None, 1000);
     let mut newest: Option<(u64, String)> = None;
-    loop {
-        let page = store.list(&query).await?;
-        for resource in &page.items {
-            let Some(kid) = resource.key.name.strip_prefix(USER_SIGNING_KEY_PREFIX) else {
-                continue;
-            };
-            let (Ok(kid), Some(pem)) =
-                (kid.parse::<u64>(), resource.spec.as_secret().and_then(SecretSpec::text))
-            else {
-                continue;
-            };
-            if newest.as_ref().is_none_or(|(n, _)| kid > *n) {
-                newest = Some((kid, pem));
-            }
-        }
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => break,
+    for resource in kuma_store::list_all(store, ResourceType::GlobalSecret, None).await? {
+        let Some(kid) = resource.key.name.strip_prefix(USER_SIGNING_KEY_PREFIX) else {
+            continue;
+        };
+        let (Ok(kid), Some(pem)) =
+            (kid.parse::<u64>(), resource.spec.as_secret().and_then(SecretSpec::text))
+        else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(n, _)| kid > *n) {
+            newest = Some((kid, pem));
         }
     }
     newest

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kuma_ca::{MeshCa, BUILTIN_CA_VALIDITY};
 use kuma_model::{CaDataSource, MeshSpec, ResourceKey, ResourceType, SecretSpec, Spec, Violation};
-use kuma_store::{ListQuery, ResourceStore, StoreError};
+use kuma_store::{ResourceStore, StoreError};
 use tracing::info;
 
 /// Name of the Secret holding a builtin CA (certificate then key, PEM) of `backend` in `mesh`.
@@ -20,40 +20,33 @@ pub fn builtin_ca_secret_name(mesh: &str, backend: &str) -> String {
 /// and stops. Returns how many CAs it created.
 pub async fn ensure_builtin_cas(store: &dyn ResourceStore) -> Result<usize, StoreError> {
     let mut created = 0;
-    let mut query = ListQuery::new(ResourceType::Mesh, None, 1000);
-    loop {
-        let page = store.list(&query).await?;
-        for mesh in &page.items {
-            let Some(spec) = mesh.spec.as_mesh() else { continue };
-            let Some((backend, kind)) = spec.enabled_ca() else { continue };
-            if kind != "builtin" {
-                continue;
-            }
-            let name = builtin_ca_secret_name(&mesh.key.name, &backend);
-            let key = ResourceKey::new(ResourceType::Secret, &mesh.key.name, &name);
-            match store.get(&key).await {
-                Ok(_) => continue,
-                Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            let ca = MeshCa::generate(&mesh.key.name, BUILTIN_CA_VALIDITY).map_err(|e| {
-                StoreError::Internal { reason: format!("could not generate a mesh CA: {e}") }
-            })?;
-            let bundle = format!("{}{}", ca.cert_pem(), ca.key_pem());
-            match store.create(key, Spec::Secret(SecretSpec::from_bytes(bundle.as_bytes()))).await {
-                Ok(_) => {
-                    info!(mesh = %mesh.key.name, backend = %backend, "generated the mesh's builtin CA");
-                    created += 1;
-                }
-                Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+    for mesh in &kuma_store::list_all(store, ResourceType::Mesh, None).await? {
+        let Some(spec) = mesh.spec.as_mesh() else { continue };
+        let Some((backend, kind)) = spec.enabled_ca() else { continue };
+        if kind != "builtin" {
+            continue;
         }
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => return Ok(created),
+        let name = builtin_ca_secret_name(&mesh.key.name, &backend);
+        let key = ResourceKey::new(ResourceType::Secret, &mesh.key.name, &name);
+        match store.get(&key).await {
+            Ok(_) => continue,
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let ca = MeshCa::generate(&mesh.key.name, BUILTIN_CA_VALIDITY).map_err(|e| {
+            StoreError::Internal { reason: format!("could not generate a mesh CA: {e}") }
+        })?;
+        let bundle = format!("{}{}", ca.cert_pem(), ca.key_pem());
+        match store.create(key, Spec::Secret(SecretSpec::from_bytes(bundle.as_bytes()))).await {
+            Ok(_) => {
+                info!(mesh = %mesh.key.name, backend = %backend, "generated the mesh's builtin CA");
+                created += 1;
+            }
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(created)
 }
 
 fn read_source(

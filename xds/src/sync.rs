@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kuma_model::{Resource, ResourceKey, ResourceType};
-use kuma_store::{ListQuery, ResourceStore, StoreError, WatchStream};
+use kuma_store::{ResourceStore, StoreError, WatchStream};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -17,7 +17,6 @@ use crate::cache::SnapshotCache;
 const MAX_BATCH_DELAY: Duration = Duration::from_millis(500);
 /// Wait before listing again after the store failed.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
-const PAGE: usize = 1000;
 
 /// Runs until `shutdown` resolves.
 pub async fn run(
@@ -67,19 +66,8 @@ async fn sync_once(
 
 async fn list_all(store: &dyn ResourceStore) -> Result<Vec<Resource>, StoreError> {
     let mut all = Vec::new();
-    for kind in ResourceType::all() {
-        if kind == ResourceType::DataplaneInsight {
-            continue;
-        }
-        let mut query = ListQuery::new(kind, None, PAGE);
-        loop {
-            let page = store.list(&query).await?;
-            all.extend(page.items);
-            match page.next {
-                Some(next) => query.offset = Some(next),
-                None => break,
-            }
-        }
+    for kind in ResourceType::all().filter(|k| *k != ResourceType::DataplaneInsight) {
+        all.extend(kuma_store::list_all(store, kind, None).await?);
     }
     Ok(all)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kuma_ca::{ControlPlaneCa, DataplaneClaims, SigningKey, TokenError, TokenTimes};
 use kuma_model::{GlobalSecretSpec, ResourceKey, ResourceType, SecretSpec, Spec};
-use kuma_store::{ListQuery, ResourceStore, StoreError};
+use kuma_store::{ResourceStore, StoreError};
 use tracing::info;
 
 use crate::auth::{signing_key_secret_name, SIGNING_KEY_PREFIX};
@@ -36,29 +36,12 @@ fn internal(reason: String) -> StoreError {
     StoreError::Internal { reason }
 }
 
-/// Every Secret of `mesh`.
-async fn mesh_secrets(
-    store: &dyn ResourceStore,
-    mesh: &str,
-) -> Result<Vec<kuma_model::Resource>, StoreError> {
-    let mut all = Vec::new();
-    let mut query = ListQuery::new(ResourceType::Secret, Some(mesh), 1000);
-    loop {
-        let page = store.list(&query).await?;
-        all.extend(page.items);
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => return Ok(all),
-        }
-    }
-}
-
 /// The signing keys of `mesh`, by key id (ids are numbers, newest highest).
 async fn signing_keys(
     store: &dyn ResourceStore,
     mesh: &str,
 ) -> Result<BTreeMap<u64, SecretSpec>, StoreError> {
-    Ok(mesh_secrets(store, mesh)
+    Ok(kuma_store::list_all(store, ResourceType::Secret, Some(mesh))
         .await?
         .into_iter()
         .filter_map(|r| {
@@ -89,21 +72,14 @@ async fn create_signing_key(
 /// Gives every mesh without a signing key its first one (key id 1). Returns how many it created.
 pub async fn ensure_signing_keys(store: &dyn ResourceStore) -> Result<usize, StoreError> {
     let mut created = 0;
-    let mut query = ListQuery::new(ResourceType::Mesh, None, 1000);
-    loop {
-        let page = store.list(&query).await?;
-        for mesh in &page.items {
-            if signing_keys(store, &mesh.key.name).await?.is_empty()
-                && create_signing_key(store, &mesh.key.name, 1).await?
-            {
-                created += 1;
-            }
-        }
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => return Ok(created),
+    for mesh in kuma_store::list_all(store, ResourceType::Mesh, None).await? {
+        if signing_keys(store, &mesh.key.name).await?.is_empty()
+            && create_signing_key(store, &mesh.key.name, 1).await?
+        {
+            created += 1;
         }
     }
+    Ok(created)
 }
 
 /// Adds a signing key to `mesh` with the next key id and returns that id. New tokens are signed

@@ -13,24 +13,6 @@ use crate::query::ListParams;
 use crate::resources::list_page;
 use crate::server::State;
 
-/// Every resource of a type in `mesh` (or all meshes), following the store's pages.
-pub(crate) async fn list_all(
-    store: &dyn ResourceStore,
-    t: ResourceType,
-    mesh: Option<&str>,
-) -> Result<Vec<Resource>, StoreError> {
-    let mut query = ListQuery::new(t, mesh, kuma_model::rest::MAX_PAGE_SIZE);
-    let mut all = Vec::new();
-    loop {
-        let page = store.list(&query).await?;
-        all.extend(page.items);
-        match page.next {
-            Some(next) => query.offset = Some(next),
-            None => return Ok(all),
-        }
-    }
-}
-
 /// The insight of a dataplane, if it ever connected.
 async fn insight_of(
     store: &dyn ResourceStore,
@@ -87,7 +69,7 @@ pub(crate) async fn list(
         }));
     }
 
-    let dataplanes = list_all(store, ResourceType::Dataplane, mesh)
+    let dataplanes = kuma_store::list_all(store, ResourceType::Dataplane, mesh)
         .await
         .map_err(|e| ApiError::store(Op::List, e, false))?;
     let matching: Vec<&Resource> = dataplanes

@@ -9,7 +9,6 @@ use kuma_model::selection::{DataplanePolicies, MeshPolicies};
 use kuma_model::{ResourceKey, ResourceType};
 
 use crate::error::{ApiError, Op};
-use crate::overview::list_all;
 use crate::server::State;
 
 pub(crate) async fn get(
@@ -30,7 +29,7 @@ pub(crate) async fn get(
     };
     let mut policies = Vec::new();
     for t in ResourceType::descriptors().iter().filter(|d| d.is_policy) {
-        let mut of_type = list_all(store, t.resource_type, Some(&mesh))
+        let mut of_type = kuma_store::list_all(store, t.resource_type, Some(&mesh))
             .await
             .map_err(|e| ApiError::store(Op::Get, e, false))?;
         policies.append(&mut of_type);

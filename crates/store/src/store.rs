@@ -73,6 +73,24 @@ pub trait ResourceStore: Send + Sync + 'static {
     }
 }
 
+/// Every resource of `resource_type` (in `mesh`, or across meshes), following the pages to the end.
+pub async fn list_all(
+    store: &dyn ResourceStore,
+    resource_type: ResourceType,
+    mesh: Option<&str>,
+) -> Result<Vec<Resource>, StoreError> {
+    let mut query = ListQuery::new(resource_type, mesh, 1000);
+    let mut all = Vec::new();
+    loop {
+        let page = store.list(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => query.offset = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Checks that a key fits its spec and scope; every backend calls it before writing.
 pub fn check_key(key: &ResourceKey, spec: &Spec) -> Result<(), StoreError> {
     if key.resource_type != spec.resource_type() {
