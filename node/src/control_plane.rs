@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kuma_api_server::{ApiListeners, ApiServer, HttpsListener, ServerInfo};
-use kuma_model::{MeshSpec, ResourceKey, Spec};
+use kuma_model::Spec;
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
 use kuma_xds::{BootstrapServer, ControlPlaneCert, DataplaneAuth, SinglePeer, XdsPeers, XdsServer};
@@ -79,35 +79,6 @@ async fn bind_on(
     })
 }
 
-/// Creates the `default` mesh unless it exists; safe to run on every start.
-pub async fn ensure_default_mesh(store: &dyn ResourceStore) -> Result<(), StoreError> {
-    match store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await {
-        Ok(_) => {
-            info!(mesh = "default", "created the default mesh");
-            Ok(())
-        }
-        Err(StoreError::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// The leader's share of identity: the builtin CA of every mesh that enables one, a token
-/// signing key for every mesh, and the control plane's TLS CA. Idempotent; run every second.
-pub async fn ensure_identity_secrets(store: &dyn ResourceStore) {
-    if let Err(e) = kuma_xds::ensure_builtin_cas(store).await {
-        tracing::warn!(error = %e, "could not generate the builtin mesh CAs yet");
-    }
-    if let Err(e) = kuma_xds::ensure_signing_keys(store).await {
-        tracing::warn!(error = %e, "could not create the dataplane token signing keys yet");
-    }
-    if let Err(e) = kuma_xds::ensure_control_plane_ca(store).await {
-        tracing::warn!(error = %e, "could not generate the control plane's CA yet");
-    }
-    if let Err(e) = crate::user_tokens::ensure_user_token_material(store).await {
-        tracing::warn!(error = %e, "could not create the user token signing key yet");
-    }
-}
-
 /// A single control plane is its own leader: identity secrets every second until `stop`.
 async fn single_peer_leader_work(
     store: Arc<dyn ResourceStore>,
@@ -115,7 +86,7 @@ async fn single_peer_leader_work(
 ) {
     tokio::pin!(stop);
     loop {
-        ensure_identity_secrets(store.as_ref()).await;
+        crate::cluster_work::ensure_identity_secrets(store.as_ref()).await;
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -136,8 +107,13 @@ fn certificate_names(advertised: &[String]) -> Vec<String> {
     names
 }
 
+/// How often a peer issues itself a fresh certificate from the control plane's CA: well within
+/// the certificate's year, so a peer that runs for years never serves an expired one.
+const REISSUE_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Gives `cert` the operator's certificate files, or else waits for the control plane's CA to be
-/// in the store (the leader makes it once) and issues this peer a certificate from it.
+/// in the store (the leader makes it once) and issues this peer a certificate from it, then a
+/// fresh one every [`REISSUE_EVERY`].
 async fn load_certificate(
     store: Arc<dyn ResourceStore>,
     cert: Arc<ControlPlaneCert>,
@@ -147,13 +123,14 @@ async fn load_certificate(
     tokio::pin!(stop);
     let names = certificate_names(&advertised);
     loop {
+        let mut pause = Duration::from_millis(200);
         match kuma_xds::control_plane_ca(store.as_ref()).await {
             Ok(Some(ca)) => match ca.issue_server(&names) {
                 Ok(issued) => {
                     match cert.set(&issued.cert_pem, &issued.key_pem, Some(ca.cert_pem())) {
                         Ok(()) => {
                             info!(names = ?names, "serving dataplanes with a certificate from the control plane's CA");
-                            return;
+                            pause = REISSUE_EVERY;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "could not use the issued certificate")
@@ -167,7 +144,7 @@ async fn load_certificate(
         }
         tokio::select! {
             _ = &mut stop => return,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -333,7 +310,7 @@ impl ControlPlane {
         match &raft {
             None => {
                 if !config.defaults.skip_mesh_creation {
-                    ensure_default_mesh(store.as_ref())
+                    crate::cluster_work::ensure_default_mesh(store.as_ref())
                         .await
                         .map_err(ControlPlaneError::DefaultMesh)?;
                 }

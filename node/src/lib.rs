@@ -5,6 +5,7 @@
 //! This is the only crate that names a concrete store backend; every other crate sees the
 //! `ResourceStore` trait.
 
+mod cluster_work;
 mod config;
 mod control_plane;
 mod diagnostics;
@@ -13,6 +14,7 @@ pub mod peer_certs;
 mod replication;
 mod user_tokens;
 
+pub use cluster_work::ensure_default_mesh;
 pub use config::{env_var_name, ConfigError, KumaCpConfig, StoreType, DEFAULTS_YAML};
-pub use control_plane::{ensure_default_mesh, ControlPlane, ControlPlaneError};
+pub use control_plane::{ControlPlane, ControlPlaneError};
 pub use diagnostics::Readiness;

@@ -19,7 +19,7 @@ use kuma_xds::{XdsAddress, XdsPeers};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::control_plane::ensure_default_mesh;
+use crate::cluster_work::{ensure_default_mesh, ensure_identity_secrets};
 
 /// The xDS address of every peer that announced one (this one included).
 #[derive(Debug)]
@@ -154,7 +154,7 @@ pub async fn leader_work(
             let mut last_orphan_check: Option<tokio::time::Instant> = None;
             while node.is_leader() && !*stop.borrow() {
                 // Checked every second, so enabling mTLS or adding a mesh does not wait long.
-                crate::control_plane::ensure_identity_secrets(store.as_ref()).await;
+                ensure_identity_secrets(store.as_ref()).await;
                 if last_orphan_check.is_none_or(|t| t.elapsed() >= ORPHAN_CHECK) {
                     suspects = close_orphaned_subscriptions(&node, store.as_ref(), suspects).await;
                     last_orphan_check = Some(tokio::time::Instant::now());

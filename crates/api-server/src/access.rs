@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use kuma_listener::ConnectionInfo;
 
 use crate::error::{ApiError, Op};
-use crate::server::AppState;
 
 /// The group whose members are `admin`.
 pub const ADMIN_GROUP: &str = "mesh-system:admin";
@@ -85,9 +84,16 @@ fn refuse(status: StatusCode, details: &str) -> Response {
     ApiError::new(status, Op::Other, details).into_response()
 }
 
+/// What the access check needs to know.
+#[derive(Clone, Default)]
+pub(crate) struct Access {
+    pub localhost_is_admin: bool,
+    pub user_tokens: Option<Arc<dyn UserTokens>>,
+}
+
 /// The access check and the audit log, around every route.
 pub(crate) async fn authorize(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    axum::extract::State(state): axum::extract::State<Access>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -123,7 +129,7 @@ pub(crate) async fn authorize(
             }
         },
         (None, Some(identity)) => Some(identity),
-        (None, None) if state.config.auth.localhost_is_admin && is_from_loopback(&request) => {
+        (None, None) if state.localhost_is_admin && is_from_loopback(&request) => {
             Some(Identity::localhost())
         }
         (None, None) => None,

@@ -150,7 +150,13 @@ impl ApiServer {
     pub fn router_with(&self, extra: Router) -> Router {
         self.routes()
             .merge(extra)
-            .layer(axum::middleware::from_fn_with_state(self.state.clone(), access::authorize))
+            .layer(axum::middleware::from_fn_with_state(
+                access::Access {
+                    localhost_is_admin: self.state.config.auth.localhost_is_admin,
+                    user_tokens: self.state.user_tokens.clone(),
+                },
+                access::authorize,
+            ))
             .layer(axum::middleware::from_fn(log_request))
     }
 
