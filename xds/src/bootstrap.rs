@@ -267,11 +267,11 @@ impl BootstrapServer {
         match self.tls.clone() {
             Some(cert) => {
                 let config = tls_server_config(cert.server_cert(), &[b"http/1.1"]);
-                let incoming = TlsIncoming::new(listener, config, ConnectionLimit::FLEET);
+                let incoming = TlsIncoming::new(listener, config, ConnectionLimit::BOOTSTRAP);
                 serve_http(incoming, self.router(), limits, shutdown).await
             }
             None => {
-                let incoming = TcpIncoming::new(listener, ConnectionLimit::FLEET);
+                let incoming = TcpIncoming::new(listener, ConnectionLimit::BOOTSTRAP);
                 serve_http(incoming, self.router(), limits, shutdown).await
             }
         }

@@ -38,6 +38,8 @@ pub struct ConnectionLimit {
 impl ConnectionLimit {
     /// For servers a whole fleet of dataplanes connects to (behind NAT, many share an address).
     pub const FLEET: ConnectionLimit = ConnectionLimit { total: 20_000, per_ip: 20_000 };
+    /// For the bootstrap server: short requests, so one address rarely needs many at once.
+    pub const BOOTSTRAP: ConnectionLimit = ConnectionLimit { total: 20_000, per_ip: 256 };
     /// For the operators' API.
     pub const API: ConnectionLimit = ConnectionLimit { total: 1024, per_ip: 64 };
 }
