@@ -3,6 +3,7 @@
 //! another, and applies a change made after the kill.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use kuma_test_support::{
@@ -50,6 +51,22 @@ fn connected_xds_port(api_port: u16, name: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("no open subscription in {body}"))
 }
 
+/// A kuma-dp for `name` given every peer's bootstrap URL, as a user runs it: TLS with the
+/// control plane's CA and a token issued through the leader; Envoy verifies every peer against
+/// the one CA.
+fn must_spawn_sidecar(cluster: &KumaCpCluster, leader: usize, name: &str, dir: &Path) -> Proc {
+    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
+    let mut env = cluster.peers[leader].must_kuma_dp_env("default", name);
+    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
+    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
+    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let envoy = envoy_path();
+    let args =
+        ["run", "--binary-path", envoy.to_str().unwrap(), "--config-dir", dir.to_str().unwrap()];
+    Proc::spawn(&bin_path("kuma-dp"), &args, &env)
+}
+
 fn replies(port: u16, n: usize) -> BTreeSet<String> {
     (0..n)
         .filter_map(|_| tcp_roundtrip(port, b"ping").ok())
@@ -84,25 +101,8 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
         ),
     );
 
-    // TLS and a token, as a user runs it; Envoy verifies every peer against the one CA.
-    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
-    let mut env = cluster.peers[leader].must_kuma_dp_env("default", "backend-1");
-    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
-    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
-    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let sidecar = Proc::spawn(
-        &bin_path("kuma-dp"),
-        &[
-            "run",
-            "--binary-path",
-            envoy_path().to_str().unwrap(),
-            "--config-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &env,
-    );
+    let sidecar = must_spawn_sidecar(&cluster, leader, "backend-1", dir.path());
     try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"ping") {
         Ok(reply) if reply == b"a:ping" => Ok(()),
         other => Err(format!("{other:?}")),
@@ -182,23 +182,8 @@ fn every_peer_stopped_at_once_with_a_dataplane_connected_exits_within_seconds() 
         "/meshes/default/dataplanes/redis-1",
         &dataplane("redis-1", &format!("127.0.0.1:{}:{}", free_port(), echo.port), "redis", None),
     );
-    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
-    let mut env = cluster.peers[leader].must_kuma_dp_env("default", "redis-1");
-    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
-    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let _sidecar = Proc::spawn(
-        &bin_path("kuma-dp"),
-        &[
-            "run",
-            "--binary-path",
-            envoy_path().to_str().unwrap(),
-            "--config-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &env,
-    );
+    let _sidecar = must_spawn_sidecar(&cluster, leader, "redis-1", dir.path());
     try_poll_until(CONVERGE, || connected_xds_port(api, "redis-1"))
         .expect("the dataplane is connected");
 
