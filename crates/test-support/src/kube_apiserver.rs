@@ -1,9 +1,6 @@
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{free_port, try_poll_until, HttpReply};
@@ -180,52 +177,14 @@ impl KubeApiServer {
         path: &str,
         json: Option<&str>,
     ) -> std::io::Result<HttpReply> {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name =
-            rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(std::io::Error::other)?;
-        let connection =
-            rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
-        let tcp = TcpStream::connect(("127.0.0.1", self.port))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut stream = rustls::StreamOwned::new(connection, tcp);
-        let body = json.unwrap_or_default();
-        // HTTP/1.0, so Go's server never chunks the reply: it ends where the connection ends.
-        write!(
-            stream,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n\
-             Accept: application/json\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
+        crate::process::https_request_as(
             self.port,
-            self.token,
-            body.len()
-        )?;
-        stream.flush()?;
-        let mut bytes = Vec::new();
-        // Go closes without close_notify after an HTTP/1.0 reply.
-        match stream.read_to_end(&mut bytes) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => {}
-            Err(e) => return Err(e),
-        }
-        let raw = String::from_utf8_lossy(&bytes);
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("not an HTTP reply: {raw:?}")))?;
-        Ok(HttpReply { status, body: body.to_string() })
+            &self.ca_pem,
+            method,
+            path,
+            json,
+            Some(&self.token),
+        )
     }
 
     fn write_kubeconfig(&self) {

@@ -65,6 +65,18 @@ pub fn https_request(
     path: &str,
     json: Option<&str>,
 ) -> std::io::Result<HttpReply> {
+    https_request_as(port, ca_pem, method, path, json, None)
+}
+
+/// `https_request` with a bearer token.
+pub fn https_request_as(
+    port: u16,
+    ca_pem: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<HttpReply> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -82,9 +94,9 @@ pub fn https_request(
     let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
         .map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
-    exchange(&mut stream, port, method, path, json, None)
+    exchange(&mut stream, port, method, path, json, token)
 }
 
 fn exchange(
