@@ -15,20 +15,13 @@ use kuma_test_support::{
 };
 use serde_json::Value;
 
+use crate::support::dataplane;
+
 const CONVERGE: Duration = Duration::from_secs(30);
 
 fn must_write(port: u16, method: &str, path: &str, body: Option<&str>) {
     let reply = http_request(port, method, path, body).expect("the API answers");
     assert!((200..300).contains(&reply.status), "{method} {path}: {} {}", reply.status, reply.body);
-}
-
-fn dataplane(name: &str, inbound: &str, service: &str, outbound: Option<u16>) -> String {
-    let outbound = outbound
-        .map(|port| format!(r#","outbound":[{{"interface":":{port}","service":"redis"}}]"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"type":"Dataplane","mesh":"default","name":"{name}","networking":{{"inbound":[{{"interface":"{inbound}","tags":{{"service":"{service}"}}}}]{outbound}}}}}"#
-    )
 }
 
 fn secret(name: &str, bytes: &[u8]) -> String {

@@ -12,6 +12,8 @@ use kuma_test_support::{
 };
 use serde_json::Value;
 
+use crate::support::dataplane;
+
 const CONVERGE: Duration = Duration::from_secs(30);
 
 fn put(port: u16, path: &str, body: &str) {
@@ -22,15 +24,6 @@ fn put(port: u16, path: &str, body: &str) {
         reply.status,
         reply.body
     );
-}
-
-fn dataplane(name: &str, inbound: &str, service: &str, outbound: Option<u16>) -> String {
-    let outbound = outbound
-        .map(|port| format!(r#","outbound":[{{"interface":":{port}","service":"redis"}}]"#))
-        .unwrap_or_default();
-    format!(
-        r#"{{"type":"Dataplane","mesh":"default","name":"{name}","networking":{{"inbound":[{{"interface":"{inbound}","tags":{{"service":"{service}"}}}}]{outbound}}}}}"#
-    )
 }
 
 /// The xDS port of the peer the dataplane's open subscription is with.

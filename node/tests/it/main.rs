@@ -7,4 +7,5 @@ mod operator_access;
 mod process;
 mod proxy_template;
 mod raft;
+mod support;
 mod walkthrough;

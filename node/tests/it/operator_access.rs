@@ -6,13 +6,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use kuma_ca::{SigningKey, TokenTimes, UserClaims};
-use kuma_test_support::{bin_path, http_request_as, try_poll_until, KumaCp, KumaCpCluster};
+use kuma_test_support::{http_request_as, try_poll_until, KumaCp, KumaCpCluster};
 use serde_json::Value;
+
+use crate::support::Kumactl as Ctl;
 
 const UNTRUSTED_LOOPBACK: (&str, &str) = ("KUMA_API_SERVER_AUTH_LOCALHOST_IS_ADMIN", "false");
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -122,54 +123,6 @@ fn writes_need_an_admin_and_a_token_from_any_peer_works_on_every_other() {
     let (code, body) = status(p3, "GET", "/meshes", None, Some(&expired));
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("expired"), "{body}");
-}
-
-/// kumactl with its own config file.
-struct Ctl {
-    home: tempfile::TempDir,
-}
-
-impl Ctl {
-    fn new() -> Ctl {
-        Ctl { home: tempfile::tempdir().unwrap() }
-    }
-
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(bin_path("kumactl"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn must_succeed(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.run(args, stdin);
-        assert!(out.status.success(), "kumactl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `config control-planes add --name cp --address URL` with `flags`.
-    fn add(&self, url: &str, flags: &[&str]) -> Output {
-        let mut args = vec!["config", "control-planes", "add", "--name", "cp", "--address", url];
-        args.extend_from_slice(flags);
-        self.run(&args, "")
-    }
-
-    fn must_add(&self, url: &str, flags: &[&str]) {
-        let out = self.add(url, flags);
-        assert!(out.status.success(), "adding {url}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn must_fail(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.run(args, stdin);
-        assert!(!out.status.success(), "kumactl {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
-    }
 }
 
 /// A CA for client certificates and one certificate it signed, for `name` in `group`.

@@ -1,62 +1,27 @@
 //! The seeds' universal walkthrough with real processes: kuma-cp, kumactl, kuma-tcp-echo as
 //! redis, two kuma-dp each running a real Envoy, and bytes echoed through both sidecars.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use kuma_test_support::{
     bin_path, envoy_path, free_port, tcp_roundtrip, try_poll_until, KumaCp, Proc, Signal,
 };
 
+use crate::support::Kumactl;
+
 const CONVERGE: Duration = Duration::from_secs(30);
 
-/// kumactl with its own `~/.kumactl/config` pointing at one control plane.
-struct Kumactl {
-    home: tempfile::TempDir,
-}
-
-impl Kumactl {
-    fn must_connect(api_url: &str) -> Kumactl {
-        let ctl = Kumactl { home: tempfile::tempdir().unwrap() };
-        ctl.must_succeed(
-            &["config", "control-planes", "add", "--name", "cp", "--address", api_url],
-            "",
-        );
-        ctl
-    }
-
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(bin_path("kumactl"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kumactl");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().expect("kumactl runs")
-    }
-
-    fn must_succeed(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.run(args, stdin);
-        assert!(out.status.success(), "kumactl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `inspect dataplanes` rows as (name, status, total updates).
-    fn inspect(&self) -> Vec<(String, String, String)> {
-        self.must_succeed(&["inspect", "dataplanes"], "")
-            .lines()
-            .skip(1)
-            .map(|line| {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                (cols[1].to_string(), cols[3].to_string(), cols[cols.len() - 2].to_string())
-            })
-            .collect()
-    }
+/// `inspect dataplanes` rows as (name, status, total updates).
+fn inspect(ctl: &Kumactl) -> Vec<(String, String, String)> {
+    ctl.must_succeed(&["inspect", "dataplanes"], "")
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols[1].to_string(), cols[3].to_string(), cols[cols.len() - 2].to_string())
+        })
+        .collect()
 }
 
 /// A kuma-dp as a user runs it: the control plane's CA (`kumactl inspect control-plane-ca`) and
@@ -115,7 +80,7 @@ fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
             free_port()
         ),
     );
-    let offline = ctl.inspect();
+    let offline = inspect(&ctl);
     assert!(offline.iter().all(|(_, status, _)| status == "Offline"), "{offline:?}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -139,7 +104,7 @@ fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
     });
 
     let rows = try_poll_until(CONVERGE, || {
-        let rows = ctl.inspect();
+        let rows = inspect(&ctl);
         if rows.iter().all(|(_, status, updates)| status == "Online" && updates != "0") {
             Ok(rows)
         } else {
@@ -153,7 +118,7 @@ fn the_seeds_walkthrough_echoes_through_both_sidecars_and_shows_them_online() {
     let exited = backend_sidecar.must_exit_within(CONVERGE);
     assert_eq!(exited.code(), Some(0), "kuma-dp exits with Envoy's status:\n{}", exited.log);
     try_poll_until(CONVERGE, || {
-        let rows = ctl.inspect();
+        let rows = inspect(&ctl);
         let statuses: Vec<(&str, &str)> =
             rows.iter().map(|(n, s, _)| (n.as_str(), s.as_str())).collect();
         if statuses == [("backend-1", "Offline"), ("redis-1", "Online")] {
