@@ -13,7 +13,9 @@ use kuma_model::{
     ResourceType, Spec, Tags, Version,
 };
 
-use crate::{EventKind, ListQuery, ResourceStore, StoreError, WatchEvent, WatchStream};
+use crate::{
+    EventKind, ListQuery, NameScope, ResourceStore, StoreError, WatchEvent, WatchStream,
+};
 
 /// Generates one `#[tokio::test]` per check, each with a fresh store from `$factory` (an async
 /// expression yielding `Arc<dyn ResourceStore>`).
@@ -224,11 +226,11 @@ pub async fn deleting_a_mesh_deletes_what_it_contains_and_nothing_else(store: St
     must_create_mesh(&store, "doomed").await;
     must_create_mesh(&store, "kept").await;
     must_create_dp(&store, "doomed", "a").await;
-    must_create_dp(&store, "kept", "a").await;
+    must_create_dp(&store, "kept", "b").await;
     store.delete(&ResourceKey::mesh("doomed"), None).await.unwrap();
     assert_eq!(
         must_list_all(&store, ResourceType::Dataplane, None).await,
-        vec![dp_key("kept", "a")]
+        vec![dp_key("kept", "b")]
     );
     assert_eq!(
         must_list_all(&store, ResourceType::Mesh, None).await,
@@ -254,16 +256,35 @@ pub async fn deleting_a_dataplane_deletes_its_insight(store: Store) {
 pub async fn same_name_in_other_types_and_meshes_does_not_clash(store: Store) {
     must_create_mesh(&store, "a").await;
     must_create_mesh(&store, "b").await;
-    must_create_dp(&store, "a", "x").await;
-    must_create_dp(&store, "b", "x").await;
+    let first = must_create_dp(&store, "a", "x").await;
     let insight = ResourceKey::new(ResourceType::DataplaneInsight, "a", "x");
     store
         .create(insight.clone(), Spec::DataplaneInsight(DataplaneInsightSpec::default()))
         .await
         .unwrap();
-    assert_eq!(store.get(&dp_key("a", "x")).await.unwrap().key, dp_key("a", "x"));
-    assert_eq!(store.get(&dp_key("b", "x")).await.unwrap().key, dp_key("b", "x"));
+    let route = ResourceKey::new(ResourceType::TrafficRoute, "a", "x");
+    store.create(route.clone(), Spec::empty(ResourceType::TrafficRoute)).await.unwrap();
+    assert_eq!(store.get(&dp_key("a", "x")).await.unwrap(), first);
     assert_eq!(store.get(&insight).await.unwrap().key, insight);
+    assert_eq!(store.get(&route).await.unwrap().key, route);
+    let in_b = store.create(dp_key("b", "x"), dataplane("x", 9000)).await;
+    match store.name_scope() {
+        NameScope::PerMesh => {
+            in_b.unwrap();
+            assert_eq!(store.get(&dp_key("b", "x")).await.unwrap().key, dp_key("b", "x"));
+        }
+        NameScope::PerType => {
+            let err = in_b.unwrap_err();
+            assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+            // Nothing changed, and the name is not visible in the other mesh.
+            assert_eq!(store.get(&dp_key("a", "x")).await.unwrap(), first);
+            let err = store.get(&dp_key("b", "x")).await.unwrap_err();
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+            let err = store.delete(&dp_key("b", "x"), None).await.unwrap_err();
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+            assert_eq!(store.get(&dp_key("a", "x")).await.unwrap(), first);
+        }
+    }
 }
 
 pub async fn list_filters_by_type_and_mesh(store: Store) {
@@ -281,16 +302,17 @@ pub async fn list_filters_by_type_and_mesh(store: Store) {
 }
 
 pub async fn list_across_meshes_is_ordered_by_mesh_then_name(store: Store) {
-    for mesh in ["m2", "m1"] {
+    // Names unique across meshes (as every backend accepts), ordered against the mesh order.
+    for (mesh, names) in [("m2", ["b", "a"]), ("m1", ["z", "y"])] {
         must_create_mesh(&store, mesh).await;
-        for name in ["b", "a"] {
+        for name in names {
             must_create_dp(&store, mesh, name).await;
         }
     }
     let keys = must_list_all(&store, ResourceType::Dataplane, None).await;
     assert_eq!(
         keys,
-        vec![dp_key("m1", "a"), dp_key("m1", "b"), dp_key("m2", "a"), dp_key("m2", "b")]
+        vec![dp_key("m1", "y"), dp_key("m1", "z"), dp_key("m2", "a"), dp_key("m2", "b")]
     );
 }
 

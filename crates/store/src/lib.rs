@@ -15,5 +15,5 @@ mod watch;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use state::{StoreState, HISTORY};
-pub use store::{check_key, list_all, ListPage, ListQuery, ResourceStore};
+pub use store::{check_key, list_all, ListPage, ListQuery, NameScope, ResourceStore};
 pub use watch::{EventKind, Revision, WatchEvent, WatchStream};

@@ -214,6 +214,33 @@ impl StoreState {
         Ok(events)
     }
 
+    /// Records `resource` as an outside source of truth holds it now (a store that mirrors
+    /// another system keeps its copy this way): an `Created` or `Updated` event when it is new or
+    /// its version changed, nothing when this state already holds that version.
+    pub fn put(&mut self, resource: Resource) -> Option<WatchEvent> {
+        let ok = order_key(&resource.key);
+        let kind = match self.resources.get(&ok) {
+            Some(current) if current.version == resource.version => return None,
+            Some(_) => EventKind::Updated,
+            None => EventKind::Created,
+        };
+        self.revision += 1;
+        self.resources.insert(ok, resource.clone());
+        let mut events = Vec::with_capacity(1);
+        self.record(kind, resource.key.clone(), Some(resource), &mut events);
+        events.pop()
+    }
+
+    /// Forgets a resource the outside source of truth no longer holds: a `Deleted` event, or
+    /// nothing when it was not here.
+    pub fn remove(&mut self, key: &ResourceKey) -> Option<WatchEvent> {
+        let removed = self.resources.remove(&order_key(key))?;
+        self.revision += 1;
+        let mut events = Vec::with_capacity(1);
+        self.record(EventKind::Deleted, removed.key, None, &mut events);
+        events.pop()
+    }
+
     /// A watch from `from` (or from now): the kept history after it, then the live `events`.
     /// Call it while holding whatever lock guards this state and the sending side of `events`, so
     /// no event falls between the replay and the live feed.

@@ -32,15 +32,33 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// How unique a resource's name must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NameScope {
+    /// `(type, mesh, name)` is the key: two meshes may each hold a resource of one name.
+    #[default]
+    PerMesh,
+    /// A name is unique within its type across all meshes, as on Kubernetes, where a policy is a
+    /// cluster-scoped object and a Secret lives in one namespace: creating a name that another
+    /// mesh holds is `AlreadyExists`.
+    PerType,
+}
+
 /// The contract every backend implements; `conformance` tests it.
 ///
 /// - Keys are `(type, mesh, name)`; a mesh-scoped resource can only be created in an existing mesh.
+///   A backend with [`NameScope::PerType`] also refuses a name another mesh holds.
 /// - `version` changes on every write; `update` and `delete` compare-and-set on it.
 /// - Deleting a Mesh deletes everything in it; deleting a Dataplane deletes its DataplaneInsight.
 /// - `watch` yields every change after a revision, in order, so consumers are pushed, not polling.
 #[async_trait]
 pub trait ResourceStore: Send + Sync + 'static {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError>;
+
+    /// Whether names are unique per mesh (the default) or per type.
+    fn name_scope(&self) -> NameScope {
+        NameScope::PerMesh
+    }
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
 
