@@ -159,6 +159,46 @@ impl KubeApiServer {
         &self.kubeconfig
     }
 
+    /// Applies Kuma's CRDs (`kuma_model::crds()`, what `kumactl install crds` prints) and waits
+    /// until the apiserver serves every one of them.
+    pub fn must_install_kuma_crds(&self) {
+        const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        let crds = kuma_model::crds();
+        for crd in &crds {
+            let reply = self.request("POST", CRDS, Some(&crd.to_string())).expect("POST a CRD");
+            assert!(
+                reply.status == 201 || reply.status == 409,
+                "the CRD {} was refused: {} {}",
+                crd["metadata"]["name"],
+                reply.status,
+                reply.body
+            );
+        }
+        for crd in &crds {
+            let plural = crd["spec"]["names"]["plural"].as_str().expect("a plural");
+            let path = format!("/apis/kuma.io/v1alpha1/{plural}?limit=1");
+            crate::eventually!(READY_WITHIN, || match self.request("GET", &path, None) {
+                Ok(reply) if reply.status == 200 => Ok(()),
+                Ok(reply) => Err(format!("{path}: {} {}", reply.status, reply.body)),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+    }
+
+    /// Creates a namespace with `labels` (kube-rs-free: a plain POST).
+    pub fn must_create_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, serde_json::Value> =
+            labels.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+        });
+        let reply = self
+            .request("POST", "/api/v1/namespaces", Some(&body.to_string()))
+            .expect("POST a namespace");
+        assert_eq!(reply.status, 201, "namespace {name}: {}", reply.body);
+    }
+
     /// The apiserver's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("kube-apiserver.log")).unwrap_or_default()
