@@ -24,6 +24,8 @@ pub struct KubeApiServer {
     ca_pem: String,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
+    /// The apiserver's binary and arguments, to start it again.
+    command: (PathBuf, Vec<String>),
 }
 
 impl KubeApiServer {
@@ -75,27 +77,28 @@ impl KubeApiServer {
             ],
             &dir.path().join("etcd.log"),
         );
-        let apiserver = spawn(
-            apiserver,
-            &[
-                &format!("--etcd-servers={client_url}"),
-                &format!("--cert-dir={}", certs.display()),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                &format!("--secure-port={port}"),
-                "--insecure-port=0",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                "--allow-privileged=true",
-                "--authorization-mode=AlwaysAllow",
-                // No service-account controller runs, so the "default" account never exists.
-                "--disable-admission-plugins=ServiceAccount",
-                &format!("--token-auth-file={}", path("tokens.csv")),
-                "--service-account-issuer=https://kubernetes.default.svc",
-                &format!("--service-account-key-file={}", certs.join("sa.pub").display()),
-                &format!("--service-account-signing-key-file={}", certs.join("sa.key").display()),
-            ],
-            &dir.path().join("kube-apiserver.log"),
-        );
+        let args: Vec<String> = vec![
+            format!("--etcd-servers={client_url}"),
+            format!("--cert-dir={}", certs.display()),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            "--insecure-port=0".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--allow-privileged=true".into(),
+            "--authorization-mode=AlwaysAllow".into(),
+            // No service-account controller runs, so the "default" account never exists.
+            "--disable-admission-plugins=ServiceAccount".into(),
+            format!("--token-auth-file={}", path("tokens.csv")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", certs.join("sa.pub").display()),
+            format!("--service-account-signing-key-file={}", certs.join("sa.key").display()),
+        ];
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let apiserver_child =
+            spawn(apiserver, &arg_refs, &dir.path().join("kube-apiserver.log"));
+        let command = (apiserver.to_path_buf(), args);
+        let apiserver = apiserver_child;
         let kubeconfig = dir.path().join("kubeconfig");
         let mut server = KubeApiServer {
             apiserver: Some(apiserver),
@@ -105,6 +108,7 @@ impl KubeApiServer {
             ca_pem: String::new(),
             kubeconfig,
             dir,
+            command,
         };
 
         // The serving certificate appears in --cert-dir before the port opens: the apiserver's
@@ -157,6 +161,28 @@ impl KubeApiServer {
     /// apiserver's CA, for kube-rs's `Kubeconfig::read_from` or `kubectl --kubeconfig`.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Kills the apiserver (etcd keeps running, with everything in it), runs `while_down`, then
+    /// starts the apiserver again on the same port and waits until it is ready.
+    pub fn must_restart_apiserver(&mut self, while_down: impl FnOnce()) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        while_down();
+        let args: Vec<&str> = self.command.1.iter().map(String::as_str).collect();
+        let log = self.dir.path().join("kube-apiserver.restarted.log");
+        self.apiserver = Some(spawn(&self.command.0, &args, &log));
+        let ready = try_poll_until(READY_WITHIN, || match self.request("GET", "/readyz", None) {
+            Ok(reply) if reply.status == 200 && reply.body == "ok" => Ok(()),
+            Ok(reply) => Err(format!("/readyz: {} {}", reply.status, reply.body)),
+            Err(e) => Err(format!("/readyz: {e}")),
+        });
+        if let Err(why) = ready {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the restarted kube-apiserver is not ready: {why}\n{log}");
+        }
     }
 
     /// Applies Kuma's CRDs (`kuma_model::crds()`, what `kumactl install crds` prints) and waits
