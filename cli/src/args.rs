@@ -164,6 +164,59 @@ pub enum InspectCommand {
 pub enum InstallCommand {
     /// Print Kuma's CustomResourceDefinitions (kumactl install crds | kubectl apply -f -)
     Crds,
+    /// Print the manifest of a control plane in Kubernetes mode (kumactl install control-plane |
+    /// kubectl apply -f -)
+    #[command(
+        name = "control-plane",
+        long_about = "Print, as one multi-document YAML, everything a control plane in Kubernetes \
+                      mode needs: its namespace, service account, the admission webhook's TLS \
+                      secret, its config map, Kuma's CRDs (as kumactl install crds prints them), \
+                      RBAC, the kuma-control-plane Service and Deployment, and the mutating \
+                      webhook that injects kuma-dp into pods of namespaces (or pods) labelled \
+                      kuma.io/sidecar-injection=enabled.\n\n\
+                      Without --tls-cert, --tls-key and --ca-cert, kumactl generates a CA and a \
+                      certificate for kuma-control-plane.NAMESPACE.svc, valid for 10 years; \
+                      running it again generates new ones.\n\n\
+                      Example: kumactl install control-plane --replicas 2 | kubectl apply -f -"
+    )]
+    ControlPlane(InstallControlPlaneArgs),
+}
+
+/// `kumactl install control-plane`. Every value is checked by kumactl rather than by clap, so
+/// each mistake is reported on one line.
+#[derive(Debug, clap::Args)]
+pub struct InstallControlPlaneArgs {
+    /// Namespace of the control plane (a DNS-1123 label)
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "kuma-system",
+        allow_hyphen_values = true
+    )]
+    pub namespace: String,
+    /// Image of kuma-cp [default: kuma-rs/kuma-cp:<kumactl's version>]
+    #[arg(long, value_name = "IMAGE")]
+    pub control_plane_image: Option<String>,
+    /// Image of the kuma-dp sidecar the webhook injects [default: kuma-rs/kuma-dp:<version>]
+    #[arg(long, value_name = "IMAGE")]
+    pub dataplane_image: Option<String>,
+    /// Image of the transparent-proxy init container the webhook injects
+    /// [default: kuma-rs/kuma-init:<version>]
+    #[arg(long, value_name = "IMAGE")]
+    pub dataplane_init_image: Option<String>,
+    /// Number of kuma-cp replicas, 1 or more
+    #[arg(long, value_name = "N", default_value = "1", allow_hyphen_values = true)]
+    pub replicas: String,
+    /// Certificate (PEM) of the admission webhook server, for
+    /// kuma-control-plane.NAMESPACE.svc; needs --tls-key and --ca-cert
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed --tls-cert; the apiserver trusts it for the webhook
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `kumactl generate ...`.

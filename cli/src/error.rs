@@ -19,6 +19,8 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
     /// `config control-planes add` reached something that is not a Kuma control plane.
     #[error(
         "{url} is not a Kuma Control Plane API Server ({reason}); check the address, \

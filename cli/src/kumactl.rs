@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::apply::apply;
 use crate::args::{
     Args, Command, ConfigCommand, ControlPlanesCommand, GenerateCommand, InspectCommand,
-    InstallCommand, RaftCommand,
+    RaftCommand,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
@@ -22,6 +22,7 @@ use crate::generate::{generate_dataplane_token, generate_signing_key, generate_u
 use crate::get::get;
 use crate::inspect::{inspect_dataplanes, inspect_meshes};
 use crate::inspect_policies::inspect_dataplane_policies;
+use crate::install::install;
 use crate::table::Table;
 
 /// One kumactl invocation: the global flags and where output goes.
@@ -122,13 +123,7 @@ impl<'io> Kumactl<'io> {
                 let (client, mesh) = self.connect()?;
                 generate_signing_key(&client, &mesh, self.out).await
             }
-            Command::Install(InstallCommand::Crds) => {
-                for crd in kuma_model::crds() {
-                    writeln!(self.out, "---")?;
-                    crate::output::print_yaml(self.out, &crd)?;
-                }
-                Ok(())
-            }
+            Command::Install(command) => install(command, self.out),
             Command::Raft(RaftCommand::AddPeer { id, address }) => {
                 let (client, _) = self.connect()?;
                 add_peer(&client, id, &address, self.out).await

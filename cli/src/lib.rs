@@ -1,6 +1,8 @@
 //! kumactl: the user CLI of kuma-rs. It owns the command line (`apply`, `get`, `delete`,
-//! `inspect`, `raft`, `config`, `version`, `completion`), the `~/.kumactl/config` file, the REST
-//! client, mustache templating of applied files, and the table/YAML/JSON printers.
+//! `inspect`, `generate`, `install`, `raft`, `config`, `version`, `completion`), the
+//! `~/.kumactl/config` file, the REST client, mustache templating of applied files, the
+//! table/YAML/JSON printers, and the Kubernetes install manifests (`install crds`,
+//! `install control-plane`), built as plain JSON values: kumactl never links kube.
 //!
 //! kumactl is only a client of the control plane's HTTP API. It must never link a store backend
 //! (RocksDB, Raft, Kubernetes, Postgres) or any server crate: its only project dependency is
@@ -18,6 +20,7 @@ mod generate;
 mod get;
 mod inspect;
 mod inspect_policies;
+mod install;
 mod kumactl;
 mod output;
 mod table;
