@@ -4,4 +4,5 @@
 //! This is the only crate that links kube; the rest of the workspace sees a `ResourceStore`.
 
 pub mod annotations;
+pub mod inject;
 pub mod pods;
