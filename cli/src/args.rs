@@ -250,7 +250,7 @@ pub enum GenerateCommand {
         long_about = "Add a token signing key to the mesh (--mesh) with the next key id. Tokens \
                       are signed with the newest key from then on; tokens signed with older keys \
                       stay valid until their key is deleted with kumactl delete secret \
-                      dataplane-token-signing-key-ID, which closes their dataplanes' streams."
+                      dataplane-token-signing-key-MESH-ID, which closes their dataplanes' streams."
     )]
     SigningKey,
     /// Generate a token an operator authenticates to the API with

@@ -46,7 +46,7 @@ pub async fn generate_signing_key(
     writeln!(out, "created signing key {kid} of mesh {mesh:?} (Secret {secret}); new tokens are signed with it")?;
     writeln!(
         out,
-        "tokens signed with older keys stay valid until you delete their key: kumactl delete secret dataplane-token-signing-key-<id> --mesh {mesh}"
+        "tokens signed with older keys stay valid until you delete their key: kumactl delete secret dataplane-token-signing-key-{mesh}-<id> --mesh {mesh}"
     )?;
     Ok(())
 }

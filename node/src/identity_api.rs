@@ -148,7 +148,7 @@ async fn rotate_signing_key(
             Json(serde_json::json!({
                 "mesh": request.mesh,
                 "kid": kid.to_string(),
-                "secret": kuma_xds::signing_key_secret_name(kid),
+                "secret": kuma_xds::signing_key_secret_name(&request.mesh, kid),
             }))
             .into_response()
         }

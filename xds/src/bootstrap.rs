@@ -290,7 +290,7 @@ fn bad_request(details: impl Into<String>) -> Response {
 fn refused(e: &AuthError, mesh: &str, name: &str) -> Response {
     warn!(mesh, dataplane = name, reason = %e, "bootstrap refused");
     match e {
-        AuthError::NotReady => {
+        e if e.is_retryable() => {
             error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", e.to_string())
         }
         e if e.is_permission() => error(StatusCode::FORBIDDEN, "Forbidden", e.to_string()),
@@ -432,7 +432,8 @@ async fn bootstrap(
             Ok(registration) => registration,
             Err(response) => return *response,
         };
-        if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &dataplane_tags(&spec)) {
+        let tags = dataplane_tags(&spec);
+        if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &tags).await {
             return refused(&e, mesh, name);
         }
         match register(server.store.as_ref(), key, spec).await {
@@ -451,7 +452,8 @@ async fn bootstrap(
         }
     };
     let tags = dataplane.as_ref().and_then(|d| d.spec.as_dataplane()).map(dataplane_tags);
-    if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &tags.unwrap_or_default()) {
+    let tags = tags.unwrap_or_default();
+    if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &tags).await {
         // A token scoped by tags cannot be checked before the Dataplane exists: say it is missing.
         let missing = dataplane.is_none()
             && matches!(&e, AuthError::Token(kuma_ca::TokenError::WrongTags { .. }));

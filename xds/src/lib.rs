@@ -23,8 +23,9 @@ mod tokens;
 mod xds_type;
 
 pub use auth::{
-    dataplane_tags, revocations_secret_name, signing_key_secret_name, AuthError, DataplaneAuth,
-    DpAuthType, REVOCATIONS_PREFIX, SIGNING_KEY_PREFIX,
+    dataplane_tags, revocations_secret_name, signing_key_kid, signing_key_secret_name, AuthError,
+    DataplaneAuth, DataplaneIdentity, DpAuthType, ServiceAccountIdentity, TokenReviewer,
+    DEFAULT_REVIEW_CAPACITY, DEFAULT_REVIEW_TTL, REVOCATIONS_PREFIX, SIGNING_KEY_PREFIX,
 };
 pub use bootstrap::{
     AdsSecurity, BootstrapRequest, BootstrapServer, ControlPlaneCert, SinglePeer, XdsAddress,

@@ -1,5 +1,5 @@
 //! The keys behind dataplane identity, kept in the store: each mesh's token signing keys (Secrets
-//! `dataplane-token-signing-key-<kid>`, made by the leader for every mesh, rotated on request),
+//! `dataplane-token-signing-key-<mesh>-<kid>`, made by the leader for every mesh, rotated on request),
 //! the control plane's TLS CA (the GlobalSecret `control-plane-ca`), and issuing tokens with
 //! the newest key of a mesh. Every step is idempotent, so a new leader may run it again.
 
@@ -11,7 +11,7 @@ use kuma_model::{GlobalSecretSpec, ResourceKey, ResourceType, SecretSpec, Spec};
 use kuma_store::{ResourceStore, StoreError};
 use tracing::info;
 
-use crate::auth::{signing_key_secret_name, SIGNING_KEY_PREFIX};
+use crate::auth::{signing_key_kid, signing_key_secret_name};
 
 /// The GlobalSecret holding the control plane's TLS CA (certificate, then key).
 pub const CONTROL_PLANE_CA_SECRET: &str = "control-plane-ca";
@@ -45,7 +45,7 @@ async fn signing_keys(
         .await?
         .into_iter()
         .filter_map(|r| {
-            let kid = r.key.name.strip_prefix(SIGNING_KEY_PREFIX)?.parse::<u64>().ok()?;
+            let kid = signing_key_kid(mesh, &r.key.name)?.parse::<u64>().ok()?;
             Some((kid, r.spec.as_secret()?.clone()))
         })
         .collect())
@@ -57,7 +57,8 @@ async fn create_signing_key(
     kid: u64,
 ) -> Result<bool, StoreError> {
     let key = SigningKey::generate(&kid.to_string()).map_err(|e| internal(e.to_string()))?;
-    let resource_key = ResourceKey::new(ResourceType::Secret, mesh, &signing_key_secret_name(kid));
+    let resource_key =
+        ResourceKey::new(ResourceType::Secret, mesh, &signing_key_secret_name(mesh, kid));
     let spec = Spec::Secret(SecretSpec::from_bytes(key.key_pem().as_bytes()));
     match store.create(resource_key, spec).await {
         Ok(_) => {
@@ -119,7 +120,7 @@ pub async fn issue_dataplane_token(
         .iter()
         .next_back()
         .ok_or_else(|| IssueError::NoSigningKey { mesh: request.mesh.clone() })?;
-    let name = signing_key_secret_name(*kid);
+    let name = signing_key_secret_name(&request.mesh, *kid);
     let bad = |reason: String| IssueError::BadKey {
         mesh: request.mesh.clone(),
         name: name.clone(),

@@ -54,7 +54,9 @@ fn a_new_signing_key_signs_the_next_tokens() {
     let out = ctl.must_run(&["generate", "signing-key"]);
     assert!(out.contains("created signing key 2"), "{out}");
     assert!(
-        out.contains("kumactl delete secret dataplane-token-signing-key-<id> --mesh default"),
+        out.contains(
+            "kumactl delete secret dataplane-token-signing-key-default-<id> --mesh default"
+        ),
         "{out}"
     );
     let second = ctl.must_run(&["generate", "dataplane-token", "--name", "a"]);
@@ -64,8 +66,8 @@ fn a_new_signing_key_signs_the_next_tokens() {
     );
     let secrets = ctl.must_run(&["get", "secrets"]);
     assert!(
-        secrets.contains("dataplane-token-signing-key-1")
-            && secrets.contains("dataplane-token-signing-key-2"),
+        secrets.contains("dataplane-token-signing-key-default-1")
+            && secrets.contains("dataplane-token-signing-key-default-2"),
         "{secrets}"
     );
     let globals = ctl.must_run(&["get", "global-secrets"]);

@@ -125,8 +125,8 @@ fn kuma_dp_is_refused_for_every_bad_token_with_its_own_reason_and_gets_no_config
     must_write(
         api,
         "PUT",
-        "/meshes/default/secrets/dataplane-token-signing-key-99",
-        Some(&secret("dataplane-token-signing-key-99", key.key_pem().as_bytes())),
+        "/meshes/default/secrets/dataplane-token-signing-key-default-99",
+        Some(&secret("dataplane-token-signing-key-default-99", key.key_pem().as_bytes())),
     );
     let now = chrono::Utc::now().timestamp();
     let claims = |start: i64, valid: u64| DataplaneClaims {
@@ -153,7 +153,12 @@ fn kuma_dp_is_refused_for_every_bad_token_with_its_own_reason_and_gets_no_config
     refused(Some(&revoked), "is revoked");
 
     // Signed by a key that was deleted since.
-    must_write(api, "DELETE", "/meshes/default/secrets/dataplane-token-signing-key-99", None);
+    must_write(
+        api,
+        "DELETE",
+        "/meshes/default/secrets/dataplane-token-signing-key-default-99",
+        None,
+    );
     must_answer_everywhere(&cluster, "redis-1", &signed_by_99, 401);
     refused(Some(&signed_by_99), "key \"99\", which mesh \"default\" does not have");
 }

@@ -52,7 +52,7 @@ fn enabling_builtin_mtls_on_a_replicated_cluster_generates_one_ca_secret_without
             list["items"].as_array().unwrap().iter().filter_map(|i| i["name"].as_str()).collect();
         assert_eq!(
             names,
-            ["dataplane-token-signing-key-1", "default.ca-builtin-ca-1"],
+            ["dataplane-token-signing-key-default-1", "default.ca-builtin-ca-1"],
             "generated once"
         );
         assert_no_key_material(&body);

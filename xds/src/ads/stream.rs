@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::{Status, Streaming};
+use tonic::{Code, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::{node_of, Registration, Shared};
@@ -49,17 +49,17 @@ pub(super) trait Protocol: Sized + Send + 'static {
 
 /// Checks the stream's token for `node`, with the tags its Dataplane has in this peer's view.
 /// `Ok(Some(deadline))`: the token expires then (with the allowed clock skew).
-fn authenticate(
+async fn authenticate(
     shared: &Shared,
     token: Option<&str>,
     node: &NodeId,
 ) -> Result<Option<Instant>, Status> {
     let tags = shared.cache.dataplane_tags(node);
-    let claims =
-        shared.auth.check(token, &node.mesh, &node.name, &tags).map_err(|e| e.to_status())?;
-    Ok(claims.map(|claims| {
+    let identity =
+        shared.auth.check(token, &node.mesh, &node.name, &tags).await.map_err(|e| e.to_status())?;
+    Ok(identity.and_then(|identity| identity.expires_at()).map(|exp| {
         let now = chrono::Utc::now().timestamp();
-        let left = claims.times.exp + kuma_ca::TOKEN_CLOCK_SKEW.as_secs() as i64 - now;
+        let left = exp + kuma_ca::TOKEN_CLOCK_SKEW.as_secs() as i64 - now;
         Instant::now() + Duration::from_secs(left.max(0) as u64 + 1)
     }))
 }
@@ -82,7 +82,7 @@ pub(super) async fn serve<P: Protocol>(
         }
     };
     let mut auth_changes = shared.auth.changes();
-    let mut expires_at = match authenticate(&shared, token.as_deref(), &node) {
+    let mut expires_at = match authenticate(&shared, token.as_deref(), &node).await {
         Ok(expires_at) => expires_at,
         Err(status) => {
             warn!(dataplane = %node, reason = %status.message(), "{} stream refused", P::NAME);
@@ -121,8 +121,13 @@ pub(super) async fn serve<P: Protocol>(
             // A signing key deleted, a token revoked, or the token's time is up: check again,
             // and close the stream at once if it no longer holds.
             Ok(()) = auth_changes.changed() => {
-                match authenticate(&shared, token.as_deref(), &node) {
+                match authenticate(&shared, token.as_deref(), &node).await {
                     Ok(at) => expires_at = at,
+                    // Whoever checks could not answer now: the stream was let in, and stays
+                    // until an answer says otherwise.
+                    Err(status) if status.code() == Code::Unavailable => {
+                        debug!(dataplane = %node, reason = %status.message(), "{} stream kept: its token could not be checked again", P::NAME);
+                    }
                     Err(status) => {
                         warn!(dataplane = %node, reason = %status.message(), "{} stream closed: its token no longer holds", P::NAME);
                         let _ = tx.send(Err(status)).await;
@@ -131,7 +136,7 @@ pub(super) async fn serve<P: Protocol>(
                 }
             }
             _ = sleep_until(expires_at), if expires_at.is_some() => {
-                if let Err(status) = authenticate(&shared, token.as_deref(), &node) {
+                if let Err(status) = authenticate(&shared, token.as_deref(), &node).await {
                     warn!(dataplane = %node, reason = %status.message(), "{} stream closed: its token expired", P::NAME);
                     let _ = tx.send(Err(status)).await;
                     break;

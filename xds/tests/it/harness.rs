@@ -58,6 +58,11 @@ impl Harness {
     /// control-plane CA, the default mesh with its signing key. Returns the CA (PEM) and the SDS
     /// port too.
     pub async fn start_secure() -> (Harness, String, u16) {
+        Harness::start_secure_with(DataplaneAuth::new(DpAuthType::DpToken)).await
+    }
+
+    /// [`Harness::start_secure`] with `auth` checking the dataplanes.
+    pub async fn start_secure_with(auth: DataplaneAuth) -> (Harness, String, u16) {
         let store = Arc::new(MemoryStore::new());
         store.create(ResourceKey::mesh("default"), Spec::Mesh(MeshSpec::default())).await.unwrap();
         kuma_xds::ensure_signing_keys(store.as_ref()).await.unwrap();
@@ -67,7 +72,7 @@ impl Harness {
         cert.set_pem(&issued.cert_pem, &issued.key_pem).unwrap();
         let sds = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let sds_port = sds.local_addr().unwrap().port();
-        let auth = Arc::new(DataplaneAuth::new(DpAuthType::DpToken));
+        let auth = Arc::new(auth);
         let h = Harness::serve_with(
             store,
             fast_config(),

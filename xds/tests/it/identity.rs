@@ -28,7 +28,8 @@ async fn token(h: &Harness, mesh: &str, name: &str) -> String {
 
 /// The default mesh's signing key 1, read back from its Secret.
 async fn signing_key(h: &Harness) -> SigningKey {
-    let key = ResourceKey::new(ResourceType::Secret, "default", &signing_key_secret_name(1));
+    let key =
+        ResourceKey::new(ResourceType::Secret, "default", &signing_key_secret_name("default", 1));
     let secret = h.store.get(&key).await.unwrap();
     SigningKey::from_pem("1", &secret.spec.as_secret().unwrap().text().unwrap()).unwrap()
 }
@@ -165,7 +166,8 @@ async fn a_rotated_key_keeps_old_tokens_until_it_is_deleted_which_closes_their_s
     on_old.request(CDS, &[], "", "").await;
     on_old.must_recv().await;
 
-    let key = ResourceKey::new(ResourceType::Secret, "default", &signing_key_secret_name(1));
+    let key =
+        ResourceKey::new(ResourceType::Secret, "default", &signing_key_secret_name("default", 1));
     h.store.delete(&key, None).await.unwrap();
     let status = tokio::time::timeout(CLOSE, on_old.must_fail()).await.expect("closed in time");
     assert_eq!(status.code(), Code::Unauthenticated);

@@ -12,5 +12,6 @@ mod mtls;
 mod permissions;
 mod protocol;
 mod sds;
+mod service_account;
 mod trace;
 mod traffic_policies;
