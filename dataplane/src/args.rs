@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{ConfigError, KumaDpConfig, STOP_MARGIN};
+use crate::config::{
+    check_ca_pem, ConfigError, KumaDpConfig, UrlSetting, BOOTSTRAP_URL_ENV, CONTROL_PLANE_URL_ENV,
+    DEFAULT_BOOTSTRAP_URL, STOP_MARGIN,
+};
 
 /// `kuma-dp`.
 #[derive(Parser, Debug)]
@@ -41,14 +44,14 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// URL of the Control Plane bootstrap server; a comma-separated list (one URL per control-plane
-    /// peer) is tried in turn until one answers.
-    #[arg(
-        long,
-        env = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL",
-        default_value = "https://localhost:5682",
-        value_name = "URL[,URL...]"
-    )]
-    pub bootstrap_server_url: String,
+    /// peer) is tried in turn until one answers [default: https://localhost:5682].
+    #[arg(long, env = BOOTSTRAP_URL_ENV, value_name = "URL[,URL...]")]
+    pub bootstrap_server_url: Option<String>,
+    /// --bootstrap-server-url under Kuma's newer name (Kuma's injector sets
+    /// KUMA_CONTROL_PLANE_URL); --bootstrap-server-url (or KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL)
+    /// wins when both are set.
+    #[arg(long = "cp-address", env = CONTROL_PLANE_URL_ENV, value_name = "URL[,URL...]")]
+    pub control_plane_url: Option<String>,
     /// Mesh the Dataplane belongs to.
     #[arg(long, env = "KUMA_DATAPLANE_MESH")]
     pub mesh: Option<String>,
@@ -87,6 +90,18 @@ pub struct RunArgs {
     /// https:// bootstrap URLs (kumactl inspect control-plane-ca prints it).
     #[arg(long, env = "KUMA_CONTROL_PLANE_CA_CERT_FILE", value_name = "PATH")]
     pub ca_cert_file: Option<PathBuf>,
+    /// The CA certificate itself (PEM text), instead of --ca-cert-file (Kuma's injector sets
+    /// KUMA_CONTROL_PLANE_CA_CERT).
+    #[arg(
+        long,
+        env = "KUMA_CONTROL_PLANE_CA_CERT",
+        value_name = "PEM",
+        conflicts_with = "ca_cert_file",
+        hide_env_values = true,
+        // PEM text starts with "-----BEGIN": a value, not a flag.
+        allow_hyphen_values = true
+    )]
+    pub ca_cert: Option<String>,
     /// A Dataplane resource (YAML) to register, or update, at start: no kumactl apply needed.
     /// `{{ key }}` placeholders are filled from --dataplane-var.
     #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH", value_name = "PATH")]
@@ -159,11 +174,15 @@ impl RunArgs {
                 .to_string(),
             ),
         };
-        let ca_cert_pem = match &self.ca_cert_file {
-            Some(path) => {
-                Some(read_file("--ca-cert-file", "KUMA_CONTROL_PLANE_CA_CERT_FILE", path)?)
+        let ca_cert_pem = match (&self.ca_cert, &self.ca_cert_file) {
+            (Some(pem), _) => {
+                Some(check_ca_pem("--ca-cert", "KUMA_CONTROL_PLANE_CA_CERT", pem.clone())?)
             }
-            None => None,
+            (None, Some(path)) => {
+                let (flag, var) = ("--ca-cert-file", "KUMA_CONTROL_PLANE_CA_CERT_FILE");
+                Some(check_ca_pem(flag, var, read_file(flag, var, path)?)?)
+            }
+            (None, None) => None,
         };
         let resource = match &self.dataplane_file {
             Some(path) => Some(DataplaneResource::load(
@@ -173,8 +192,9 @@ impl RunArgs {
             None => None,
         };
         let (mesh, name) = resolve_identity(self.mesh, self.name, resource.as_ref())?;
+        let (urls, setting) = bootstrap_urls(self.bootstrap_server_url, self.control_plane_url);
         let config = KumaDpConfig {
-            bootstrap_server_urls: KumaDpConfig::parse_urls(&self.bootstrap_server_url)?,
+            bootstrap_server_urls: KumaDpConfig::parse_urls_of(&urls, setting)?,
             mesh,
             name,
             dataplane_token,
@@ -193,6 +213,20 @@ impl RunArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The bootstrap URLs and the setting they came from: --bootstrap-server-url (or its variable),
+/// else Kuma's newer --cp-address (KUMA_CONTROL_PLANE_URL), else the default. clap takes one
+/// variable per flag, so the two names are two flags, resolved here.
+fn bootstrap_urls(
+    bootstrap_server_url: Option<String>,
+    control_plane_url: Option<String>,
+) -> (String, UrlSetting) {
+    match (bootstrap_server_url, control_plane_url) {
+        (Some(urls), _) => (urls, UrlSetting::BootstrapServerUrl),
+        (None, Some(urls)) => (urls, UrlSetting::ControlPlaneUrl),
+        (None, None) => (DEFAULT_BOOTSTRAP_URL.to_string(), UrlSetting::BootstrapServerUrl),
     }
 }
 
@@ -296,6 +330,26 @@ impl LogLevel {
 mod tests {
     use super::*;
 
+    /// A self-signed CA certificate (EC P-256), as kumactl inspect control-plane-ca prints one.
+    const CA_PEM: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBizCCATGgAwIBAgIUEvZUbg+uscWfgGJbvDDipJF2yzswCgYIKoZIzj0EAwIw\n\
+GjEYMBYGA1UEAwwPa3VtYS1kcCB0ZXN0IENBMCAXDTI2MTIwMjExMzczMFoYDzIx\n\
+MjYxMTA4MTEzNzMwWjAaMRgwFgYDVQQDDA9rdW1hLWRwIHRlc3QgQ0EwWTATBgcq\n\
+hkjOPQIBBggqhkjOPQMBBwNCAATuTDQm+nrfRUXjtZkgFkGgG/mPokq924q/Wt5c\n\
+OW95EAGUsPqjcGVWpaJUtuUMgzss6+m7CvrIIkpEmRNcQ+7Io1MwUTAdBgNVHQ4E\n\
+FgQUOeYVIy1ZKdh2oVRC5bH5pqlN9aswHwYDVR0jBBgwFoAUOeYVIy1ZKdh2oVRC\n\
+5bH5pqlN9aswDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEA9WyK\n\
+oaesxbUPGovw9/CgAX5ZgZcWymSs5B5o+Mr7mZYCIAPpEaF8W3b10uxapiCybUOQ\n\
+Y3k395fwETz/tsr7l9oM\n\
+-----END CERTIFICATE-----\n";
+
+    fn ca_file() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), CA_PEM).unwrap();
+        file
+    }
+
     #[test]
     fn an_https_url_needs_the_control_planes_ca() {
         let run = run_args(&["run", "--name=a"]).expect("parses");
@@ -377,7 +431,7 @@ mod tests {
     #[test]
     fn run_flags_have_kumas_defaults() {
         // Env vars set in the test's environment would change the defaults; tests never set them.
-        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca = ca_file();
         let ca = ca.path().to_str().unwrap();
         let run = run_args(&["run", "--name", "redis-1", "--ca-cert-file", ca]).expect("parses");
         let config = run.into_config(LogLevel::Info).expect("valid");
@@ -391,6 +445,68 @@ mod tests {
         assert_eq!(
             config.bootstrap_file(),
             config.config_dir.join("bootstrap-default.redis-1.yaml")
+        );
+    }
+
+    #[test]
+    fn the_ca_may_be_given_inline_and_is_checked_like_the_file() {
+        let url = "--bootstrap-server-url=https://cp:5682";
+        let run = run_args(&["run", "--name=a", url, "--ca-cert", CA_PEM]).expect("parses");
+        assert_eq!(run.into_config(LogLevel::Info).expect("valid").ca_cert_pem.unwrap(), CA_PEM);
+        let file = ca_file();
+        let file = format!("--ca-cert-file={}", file.path().display());
+        let run = run_args(&["run", "--name=a", url, &file]).expect("parses");
+        assert_eq!(run.into_config(LogLevel::Info).expect("valid").ca_cert_pem.unwrap(), CA_PEM);
+
+        let garbage = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(garbage.path(), "not a certificate").unwrap();
+        let garbage_file = format!("--ca-cert-file={}", garbage.path().display());
+        for (given, named) in [
+            (vec!["--ca-cert", "not a certificate"], "--ca-cert (or KUMA_CONTROL_PLANE_CA_CERT)"),
+            (vec![garbage_file.as_str()], "--ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE)"),
+        ] {
+            let argv: Vec<&str> = ["run", "--name=a", url].into_iter().chain(given).collect();
+            let err = run_args(&argv).expect("parses").into_config(LogLevel::Info).unwrap_err();
+            assert!(matches!(err, ConfigError::BadCaCert { .. }), "{err:?}");
+            let err = err.to_string();
+            assert!(err.starts_with(&format!("{named} is not a PEM CA certificate")), "{err}");
+            assert!(err.contains("it holds no PEM certificate"), "{err}");
+        }
+
+        let both = run_args(&["run", "--name=a", url, "--ca-cert", CA_PEM, &file]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict, "{both}");
+        let err = run_args(&["run", "--name=a", url]).unwrap().into_config(LogLevel::Info);
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("--ca-cert (or KUMA_CONTROL_PLANE_CA_CERT)"), "{err}");
+    }
+
+    #[test]
+    fn kumas_newer_control_plane_url_counts_unless_the_bootstrap_url_is_set() {
+        let urls = |argv: &[&str]| -> Result<Vec<String>, ConfigError> {
+            let argv: Vec<&str> = ["run", "--name=a"].iter().chain(argv).copied().collect();
+            let config = run_args(&argv).expect("parses").into_config(LogLevel::Info)?;
+            Ok(config.bootstrap_server_urls.iter().map(|u| u.to_string()).collect())
+        };
+        assert_eq!(urls(&["--cp-address=http://new:5682"]).unwrap(), ["http://new:5682/"]);
+        assert_eq!(
+            urls(&["--cp-address=http://new:5682", "--bootstrap-server-url=http://old:5682"])
+                .unwrap(),
+            ["http://old:5682/"],
+            "the older, more specific name wins"
+        );
+        let err = urls(&["--cp-address=ftp://new:21"]).unwrap_err().to_string();
+        assert!(err.contains("--cp-address (or KUMA_CONTROL_PLANE_URL) \"ftp://new:21\""), "{err}");
+        assert_eq!(
+            bootstrap_urls(None, None),
+            (DEFAULT_BOOTSTRAP_URL.to_string(), UrlSetting::BootstrapServerUrl)
+        );
+        assert_eq!(
+            bootstrap_urls(Some("http://old".into()), Some("http://new".into())),
+            ("http://old".to_string(), UrlSetting::BootstrapServerUrl)
+        );
+        assert_eq!(
+            bootstrap_urls(None, Some("http://new".into())),
+            ("http://new".to_string(), UrlSetting::ControlPlaneUrl)
         );
     }
 

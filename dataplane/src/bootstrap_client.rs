@@ -80,11 +80,7 @@ impl BootstrapClient {
             .connect_timeout(request_timeout.min(Duration::from_secs(3)))
             .timeout(request_timeout);
         if let Some(ca_pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())
-                .map_err(|e| KumaDpError::BadCaCert(describe(&e)))?;
-            if certs.is_empty() {
-                return Err(KumaDpError::BadCaCert("it holds no PEM certificate".to_string()));
-            }
+            let certs = crate::config::ca_certificates(ca_pem).map_err(KumaDpError::BadCaCert)?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -215,7 +211,7 @@ pub(crate) fn display_url(url: &Url) -> &str {
 
 /// The innermost cause of a request error ("Connection refused (os error 111)"), which is what
 /// tells a user what went wrong; reqwest's own message only repeats the URL.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "the request timed out".to_string();
     }

@@ -9,6 +9,30 @@ use crate::args::LogLevel;
 
 /// The environment variable that holds the bootstrap server URL(s), named in error messages.
 pub const BOOTSTRAP_URL_ENV: &str = "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL";
+/// Kuma's newer name for it, as Kuma's injector sets it; [`BOOTSTRAP_URL_ENV`] wins over it.
+pub const CONTROL_PLANE_URL_ENV: &str = "KUMA_CONTROL_PLANE_URL";
+/// The bootstrap server kuma-dp asks when none is given.
+pub const DEFAULT_BOOTSTRAP_URL: &str = "https://localhost:5682";
+
+/// Which setting the bootstrap URLs came from, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlSetting {
+    /// --bootstrap-server-url or KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL (or the default).
+    BootstrapServerUrl,
+    /// --cp-address or KUMA_CONTROL_PLANE_URL.
+    ControlPlaneUrl,
+}
+
+impl std::fmt::Display for UrlSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlSetting::BootstrapServerUrl => {
+                write!(f, "--bootstrap-server-url (or {BOOTSTRAP_URL_ENV})")
+            }
+            UrlSetting::ControlPlaneUrl => write!(f, "--cp-address (or {CONTROL_PLANE_URL_ENV})"),
+        }
+    }
+}
 
 /// How much longer than its drain time Envoy may take to stop before it is killed.
 pub const STOP_MARGIN: Duration = Duration::from_secs(2);
@@ -30,7 +54,8 @@ pub struct KumaDpConfig {
     pub dataplane_token_path: String,
     /// The dataplane token, read from --dataplane-token-file or given with --dataplane-token.
     pub dataplane_token: Option<String>,
-    /// The CA (PEM) the control plane's certificate must chain to, from --ca-cert-file.
+    /// The CA (PEM) the control plane's certificate must chain to, from --ca-cert-file or
+    /// --ca-cert.
     pub ca_cert_pem: Option<String>,
     /// A Dataplane (YAML, placeholders filled) to register at start, from --dataplane-file.
     pub dataplane_resource: Option<String>,
@@ -51,7 +76,7 @@ pub struct KumaDpConfig {
 impl Default for KumaDpConfig {
     fn default() -> Self {
         KumaDpConfig {
-            bootstrap_server_urls: vec![Url::parse("https://localhost:5682").expect("a valid URL")],
+            bootstrap_server_urls: vec![Url::parse(DEFAULT_BOOTSTRAP_URL).expect("a valid URL")],
             mesh: "default".to_string(),
             name: String::new(),
             admin_port: 0,
@@ -86,20 +111,26 @@ pub enum ConfigError {
     )]
     BadName { flag: &'static str, value: String, reason: &'static str, example: &'static str },
     #[error(
-        "--bootstrap-server-url (or {BOOTSTRAP_URL_ENV}) {value:?} is not a valid URL: {reason}; \
-         use https://host:port of a Control Plane bootstrap server, e.g. https://localhost:5682"
+        "{setting} {value:?} is not a valid URL: {reason}; use https://host:port of a Control \
+         Plane bootstrap server, e.g. https://localhost:5682"
     )]
-    BadUrl { value: String, reason: String },
+    BadUrl { setting: UrlSetting, value: String, reason: String },
     #[error("--retry-backoff (or KUMA_CONTROL_PLANE_RETRY_BACKOFF) must be more than 0, e.g. 3s")]
     ZeroBackoff,
     #[error("{flag} (or {var}) {}: {reason}; check the path", path.display())]
     ReadFile { flag: &'static str, var: &'static str, path: PathBuf, reason: String },
     #[error(
         "{url} is https: kuma-dp must verify the Control Plane's certificate, so pass \
-         --ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE) with the CA that signed it; \
+         --ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE) with the CA that signed it, or the \
+         PEM itself with --ca-cert (or KUMA_CONTROL_PLANE_CA_CERT); \
          `kumactl inspect control-plane-ca > ca.crt` on a control plane's host prints it"
     )]
     MissingCaCert { url: String },
+    #[error(
+        "{flag} (or {var}) is not a PEM CA certificate: {reason}; pass the CA that kumactl \
+         inspect control-plane-ca prints"
+    )]
+    BadCaCert { flag: &'static str, var: &'static str, reason: String },
     #[error("--dataplane-file (or KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH): {reason}")]
     BadDataplane { reason: String },
 }
@@ -112,9 +143,15 @@ impl KumaDpConfig {
 
     /// Parses a comma-separated list of bootstrap server URLs (blank entries are skipped).
     pub fn parse_urls(list: &str) -> Result<Vec<Url>, ConfigError> {
+        KumaDpConfig::parse_urls_of(list, UrlSetting::BootstrapServerUrl)
+    }
+
+    /// [`KumaDpConfig::parse_urls`] of a list given with `setting`, which errors name.
+    pub fn parse_urls_of(list: &str, setting: UrlSetting) -> Result<Vec<Url>, ConfigError> {
         let mut urls = Vec::new();
         for value in list.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-            let bad = |reason: String| ConfigError::BadUrl { value: value.to_string(), reason };
+            let bad =
+                |reason: String| ConfigError::BadUrl { setting, value: value.to_string(), reason };
             let url = Url::parse(value).map_err(|e| bad(e.to_string()))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(bad(format!("the scheme {:?} is not http or https", url.scheme())));
@@ -129,6 +166,7 @@ impl KumaDpConfig {
         }
         if urls.is_empty() {
             return Err(ConfigError::BadUrl {
+                setting,
                 value: list.to_string(),
                 reason: "it holds no URL".to_string(),
             });
@@ -145,6 +183,7 @@ impl KumaDpConfig {
         check_name("--mesh", &self.mesh, "default")?;
         if self.bootstrap_server_urls.is_empty() {
             return Err(ConfigError::BadUrl {
+                setting: UrlSetting::BootstrapServerUrl,
                 value: String::new(),
                 reason: "it holds no URL".to_string(),
             });
@@ -166,6 +205,28 @@ impl KumaDpConfig {
     /// one host never overwrite each other's bootstrap.
     pub fn bootstrap_file(&self) -> PathBuf {
         self.config_dir.join(format!("bootstrap-{}.{}.yaml", self.mesh, self.name))
+    }
+}
+
+/// The certificates of a CA bundle (PEM); why not, when it holds none.
+pub(crate) fn ca_certificates(pem: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| crate::bootstrap_client::describe(&e))?;
+    if certs.is_empty() {
+        return Err("it holds no PEM certificate".to_string());
+    }
+    Ok(certs)
+}
+
+/// `pem` when it is a CA bundle; the error names the flag and variable it was given with.
+pub(crate) fn check_ca_pem(
+    flag: &'static str,
+    var: &'static str,
+    pem: String,
+) -> Result<String, ConfigError> {
+    match ca_certificates(&pem) {
+        Ok(_) => Ok(pem),
+        Err(reason) => Err(ConfigError::BadCaCert { flag, var, reason }),
     }
 }
 

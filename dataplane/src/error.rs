@@ -32,18 +32,17 @@ pub enum KumaDpError {
     WriteBootstrap { path: PathBuf, source: std::io::Error },
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
-    #[error(
-        "--ca-cert-file (or KUMA_CONTROL_PLANE_CA_CERT_FILE) is not a PEM CA certificate: {0}"
-    )]
+    #[error("the Control Plane's CA certificate is not a PEM CA certificate: {0}")]
     BadCaCert(String),
     #[error(
         "the Control Plane at {url} presented a certificate that is not signed by the CA given \
-         with --ca-cert-file ({reason}); pass the CA that kumactl inspect control-plane-ca prints"
+         with --ca-cert-file or --ca-cert ({reason}); pass the CA that kumactl inspect \
+         control-plane-ca prints"
     )]
     UntrustedServer { url: String, reason: String },
     #[error(
-        "the Control Plane at {url} speaks TLS: use https://{host_port} (with --ca-cert-file) \
-         in --bootstrap-server-url (or KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL)"
+        "the Control Plane at {url} speaks TLS: use https://{host_port} (with --ca-cert-file or \
+         --ca-cert) in --bootstrap-server-url (or KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL)"
     )]
     SpeaksTls { url: String, host_port: String },
     #[error(

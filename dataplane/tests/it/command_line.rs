@@ -10,7 +10,7 @@ use rustix::process::Signal;
 
 use crate::support::{
     must_run_kuma_dp, must_write_fake_envoy, spawn_kuma_dp, static_bootstrap, FakeBootstrapServer,
-    Proc, CLOSED_URL, CLOSED_URL_2, DEADLINE,
+    Proc, CA_PEM, CLOSED_URL, CLOSED_URL_2, DEADLINE,
 };
 
 #[test]
@@ -36,6 +36,10 @@ fn help_lists_the_commands_and_every_run_flag_with_its_environment_variable() {
         "https://localhost:5682",
         "--ca-cert-file",
         "KUMA_CONTROL_PLANE_CA_CERT_FILE",
+        "--ca-cert <PEM>",
+        "[env: KUMA_CONTROL_PLANE_CA_CERT]",
+        "--cp-address",
+        "KUMA_CONTROL_PLANE_URL=",
         "--dataplane-token",
         "KUMA_DATAPLANE_RUNTIME_TOKEN",
         "--dataplane-file",
@@ -93,6 +97,79 @@ fn a_malformed_bootstrap_url_is_a_one_line_usage_error_with_the_value() {
     );
     assert_eq!(exited.code(), Some(2), "{}", exited.log);
     assert!(exited.must_error_line().contains("\"ftp://127.0.0.1:21\""), "{}", exited.log);
+}
+
+#[test]
+fn kumas_injector_variables_name_the_control_plane_and_its_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let envoy = must_write_fake_envoy(dir.path(), "envoy", "exit 0");
+    let envoy = envoy.display().to_string();
+    let config_dir = dir.path().join("config").display().to_string();
+    let args = ["run", "--name", "web-1", "--binary-path", &envoy, "--config-dir", &config_dir];
+    // A 400 ends kuma-dp at once: enough to see which control plane was asked, and with what.
+    let body = r#"{"title":"Bad Request","details":"stop here"}"#;
+    let newer = FakeBootstrapServer::start(vec![(400, body.to_string())]);
+    let older = FakeBootstrapServer::start(vec![(400, body.to_string())]);
+
+    let exited = must_run_kuma_dp(
+        &args,
+        &[("KUMA_CONTROL_PLANE_URL", &newer.url()), ("KUMA_CONTROL_PLANE_CA_CERT", CA_PEM)],
+    );
+    assert_eq!(exited.code(), Some(1), "{}", exited.log);
+    assert!(exited.must_error_line().contains("stop here"), "{}", exited.log);
+    let asked = newer.requests();
+    assert_eq!(asked.len(), 1, "KUMA_CONTROL_PLANE_URL names the control plane");
+    let sent: serde_json::Value = serde_json::from_str(&asked[0].body).unwrap();
+    assert_eq!(sent["caCert"], CA_PEM, "the inline CA is the one kuma-dp trusts");
+
+    let exited = must_run_kuma_dp(
+        &args,
+        &[
+            ("KUMA_CONTROL_PLANE_URL", &newer.url()),
+            ("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL", &older.url()),
+        ],
+    );
+    assert_eq!(exited.code(), Some(1), "{}", exited.log);
+    assert_eq!(
+        (newer.requests().len(), older.requests().len()),
+        (1, 1),
+        "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL wins over KUMA_CONTROL_PLANE_URL"
+    );
+
+    let exited = must_run_kuma_dp(
+        &args,
+        &[("KUMA_CONTROL_PLANE_URL", "ftp://127.0.0.1:21"), ("KUMA_CONTROL_PLANE_CA_CERT", CA_PEM)],
+    );
+    assert_eq!(exited.code(), Some(2), "{}", exited.log);
+    let line = exited.must_error_line();
+    assert!(line.contains("KUMA_CONTROL_PLANE_URL) \"ftp://127.0.0.1:21\""), "{line}");
+
+    let exited = must_run_kuma_dp(
+        &args,
+        &[("KUMA_CONTROL_PLANE_URL", &newer.url()), ("KUMA_CONTROL_PLANE_CA_CERT", "garbage")],
+    );
+    assert_eq!(exited.code(), Some(2), "{}", exited.log);
+    let line = exited.must_error_line();
+    assert!(
+        line.contains("--ca-cert (or KUMA_CONTROL_PLANE_CA_CERT) is not a PEM CA certificate"),
+        "{line}"
+    );
+
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, CA_PEM).unwrap();
+    let exited = must_run_kuma_dp(
+        &args,
+        &[
+            ("KUMA_CONTROL_PLANE_URL", &newer.url()),
+            ("KUMA_CONTROL_PLANE_CA_CERT", CA_PEM),
+            ("KUMA_CONTROL_PLANE_CA_CERT_FILE", &ca_file.display().to_string()),
+        ],
+    );
+    assert_eq!(exited.code(), Some(2), "{}", exited.log);
+    assert_eq!(exited.log.lines().count(), 1, "one line: {}", exited.log);
+    let line = exited.must_error_line();
+    assert!(line.contains("--ca-cert") && line.contains("--ca-cert-file"), "{line}");
+    assert_eq!(newer.requests().len(), 1, "no control plane is asked with a bad setting");
 }
 
 #[test]

@@ -20,6 +20,20 @@ pub const CLOSED_URL: &str = "http://127.0.0.1:1";
 /// A second closed URL, for lists of unreachable peers.
 pub const CLOSED_URL_2: &str = "http://127.0.0.1:2";
 
+/// A self-signed CA certificate (EC P-256), as kumactl inspect control-plane-ca prints one.
+pub const CA_PEM: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBizCCATGgAwIBAgIUEvZUbg+uscWfgGJbvDDipJF2yzswCgYIKoZIzj0EAwIw\n\
+GjEYMBYGA1UEAwwPa3VtYS1kcCB0ZXN0IENBMCAXDTI2MTIwMjExMzczMFoYDzIx\n\
+MjYxMTA4MTEzNzMwWjAaMRgwFgYDVQQDDA9rdW1hLWRwIHRlc3QgQ0EwWTATBgcq\n\
+hkjOPQIBBggqhkjOPQMBBwNCAATuTDQm+nrfRUXjtZkgFkGgG/mPokq924q/Wt5c\n\
+OW95EAGUsPqjcGVWpaJUtuUMgzss6+m7CvrIIkpEmRNcQ+7Io1MwUTAdBgNVHQ4E\n\
+FgQUOeYVIy1ZKdh2oVRC5bH5pqlN9aswHwYDVR0jBBgwFoAUOeYVIy1ZKdh2oVRC\n\
+5bH5pqlN9aswDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEA9WyK\n\
+oaesxbUPGovw9/CgAX5ZgZcWymSs5B5o+Mr7mZYCIAPpEaF8W3b10uxapiCybUOQ\n\
+Y3k395fwETz/tsr7l9oM\n\
+-----END CERTIFICATE-----\n";
+
 /// How long a process may take to do what a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
