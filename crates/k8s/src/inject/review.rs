@@ -65,9 +65,9 @@ pub fn review(
     config: &InjectorConfig,
 ) -> Vec<u8> {
     let (api_version, uid, verdict) = match serde_json::from_slice::<Review>(body) {
-        Ok(Review { api_version, request: Some(request) }) => {
-            let verdict = decide(&request, namespace_of, config);
-            (api_version, request.uid, verdict)
+        Ok(Review { api_version, request: Some(mut request) }) => {
+            let uid = std::mem::take(&mut request.uid);
+            (api_version, uid, decide(request, namespace_of, config))
         }
         Ok(Review { api_version, request: None }) => {
             let message = "the AdmissionReview has no request: send what the apiserver sends";
@@ -94,7 +94,7 @@ pub fn review(
 }
 
 fn decide(
-    request: &Request,
+    request: Request,
     namespace_of: impl Fn(&str) -> Option<Namespace>,
     config: &InjectorConfig,
 ) -> Verdict {
@@ -104,7 +104,7 @@ fn decide(
     if !is_pod || !is_create || is_subresource {
         return Verdict::Allow;
     }
-    let pod: Pod = match request.object.clone().map(serde_json::from_value) {
+    let pod: Pod = match request.object.map(serde_json::from_value) {
         Some(Ok(pod)) => pod,
         Some(Err(e)) => {
             let message = format!("the injector cannot read the pod in this AdmissionReview: {e}");
@@ -115,7 +115,7 @@ fn decide(
             return Verdict::Deny { code: 400, message: message.into() };
         }
     };
-    let Some(ns) = request.namespace.clone().or_else(|| pod.metadata.namespace.clone()) else {
+    let Some(ns) = request.namespace.or_else(|| pod.metadata.namespace.clone()) else {
         let message = "the AdmissionReview of a pod CREATE names no namespace";
         return Verdict::Deny { code: 400, message: message.into() };
     };
