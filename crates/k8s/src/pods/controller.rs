@@ -238,7 +238,11 @@ where
             match event {
                 Ok(event) => to_trigger(event),
                 Err(e) => {
-                    warn!(watch = what, error = %DisplayChain(&e), "watch failed; retrying");
+                    let hint = match what {
+                        "dataplanes" => " (are Kuma's CRDs installed? kumactl install crds | kubectl apply -f -)",
+                        _ => "",
+                    };
+                    warn!(watch = what, error = %DisplayChain(&e), "watch failed; retrying{hint}");
                     None
                 }
             }
