@@ -6,3 +6,4 @@
 pub mod annotations;
 pub mod inject;
 pub mod pods;
+pub mod token_review;
