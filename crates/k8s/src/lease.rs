@@ -257,10 +257,15 @@ pub async fn live_instances(
 ) -> Result<Vec<Instance>, kube::Error> {
     let api: Api<Lease> = Api::namespaced(client, namespace);
     let leases = api.list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}=true"))).await?;
+    Ok(live(&leases.items, slack))
+}
+
+/// Of these replica Leases, those renewed within their duration (plus `slack`), sorted by
+/// identity.
+pub fn live<'a>(leases: impl IntoIterator<Item = &'a Lease>, slack: Duration) -> Vec<Instance> {
     let now = Timestamp::now();
     let mut live: Vec<Instance> = leases
-        .items
-        .iter()
+        .into_iter()
         .filter_map(|lease| {
             let spec = lease.spec.as_ref()?;
             let renewed = spec.renew_time.as_ref()?.0;
@@ -281,5 +286,51 @@ pub async fn live_instances(
         })
         .collect();
     live.sort_by(|a, b| a.identity.cmp(&b.identity));
-    Ok(live)
+    live
+}
+
+/// Follows the replicas' Leases with a watch (a replica that starts is known within
+/// milliseconds) and calls `update` with the live ones on every change and every `tick` (a
+/// replica that stops renewing drops out once its Lease expires), until `stop` completes.
+pub async fn follow_instances(
+    client: Client,
+    namespace: &str,
+    slack: Duration,
+    tick: Duration,
+    update: impl Fn(Vec<Instance>),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+    use kube::runtime::WatchStreamExt;
+
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().labels(&format!("{INSTANCE_LABEL}=true"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut leases: BTreeMap<String, Lease> = BTreeMap::new();
+    let mut listing: BTreeMap<String, Lease> = BTreeMap::new();
+    let mut ticks = tokio::time::interval(tick);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+            event = events.next() => match event {
+                None => return,
+                Some(Ok(Event::Init)) => listing.clear(),
+                Some(Ok(Event::InitApply(lease))) => {
+                    listing.insert(lease.metadata.name.clone().unwrap_or_default(), lease);
+                }
+                Some(Ok(Event::InitDone)) => leases = std::mem::take(&mut listing),
+                Some(Ok(Event::Apply(lease))) => {
+                    leases.insert(lease.metadata.name.clone().unwrap_or_default(), lease);
+                }
+                Some(Ok(Event::Delete(lease))) => {
+                    leases.remove(lease.metadata.name.as_deref().unwrap_or_default());
+                }
+                Some(Err(e)) => warn!(error = %e, "watching the replicas' Leases failed; listing again"),
+            },
+        }
+        update(live(leases.values(), slack));
+    }
 }

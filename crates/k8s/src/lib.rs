@@ -5,5 +5,9 @@
 
 pub mod annotations;
 pub mod inject;
+pub mod lease;
 pub mod pods;
+pub mod store;
 pub mod token_review;
+
+pub use store::{KubernetesStore, StartError};

@@ -21,8 +21,9 @@ async fn client(server: &KubeApiServer) -> kube::Client {
     kube::Client::try_from(config).expect("a client")
 }
 
-/// A store over a fresh apiserver with Kuma's CRDs and the system namespace; the apiserver
-/// lives as long as the store (it is leaked into the store's test: one per test process).
+/// A store over a fresh apiserver with Kuma's CRDs and the system namespace. It owns the
+/// apiserver, so dropping it at the end of the check (or while a failed one unwinds) stops the
+/// apiserver and etcd: nothing outlives the test process.
 async fn fresh_store() -> Arc<dyn ResourceStore> {
     let server = tokio::task::spawn_blocking(|| {
         let server = KubeApiServer::must_start();
@@ -32,10 +33,66 @@ async fn fresh_store() -> Arc<dyn ResourceStore> {
     })
     .await
     .expect("the apiserver starts");
-    let server: &'static KubeApiServer = Box::leak(Box::new(server));
     let store =
-        KubernetesStore::start(client(server).await, SYSTEM).await.expect("the store starts");
-    Arc::new(store)
+        KubernetesStore::start(client(&server).await, SYSTEM).await.expect("the store starts");
+    Arc::new(StoreWithServer { store, _server: server })
+}
+
+/// The store, then the apiserver it follows (fields drop in order).
+#[derive(Debug)]
+struct StoreWithServer {
+    store: KubernetesStore,
+    _server: KubeApiServer,
+}
+
+#[async_trait::async_trait]
+impl ResourceStore for StoreWithServer {
+    fn name_scope(&self) -> kuma_store::NameScope {
+        self.store.name_scope()
+    }
+    async fn get(
+        &self,
+        key: &kuma_model::ResourceKey,
+    ) -> Result<kuma_model::Resource, kuma_store::StoreError> {
+        self.store.get(key).await
+    }
+    async fn list(
+        &self,
+        query: &kuma_store::ListQuery,
+    ) -> Result<kuma_store::ListPage, kuma_store::StoreError> {
+        self.store.list(query).await
+    }
+    async fn create(
+        &self,
+        key: kuma_model::ResourceKey,
+        spec: kuma_model::Spec,
+    ) -> Result<kuma_model::Resource, kuma_store::StoreError> {
+        self.store.create(key, spec).await
+    }
+    async fn update(
+        &self,
+        key: kuma_model::ResourceKey,
+        spec: kuma_model::Spec,
+        expected: &kuma_model::Version,
+    ) -> Result<kuma_model::Resource, kuma_store::StoreError> {
+        self.store.update(key, spec, expected).await
+    }
+    async fn delete(
+        &self,
+        key: &kuma_model::ResourceKey,
+        expected: Option<&kuma_model::Version>,
+    ) -> Result<(), kuma_store::StoreError> {
+        self.store.delete(key, expected).await
+    }
+    async fn revision(&self) -> Result<kuma_store::Revision, kuma_store::StoreError> {
+        self.store.revision().await
+    }
+    async fn watch(
+        &self,
+        from: Option<kuma_store::Revision>,
+    ) -> Result<kuma_store::WatchStream, kuma_store::StoreError> {
+        self.store.watch(from).await
+    }
 }
 
 kuma_store::conformance_suite!(fresh_store());
@@ -65,8 +122,14 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     }
 }
 
-fn must_request(server: &KubeApiServer, method: &str, path: &str, body: serde_json::Value) -> String {
-    let reply = server.request(method, path, Some(&body.to_string())).expect("the apiserver answers");
+fn must_request(
+    server: &KubeApiServer,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> String {
+    let reply =
+        server.request(method, path, Some(&body.to_string())).expect("the apiserver answers");
     assert!(reply.status < 300, "{method} {path}: {} {}", reply.status, reply.body);
     reply.body
 }
@@ -106,11 +169,12 @@ async fn objects_written_with_kubectl_show_up_and_invalid_ones_are_left_out() {
     // The watch said so, after the two meshes.
     let mut kinds = Vec::new();
     for _ in 0..3 {
-        let event = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut events))
-            .await
-            .expect("an event")
-            .expect("open")
-            .expect("no error");
+        let event =
+            tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut events))
+                .await
+                .expect("an event")
+                .expect("open")
+                .expect("no error");
         kinds.push((event.kind, event.key));
     }
     assert_eq!(kinds[2], (EventKind::Created, key.clone()));
@@ -146,7 +210,8 @@ async fn objects_written_with_kubectl_show_up_and_invalid_ones_are_left_out() {
     // A later write is seen, so the two earlier ones were processed (and skipped).
     let marker = json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "marker"}, "spec": {}});
     must_request(&server, "POST", "/apis/kuma.io/v1alpha1/meshes", marker);
-    eventually("the marker mesh", async || store.get(&ResourceKey::mesh("marker")).await.ok()).await;
+    eventually("the marker mesh", async || store.get(&ResourceKey::mesh("marker")).await.ok())
+        .await;
     let broken_key = ResourceKey::new(ResourceType::TrafficRoute, "default", "broken");
     assert!(matches!(store.get(&broken_key).await, Err(StoreError::NotFound { .. })));
     let secrets = kuma_store::list_all(&store, ResourceType::Secret, None).await.unwrap();
@@ -192,12 +257,17 @@ async fn the_store_serves_its_copy_while_the_apiserver_restarts_and_follows_it_a
     // Back: the watch resumes by itself, so a write through the apiserver shows here.
     let body = serde_json::json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "after"}, "spec": {}});
     let server = tokio::task::spawn_blocking(move || {
-        eventually_blocking(|| server.request("POST", "/apis/kuma.io/v1alpha1/meshes", Some(&body.to_string())));
+        eventually_blocking(|| {
+            server.request("POST", "/apis/kuma.io/v1alpha1/meshes", Some(&body.to_string()))
+        });
         server
     })
     .await
     .unwrap();
-    eventually("the mesh written after the restart", async || store.get(&ResourceKey::mesh("after")).await.ok()).await;
+    eventually("the mesh written after the restart", async || {
+        store.get(&ResourceKey::mesh("after")).await.ok()
+    })
+    .await;
     let created = eventually("a write through the store", async || {
         store.create(ResourceKey::mesh("again"), Spec::Mesh(MeshSpec::default())).await.ok()
     })

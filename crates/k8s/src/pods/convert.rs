@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kuma_model::{
-    DataplaneSpec, Inbound, Networking, ResourceInput, ResourceKey, ResourceType, Spec, Tags,
-    ValidationContext, ValidationError, SERVICE_TAG,
+    DataplaneSpec, Inbound, Networking, Outbound, ResourceInput, ResourceKey, ResourceType, Spec,
+    Tags, ValidationContext, ValidationError, SERVICE_TAG,
 };
 use serde_json::{json, Map, Value};
 
@@ -139,12 +139,13 @@ pub fn convert<'a>(
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mesh = annotations::mesh_of(Meta::of(&pod.metadata), Meta::of(&namespace.metadata));
 
-    let mut services: Vec<&Service> = services
+    let mut in_namespace: Vec<&Service> = services
         .into_iter()
         .filter(|s| s.metadata.namespace.as_deref().unwrap_or_default() == ns)
-        .filter(|s| selects(s, pod))
         .collect();
-    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    in_namespace.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let (services, others): (Vec<&Service>, Vec<&Service>) =
+        in_namespace.into_iter().partition(|s| selects(s, pod));
 
     let pod_tags = pod_label_tags(pod, &ns);
     let mut inbound: Vec<Inbound> = Vec::new();
@@ -170,8 +171,14 @@ pub fn convert<'a>(
         inbound.push(Inbound { port: Some(SERVICELESS_PORT), tags, ..Default::default() });
     }
 
+    let outbound = outbounds(&others, &ns);
     let spec = DataplaneSpec {
-        networking: Networking { address: Some(ip.to_string()), inbound, ..Default::default() },
+        networking: Networking {
+            address: Some(ip.to_string()),
+            inbound,
+            outbound,
+            ..Default::default()
+        },
         metrics: None,
     };
     let labels =
@@ -188,6 +195,33 @@ pub fn convert<'a>(
             Err(ConvertError { namespace: dataplane.namespace, pod: dataplane.name, invalid })
         }
     }
+}
+
+/// One outbound per TCP port of every other Service of the namespace that has a ClusterIP, on
+/// that ClusterIP and port (Kuma's outbounds before transparent proxying): the pod reaches
+/// `<svc>_<ns>_svc_<port>` by the address it already uses for the Service.
+fn outbounds(services: &[&Service], namespace: &str) -> Vec<Outbound> {
+    let mut outbound = Vec::new();
+    for service in services {
+        let Some(spec) = &service.spec else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")
+        else {
+            continue;
+        };
+        let name = service.metadata.name.as_deref().unwrap_or_default();
+        for port in spec.ports.iter().flatten().filter(|p| is_tcp(p.protocol.as_deref())) {
+            let Ok(number) = u32::try_from(port.port) else { continue };
+            let mut tags = Tags::default();
+            tags.insert(SERVICE_TAG, format!("{name}_{namespace}_svc_{}", port.port));
+            outbound.push(Outbound {
+                address: Some(ip.to_string()),
+                port: Some(number),
+                tags: Some(tags),
+                ..Default::default()
+            });
+        }
+    }
+    outbound
 }
 
 /// Whether `service` selects `pod`: a non-empty selector that the pod's labels satisfy; never an
