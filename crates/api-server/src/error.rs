@@ -63,12 +63,11 @@ impl ApiError {
         ApiError::invalid(op, e.violations)
     }
 
-    pub(crate) fn read_only(op: Op) -> ApiError {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            op,
+    pub(crate) fn read_only(op: Op, reason: Option<&str>) -> ApiError {
+        let reason = reason.unwrap_or(
             "this control plane is read-only (apiServer.readOnly): change resources on a writable control plane",
-        )
+        );
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, op, reason)
     }
 
     /// Maps a store error. `precondition` says the client sent `If-Match`, so a version conflict

@@ -254,7 +254,7 @@ async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     if state.config.read_only {
-        return Err(ApiError::read_only(Op::Put));
+        return Err(ApiError::read_only(Op::Put, state.read_only_reason.as_deref()));
     }
     let bytes = read_body(&state, body).await?;
     let value = parse_body(&headers, &bytes)?;
@@ -381,7 +381,7 @@ pub(crate) async fn put_in_mesh(
 
 async fn delete(state: State, key: ResourceKey, headers: HeaderMap) -> Result<Response, ApiError> {
     if state.config.read_only {
-        return Err(ApiError::read_only(Op::Delete));
+        return Err(ApiError::read_only(Op::Delete, state.read_only_reason.as_deref()));
     }
     let precondition = if_match(&headers);
     let expected = match &precondition {

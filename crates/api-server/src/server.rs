@@ -37,6 +37,8 @@ pub(crate) struct AppState {
     pub openapi: String,
     pub extra_validation: Option<ExtraValidation>,
     pub user_tokens: Option<Arc<dyn UserTokens>>,
+    /// Why writes are refused, when the API is read-only for a reason other than its config.
+    pub read_only_reason: Option<String>,
 }
 
 /// Where the API is served: plain HTTP, HTTPS, or both.
@@ -91,6 +93,7 @@ impl ApiServer {
                 openapi,
                 extra_validation: None,
                 user_tokens: None,
+                read_only_reason: None,
             }),
         }
     }
@@ -99,6 +102,15 @@ impl ApiServer {
     pub fn with_validation(mut self, validation: ExtraValidation) -> ApiServer {
         let state = Arc::get_mut(&mut self.state).expect("set before the router is built");
         state.extra_validation = Some(validation);
+        self
+    }
+
+    /// Makes the API read-only, saying `reason` to every write (on Kubernetes, resources are
+    /// changed with kubectl).
+    pub fn read_only_because(mut self, reason: &str) -> ApiServer {
+        let state = Arc::get_mut(&mut self.state).expect("set before the router is built");
+        state.config.read_only = true;
+        state.read_only_reason = Some(reason.to_string());
         self
     }
 
