@@ -14,12 +14,16 @@ use serde_json::Value;
 /// The defaults, as shipped; a test keeps them equal to `KumaCpConfig::default()`.
 pub const DEFAULTS_YAML: &str = include_str!("../kuma-cp.defaults.yaml");
 
-/// Where kuma-cp runs. Kubernetes mode arrives with its own issue.
+/// Where kuma-cp runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
+    /// VMs and bare metal: resources come through the HTTP API.
     #[default]
     Universal,
+    /// Inside Kubernetes: resources are Kuma's CRDs in the API server (the only store there),
+    /// Pods become Dataplanes, the injector adds kuma-dp, and the HTTP API is read-only.
+    Kubernetes,
 }
 
 /// Which backend holds the resources.
@@ -31,6 +35,8 @@ pub enum StoreType {
     Memory,
     /// Replicated between kuma-cp peers through a Raft log on each peer's disk.
     Raft,
+    /// Kuma's CRDs in the Kubernetes API server (environment kubernetes).
+    Kubernetes,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +45,85 @@ pub struct StoreConfig {
     #[serde(rename = "type")]
     pub kind: StoreType,
     pub raft: RaftStoreConfig,
+    pub kubernetes: KubernetesStoreConfig,
+}
+
+/// Settings of the Kubernetes store (`store.kubernetes`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesStoreConfig {
+    /// Where the control plane keeps its Secrets and Leases (KUMA_STORE_KUBERNETES_SYSTEM_NAMESPACE).
+    pub system_namespace: String,
+}
+
+impl Default for KubernetesStoreConfig {
+    fn default() -> Self {
+        KubernetesStoreConfig { system_namespace: "kuma-system".to_string() }
+    }
+}
+
+/// Settings of the Kubernetes runtime (`runtime.kubernetes`): the admission webhook server and
+/// the sidecar injector.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub kubernetes: KubernetesRuntimeConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesRuntimeConfig {
+    pub admission_server: AdmissionServerConfig,
+    /// The Service in front of the control plane, which injected sidecars dial
+    /// (KUMA_RUNTIME_KUBERNETES_CONTROL_PLANE_SERVICE_NAME).
+    pub control_plane_service_name: String,
+    pub injector: InjectorSettings,
+}
+
+impl Default for KubernetesRuntimeConfig {
+    fn default() -> Self {
+        KubernetesRuntimeConfig {
+            admission_server: AdmissionServerConfig::default(),
+            control_plane_service_name: "kuma-control-plane".to_string(),
+            injector: InjectorSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdmissionServerConfig {
+    /// HTTPS port of the admission webhooks (KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_PORT).
+    pub port: u16,
+    /// Directory with `tls.crt` and `tls.key` for it, as the install manifest mounts them
+    /// (KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_CERT_DIR).
+    pub cert_dir: String,
+}
+
+impl Default for AdmissionServerConfig {
+    fn default() -> Self {
+        AdmissionServerConfig { port: 5443, cert_dir: "/var/run/secrets/kuma.io/tls-cert".into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InjectorSettings {
+    /// The kuma-dp image of injected sidecars
+    /// (KUMA_RUNTIME_KUBERNETES_INJECTOR_SIDECAR_CONTAINER_IMAGE).
+    pub sidecar_container_image: String,
+    /// The image of the transparent-proxy init container
+    /// (KUMA_RUNTIME_KUBERNETES_INJECTOR_INIT_CONTAINER_IMAGE).
+    pub init_container_image: String,
+}
+
+impl Default for InjectorSettings {
+    fn default() -> Self {
+        InjectorSettings {
+            sidecar_container_image: "kuma-rs/kuma-dp:latest".to_string(),
+            init_container_image: "kuma-rs/kuma-init:latest".to_string(),
+        }
+    }
 }
 
 /// Settings of the Raft store (`store.raft`).
@@ -148,6 +233,7 @@ pub struct KumaCpConfig {
     pub diagnostics: PortConfig,
     pub raft: PortConfig,
     pub defaults: DefaultsConfig,
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for KumaCpConfig {
@@ -164,6 +250,7 @@ impl Default for KumaCpConfig {
             diagnostics: PortConfig { port: 5680 },
             raft: PortConfig { port: 5683 },
             defaults: DefaultsConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -257,6 +344,7 @@ impl KumaCpConfig {
     ) -> Result<KumaCpConfig, ConfigError> {
         let mut value =
             serde_json::to_value(KumaCpConfig::default()).expect("the config serializes");
+        let mut file_sets_dp_auth = false;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -264,12 +352,14 @@ impl KumaCpConfig {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+            file_sets_dp_auth = overlay.pointer("/dpServer/auth/type").is_some();
             if !overlay.is_null() {
                 merge(&mut value, overlay);
             }
         }
         let mut from_env = BTreeMap::new();
         apply_env(&mut value, &mut Vec::new(), env, &mut from_env)?;
+        let dp_auth_chosen = from_env.contains_key("dpServer.auth.type") || file_sets_dp_auth;
 
         let config: KumaCpConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
@@ -282,6 +372,15 @@ impl KumaCpConfig {
             };
             ConfigError::Field { field, message: e.inner().to_string(), origin }
         })?;
+        let mut config = config;
+        if config.environment == Environment::Kubernetes && config.store.kind == StoreType::Memory {
+            // On Kubernetes the API server is the store: KUMA_ENVIRONMENT=kubernetes is enough.
+            config.store.kind = StoreType::Kubernetes;
+        }
+        if config.environment == Environment::Kubernetes && !dp_auth_chosen {
+            // Sidecars prove themselves with their pod's service-account token, as in Kuma.
+            config.dp_server.auth.kind = kuma_xds::DpAuthType::ServiceAccountToken;
+        }
         let problems = config.validate();
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { problems });
@@ -424,6 +523,18 @@ impl KumaCpConfig {
                  KUMA_GENERAL_TLS_KEY_FILE) or neither"
                     .to_string(),
             );
+        }
+        match (self.environment, self.store.kind) {
+            (Environment::Kubernetes, StoreType::Kubernetes)
+            | (Environment::Universal, StoreType::Memory | StoreType::Raft) => {}
+            (Environment::Kubernetes, other) => problems.push(format!(
+                "store.type: {other:?} runs in universal mode; on Kubernetes the store is the API server \
+                 (unset KUMA_STORE_TYPE or set it to kubernetes)"
+            ).to_lowercase()),
+            (Environment::Universal, StoreType::Kubernetes) => problems.push(
+                "store.type: kubernetes needs environment kubernetes (set KUMA_ENVIRONMENT=kubernetes)"
+                    .to_string(),
+            ),
         }
         let ports = self.ports();
         for (i, (name, port)) in ports.iter().enumerate() {

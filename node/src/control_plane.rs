@@ -39,6 +39,8 @@ pub enum ControlPlaneError {
     Xds(#[from] kuma_xds::XdsError),
     #[error("{variable}: {reason}")]
     Certificate { variable: &'static str, reason: String },
+    #[error("{0}")]
+    Kubernetes(String),
 }
 
 /// One kuma-cp peer.
@@ -276,9 +278,16 @@ impl ControlPlane {
         let control_plane_cert = ControlPlaneCert::new();
         let provided_cert = provided_certificate(config, &control_plane_cert)?;
         let mut advertised_hosts = vec![config.bootstrap_server.params.xds_host.clone()];
+        let mut kubernetes: Option<kube::Client> = None;
         let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
         {
             StoreType::Memory => (Arc::new(MemoryStore::new()), None),
+            StoreType::Kubernetes => {
+                let client = crate::kubernetes::client().await?;
+                let store = crate::kubernetes::start_store(client.clone(), config).await?;
+                kubernetes = Some(client);
+                (store, None)
+            }
             StoreType::Raft => {
                 let raft_config = config
                     .raft_config()
@@ -307,17 +316,9 @@ impl ControlPlane {
             }
         };
 
-        match &raft {
-            None => {
-                if !config.defaults.skip_mesh_creation {
-                    crate::cluster_work::ensure_default_mesh(store.as_ref())
-                        .await
-                        .map_err(ControlPlaneError::DefaultMesh)?;
-                }
-                // A single control plane is its own leader for the mesh CAs and signing keys.
-                tokio::spawn(single_peer_leader_work(store.clone(), stopped(stop_rx.clone())));
-            }
-            Some(node) => {
+        let mut peers: Arc<dyn XdsPeers> = Arc::new(single_peer.clone());
+        match (&raft, &kubernetes) {
+            (Some(node), _) => {
                 tokio::spawn(replication::leader_work(
                     node.clone(),
                     store.clone(),
@@ -329,6 +330,39 @@ impl ControlPlane {
                     config.instance_id(),
                     started,
                 ));
+                peers = Arc::new(replication::RaftXdsPeers {
+                    node: node.clone(),
+                    fallback: single_peer.clone(),
+                });
+            }
+            (None, Some(client)) => {
+                let replicas = crate::kubernetes::start_cluster_work(
+                    client.clone(),
+                    store.clone(),
+                    config,
+                    stop_rx.clone(),
+                );
+                tokio::spawn(replication::close_own_stale_subscriptions(
+                    store.clone(),
+                    config.instance_id(),
+                    started,
+                ));
+                if let Some((host, _)) = crate::kubernetes::xds_address(config).rsplit_once(':') {
+                    advertised_hosts.push(host.to_string());
+                }
+                peers = Arc::new(crate::kubernetes::KubernetesXdsPeers {
+                    replicas,
+                    fallback: single_peer.clone(),
+                });
+            }
+            (None, None) => {
+                if !config.defaults.skip_mesh_creation {
+                    crate::cluster_work::ensure_default_mesh(store.as_ref())
+                        .await
+                        .map_err(ControlPlaneError::DefaultMesh)?;
+                }
+                // A single control plane is its own leader for the mesh CAs and signing keys.
+                tokio::spawn(single_peer_leader_work(store.clone(), stopped(stop_rx.clone())));
             }
         }
 
@@ -340,7 +374,12 @@ impl ControlPlane {
                 Spec::Mesh(mesh) => kuma_xds::provided_ca_violations(mesh),
                 _ => Vec::new(),
             }));
-        let api = api.with_user_tokens(Arc::new(StoreUserTokens { store: store.clone() }));
+        let mut api = api.with_user_tokens(Arc::new(StoreUserTokens { store: store.clone() }));
+        if kubernetes.is_some() {
+            api = api.read_only_because(
+                "on Kubernetes, Kuma resources are Kubernetes objects (Kuma's CRDs): create and change them with `kubectl apply -f`",
+            );
+        }
         let https = match https_listener {
             Some(listener) => Some(HttpsListener {
                 listener,
@@ -365,7 +404,11 @@ impl ControlPlane {
                 stopped(stop_rx.clone()),
             ));
         }
-        let auth = Arc::new(DataplaneAuth::new(config.dp_server.auth.kind));
+        let mut auth = DataplaneAuth::new(config.dp_server.auth.kind);
+        if let Some(client) = &kubernetes {
+            auth = auth.with_reviewer(Arc::new(crate::kubernetes::Reviewer(client.clone())));
+        }
+        let auth = Arc::new(auth);
         if auth.kind() == kuma_xds::DpAuthType::None {
             tracing::warn!("KUMA_DP_SERVER_AUTH_TYPE=none: anyone who reaches the bootstrap, xDS and SDS ports may act as any dataplane; for development only");
         }
@@ -379,12 +422,6 @@ impl ControlPlane {
             ApiListeners { http: http_listener, https },
             stopped(stop_rx.clone()),
         ));
-        let peers: Arc<dyn XdsPeers> = match &raft {
-            Some(node) => {
-                Arc::new(replication::RaftXdsPeers { node: node.clone(), fallback: single_peer })
-            }
-            None => Arc::new(single_peer),
-        };
         let dp_tls = config.dp_server.tls.enabled;
         if !dp_tls {
             tracing::warn!("KUMA_DP_SERVER_TLS_ENABLED=false: the bootstrap and xDS servers speak plain text; use only on a trusted network");
@@ -415,6 +452,22 @@ impl ControlPlane {
         xds = xds.with_sds(sds_listener, control_plane_cert.server_cert());
         info!(port = config.xds_server.grpc_port, "xds-server starting");
         let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
+        let mut admission_task = match &kubernetes {
+            Some(client) => {
+                let port = config.runtime.kubernetes.admission_server.port;
+                let listener =
+                    bind("admission server", port, "KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_PORT")
+                        .await?;
+                tokio::spawn(crate::kubernetes::serve_admission(
+                    listener,
+                    client.clone(),
+                    store.clone(),
+                    config.clone(),
+                    stopped(stop_rx.clone()),
+                ))
+            }
+            None => tokio::spawn(std::future::pending()),
+        };
         info!(port = config.diagnostics.port, "diagnostics server starting");
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
             diagnostics_listener,
@@ -431,6 +484,7 @@ impl ControlPlane {
             r = &mut diagnostics_task => Some(("diagnostics server", r)),
             r = &mut bootstrap_task => Some(("bootstrap-server", r)),
             r = &mut xds_task => Some(("xds-server", r.map(|r| r.map_err(std::io::Error::other)))),
+            r = &mut admission_task => Some(("admission server", r)),
         };
         readiness.set(false);
         let _ = stop_tx.send(true);
@@ -450,6 +504,7 @@ impl ControlPlane {
             let _ = diagnostics_task.await;
             let _ = bootstrap_task.await;
             let _ = xds_task.await;
+            let _ = admission_task.await;
         })
         .await;
         if let Some(node) = &raft {

@@ -10,6 +10,7 @@ mod config;
 mod control_plane;
 mod diagnostics;
 mod identity_api;
+mod kubernetes;
 pub mod peer_certs;
 mod replication;
 mod user_tokens;

@@ -187,49 +187,7 @@ async fn close_orphaned_subscriptions(
         .filter(|m| m.healthy)
         .filter_map(|m| m.serves.as_ref().map(|s| s.instance_id.clone()))
         .collect();
-    let mut suspects = BTreeSet::new();
-    let insights = match kuma_store::list_all(store, ResourceType::DataplaneInsight, None).await {
-        Ok(insights) => insights,
-        Err(e) => {
-            warn!(error = %e, "could not list DataplaneInsights");
-            return previous;
-        }
-    };
-    for insight in insights {
-        let Some(spec) = insight.spec.as_dataplane_insight() else { continue };
-        let orphaned: Vec<String> = spec
-            .subscriptions
-            .iter()
-            .filter(|s| {
-                s.disconnect_time.is_none() && !alive.contains(&s.control_plane_instance_id)
-            })
-            .map(|s| s.control_plane_instance_id.clone())
-            .collect();
-        suspects.extend(orphaned.iter().cloned());
-        let confirmed: BTreeSet<&String> =
-            orphaned.iter().filter(|i| previous.contains(*i)).collect();
-        if confirmed.is_empty() {
-            continue;
-        }
-        let mut updated = spec.clone();
-        for s in &mut updated.subscriptions {
-            if s.disconnect_time.is_none() && confirmed.contains(&s.control_plane_instance_id) {
-                s.disconnect_time = Some(Utc::now());
-            }
-        }
-        match store
-            .update(insight.key.clone(), Spec::DataplaneInsight(updated), &insight.version)
-            .await
-        {
-            Ok(_) => {
-                info!(dataplane = %insight.key.name, "closed the subscriptions of a peer that is gone")
-            }
-            // Changed meanwhile (the dataplane reconnected): the next round looks again.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
-            Err(e) => warn!(error = %e, "could not close orphaned subscriptions"),
-        }
-    }
-    suspects
+    crate::cluster_work::close_subscriptions_of_dead_peers(store, &alive, previous).await
 }
 
 /// Subscriptions this peer left open before it restarted are closed: none of them can still be

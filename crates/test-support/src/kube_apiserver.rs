@@ -84,7 +84,9 @@ impl KubeApiServer {
             "--advertise-address=127.0.0.1".into(),
             format!("--secure-port={port}"),
             "--insecure-port=0".into(),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            // Loopback, so an Envoy on this host can listen on a Service's ClusterIP (the
+            // outbound of a sidecar without transparent proxying).
+            "--service-cluster-ip-range=127.96.0.0/16".into(),
             "--allow-privileged=true".into(),
             "--authorization-mode=AlwaysAllow".into(),
             // No service-account controller runs, so the "default" account never exists.
@@ -95,8 +97,7 @@ impl KubeApiServer {
             format!("--service-account-signing-key-file={}", certs.join("sa.key").display()),
         ];
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let apiserver_child =
-            spawn(apiserver, &arg_refs, &dir.path().join("kube-apiserver.log"));
+        let apiserver_child = spawn(apiserver, &arg_refs, &dir.path().join("kube-apiserver.log"));
         let command = (apiserver.to_path_buf(), args);
         let apiserver = apiserver_child;
         let kubeconfig = dir.path().join("kubeconfig");

@@ -2,6 +2,7 @@
 
 mod dataplane_identity;
 mod failover;
+mod kubernetes;
 mod mesh_ca;
 mod operator_access;
 mod process;
