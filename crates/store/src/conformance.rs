@@ -13,9 +13,7 @@ use kuma_model::{
     ResourceType, Spec, Tags, Version,
 };
 
-use crate::{
-    EventKind, ListQuery, NameScope, ResourceStore, StoreError, WatchEvent, WatchStream,
-};
+use crate::{EventKind, ListQuery, NameScope, ResourceStore, StoreError, WatchEvent, WatchStream};
 
 /// Generates one `#[tokio::test]` per check, each with a fresh store from `$factory` (an async
 /// expression yielding `Arc<dyn ResourceStore>`).
