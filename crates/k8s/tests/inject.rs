@@ -321,12 +321,9 @@ const WEBHOOK: &str = "namespace-kuma-injector.kuma.io";
 
 /// A kube client for the test apiserver, from the kubeconfig it writes.
 async fn client(server: &KubeApiServer) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("a kubeconfig");
-    let options = kube::config::KubeConfigOptions::default();
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a config");
-    kube::Client::try_from(config).expect("a client")
+    kuma_k8s::client_from_kubeconfig(server.kubeconfig())
+        .await
+        .expect("a client for the test apiserver")
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert PEM, key PEM).

@@ -12,7 +12,6 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use kuma_k8s::pods::{self, PodDataplane};
@@ -183,12 +182,11 @@ fn a_mesh_name_kuma_refuses_is_an_error_naming_the_pod() {
 
 // --- against a real kube-apiserver -----------------------------------------------------------
 
+/// A kube client for the test apiserver, from the kubeconfig it writes.
 async fn must_client(server: &KubeApiServer) -> Client {
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("the test kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kuma_k8s::client_from_kubeconfig(server.kubeconfig())
         .await
-        .expect("a client config from the kubeconfig");
-    Client::try_from(config).expect("a kube client")
+        .expect("a client for the test apiserver")
 }
 
 /// Polls `check` until it returns `Ok`, or panics with its last error after `WITHIN`.

@@ -13,12 +13,9 @@ const SYSTEM: &str = "kuma-system";
 
 /// A kube client for the test apiserver, from the kubeconfig it writes.
 async fn client(server: &KubeApiServer) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("a kubeconfig");
-    let options = kube::config::KubeConfigOptions::default();
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a config");
-    kube::Client::try_from(config).expect("a client")
+    kuma_k8s::client_from_kubeconfig(server.kubeconfig())
+        .await
+        .expect("a client for the test apiserver")
 }
 
 /// A store over a fresh apiserver with Kuma's CRDs and the system namespace. It owns the

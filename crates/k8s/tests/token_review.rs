@@ -34,13 +34,11 @@ fn must_mint(server: &KubeApiServer, pod: Option<(&str, &str)>) -> String {
     answer["status"]["token"].as_str().expect("a token").to_string()
 }
 
+/// A kube client for the test apiserver, from the kubeconfig it writes.
 async fn client(server: &KubeApiServer) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("a kubeconfig");
-    let options = kube::config::KubeConfigOptions::default();
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a config");
-    kube::Client::try_from(config).expect("a client")
+    kuma_k8s::client_from_kubeconfig(server.kubeconfig())
+        .await
+        .expect("a client for the test apiserver")
 }
 
 #[test]
