@@ -256,13 +256,6 @@ impl ControlPlaneManifest {
                                     &self.dataplane_init_image,
                                 ),
                                 env("KUMA_RUNTIME_KUBERNETES_CONTROL_PLANE_SERVICE_NAME", NAME),
-                                {
-                                    "name": "KUMA_INSTANCE_ID",
-                                    "valueFrom": {"fieldRef": {
-                                        "apiVersion": "v1",
-                                        "fieldPath": "metadata.name",
-                                    }},
-                                },
                                 env(
                                     "KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST",
                                     &format!("{SERVICE_NAME}.{ns}"),
