@@ -466,7 +466,14 @@ impl ControlPlane {
                     stopped(stop_rx.clone()),
                 ))
             }
-            None => tokio::spawn(std::future::pending()),
+            // No admission server: a task that ends with the others, so shutdown never waits on it.
+            None => {
+                let stop = stopped(stop_rx.clone());
+                tokio::spawn(async move {
+                    stop.await;
+                    Ok(())
+                })
+            }
         };
         info!(port = config.diagnostics.port, "diagnostics server starting");
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
