@@ -527,10 +527,13 @@ impl KumaCpConfig {
         match (self.environment, self.store.kind) {
             (Environment::Kubernetes, StoreType::Kubernetes)
             | (Environment::Universal, StoreType::Memory | StoreType::Raft) => {}
-            (Environment::Kubernetes, other) => problems.push(format!(
-                "store.type: {other:?} runs in universal mode; on Kubernetes the store is the API server \
-                 (unset KUMA_STORE_TYPE or set it to kubernetes)"
-            ).to_lowercase()),
+            (Environment::Kubernetes, other) => {
+                let name = if other == StoreType::Raft { "raft" } else { "memory" };
+                problems.push(format!(
+                    "store.type: {name} runs in universal mode; on Kubernetes the store is the API \
+                     server (unset KUMA_STORE_TYPE or set it to kubernetes)"
+                ))
+            }
             (Environment::Universal, StoreType::Kubernetes) => problems.push(
                 "store.type: kubernetes needs environment kubernetes (set KUMA_ENVIRONMENT=kubernetes)"
                     .to_string(),
@@ -722,5 +725,43 @@ mod tests {
             env_var_name(&["defaults", "skipMeshCreation"]),
             "KUMA_DEFAULTS_SKIP_MESH_CREATION"
         );
+    }
+
+    #[test]
+    fn kubernetes_environment_brings_its_store_and_service_account_tokens() {
+        let c = KumaCpConfig::load(None, &env(&[("KUMA_ENVIRONMENT", "kubernetes")])).unwrap();
+        assert_eq!(c.store.kind, StoreType::Kubernetes);
+        assert_eq!(c.store.kubernetes.system_namespace, "kuma-system");
+        assert_eq!(c.dp_server.auth.kind, kuma_xds::DpAuthType::ServiceAccountToken);
+        assert_eq!(c.runtime.kubernetes.admission_server.port, 5443);
+        // An explicit choice of dataplane auth stays, from the environment or the file.
+        let c = KumaCpConfig::load(
+            None,
+            &env(&[("KUMA_ENVIRONMENT", "kubernetes"), ("KUMA_DP_SERVER_AUTH_TYPE", "dpToken")]),
+        )
+        .unwrap();
+        assert_eq!(c.dp_server.auth.kind, kuma_xds::DpAuthType::DpToken);
+        let f = file("dpServer:\n  auth:\n    type: none\n");
+        let c = KumaCpConfig::load(Some(f.path()), &env(&[("KUMA_ENVIRONMENT", "kubernetes")]))
+            .unwrap();
+        assert_eq!(c.dp_server.auth.kind, kuma_xds::DpAuthType::None);
+        // Universal keeps dataplane tokens.
+        let c = KumaCpConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(c.dp_server.auth.kind, kuma_xds::DpAuthType::DpToken);
+    }
+
+    #[test]
+    fn a_store_of_the_other_environment_is_refused_with_what_to_set() {
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[("KUMA_ENVIRONMENT", "kubernetes"), ("KUMA_STORE_TYPE", "raft")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("store.type: raft") && err.contains("KUMA_STORE_TYPE"), "{err}");
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "kubernetes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KUMA_ENVIRONMENT=kubernetes"), "{err}");
     }
 }

@@ -27,6 +27,8 @@ use crate::control_plane::ControlPlaneError;
 
 /// How often the leader looks for subscriptions left open by replicas that are gone.
 const ORPHAN_CHECK: Duration = Duration::from_secs(5);
+/// How often the admission server looks for a renewed certificate in its directory.
+const CERT_RELOAD: Duration = Duration::from_secs(10);
 /// How often the leader re-checks the identity secrets and each replica its peers' addresses.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -324,8 +326,36 @@ pub async fn serve_admission(
         })
     };
     let cert = kuma_listener::ServerCert::new();
-    cert.set_pem(&read("tls.crt")?, &read("tls.key")?)
+    let mut loaded = (read("tls.crt")?, read("tls.key")?);
+    cert.set_pem(&loaded.0, &loaded.1)
         .map_err(|e| std::io::Error::other(format!("the admission server's certificate: {e}")))?;
+    // `kumactl install control-plane` run again replaces the Secret, and the kubelet the
+    // mounted files: the server picks them up without a restart.
+    let reloaded = cert.clone();
+    let dir = dir.to_path_buf();
+    let reload = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CERT_RELOAD).await;
+            let (Ok(chain), Ok(key)) = (
+                std::fs::read_to_string(dir.join("tls.crt")),
+                std::fs::read_to_string(dir.join("tls.key")),
+            ) else {
+                continue;
+            };
+            if (&chain, &key) == (&loaded.0, &loaded.1) {
+                continue;
+            }
+            match reloaded.set_pem(&chain, &key) {
+                Ok(()) => {
+                    info!(dir = %dir.display(), "the admission server's certificate changed: serving the new one")
+                }
+                Err(e) => {
+                    warn!(error = %e, "the admission server's new certificate does not load; keeping the old one")
+                }
+            }
+            loaded = (chain, key);
+        }
+    });
     let namespace = &config.store.kubernetes.system_namespace;
     let injector = InjectorConfig {
         sidecar_image: runtime.injector.sidecar_container_image.clone(),
@@ -347,5 +377,9 @@ pub async fn serve_admission(
     let incoming =
         kuma_listener::TlsIncoming::new(listener, tls, kuma_listener::ConnectionLimit::API);
     info!(port = runtime.admission_server.port, "admission server starting");
-    kuma_listener::serve_http(incoming, router, kuma_listener::HttpLimits::default(), stop).await
+    let served =
+        kuma_listener::serve_http(incoming, router, kuma_listener::HttpLimits::default(), stop)
+            .await;
+    reload.abort();
+    served
 }

@@ -377,6 +377,17 @@ fn pods_become_dataplanes_whose_injected_sidecars_carry_traffic_across_a_dead_le
             other => Err(format!("{other:?}")),
         });
     }
+    // A renewed admission certificate (kumactl install run again) is served without a restart.
+    let old_ca = ca_bundle.clone();
+    let new_ca = admission_certificate(dir.path());
+    let admission = |ca: &str| {
+        kuma_test_support::https_request(survivor_port, ca, "POST", "/inject-sidecar", Some("{}"))
+    };
+    poll_until(CONVERGE, "the renewed admission certificate", || match admission(&new_ca) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    });
+    assert!(admission(&old_ca).is_err(), "the old certificate is no longer served");
     eprintln!(
         "leader Lease moved {moved:?} after the kill; a new pod's Dataplane {dataplane_after:?}"
     );
