@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::auth::{dataplane_tags, AuthError, DataplaneAuth};
+use crate::auth::{dataplane_tags, AuthError, DataplaneAuth, DataplaneIdentity};
 use crate::config::{BootstrapParams, XdsApiType};
 
 /// What kuma-dp sends. Unknown fields are accepted: newer kuma-dp versions send more.
@@ -368,6 +368,34 @@ fn registration(request: &BootstrapRequest) -> Result<(ResourceKey, DataplaneSpe
     Ok((input.key, spec))
 }
 
+/// Checks a dataplane's token. A key this peer's view does not know may have been made a moment
+/// ago (a token issued right after its mesh's key): the view follows the store's change feed and
+/// may trail it, so the mesh's Secrets are read from the store once before the token is refused.
+async fn check_token(
+    server: &BootstrapServer,
+    token: Option<&str>,
+    mesh: &str,
+    name: &str,
+    tags: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Result<Option<DataplaneIdentity>, AuthError> {
+    let first = server.auth.check(token, mesh, name, tags).await;
+    if !matches!(&first, Err(AuthError::Token(kuma_ca::TokenError::UnknownKey { .. }))) {
+        return first;
+    }
+    if server.store.sync().await.is_err() {
+        return first;
+    }
+    let Ok(secrets) =
+        kuma_store::list_all(server.store.as_ref(), kuma_model::ResourceType::Secret, Some(mesh))
+            .await
+    else {
+        return first;
+    };
+    let changes: Vec<_> = secrets.into_iter().map(|r| (r.key.clone(), Some(r))).collect();
+    server.auth.apply(&changes);
+    server.auth.check(token, mesh, name, tags).await
+}
+
 /// Creates or replaces the Dataplane `key`.
 async fn register(
     store: &dyn ResourceStore,
@@ -433,7 +461,7 @@ async fn bootstrap(
             Err(response) => return *response,
         };
         let tags = dataplane_tags(&spec);
-        if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &tags).await {
+        if let Err(e) = check_token(&server, token.as_deref(), mesh, name, &tags).await {
             return refused(&e, mesh, name);
         }
         match register(server.store.as_ref(), key, spec).await {
@@ -453,7 +481,7 @@ async fn bootstrap(
     };
     let tags = dataplane.as_ref().and_then(|d| d.spec.as_dataplane()).map(dataplane_tags);
     let tags = tags.unwrap_or_default();
-    if let Err(e) = server.auth.check(token.as_deref(), mesh, name, &tags).await {
+    if let Err(e) = check_token(&server, token.as_deref(), mesh, name, &tags).await {
         // A token scoped by tags cannot be checked before the Dataplane exists: say it is missing.
         let missing = dataplane.is_none()
             && matches!(&e, AuthError::Token(kuma_ca::TokenError::WrongTags { .. }));

@@ -135,3 +135,39 @@ fn every_bootstrap_shape_passes_envoy_validate() {
         }
     }
 }
+
+/// A token issued right after its mesh's signing key was made reaches a peer whose view of the
+/// keys has not caught up with the store yet: the peer reads the mesh's Secrets and accepts it,
+/// instead of refusing a genuine token (kuma-dp gives up on a refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_a_key_the_view_has_not_seen_yet_is_checked_against_the_store() {
+    let h = Harness::start().await;
+    h.apply(&redis_dataplane("redis-1", 9000, 6379)).await;
+    kuma_xds::ensure_signing_keys(h.store.as_ref()).await.unwrap();
+    let request = kuma_xds::TokenRequest {
+        mesh: "default".into(),
+        name: "redis-1".into(),
+        tags: Default::default(),
+        valid_for: kuma_xds::DEFAULT_TOKEN_VALIDITY,
+    };
+    let token = kuma_xds::issue_dataplane_token(h.store.as_ref(), &request).await.unwrap();
+    // The view has been listed (synced) but not told about the key.
+    let auth = Arc::new(DataplaneAuth::new(DpAuthType::DpToken));
+    auth.reset(&[]);
+    let store: Arc<dyn ResourceStore> = h.store.clone();
+    let peers = Arc::new(SinglePeer { host: String::new(), port: 15678 });
+    let server = BootstrapServer::new(store, BootstrapServerConfig::default().params, peers, auth);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let body = format!(r#"{{"mesh":"default","name":"redis-1","dataplaneToken":"{token}"}}"#);
+    let (status, reply) = tokio::task::spawn_blocking(move || post(port, &body)).await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    // A token signed by another control plane's key is still refused.
+    let other = Harness::start().await;
+    kuma_xds::ensure_signing_keys(other.store.as_ref()).await.unwrap();
+    let foreign = kuma_xds::issue_dataplane_token(other.store.as_ref(), &request).await.unwrap();
+    let body = format!(r#"{{"mesh":"default","name":"redis-1","dataplaneToken":"{foreign}"}}"#);
+    let (status, reply) = tokio::task::spawn_blocking(move || post(port, &body)).await.unwrap();
+    assert_eq!(status, 401, "{reply}");
+}
