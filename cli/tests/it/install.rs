@@ -53,18 +53,7 @@ fn install_control_plane_matches_the_golden_file() {
     ]);
     // The default images carry kumactl's version; a release must not need a new golden file.
     let actual = out.replace(&format!(":{}\n", env!("CARGO_PKG_VERSION")), ":VERSION\n");
-    let path = testdata(GOLDEN);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_GOLDEN=1", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs from what kumactl prints (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
-        path.display()
-    );
+    kuma_test_support::golden::must_match(&testdata(GOLDEN), &actual);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The sidecar injector: the mutation against golden files (`tests/testdata/inject/NN.*`:
 //! `NN.input.yaml` in namespace `NN.namespace.yaml` gives `NN.golden.yaml`, the pod after the
-//! patch; `UPDATE_GOLDEN=1` rewrites them), the admission review around it, and the webhook
+//! patch; `GOLDEN_UPDATE=1` rewrites them), the admission review around it, and the webhook
 //! registered with a real kube-apiserver, served over TLS from this test.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kuma_k8s::inject::{inject, review, InjectorConfig, NamespaceCache, ADMISSION_PATH};
-use kuma_test_support::{eventually, KubeApiServer};
+use kuma_test_support::{eventually, golden, KubeApiServer};
 use serde_json::{json, Value};
 
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBgoldenCA\n-----END CERTIFICATE-----\n";
@@ -80,32 +80,15 @@ fn yaml(value: &Value) -> String {
 
 #[test]
 fn every_golden_pod_is_injected_as_its_golden_file_says() {
-    let update = ["UPDATE_GOLDEN", "GOLDEN_UPDATE"].iter().any(|v| std::env::var_os(v).is_some());
     let cases = cases();
     assert!(cases.len() >= 12, "the golden cases are missing: {cases:?}");
-    let mut failures = Vec::new();
-    for nn in &cases {
-        let actual = render(nn);
-        let path = testdata().join(format!("{nn}.golden.yaml"));
-        if update {
-            std::fs::write(&path, &actual).expect("write a golden file");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        if expected != actual {
-            failures.push(format!(
-                "--- {} (- golden, + now)\n{}",
-                path.display(),
-                diff(&expected, &actual)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "injected pods differ from the golden files (UPDATE_GOLDEN=1 rewrites them; review the \
-         diff):\n{}",
-        failures.join("\n")
-    );
+    let reports = cases
+        .iter()
+        .filter_map(|nn| {
+            golden::compare(&testdata().join(format!("{nn}.golden.yaml")), &render(nn))
+        })
+        .collect();
+    golden::must_all_match(reports, "injected pods");
 }
 
 /// Pins the decisions, so a regenerated golden file cannot bless a wrong one.
@@ -269,48 +252,6 @@ fn admission_time() {
             times.last().unwrap()
         );
     }
-}
-
-/// A line diff of the changed regions, with two lines of context.
-fn diff(expected: &str, actual: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    // Longest common subsequence table, from the ends.
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] =
-                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    let mut lines = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            lines.push((' ', a[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            lines.push(('-', a[i]));
-            i += 1;
-        } else {
-            lines.push(('+', b[j]));
-            j += 1;
-        }
-    }
-    let near_change = |k: usize| {
-        lines[k.saturating_sub(2)..(k + 3).min(lines.len())].iter().any(|(tag, _)| *tag != ' ')
-    };
-    let mut out = String::new();
-    let mut skipped = false;
-    for (k, (tag, line)) in lines.iter().enumerate() {
-        if near_change(k) {
-            out.push_str(&format!("{tag} {line}\n"));
-            skipped = false;
-        } else if !skipped {
-            out.push_str("  ...\n");
-            skipped = true;
-        }
-    }
-    out
 }
 
 // ---- against a real kube-apiserver ----

@@ -15,7 +15,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Po
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use kuma_k8s::pods::{self, PodDataplane};
-use kuma_test_support::KubeApiServer;
+use kuma_test_support::{golden, KubeApiServer};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -65,33 +65,6 @@ fn render(dataplane: Option<&PodDataplane>) -> String {
     serde_yaml::to_string(&value).expect("JSON renders as YAML")
 }
 
-/// Lines of `expected` and `actual` that differ, `-`/`+` marked, common lines indented.
-fn diff(expected: &str, actual: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    // Longest common subsequence table, from the end.
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] =
-                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out += &format!("  {}\n", a[i]);
-            (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out += &format!("+ {}\n", b[j]);
-            j += 1;
-        } else {
-            out += &format!("- {}\n", a[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn cases() -> Vec<String> {
     let mut cases: Vec<String> = std::fs::read_dir(testdata())
         .expect("tests/testdata/convert exists")
@@ -103,31 +76,16 @@ fn cases() -> Vec<String> {
 
 #[test]
 fn every_golden_pod_becomes_its_golden_dataplane() {
-    let update = std::env::var_os("GOLDEN_UPDATE").is_some();
-    let mut failures = Vec::new();
     let cases = cases();
     assert!(cases.len() >= 10, "the golden cases are missing: {cases:?}");
-    for nn in &cases {
-        let actual = render(converted(nn).as_ref());
-        let path = testdata().join(format!("{nn}.dataplane.yaml"));
-        if update {
-            std::fs::write(&path, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        if expected != actual {
-            failures.push(format!(
-                "--- {} (- golden, + converted)\n{}",
-                path.display(),
-                diff(&expected, &actual)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "converted Dataplanes differ from the golden files (GOLDEN_UPDATE=1 rewrites them):\n{}",
-        failures.join("\n")
-    );
+    let reports = cases
+        .iter()
+        .filter_map(|nn| {
+            let path = testdata().join(format!("{nn}.dataplane.yaml"));
+            golden::compare(&path, &render(converted(nn).as_ref()))
+        })
+        .collect();
+    golden::must_all_match(reports, "converted Dataplanes");
 }
 
 #[test]
@@ -322,7 +280,7 @@ async fn must_match_golden(client: &Client, nn: &str, pod: &Pod) {
             Ok(())
         } else {
             let [e, a] = [&expected, &actual].map(|v| serde_yaml::to_string(v).unwrap());
-            Err(diff(&e, &a))
+            Err(golden::line_diff(&e, &a))
         }
     })
     .await

@@ -9,6 +9,7 @@ mod cluster;
 mod echo;
 mod envoy;
 mod eventually;
+pub mod golden;
 mod kube_apiserver;
 mod kuma_cp;
 mod ports;

@@ -159,17 +159,7 @@ pub fn render(set: &ResourceSet) -> String {
 
 fn must_match_golden(file: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
-    if std::env::var_os("GOLDEN_UPDATE").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with GOLDEN_UPDATE=1", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs from the generated config (GOLDEN_UPDATE=1 rewrites it):\n{actual}",
-        path.display()
-    );
+    kuma_test_support::golden::must_match(&path, actual);
 }
 
 fn dataplane(yaml: &str) -> (String, DataplaneSpec) {
