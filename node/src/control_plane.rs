@@ -9,7 +9,9 @@ use kuma_api_server::{ApiListeners, ApiServer, HttpsListener, ServerInfo};
 use kuma_model::Spec;
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
-use kuma_xds::{BootstrapServer, ControlPlaneCert, DataplaneAuth, SinglePeer, XdsPeers, XdsServer};
+use kuma_xds::{
+    BootstrapServer, ControlPlaneCert, DataplaneAuth, SinglePeer, XdsAddress, XdsPeers, XdsServer,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -308,8 +310,8 @@ impl ControlPlane {
                     node = raft_config.node_id,
                     "raft peer server starting"
                 );
-                if let Some((host, _)) = raft_config.serves.xds_address.rsplit_once(':') {
-                    advertised_hosts.push(host.to_string());
+                if let Some(address) = XdsAddress::parse(&raft_config.serves.xds_address) {
+                    advertised_hosts.push(address.host);
                 }
                 let node = RaftNode::start(raft_config, listener, stopped(stop_rx.clone())).await?;
                 (Arc::new(RaftStore::new(node.clone())), Some(node))
@@ -347,8 +349,8 @@ impl ControlPlane {
                     config.instance_id(),
                     started,
                 ));
-                if let Some((host, _)) = crate::kubernetes::xds_address(config).rsplit_once(':') {
-                    advertised_hosts.push(host.to_string());
+                if let Some(address) = XdsAddress::parse(&crate::kubernetes::xds_address(config)) {
+                    advertised_hosts.push(address.host);
                 }
                 peers = Arc::new(crate::kubernetes::KubernetesXdsPeers {
                     replicas,

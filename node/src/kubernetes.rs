@@ -208,10 +208,7 @@ impl XdsPeers for KubernetesXdsPeers {
             .into_iter()
             .filter_map(|i| i.xds_address)
             .filter(|a| seen.insert(a.clone()))
-            .filter_map(|a| {
-                let (host, port) = a.rsplit_once(':')?;
-                Some(XdsAddress { host: host.to_string(), port: port.parse().ok()? })
-            })
+            .filter_map(|a| XdsAddress::parse(&a))
             .collect();
         if announced.is_empty() {
             self.fallback.xds_addresses(request_host)

@@ -36,10 +36,7 @@ impl XdsPeers for RaftXdsPeers {
             .replica()
             .peers()
             .values()
-            .filter_map(|p| {
-                let (host, port) = p.xds_address.rsplit_once(':')?;
-                Some(XdsAddress { host: host.to_string(), port: port.parse().ok()? })
-            })
+            .filter_map(|p| XdsAddress::parse(&p.xds_address))
             .collect();
         if announced.is_empty() {
             self.fallback.xds_addresses(request_host)

@@ -65,6 +65,14 @@ pub struct XdsAddress {
     pub port: u16,
 }
 
+impl XdsAddress {
+    /// `host:port`, as peers announce it; `None` for anything else.
+    pub fn parse(host_port: &str) -> Option<XdsAddress> {
+        let (host, port) = host_port.rsplit_once(':')?;
+        Some(XdsAddress { host: host.to_string(), port: port.parse().ok()? })
+    }
+}
+
 /// The xDS addresses of every control-plane peer this peer knows, itself included. Given the host
 /// kuma-dp used to reach this peer, for peers that do not advertise one.
 pub trait XdsPeers: Send + Sync + 'static {

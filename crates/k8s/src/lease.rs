@@ -138,9 +138,8 @@ async fn try_lead(
             Err(e) => Err(e),
         };
     };
-    current.spec.get_or_insert_with(LeaseSpec::default);
     let held_by = holder(&current).map(str::to_string);
-    let spec = current.spec.as_mut().expect("set above");
+    let spec = current.spec.get_or_insert_with(LeaseSpec::default);
     let renew_time = spec.renew_time.clone();
     let changed =
         observed.as_ref().is_none_or(|o| o.holder != held_by || o.renew_time != renew_time);

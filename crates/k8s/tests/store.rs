@@ -18,18 +18,25 @@ async fn client(server: &KubeApiServer) -> kube::Client {
         .expect("a client for the test apiserver")
 }
 
+/// A fresh apiserver with Kuma's CRDs and `namespaces` (started off the async runtime).
+async fn fresh_server(namespaces: &'static [&'static str]) -> KubeApiServer {
+    tokio::task::spawn_blocking(move || {
+        let server = KubeApiServer::must_start();
+        server.must_install_kuma_crds();
+        for namespace in namespaces {
+            server.must_create_namespace(namespace, &[]);
+        }
+        server
+    })
+    .await
+    .expect("the apiserver starts")
+}
+
 /// A store over a fresh apiserver with Kuma's CRDs and the system namespace. It owns the
 /// apiserver, so dropping it at the end of the check (or while a failed one unwinds) stops the
 /// apiserver and etcd: nothing outlives the test process.
 async fn fresh_store() -> Arc<dyn ResourceStore> {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = KubeApiServer::must_start();
-        server.must_install_kuma_crds();
-        server.must_create_namespace(SYSTEM, &[]);
-        server
-    })
-    .await
-    .expect("the apiserver starts");
+    let server = fresh_server(&[SYSTEM]).await;
     let store =
         KubernetesStore::start(client(&server).await, SYSTEM).await.expect("the store starts");
     Arc::new(StoreWithServer { store, _server: server })
@@ -137,15 +144,7 @@ async fn objects_written_with_kubectl_show_up_and_invalid_ones_are_left_out() {
     use kuma_store::{EventKind, StoreError};
     use serde_json::json;
 
-    let server = tokio::task::spawn_blocking(|| {
-        let server = KubeApiServer::must_start();
-        server.must_install_kuma_crds();
-        server.must_create_namespace(SYSTEM, &[]);
-        server.must_create_namespace("demo", &[]);
-        server
-    })
-    .await
-    .unwrap();
+    let server = fresh_server(&[SYSTEM, "demo"]).await;
     let store = KubernetesStore::start(client(&server).await, SYSTEM).await.unwrap();
     let mut events = store.watch(None).await.unwrap();
     for mesh in ["default", "other"] {
@@ -222,14 +221,7 @@ async fn the_store_serves_its_copy_while_the_apiserver_restarts_and_follows_it_a
     use kuma_model::{MeshSpec, ResourceKey, Spec};
     use kuma_store::StoreError;
 
-    let server = tokio::task::spawn_blocking(|| {
-        let server = KubeApiServer::must_start();
-        server.must_install_kuma_crds();
-        server.must_create_namespace(SYSTEM, &[]);
-        server
-    })
-    .await
-    .unwrap();
+    let server = fresh_server(&[SYSTEM]).await;
     let store = Arc::new(KubernetesStore::start(client(&server).await, SYSTEM).await.unwrap());
     store.create(ResourceKey::mesh("before"), Spec::Mesh(MeshSpec::default())).await.unwrap();
 
