@@ -412,3 +412,57 @@ fn tcp_roundtrip_to(ip: &str, port: u16, payload: &[u8]) -> std::io::Result<Vec<
     }
     Ok(reply)
 }
+
+/// kuma-cp in Kubernetes mode on free ports, with `env` on top; returns its one error line.
+fn must_fail_to_start(env: &[(&str, &str)]) -> String {
+    let ports: Vec<(String, String)> = [
+        "KUMA_API_SERVER_PORT",
+        "KUMA_API_SERVER_HTTPS_PORT",
+        "KUMA_DIAGNOSTICS_PORT",
+        "KUMA_BOOTSTRAP_SERVER_PORT",
+        "KUMA_XDS_SERVER_GRPC_PORT",
+        "KUMA_SDS_SERVER_GRPC_PORT",
+        "KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_PORT",
+    ]
+    .iter()
+    .map(|var| (var.to_string(), free_port().to_string()))
+    .collect();
+    let mut all: Vec<(&str, &str)> = vec![("KUMA_ENVIRONMENT", "kubernetes")];
+    all.extend(ports.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    all.extend_from_slice(env);
+    let mut cp = Proc::spawn(&bin_path("kuma-cp"), &["run"], &all);
+    let exited = cp.must_exit_within(CONVERGE);
+    assert_ne!(exited.code(), Some(0), "{}", exited.log);
+    exited.must_error_line()
+}
+
+#[test]
+fn without_an_api_server_or_kumas_crds_kuma_cp_says_what_to_do_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-kubeconfig");
+    let line = must_fail_to_start(&[("KUBECONFIG", missing.to_str().unwrap())]);
+    assert!(line.contains("KUBECONFIG"), "{line}");
+
+    let server = KubeApiServer::must_start();
+    let kubeconfig = server.kubeconfig().to_str().unwrap().to_string();
+    let line = must_fail_to_start(&[("KUBECONFIG", &kubeconfig)]);
+    assert!(
+        line.contains("kuma-system") && line.contains("kumactl install control-plane"),
+        "{line}"
+    );
+    server.must_create_namespace("kuma-system", &[]);
+    let line = must_fail_to_start(&[("KUBECONFIG", &kubeconfig)]);
+    assert!(line.contains("meshes.kuma.io") && line.contains("kumactl install crds"), "{line}");
+
+    // With everything in place but no admission certificate: one line naming the directory.
+    server.must_install_kuma_crds();
+    let line = must_fail_to_start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_CERT_DIR", dir.path().to_str().unwrap()),
+    ]);
+    assert!(
+        line.contains("tls.crt")
+            && line.contains("KUMA_RUNTIME_KUBERNETES_ADMISSION_SERVER_CERT_DIR"),
+        "{line}"
+    );
+}
