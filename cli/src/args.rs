@@ -134,6 +134,10 @@ pub enum InspectCommand {
         /// applies, its rank and why it was chosen
         #[arg(long, requires = "name", conflicts_with_all = ["tags", "wide"])]
         policies: bool,
+        /// Print the Envoy config the control plane serving the dataplane NAME generated for
+        /// it, as Envoy's config dump JSON (private keys redacted; admin only)
+        #[arg(long, requires = "name", conflicts_with_all = ["tags", "wide", "policies"])]
+        config_dump: bool,
     },
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]

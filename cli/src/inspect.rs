@@ -1,5 +1,7 @@
 //! `kumactl inspect dataplanes|meshes`: the augmented views. Dataplanes are joined with their
 //! insights by the API (`dataplanes+insights`); mesh counts are computed here from the lists.
+//! `inspect dataplane NAME --config-dump` prints the Envoy config the control plane serving the
+//! dataplane generated for it (`/meshes/{mesh}/dataplanes/{name}/xds`).
 
 use std::io::Write;
 
@@ -43,6 +45,25 @@ pub(crate) async fn inspect_dataplanes(
         }
     };
     write!(out, "{}", dataplanes_table(&overviews, Utc::now(), wide)?)?;
+    Ok(())
+}
+
+/// `inspect dataplane NAME --config-dump`: the Envoy config of dataplane `name` in `mesh`, as
+/// Envoy's config dump JSON, from whichever control plane its stream is on (the one asked
+/// forwards to it). The API's error says why there is none (not connected anywhere, its peer
+/// unreachable, not an admin).
+pub(crate) async fn inspect_dataplane_config_dump(
+    client: &ApiClient,
+    mesh: &str,
+    name: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let dump = client.get(&["meshes", mesh, "dataplanes", name, "xds"]).await?;
+    let text = serde_json::to_string_pretty(&dump).map_err(|e| CliError::UnexpectedAnswer {
+        what: format!("the config dump of dataplane {mesh}/{name}"),
+        reason: e.to_string(),
+    })?;
+    writeln!(out, "{text}")?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::delete::delete;
 use crate::error::CliError;
 use crate::generate::{generate_dataplane_token, generate_signing_key, generate_user_token};
 use crate::get::get;
-use crate::inspect::{inspect_dataplanes, inspect_meshes};
+use crate::inspect::{inspect_dataplane_config_dump, inspect_dataplanes, inspect_meshes};
 use crate::inspect_policies::inspect_dataplane_policies;
 use crate::install::install;
 use crate::table::Table;
@@ -92,6 +92,14 @@ impl<'io> Kumactl<'io> {
             }) => {
                 let (client, mesh) = self.connect()?;
                 inspect_dataplane_policies(&client, &mesh, &name, self.out).await
+            }
+            Command::Inspect(InspectCommand::Dataplanes {
+                name: Some(name),
+                config_dump: true,
+                ..
+            }) => {
+                let (client, mesh) = self.connect()?;
+                inspect_dataplane_config_dump(&client, &mesh, &name, self.out).await
             }
             Command::Inspect(InspectCommand::Dataplanes { name, tags, wide, .. }) => {
                 let (client, mesh) = self.connect()?;
