@@ -19,7 +19,7 @@ use tracing::info;
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
 use crate::user_tokens::StoreUserTokens;
-use crate::{identity_api, replication};
+use crate::{identity_api, leader_work, raft_admin, raft_xds_peers, stale_subscriptions};
 
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -321,18 +321,18 @@ impl ControlPlane {
         let mut peers: Arc<dyn XdsPeers> = Arc::new(single_peer.clone());
         match (&raft, &kubernetes) {
             (Some(node), _) => {
-                tokio::spawn(replication::leader_work(
+                tokio::spawn(leader_work::leader_work(
                     node.clone(),
                     store.clone(),
                     !config.defaults.skip_mesh_creation,
                     stop_rx.clone(),
                 ));
-                tokio::spawn(replication::close_own_stale_subscriptions(
+                tokio::spawn(stale_subscriptions::close_own_stale_subscriptions(
                     store.clone(),
                     config.instance_id(),
                     started,
                 ));
-                peers = Arc::new(replication::RaftXdsPeers {
+                peers = Arc::new(raft_xds_peers::RaftXdsPeers {
                     node: node.clone(),
                     fallback: single_peer.clone(),
                 });
@@ -344,7 +344,7 @@ impl ControlPlane {
                     config,
                     stop_rx.clone(),
                 );
-                tokio::spawn(replication::close_own_stale_subscriptions(
+                tokio::spawn(stale_subscriptions::close_own_stale_subscriptions(
                     store.clone(),
                     config.instance_id(),
                     started,
@@ -417,7 +417,7 @@ impl ControlPlane {
         let mut extra_routes = identity_api::routes(store.clone());
         if let Some(node) = &raft {
             extra_routes =
-                extra_routes.merge(replication::routes(node.clone(), config.api_server.read_only));
+                extra_routes.merge(raft_admin::routes(node.clone(), config.api_server.read_only));
         }
         let mut api_task = tokio::spawn(api.serve_with(
             extra_routes,

@@ -11,8 +11,11 @@ mod control_plane;
 mod diagnostics;
 mod identity_api;
 mod kubernetes;
+mod leader_work;
 pub mod peer_certs;
-mod replication;
+mod raft_admin;
+mod raft_xds_peers;
+mod stale_subscriptions;
 mod user_tokens;
 
 pub use cluster_work::ensure_default_mesh;

@@ -42,6 +42,12 @@ impl ApiError {
         ApiError { status, title: op.title().into(), details: details.into(), causes: Vec::new() }
     }
 
+    /// An error of a route kuma-cp adds beside the resource routes (`ApiServer::serve_with`),
+    /// answered with the same body and title as any other request's error.
+    pub fn request(status: StatusCode, details: impl Into<String>) -> ApiError {
+        ApiError::new(status, Op::Other, details)
+    }
+
     pub(crate) fn with_cause(mut self, field: &str, message: impl Into<String>) -> ApiError {
         self.causes.push(Cause { field: field.into(), message: message.into() });
         self
