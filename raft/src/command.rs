@@ -66,6 +66,10 @@ pub enum Op {
     Retire {
         id: u64,
     },
+    /// The cluster gets its id, once.
+    NameCluster {
+        id: String,
+    },
 }
 
 impl Op {
@@ -176,6 +180,8 @@ pub enum Outcome {
     Deleted,
     Announced,
     Retired,
+    /// The cluster's id (the one named first).
+    Named(String),
     Failed(OpError),
 }
 

@@ -27,6 +27,8 @@ pub struct ReplicaState {
     pub peers: Peers,
     /// Ids of peers removed from the cluster; never used again.
     pub retired: BTreeSet<u64>,
+    /// Made once by the first leader; a peer holding another cluster's id is refused.
+    pub cluster_id: Option<String>,
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     dedup: BTreeMap<RequestId, CommandResult>,
@@ -41,6 +43,8 @@ pub struct ReplicaImage {
     pub peers: Peers,
     #[serde(default)]
     pub retired: BTreeSet<u64>,
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     pub applied: Option<LogId>,
     pub membership: StoredMembership,
     pub dedup: Vec<(RequestId, CommandResult)>,
@@ -99,6 +103,11 @@ impl ReplicaState {
                 self.retired.insert(*id);
                 Ok(Outcome::Retired)
             }
+            // The first id made wins; a second leader's attempt changes nothing.
+            Op::NameCluster { id } => {
+                self.cluster_id.get_or_insert_with(|| id.clone());
+                Ok(Outcome::Named(self.cluster_id.clone().unwrap_or_default()))
+            }
         };
         result.unwrap_or_else(|e| Outcome::Failed(OpError::from(e)))
     }
@@ -109,6 +118,7 @@ impl ReplicaState {
             resources: self.store.resources().map(ResourceData::from).collect(),
             peers: self.peers.clone(),
             retired: self.retired.clone(),
+            cluster_id: self.cluster_id.clone(),
             applied: self.applied,
             membership: self.membership.clone(),
             dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].clone())).collect(),
@@ -131,6 +141,7 @@ impl ReplicaState {
             store: StoreState::restore(resources, Revision(image.revision)),
             peers: image.peers,
             retired: image.retired,
+            cluster_id: image.cluster_id,
             applied: image.applied,
             membership: image.membership,
             dedup,
@@ -228,6 +239,10 @@ impl Replica {
 
     pub fn peers(&self) -> Peers {
         self.lock().state.peers.clone()
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.lock().state.cluster_id.clone()
     }
 }
 
