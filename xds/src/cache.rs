@@ -120,6 +120,12 @@ impl SnapshotCache {
         self.lock().nodes.len()
     }
 
+    /// The config this peer generated for `node` and serves its open streams, e.g. for a config
+    /// dump; `None` when no stream of `node` is open on this peer or its Dataplane does not exist.
+    pub fn current_config(&self, node: &NodeId) -> Option<Arc<Snapshot>> {
+        self.lock().nodes.get(node).and_then(|entry| entry.tx.borrow().clone())
+    }
+
     /// Whether the Dataplane `node` exists in this peer's view.
     pub fn has_dataplane(&self, node: &NodeId) -> bool {
         self.lock().meshes.get(&node.mesh).is_some_and(|m| m.dataplanes.contains_key(&node.name))

@@ -10,6 +10,7 @@ mod auth;
 pub mod bootstrap;
 mod cache;
 mod config;
+mod config_dump;
 pub mod generator;
 mod mesh_ca;
 pub mod names;
@@ -36,6 +37,7 @@ pub use config::{
     BootstrapParams, BootstrapServerConfig, DpAuthConfig, DpServerConfig, DpTlsConfig, XdsApiType,
     XdsServerConfig,
 };
+pub use config_dump::{config_dump, ConfigDumpError, REDACTED};
 pub use mesh_ca::{builtin_ca_secret_name, ensure_builtin_cas, provided_ca_violations};
 pub use node_id::NodeId;
 pub use raw_resource::{parse_raw_resource, proxy_template_violations, RawResource};

@@ -16,7 +16,7 @@ use crate::xds_type::XdsType;
 static ENVOY_DESCRIPTORS: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/envoy-descriptors.bin"));
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+pub(crate) static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(ENVOY_DESCRIPTORS).expect("the shipped Envoy descriptors decode")
 });
 
