@@ -1,9 +1,13 @@
 //! Records the git tag, commit and commit date of the checkout being built. Outside a git checkout
 //! (a source tarball) the values are "unknown".
 
+use std::path::PathBuf;
 use std::process::Command;
 
-fn git(args: &[&str]) -> String {
+#[path = "src/git_watch.rs"]
+mod git_watch;
+
+fn git(args: &[&str]) -> Option<String> {
     Command::new("git")
         .args(args)
         .output()
@@ -12,27 +16,37 @@ fn git(args: &[&str]) -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn main() {
-    let git_dir = git(&["rev-parse", "--absolute-git-dir"]);
-    if git_dir != "unknown" {
-        // A commit moves the branch's ref (loose or packed), a checkout moves HEAD, and staging
-        // or editing changes the index, which `--dirty` reflects.
-        println!("cargo:rerun-if-changed={git_dir}/HEAD");
-        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
-        println!("cargo:rerun-if-changed={git_dir}/index");
+    // Watching only files that exist keeps a build with nothing changed from relinking every
+    // binary; the working tree is not watched, so the tag has no `-dirty` suffix, which would
+    // be stale as soon as a file is edited after this script ran.
+    if let (Some(git_dir), Some(common_dir)) =
+        (git(&["rev-parse", "--absolute-git-dir"]), git(&["rev-parse", "--git-common-dir"]))
+    {
+        // `--git-common-dir` may be relative to the directory git ran in, which is this one.
+        let common_dir = std::env::current_dir().unwrap_or_default().join(common_dir);
+        let common_dir = common_dir.canonicalize().unwrap_or(common_dir);
         let head_ref = git(&["symbolic-ref", "-q", "HEAD"]);
-        if head_ref != "unknown" {
-            println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
+        for file in
+            git_watch::watched_files(&PathBuf::from(git_dir), &common_dir, head_ref.as_deref())
+        {
+            println!("cargo:rerun-if-changed={}", file.display());
         }
     }
+    let unknown = || "unknown".to_string();
     println!(
         "cargo:rustc-env=KUMA_GIT_TAG={}",
-        git(&["describe", "--tags", "--always", "--dirty"])
+        git(&["describe", "--tags", "--always"]).unwrap_or_else(unknown)
     );
-    println!("cargo:rustc-env=KUMA_GIT_COMMIT={}", git(&["rev-parse", "HEAD"]));
+    println!(
+        "cargo:rustc-env=KUMA_GIT_COMMIT={}",
+        git(&["rev-parse", "HEAD"]).unwrap_or_else(unknown)
+    );
     // The commit date, not the wall clock, so rebuilding the same commit gives the same binary.
-    println!("cargo:rustc-env=KUMA_BUILD_DATE={}", git(&["show", "-s", "--format=%cI", "HEAD"]));
+    println!(
+        "cargo:rustc-env=KUMA_BUILD_DATE={}",
+        git(&["show", "-s", "--format=%cI", "HEAD"]).unwrap_or_else(unknown)
+    );
 }

@@ -3,6 +3,12 @@
 
 use std::fmt::Write;
 
+// Used by build.rs; compiled here only for its tests.
+#[cfg(test)]
+mod git_watch;
+#[cfg(test)]
+mod git_watch_tests;
+
 /// The product version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `git describe --tags --always --dirty` of the build.
