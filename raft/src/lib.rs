@@ -8,6 +8,7 @@
 // openraft's storage traits return its (large) `StorageError` by value; our helpers match them.
 #![allow(clippy::result_large_err)]
 
+mod call;
 mod command;
 mod config;
 mod db;

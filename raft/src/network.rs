@@ -9,7 +9,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use crate::rpc::{PeerClient, PeerClients, PeerRequest, PeerResponse};
+use crate::rpc::{DialError, PeerClient, PeerClients, PeerRequest, PeerResponse};
 use crate::types::{NodeId, PeerNode, TypeConfig};
 
 #[derive(Clone, Debug, Default)]
@@ -22,7 +22,7 @@ pub struct NetworkFactory {
 #[derive(Debug)]
 pub struct PeerConnection {
     target: NodeId,
-    client: Result<PeerClient, String>,
+    client: Result<PeerClient, DialError>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -37,8 +37,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TransportError(String);
+#[error("peer {peer}: {message}")]
+struct TransportError {
+    peer: NodeId,
+    message: String,
+}
 
 type Failure<E> = RPCError<NodeId, PeerNode, RaftError<NodeId, E>>;
 
@@ -48,12 +51,10 @@ impl PeerConnection {
         request: PeerRequest,
         option: &RPCOption,
     ) -> Result<PeerResponse, Failure<E>> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e.clone()))))?;
+        let client =
+            self.client.as_ref().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
         client.call(request, option.hard_ttl()).await.map_err(|status| {
-            let error = TransportError(format!("peer {}: {}", self.target, status.message()));
+            let error = TransportError { peer: self.target, message: status.message().to_string() };
             match status.code() {
                 // Not listening, or not reachable: openraft backs off before trying again.
                 tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&error)),
@@ -63,7 +64,7 @@ impl PeerConnection {
     }
 
     fn unexpected<E: std::error::Error>(&self, got: &PeerResponse) -> Failure<E> {
-        let error = TransportError(format!("peer {} answered {got:?}", self.target));
+        let error = TransportError { peer: self.target, message: format!("answered {got:?}") };
         RPCError::Network(NetworkError::new(&error))
     }
 }

@@ -15,17 +15,16 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::call::{until_deadline, Attempt, Leader};
 use crate::command::{Command, CommandResult, Op, Outcome, RequestId};
 use crate::replica::Replica;
-use crate::rpc::{ForwardError, PeerClient, PeerClients, PeerRequest, PeerResponse};
+use crate::rpc::{DialError, ForwardError, PeerClient, PeerClients, PeerRequest, PeerResponse};
 use crate::types::{NodeId, Raft};
 
 /// Writes gathered into one command at most.
 const MAX_BATCH: usize = 512;
 /// Commands in flight at once from this peer.
 const IN_FLIGHT: usize = 2;
-/// Pause between attempts while the cluster has no usable leader.
-const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 /// Resolves once this peer sees a leader other than `leader` (or none).
 pub(crate) async fn leadership_moves_from(raft: &Raft, leader: NodeId) {
@@ -164,7 +163,7 @@ impl Committer {
     }
 
     /// A client for the peer at `address`, reused across calls.
-    pub fn client(&self, address: &str) -> Result<PeerClient, String> {
+    pub fn client(&self, address: &str) -> Result<PeerClient, DialError> {
         self.clients.get(address)
     }
 
@@ -179,62 +178,47 @@ impl Committer {
             ops,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut last_problem = String::from("no leader");
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(WriteError::Unavailable(format!(
-                    "no Raft leader accepted the write within {:?} ({last_problem}); \
-                     check that a majority of the control-plane peers is up",
+        let (result, index) = until_deadline(
+            deadline,
+            |remaining| self.attempt(&command, remaining),
+            |last| {
+                format!(
+                    "no Raft leader accepted the write within {:?} ({last}); check that a \
+                     majority of the control-plane peers is up",
                     self.timeout
-                )));
-            }
-            match self.attempt(&command, remaining).await {
-                Ok((result, index)) => {
-                    // Read-your-writes on this peer.
-                    let _ =
-                        tokio::time::timeout_at(deadline, self.replica.wait_applied(index)).await;
-                    return Ok(result);
-                }
-                Err(problem) => {
-                    last_problem = problem;
-                    tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
-                }
-            }
-        }
+                )
+            },
+        )
+        .await?;
+        // Read-your-writes on this peer.
+        let _ = tokio::time::timeout_at(deadline, self.replica.wait_applied(index)).await;
+        Ok(result)
     }
 
-    /// One try: locally when this peer leads, else forwarded to the leader it knows.
+    /// One try: locally when this peer leads, else forwarded to the leader it knows. The request
+    /// id makes a retry safe if an earlier leader applied the command after all.
     async fn attempt(
         &self,
         command: &Command,
         remaining: Duration,
-    ) -> Result<(CommandResult, u64), String> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        match leader {
-            Some(leader) if leader == self.node_id => self.write_locally(command, remaining).await,
-            Some(leader) => {
-                let client = self.peer_client(leader)?;
-                // A leader cut off without refusing connections would hold this write (and its
-                // slot) for the whole timeout; once a new leader is known, go there instead. The
-                // request id makes the retry safe if the old leader applied it after all.
-                let answer = tokio::select! {
-                    answer = client.call(PeerRequest::Write(command.clone()), remaining) => answer,
-                    _ = leadership_moves_from(&self.raft, leader) => {
-                        return Err(format!("leadership moved away from {leader}"));
+    ) -> Result<(CommandResult, u64), Attempt> {
+        match self.leader() {
+            Leader::Here => self.write_locally(command, remaining).await,
+            Leader::Peer(leader) => {
+                match self
+                    .call_leader(leader, PeerRequest::Write(command.clone()), remaining)
+                    .await?
+                {
+                    PeerResponse::Write(Ok(done)) => Ok(done),
+                    PeerResponse::Write(Err(e)) => {
+                        Err(Attempt::Leader { leader, message: e.to_string() })
                     }
-                };
-                match answer {
-                    Ok(PeerResponse::Write(Ok((result, index)))) => Ok((result, index)),
-                    Ok(PeerResponse::Write(Err(e))) => Err(e.to_string()),
-                    Ok(other) => Err(format!("leader {leader} answered {other:?}")),
-                    Err(status) => Err(format!("leader {leader}: {}", status.message())),
+                    other => {
+                        Err(Attempt::Leader { leader, message: format!("answered {other:?}") })
+                    }
                 }
             }
-            None => {
-                self.wait_for_leader(remaining).await;
-                Err("no leader elected".to_string())
-            }
+            Leader::Unknown => self.no_leader(remaining).await,
         }
     }
 
@@ -248,25 +232,24 @@ impl Committer {
     }
 
     /// A client for peer `id`, at its dial address (its override, else its membership address).
-    pub fn peer_client(&self, id: NodeId) -> Result<PeerClient, String> {
-        let address = membership_address(&self.raft, id)
-            .ok_or_else(|| format!("peer {id} has no known address"))?;
+    pub fn peer_client(&self, id: NodeId) -> Result<PeerClient, DialError> {
+        let address = membership_address(&self.raft, id).ok_or(DialError::NoAddress(id))?;
         self.client(&self.dial_address(id, &address))
     }
 
     /// Proposes `command` on this peer, which must be the leader.
-    pub async fn write_locally(
+    pub(crate) async fn write_locally(
         &self,
         command: &Command,
         remaining: Duration,
-    ) -> Result<(CommandResult, u64), String> {
+    ) -> Result<(CommandResult, u64), Attempt> {
         match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
-            Err(_) => Err("the leader did not commit in time".to_string()),
+            Err(_) => Err(Attempt::Here("the leader did not commit in time".to_string())),
             Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(format!("leadership moved to {:?}", f.leader_id))
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(Attempt::Moved(self.node_id))
             }
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(Attempt::Here(e.to_string())),
         }
     }
 
@@ -279,6 +262,8 @@ impl Committer {
         if leader != Some(self.node_id) {
             return Err(ForwardError::NotLeader(self.node_id));
         }
-        self.write_locally(&command, self.timeout).await.map_err(ForwardError::Unavailable)
+        self.write_locally(&command, self.timeout)
+            .await
+            .map_err(|e| ForwardError::Unavailable(e.to_string()))
     }
 }

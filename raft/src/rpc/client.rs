@@ -16,6 +16,17 @@ use crate::config::PeerTls;
 /// How long a connection to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Why no client could be made for a peer.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DialError {
+    #[error("peer {0} has no known address")]
+    NoAddress(u64),
+    #[error("peer address {address:?} is not host:port: {reason}")]
+    Address { address: String, reason: String },
+    #[error("peer TLS settings: {0}")]
+    Tls(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     grpc: Grpc<Channel>,
@@ -24,10 +35,11 @@ pub struct PeerClient {
 impl PeerClient {
     /// A client for the peer at `host:port`, over mutual TLS when `tls` is given; connects on
     /// first use.
-    pub fn new(address: &str, tls: Option<&PeerTls>) -> Result<PeerClient, String> {
+    pub fn new(address: &str, tls: Option<&PeerTls>) -> Result<PeerClient, DialError> {
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
-            .map_err(|e| format!("peer address {address:?} is not host:port: {e}"))?;
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| {
+            DialError::Address { address: address.to_string(), reason: e.to_string() }
+        })?;
         if let Some(tls) = tls {
             endpoint = endpoint
                 .tls_config(
@@ -36,7 +48,7 @@ impl PeerClient {
                         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
                         .domain_name(tls.server_name.clone()),
                 )
-                .map_err(|e| format!("peer TLS settings: {e}"))?;
+                .map_err(|e| DialError::Tls(e.to_string()))?;
         }
         let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
@@ -93,7 +105,7 @@ impl PeerClients {
     }
 
     /// The client for the peer at `address`, created on first use.
-    pub fn get(&self, address: &str) -> Result<PeerClient, String> {
+    pub fn get(&self, address: &str) -> Result<PeerClient, DialError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());

@@ -5,7 +5,7 @@ mod client;
 mod codec;
 mod server;
 
-pub use client::{PeerClient, PeerClients};
+pub use client::{DialError, PeerClient, PeerClients};
 pub use server::{PeerHandler, PeerServer};
 
 use openraft::error::{InstallSnapshotError, RaftError};

@@ -1,0 +1,276 @@
+//! `RaftNode`: one peer of the cluster: its RocksDB, openraft, the peer RPC server, the write
+//! path, consistent reads, membership changes and status. Starting it is here; each other concern
+//! has its own file.
+
+mod dispatch;
+mod membership;
+mod read;
+mod status;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{Config, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tracing::{info, warn};
+
+use crate::command::{Op, Outcome, PeerInfo};
+use crate::config::RaftConfig;
+use crate::election::{self, ElectionTimings, LeaderContact};
+use crate::log_store::{LastLogId, LogStore};
+use crate::network::NetworkFactory;
+use crate::replica::Replica;
+use crate::rpc::{PeerClients, PeerHandler, PeerServer};
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, PeerNode, Raft};
+use crate::writer::{Committer, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error(
+        "could not open the Raft data in {dir} ({reason}); set KUMA_STORE_RAFT_DATA_DIR to a \
+         writable directory that no other kuma-cp uses"
+    )]
+    Open { dir: String, reason: String },
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
+    #[error("could not start Raft: {0}")]
+    Raft(String),
+}
+
+/// One peer.
+pub struct RaftNode {
+    config: RaftConfig,
+    raft: Raft,
+    replica: Arc<Replica>,
+    committer: Committer,
+    writer: Writer,
+    /// When a leader last spoke to this peer; elections wait on it.
+    contact: Arc<LeaderContact>,
+    log: LastLogId,
+    timings: ElectionTimings,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.config.node_id).finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl RaftNode {
+    /// Opens the peer's data, starts openraft and serves the peer RPC on `listener` until
+    /// `shutdown`. On the first start of a configured cluster, forms it.
+    pub async fn start(
+        config: RaftConfig,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Arc<RaftNode>, RaftStartError> {
+        let db = crate::db::open(&config.data_dir).map_err(|e| RaftStartError::Open {
+            dir: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let replica = Arc::new(Replica::default());
+        let state_machine = StateMachine::open(db.clone(), replica.clone())
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        let raft_config = Config {
+            cluster_name: "kuma".to_string(),
+            heartbeat_interval: millis(config.heartbeat),
+            election_timeout_min: millis(config.election_timeout_min),
+            election_timeout_max: millis(config.election_timeout_max),
+            // Snapshots are sent whole; a slow peer must get time to install one.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+            max_in_snapshot_log_to_keep: 5000,
+            // Elections are called by `election::run`, after a pre-vote.
+            enable_elect: false,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let tls = config.tls.clone().map(Arc::new);
+        let clients = PeerClients::new(tls.clone());
+        let dial_overrides = Arc::new(config.dial_overrides.clone());
+        let log = LogStore::new(db);
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory {
+                // Not shared with the committer's: see `PeerClients`.
+                clients: PeerClients::new(tls.clone()),
+                dial_overrides: dial_overrides.clone(),
+            },
+            log.clone(),
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+
+        let committer = Committer::new(
+            config.node_id,
+            raft.clone(),
+            replica.clone(),
+            config.write_timeout,
+            clients,
+            dial_overrides,
+        );
+        let writer = Writer::start(committer.clone());
+        let timings = ElectionTimings {
+            heartbeat: config.heartbeat,
+            election_timeout_min: config.election_timeout_min,
+            election_timeout_max: config.election_timeout_max,
+        };
+        let contact = Arc::new(LeaderContact::new());
+        tokio::spawn(election::run(
+            config.node_id,
+            raft.clone(),
+            contact.clone(),
+            LastLogId::of(&log),
+            committer.clone(),
+            timings,
+        ));
+        let node = Arc::new(RaftNode {
+            config,
+            raft,
+            replica,
+            committer,
+            writer,
+            contact,
+            log: LastLogId::of(&log),
+            timings,
+        });
+
+        let handler: Arc<dyn PeerHandler> = node.clone();
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = &tls {
+            // Only peers holding a certificate from the cluster CA get past the handshake.
+            builder = builder
+                .tls_config(
+                    ServerTlsConfig::new()
+                        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                        .client_ca_root(Certificate::from_pem(&tls.ca_pem)),
+                )
+                .map_err(|e| RaftStartError::Config(format!("peer TLS: {e}")))?;
+        }
+        let server = builder
+            .add_service(PeerServer::new(handler))
+            // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            );
+        let raft = node.raft.clone();
+        tokio::spawn(async move {
+            if let Err(error) = server.await {
+                warn!(%error, "Raft peer server failed");
+            }
+            let _ = raft.shutdown().await;
+        });
+
+        if !node.config.join {
+            node.form_cluster().await;
+        }
+        tokio::spawn(announce(node.clone()));
+        Ok(node)
+    }
+
+    /// Forms the cluster from the configured peers, once: on a peer that already holds Raft
+    /// state (a restart) openraft refuses, which is what we want.
+    async fn form_cluster(&self) {
+        let members: BTreeMap<NodeId, PeerNode> = self
+            .config
+            .peers
+            .iter()
+            .map(|(id, address)| (*id, PeerNode { raft_address: address.clone() }))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => info!(peers = ?self.config.peers, "formed the Raft cluster"),
+            Err(e) => info!(reason = %e, "Raft state found on disk; rejoining the cluster"),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Whether this peer leads now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.config.node_id)
+    }
+
+    /// Becomes true while this peer leads: leader-only work watches it.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(self.is_leader());
+        let mut metrics = self.raft.metrics();
+        let id = self.config.node_id;
+        tokio::spawn(async move {
+            loop {
+                let leads = metrics.borrow_and_update().current_leader == Some(id);
+                tx.send_if_modified(|current| std::mem::replace(current, leads) != leads);
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Builds a snapshot now and purges the log it covers (tests: forces a lagging peer to be
+    /// caught up by snapshot installation).
+    #[cfg(test)]
+    pub(crate) async fn compact_log(&self) {
+        let _ = self.raft.trigger().snapshot().await;
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some(), "a snapshot")
+            .await;
+        let upto = self.raft.metrics().borrow().snapshot.map_or(0, |s| s.index);
+        let _ = self.raft.trigger().purge_log(upto).await;
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= upto), "the log purged")
+            .await;
+    }
+
+    /// Stops openraft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Tells the cluster what this peer serves, and again whenever the replicated record differs
+/// (after a snapshot install, or a changed address).
+async fn announce(node: Arc<RaftNode>) {
+    let mine: PeerInfo = PeerInfo { id: node.config.node_id, ..node.config.serves.clone() };
+    loop {
+        if node.replica.peers().get(&mine.id) != Some(&mine) {
+            match node.writer.write(Op::Announce { peer: mine.clone() }).await {
+                Ok(Outcome::Announced) => info!(peer = mine.id, "announced this peer's addresses"),
+                Ok(other) => warn!(?other, "unexpected answer to the peer announcement"),
+                Err(error) => warn!(%error, "could not announce this peer yet"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if node.raft.metrics().borrow().state == ServerState::Shutdown {
+            return;
+        }
+    }
+}
