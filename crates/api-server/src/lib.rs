@@ -3,13 +3,16 @@
 //! model's types.
 //!
 //! Every request is authenticated (user token, client certificate, or loopback as admin) and
-//! writes need the admin role; see `access`.
+//! writes need the admin role; see `access`. A connected dataplane's Envoy config dump
+//! (`/meshes/{mesh}/dataplanes/{name}/xds`, admin only) comes from kuma-cp through
+//! [`ConfigDumps`].
 //!
 //! It reaches data only through the `ResourceStore` trait and must never depend on a concrete
 //! store backend; `node` decides which store it gets.
 
 mod access;
 mod config;
+mod config_dumps;
 mod error;
 mod openapi;
 mod overview;
@@ -20,5 +23,6 @@ mod server;
 
 pub use access::{is_from_loopback, Identity, Role, UserTokens, ADMIN_GROUP};
 pub use config::{ApiServerConfig, AuthConfig, HttpConfig, HttpsConfig};
+pub use config_dumps::{ConfigDumps, DumpError, DumpRequest, FORWARDED_FROM};
 pub use error::ApiError;
 pub use server::{ApiListeners, ApiServer, ExtraValidation, HttpsListener, ServerInfo};

@@ -149,6 +149,19 @@ pub(crate) fn document(version: &str) -> Value {
             "get": {"summary": "The policies that apply to a Dataplane", "responses": policies_item}
         }),
     );
+    let mut xds_item = error_responses();
+    xds_item["200"] = json!({"description": "the Envoy config the control plane holding the dataplane's stream generated for it, as Envoy's config dump (private keys redacted); other peers forward to that one",
+        "content": {"application/json": {"schema": {"type": "object"}}}});
+    paths.insert(
+        "/meshes/{mesh}/dataplanes/{name}/xds".into(),
+        json!({
+            "parameters": [
+                {"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}
+            ],
+            "get": {"summary": "A connected Dataplane's Envoy config dump (admin only)", "responses": xds_item}
+        }),
+    );
     paths.insert("/dataplanes+insights".into(), json!({"get": list_op(ResourceType::Dataplane, "Dataplanes with their insights across meshes".into(), true)}));
 
     json!({

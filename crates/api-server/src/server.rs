@@ -16,6 +16,7 @@ use kuma_listener::{
 };
 
 use crate::access::{self, UserTokens};
+use crate::config_dumps::{self, ConfigDumps, OverTls};
 use crate::error::{ApiError, Op};
 use crate::{openapi, overview, policies, resources, ApiServerConfig};
 
@@ -39,6 +40,8 @@ pub(crate) struct AppState {
     pub user_tokens: Option<Arc<dyn UserTokens>>,
     /// Why writes are refused, when the API is read-only for a reason other than its config.
     pub read_only_reason: Option<String>,
+    /// Where dataplanes' config dumps come from; `None`: this API serves none.
+    pub config_dumps: Option<Arc<dyn ConfigDumps>>,
 }
 
 /// Where the API is served: plain HTTP, HTTPS, or both.
@@ -94,6 +97,7 @@ impl ApiServer {
                 extra_validation: None,
                 user_tokens: None,
                 read_only_reason: None,
+                config_dumps: None,
             }),
         }
     }
@@ -121,6 +125,13 @@ impl ApiServer {
         self
     }
 
+    /// Answers `GET /meshes/{mesh}/dataplanes/{name}/xds` with `dumps`.
+    pub fn with_config_dumps(mut self, dumps: Arc<dyn ConfigDumps>) -> ApiServer {
+        let state = Arc::get_mut(&mut self.state).expect("set before the router is built");
+        state.config_dumps = Some(dumps);
+        self
+    }
+
     /// The routes, without a socket: tests drive it with `tower::ServiceExt::oneshot`.
     pub fn router(&self) -> Router {
         self.router_with(Router::new())
@@ -143,6 +154,7 @@ impl ApiServer {
                     .delete(resources::delete_in_mesh),
             )
             .route("/meshes/{mesh}/dataplanes/{name}/policies", get(policies::get))
+            .route("/meshes/{mesh}/dataplanes/{name}/xds", get(config_dumps::get))
             .route("/{collection}", get(resources::list_across_meshes))
             .route(
                 "/{collection}/{name}",
@@ -212,6 +224,7 @@ impl ApiServer {
                 None => tls_server_config(https.cert, alpn),
             };
             let incoming = TlsIncoming::new(https.listener, config, ConnectionLimit::API);
+            let router = router.layer(axum::Extension(OverTls));
             servers.spawn(serve_http(incoming, router, limits, stopped(stop_rx)));
         }
         tokio::select! {

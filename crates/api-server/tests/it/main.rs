@@ -1,6 +1,7 @@
 //! The HTTP API driven through its axum Router, without a socket.
 
 mod access;
+mod config_dumps;
 mod support;
 
 mod paging;
