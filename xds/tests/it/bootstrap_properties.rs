@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kuma_model::rest::ErrorBody;
 use kuma_model::{parse_resource, MeshSpec, ResourceKey, ResourceType, Spec};
-use kuma_store::{ListQuery, MemoryStore, ResourceStore};
+use kuma_store::{MemoryStore, ResourceStore};
 use kuma_xds::{
     BootstrapServer, BootstrapServerConfig, DataplaneAuth, DpAuthType, SinglePeer, TokenRequest,
 };
@@ -64,8 +64,8 @@ fn must_serve(kind: DpAuthType) -> Served {
         let mut tokens = Vec::new();
         if kind == DpAuthType::DpToken {
             kuma_xds::ensure_signing_keys(store.as_ref()).await.unwrap();
-            let secrets = store.list(&ListQuery::new(ResourceType::Secret, None, 1000)).await;
-            auth.reset(&secrets.unwrap().items);
+            let secrets = kuma_store::list_all(store.as_ref(), ResourceType::Secret, None).await;
+            auth.reset(&secrets.unwrap());
             for name in ["redis-1", "web-1"] {
                 let request = TokenRequest {
                     mesh: "default".into(),
