@@ -27,3 +27,13 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
 pub fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
+
+/// Whether this data directory holds any Raft state: a vote, a log entry or a snapshot.
+pub fn holds_raft_state(db: &DB) -> Result<bool, rocksdb::Error> {
+    let meta = db.cf_handle(CF_META).expect("the meta column family is created at open");
+    let logs = db.cf_handle(CF_LOGS).expect("the logs column family is created at open");
+    if db.get_cf(meta, KEY_VOTE)?.is_some() || db.get_cf(meta, KEY_SNAPSHOT)?.is_some() {
+        return Ok(true);
+    }
+    Ok(db.iterator_cf(logs, rocksdb::IteratorMode::Start).next().transpose()?.is_some())
+}

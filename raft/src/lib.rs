@@ -13,6 +13,7 @@ mod command;
 mod config;
 mod db;
 mod election;
+mod formation;
 mod log_store;
 mod network;
 mod node;
@@ -26,6 +27,7 @@ mod writer;
 
 pub use command::PeerInfo;
 pub use config::{PeerTls, RaftConfig};
+pub use formation::Refusal;
 pub use node::{RaftNode, RaftStartError};
 pub use rpc::ForwardError;
 pub use status::{ClusterStatus, MemberStatus, PeerStatus};

@@ -162,6 +162,11 @@ impl Committer {
         self.dial_overrides.get(&id).cloned().unwrap_or_else(|| membership_address.to_string())
     }
 
+    /// The clients this peer calls others with.
+    pub(crate) fn clients(&self) -> PeerClients {
+        self.clients.clone()
+    }
+
     /// A client for the peer at `address`, reused across calls.
     pub fn client(&self, address: &str) -> Result<PeerClient, DialError> {
         self.clients.get(address)

@@ -41,13 +41,14 @@ impl PeerHandler for RaftNode {
             }
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(self.serve_read_index().await),
             PeerRequest::Status => PeerResponse::Status(self.status()),
-            request @ (PeerRequest::AddPeer { .. } | PeerRequest::RemovePeer { .. }) => {
-                PeerResponse::Membership(if self.is_leader() {
-                    self.bounded_change(request).await
-                } else {
-                    Err(ForwardError::NotLeader(self.config.node_id))
-                })
-            }
+            PeerRequest::Hello { from } => PeerResponse::Hello(self.hello(from)),
+            request @ (PeerRequest::AddPeer { .. }
+            | PeerRequest::RemovePeer { .. }
+            | PeerRequest::Rejoin { .. }) => PeerResponse::Membership(if self.is_leader() {
+                self.bounded_change(request).await
+            } else {
+                Err(ForwardError::NotLeader(self.config.node_id))
+            }),
         }
     }
 }

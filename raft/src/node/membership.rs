@@ -75,26 +75,11 @@ impl RaftNode {
                 // A learner that cannot be reached (down, or holding no certificate from this
                 // cluster's CA) never catches up: give up after a bound, and say why. openraft's
                 // own blocking add returns before the learner has acknowledged anything.
-                let catch_up = self.config.write_timeout * 6;
                 self.raft
                     .add_learner(id, PeerNode { raft_address: raft_address.clone() }, false)
                     .await
                     .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
-                let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                let caught_up = self
-                    .raft
-                    .wait(Some(catch_up))
-                    .metrics(
-                        |m| {
-                            m.replication
-                                .as_ref()
-                                .and_then(|r| r.get(&id).copied().flatten())
-                                .is_some_and(|matched| matched.index >= target)
-                        },
-                        "the new peer catches up",
-                    )
-                    .await;
-                if caught_up.is_err() {
+                if let Err(bound) = self.wait_caught_up(id).await {
                     let _ = self
                         .raft
                         .change_membership(
@@ -103,7 +88,7 @@ impl RaftNode {
                         )
                         .await;
                     return Err(ForwardError::Unavailable(format!(
-                        "peer {id} at {raft_address} did not catch up within {catch_up:?}: check \
+                        "peer {id} at {raft_address} did not catch up within {bound:?}: check \
                          that it runs with KUMA_STORE_RAFT_JOIN=true and holds a certificate from \
                          this cluster's CA"
                     )));
@@ -137,7 +122,68 @@ impl RaftNode {
                 info!(peer = id, "peer removed");
                 Ok(())
             }
+            PeerRequest::Rejoin { id } => {
+                let learners: BTreeSet<NodeId> = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .learner_ids()
+                    .collect();
+                if !voters.contains(&id) && !learners.contains(&id) {
+                    return Err(ForwardError::Refused(format!(
+                        "peer {id} is not a member: add it with kumactl raft add-peer"
+                    )));
+                }
+                if voters.contains(&id) {
+                    // It votes for no one until it is back (its gate), but its empty log must not
+                    // count toward a majority either.
+                    self.raft
+                        .change_membership(
+                            openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                            true,
+                        )
+                        .await
+                        .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                    info!(peer = id, "a peer that lost its data is a learner until it caught up");
+                }
+                if let Err(bound) = self.wait_caught_up(id).await {
+                    return Err(ForwardError::Unavailable(format!(
+                        "peer {id} did not catch up within {bound:?}; it asks again"
+                    )));
+                }
+                self.raft
+                    .change_membership(
+                        openraft::ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                        false,
+                    )
+                    .await
+                    .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+                info!(peer = id, "a peer that lost its data caught up and votes again");
+                Ok(())
+            }
             _ => Err(ForwardError::Refused("not a membership change".into())),
         }
+    }
+
+    /// Waits until learner `id` holds the leader's log as of now; on timeout, the bound waited.
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), Duration> {
+        let bound = self.config.write_timeout * 6;
+        let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        self.raft
+            .wait(Some(bound))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).copied().flatten())
+                        .is_some_and(|matched| matched.index >= target)
+                },
+                "the peer catches up",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|_| bound)
     }
 }

@@ -16,15 +16,16 @@ use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::command::{Op, Outcome, PeerInfo};
 use crate::config::RaftConfig;
 use crate::election::{self, ElectionTimings, LeaderContact};
+use crate::formation::{self, Admission, Decision, Gate};
 use crate::log_store::{LastLogId, LogStore};
 use crate::network::NetworkFactory;
 use crate::replica::Replica;
-use crate::rpc::{PeerClients, PeerHandler, PeerServer};
+use crate::rpc::{PeerClients, PeerHandler, PeerRequest, PeerResponse, PeerServer};
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, PeerNode, Raft};
 use crate::writer::{Committer, Writer};
@@ -40,6 +41,13 @@ pub enum RaftStartError {
     Config(String),
     #[error("could not start Raft: {0}")]
     Raft(String),
+    #[error(
+        "peer {id}'s data directory {dir} is empty, but the Raft cluster{cluster} counts peer {id} \
+         as a member that ran before, so it lost its data: restart it with \
+         KUMA_STORE_RAFT_JOIN=true to rejoin as a learner, or remove it (kumactl raft \
+         remove-peer {id}) and add a fresh peer with a new id"
+    )]
+    Wiped { id: NodeId, dir: String, cluster: String },
 }
 
 /// One peer.
@@ -53,6 +61,8 @@ pub struct RaftNode {
     contact: Arc<LeaderContact>,
     log: LastLogId,
     timings: ElectionTimings,
+    /// What the peer RPC lets through, and the cluster id it checks callers against.
+    admission: Admission,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -60,6 +70,9 @@ impl std::fmt::Debug for RaftNode {
         f.debug_struct("RaftNode").field("id", &self.config.node_id).finish()
     }
 }
+
+/// How often an empty peer asks again while some peers are silent, and a wiped one asks to rejoin.
+const FORMATION_RETRY: Duration = Duration::from_millis(500);
 
 fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -77,6 +90,11 @@ impl RaftNode {
             dir: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        let holds_state = crate::db::holds_raft_state(&db).map_err(|e| RaftStartError::Open {
+            dir: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let admission = Admission::new(if holds_state { Gate::Open } else { Gate::Deciding });
         let replica = Arc::new(Replica::default());
         let state_machine = StateMachine::open(db.clone(), replica.clone())
             .map_err(|e| RaftStartError::Raft(e.to_string()))?;
@@ -96,7 +114,7 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let tls = config.tls.clone().map(Arc::new);
-        let clients = PeerClients::new(tls.clone());
+        let clients = PeerClients::of_cluster(tls.clone(), admission.clone());
         let dial_overrides = Arc::new(config.dial_overrides.clone());
         let log = LogStore::new(db);
         let raft = Raft::new(
@@ -104,7 +122,7 @@ impl RaftNode {
             Arc::new(raft_config),
             NetworkFactory {
                 // Not shared with the committer's: see `PeerClients`.
-                clients: PeerClients::new(tls.clone()),
+                clients: PeerClients::of_cluster(tls.clone(), admission.clone()),
                 dial_overrides: dial_overrides.clone(),
             },
             log.clone(),
@@ -145,7 +163,9 @@ impl RaftNode {
             contact,
             log: LastLogId::of(&log),
             timings,
+            admission: admission.clone(),
         });
+        node.admission.set_cluster_id(node.replica.cluster_id());
 
         let handler: Arc<dyn PeerHandler> = node.clone();
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
@@ -160,7 +180,7 @@ impl RaftNode {
                 .map_err(|e| RaftStartError::Config(format!("peer TLS: {e}")))?;
         }
         let server = builder
-            .add_service(PeerServer::new(handler))
+            .add_service(PeerServer::new(handler, admission))
             // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -174,11 +194,77 @@ impl RaftNode {
             let _ = raft.shutdown().await;
         });
 
-        if !node.config.join {
-            node.form_cluster().await;
+        if !holds_state {
+            node.decide_formation().await?;
         }
         tokio::spawn(announce(node.clone()));
         Ok(node)
+    }
+
+    /// An empty data directory: asks the configured peers what the cluster knows of this one (see
+    /// `formation`) and acts on it. A first round decides at once when the peers answer; when
+    /// some are not up yet, asking goes on in the background and the peer takes part in nothing
+    /// meanwhile.
+    async fn decide_formation(self: &Arc<Self>) -> Result<(), RaftStartError> {
+        let decision = self.ask_about_formation().await;
+        if let Decision::Undecided { silent } = decision {
+            info!(?silent, "data directory is empty: waiting for every listed peer to answer before forming or joining the Raft cluster");
+            let node = self.clone();
+            tokio::spawn(async move {
+                for round in 1u64.. {
+                    tokio::time::sleep(FORMATION_RETRY).await;
+                    if node.raft.metrics().borrow().state == ServerState::Shutdown {
+                        return;
+                    }
+                    match node.ask_about_formation().await {
+                        Decision::Undecided { silent } => {
+                            if round % 20 == 0 {
+                                info!(?silent, "still waiting for these peers to answer");
+                            }
+                        }
+                        decision => {
+                            if let Err(e) = node.act_on(decision).await {
+                                // Turned away: the peer stays out of the cluster's way.
+                                error!("{e}");
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+            return Ok(());
+        }
+        self.act_on(decision).await
+    }
+
+    async fn ask_about_formation(&self) -> Decision {
+        formation::ask(self.config.node_id, &self.config.peers, &self.committer.clients()).await
+    }
+
+    async fn act_on(self: &Arc<Self>, decision: Decision) -> Result<(), RaftStartError> {
+        match decision {
+            Decision::Form if !self.config.join => {
+                self.form_cluster().await;
+                self.admission.set_gate(Gate::Open);
+            }
+            Decision::Form | Decision::AwaitLeader | Decision::Undecided { .. } => {
+                info!("waiting for the Raft leader to replicate the cluster to this peer");
+                self.admission.set_gate(Gate::Open);
+            }
+            Decision::Wiped { cluster_id, leader } => {
+                if !self.config.join {
+                    return Err(RaftStartError::Wiped {
+                        id: self.config.node_id,
+                        dir: self.config.data_dir.display().to_string(),
+                        cluster: cluster_id.map(|id| format!(" {id}")).unwrap_or_default(),
+                    });
+                }
+                warn!(?leader, "this peer lost its data: rejoining the Raft cluster as a learner");
+                self.admission.set_gate(Gate::Rejoining);
+                tokio::spawn(rejoin(self.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Forms the cluster from the configured peers, once: on a peer that already holds Raft
@@ -256,11 +342,56 @@ impl RaftNode {
     }
 }
 
+/// Asks the leader to take this peer back (it lost its data) until it has: first as a learner
+/// that catches up, then as a voter. Only then does it vote again.
+async fn rejoin(node: Arc<RaftNode>) {
+    let id = node.config.node_id;
+    for attempt in 1u64.. {
+        if node.raft.metrics().borrow().state == ServerState::Shutdown {
+            return;
+        }
+        let answer = match formation::ask(id, &node.config.peers, &node.committer.clients()).await {
+            Decision::Wiped { leader: Some((leader, address)), .. } => {
+                match node.committer.client(&address) {
+                    Ok(client) => client
+                        .call(PeerRequest::Rejoin { id }, node.config.write_timeout * 8)
+                        .await
+                        .map_err(|status| format!("leader {leader}: {}", status.message())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            other => Err(format!("no leader to rejoin through yet ({other:?})")),
+        };
+        match answer {
+            Ok(PeerResponse::Membership(Ok(()))) => {
+                node.admission.set_gate(Gate::Open);
+                info!("rejoined the Raft cluster: caught up and a voter again");
+                return;
+            }
+            Ok(PeerResponse::Membership(Err(e))) if attempt % 10 == 1 => {
+                warn!(error = %e, "the leader did not take this peer back yet")
+            }
+            Err(e) if attempt % 10 == 1 => warn!(error = %e, "could not rejoin yet"),
+            _ => {}
+        }
+        tokio::time::sleep(FORMATION_RETRY).await;
+    }
+}
+
 /// Tells the cluster what this peer serves, and again whenever the replicated record differs
-/// (after a snapshot install, or a changed address).
+/// (after a snapshot install, or a changed address). The leader names the cluster once.
 async fn announce(node: Arc<RaftNode>) {
     let mine: PeerInfo = PeerInfo { id: node.config.node_id, ..node.config.serves.clone() };
     loop {
+        if node.is_leader() && node.replica.cluster_id().is_none() {
+            let id = format!("{:032x}", rand::random::<u128>());
+            match node.writer.write(Op::NameCluster { id }).await {
+                Ok(Outcome::Named(id)) => info!(cluster = %id, "the Raft cluster has its id"),
+                Ok(other) => warn!(?other, "unexpected answer to naming the cluster"),
+                Err(error) => warn!(%error, "could not name the cluster yet"),
+            }
+        }
+        node.admission.set_cluster_id(node.replica.cluster_id());
         if node.replica.peers().get(&mine.id) != Some(&mine) {
             match node.writer.write(Op::Announce { peer: mine.clone() }).await {
                 Ok(Outcome::Announced) => info!(peer = mine.id, "announced this peer's addresses"),

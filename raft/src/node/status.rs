@@ -7,6 +7,7 @@ use openraft::ServerState;
 
 use super::RaftNode;
 use crate::command::Peers;
+use crate::formation::Hello;
 use crate::rpc::{PeerRequest, PeerResponse};
 use crate::status::{ClusterStatus, MemberStatus, PeerStatus};
 use crate::types::NodeId;
@@ -79,5 +80,24 @@ impl RaftNode {
             });
         }
         ClusterStatus { this: this.id, leader: this.leader, term: this.term, members }
+    }
+
+    /// What this peer tells an empty peer about the cluster (see `formation`).
+    pub(super) fn hello(&self, from: NodeId) -> Hello {
+        let (knows_you, cluster_id) = self.replica.read(|s| {
+            (s.peers.contains_key(&from) || s.retired.contains(&from), s.cluster_id.clone())
+        });
+        let leader = self.raft.metrics().borrow().current_leader;
+        Hello {
+            cluster_id,
+            knows_you,
+            leader,
+            leader_address: leader
+                .and_then(|l| crate::writer::membership_address(&self.raft, l))
+                .map(|address| match leader {
+                    Some(l) => self.committer.dial_address(l, &address),
+                    None => address,
+                }),
+        }
     }
 }

@@ -10,8 +10,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 use super::codec::JsonCodec;
-use super::{PeerRequest, PeerResponse, CALL_PATH};
+use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER};
 use crate::config::PeerTls;
+use crate::formation::Admission;
 
 /// How long a connection to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -30,12 +31,22 @@ pub enum DialError {
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     grpc: Grpc<Channel>,
+    /// Says which cluster the caller belongs to, once it knows.
+    admission: Option<Admission>,
 }
 
 impl PeerClient {
     /// A client for the peer at `host:port`, over mutual TLS when `tls` is given; connects on
     /// first use.
     pub fn new(address: &str, tls: Option<&PeerTls>) -> Result<PeerClient, DialError> {
+        Self::for_cluster(address, tls, None)
+    }
+
+    pub(crate) fn for_cluster(
+        address: &str,
+        tls: Option<&PeerTls>,
+        admission: Option<Admission>,
+    ) -> Result<PeerClient, DialError> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|e| {
             DialError::Address { address: address.to_string(), reason: e.to_string() }
@@ -58,7 +69,7 @@ impl PeerClient {
         let grpc = Grpc::new(endpoint.connect_lazy())
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
-        Ok(PeerClient { grpc })
+        Ok(PeerClient { grpc, admission })
     }
 
     /// Sends one request; fails after `timeout`.
@@ -70,6 +81,11 @@ impl PeerClient {
         let mut grpc = self.grpc.clone();
         let mut request = Request::new(request);
         request.set_timeout(timeout);
+        if let Some(id) = self.admission.as_ref().and_then(Admission::cluster_id) {
+            if let Ok(value) = id.parse() {
+                request.metadata_mut().insert(CLUSTER_HEADER, value);
+            }
+        }
         let call = async move {
             grpc.ready().await.map_err(|e| Status::unavailable(format!("peer not ready: {e}")))?;
             grpc.unary(
@@ -96,12 +112,18 @@ impl PeerClient {
 #[derive(Clone, Debug, Default)]
 pub struct PeerClients {
     tls: Option<Arc<PeerTls>>,
+    admission: Option<Admission>,
     clients: Arc<Mutex<BTreeMap<String, PeerClient>>>,
 }
 
 impl PeerClients {
     pub fn new(tls: Option<Arc<PeerTls>>) -> PeerClients {
-        PeerClients { tls, clients: Arc::default() }
+        PeerClients { tls, admission: None, clients: Arc::default() }
+    }
+
+    /// Clients that tell every peer which cluster this one belongs to.
+    pub(crate) fn of_cluster(tls: Option<Arc<PeerTls>>, admission: Admission) -> PeerClients {
+        PeerClients { tls, admission: Some(admission), clients: Arc::default() }
     }
 
     /// The client for the peer at `address`, created on first use.
@@ -110,7 +132,7 @@ impl PeerClients {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let client = PeerClient::new(address, self.tls.as_deref())?;
+        let client = PeerClient::for_cluster(address, self.tls.as_deref(), self.admission.clone())?;
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }

@@ -16,8 +16,12 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandResult};
+use crate::formation::Hello;
 use crate::status::PeerStatus;
 use crate::types::{LogId, NodeId, TypeConfig};
+
+/// The metadata key carrying the caller's cluster id, once it has one.
+pub const CLUSTER_HEADER: &str = "kuma-raft-cluster";
 
 /// The gRPC path of the one method.
 pub const CALL_PATH: &str = "/kuma.raft.Peer/Call";
@@ -45,6 +49,15 @@ pub enum PeerRequest {
     PreVote {
         last_log_id: Option<LogId>,
     },
+    /// An empty peer asks what the cluster knows of it (see `formation`).
+    Hello {
+        from: NodeId,
+    },
+    /// A peer that lost its data asks the leader to take it back: as a learner until it caught
+    /// up, then as a voter again.
+    Rejoin {
+        id: NodeId,
+    },
 }
 
 /// Why a forwarded write or read-index request was not served.
@@ -70,4 +83,5 @@ pub enum PeerResponse {
     Status(PeerStatus),
     Membership(Result<(), ForwardError>),
     PreVote(bool),
+    Hello(Hello),
 }

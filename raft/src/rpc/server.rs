@@ -10,7 +10,8 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::codec::JsonCodec;
-use super::{PeerRequest, PeerResponse, CALL_PATH, SERVICE_NAME};
+use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SERVICE_NAME};
+use crate::formation::{Admission, Refusal};
 
 /// Serves peer requests; implemented by the Raft node.
 #[async_trait::async_trait]
@@ -22,6 +23,7 @@ pub trait PeerHandler: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct PeerServer {
     handler: Arc<dyn PeerHandler>,
+    admission: Admission,
 }
 
 impl std::fmt::Debug for PeerServer {
@@ -31,8 +33,8 @@ impl std::fmt::Debug for PeerServer {
 }
 
 impl PeerServer {
-    pub fn new(handler: Arc<dyn PeerHandler>) -> PeerServer {
-        PeerServer { handler }
+    pub(crate) fn new(handler: Arc<dyn PeerHandler>, admission: Admission) -> PeerServer {
+        PeerServer { handler, admission }
     }
 }
 
@@ -40,7 +42,7 @@ impl NamedService for PeerServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
-struct Call(Arc<dyn PeerHandler>);
+struct Call(Arc<dyn PeerHandler>, Admission);
 
 impl UnaryService<PeerRequest> for Call {
     type Response = PeerResponse;
@@ -48,7 +50,21 @@ impl UnaryService<PeerRequest> for Call {
 
     fn call(&mut self, request: Request<PeerRequest>) -> Self::Future {
         let handler = self.0.clone();
-        Box::pin(async move { Ok(Response::new(handler.handle(request.into_inner()).await)) })
+        let their_cluster = request
+            .metadata()
+            .get(CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let admitted = self.1.admits(request.get_ref(), their_cluster.as_deref());
+        Box::pin(async move {
+            match admitted {
+                Ok(()) => Ok(Response::new(handler.handle(request.into_inner()).await)),
+                Err(refusal @ Refusal::OtherCluster { .. }) => {
+                    Err(Status::permission_denied(refusal.to_string()))
+                }
+                Err(refusal) => Err(Status::unavailable(refusal.to_string())),
+            }
+        })
     }
 }
 
@@ -79,10 +95,11 @@ where
             });
         }
         let handler = self.handler.clone();
+        let admission = self.admission.clone();
         Box::pin(async move {
             let mut grpc = Grpc::new(JsonCodec::<PeerResponse, PeerRequest>::default())
                 .apply_max_message_size_config(Some(256 * 1024 * 1024), Some(256 * 1024 * 1024));
-            Ok(grpc.unary(Call(handler), request).await)
+            Ok(grpc.unary(Call(handler, admission), request).await)
         })
     }
 }
