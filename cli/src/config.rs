@@ -126,12 +126,12 @@ pub struct ContextDefaults {
 /// What can go wrong reading, changing or writing the config.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("could not read kumactl config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("could not read kumactl config {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("kumactl config {path} is not valid: {reason}; fix or remove the file")]
     Invalid { path: PathBuf, reason: String },
-    #[error("could not write kumactl config {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("could not write kumactl config {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("cannot find the home directory for ~/.kumactl/config; pass --config-file FILE")]
     NoHome,
     #[error(
@@ -203,7 +203,7 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            Err(error) => return Err(ConfigError::Read { path: path.to_path_buf(), error }),
         };
         Config::from_yaml(&text)
             .map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })
@@ -232,7 +232,7 @@ impl Config {
 
     /// Writes the file (and its directory), readable only by the user; replaces it atomically.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
+        let write_err = |error| ConfigError::Write { path: path.to_path_buf(), error };
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),

@@ -1,5 +1,9 @@
 //! `CliError`: everything a kumactl command can fail with. Its `Display` is the text the user
 //! sees after `Error: `, already in Kuma's shape for API and validation errors.
+//!
+//! Errors of kumactl, kuma-cp and kuma-dp carry their cause in the message, after what failed and
+//! before what to do, and so do not also return it from `source()`: a printer that walks the chain
+//! (`{:#}`) prints each cause once.
 
 use std::path::PathBuf;
 
@@ -38,10 +42,10 @@ pub enum CliError {
     InvalidResource { location: Option<String>, violations: Vec<Violation> },
     /// One of several resources of an `apply` was refused; the ones before it were applied.
     #[error(
-        "{source}\n(while applying {resource}, resource {position} of {count}; the resources \
+        "{error}\n(while applying {resource}, resource {position} of {count}; the resources \
          before it were applied, the ones after it were not)"
     )]
-    ApplyFailed { source: ClientError, resource: String, position: usize, count: usize },
+    ApplyFailed { error: ClientError, resource: String, position: usize, count: usize },
     /// Flags that do not go together.
     #[error("{0}")]
     Usage(String),
@@ -51,8 +55,8 @@ pub enum CliError {
     /// The input holds no resource.
     #[error("{0} contains no resources")]
     NothingToApply(String),
-    #[error("could not read {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("could not read {path}: {error}")]
+    ReadFile { path: PathBuf, error: std::io::Error },
     #[error("could not fetch {url}: {reason}")]
     Fetch { url: String, reason: String },
     #[error("could not read the resources from stdin: {0}")]
@@ -80,7 +84,7 @@ pub enum CliError {
     #[error("could not read {what} from the API: {reason}")]
     UnexpectedAnswer { what: String, reason: String },
     #[error("could not write the output: {0}")]
-    Output(#[from] std::io::Error),
+    Output(std::io::Error),
     #[error("could not start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -104,6 +108,12 @@ fn invalid_body(location: Option<&str>, violations: &[Violation]) -> ErrorBody {
     }
 }
 
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::Output(e)
+    }
+}
+
 impl CliError {
     /// Whether the failure was a closed stdout (e.g. `kumactl get meshes | head -1`), which is
     /// not worth reporting.
@@ -115,6 +125,27 @@ impl CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a cause that was both in the message and the `source` printed twice under
+    /// `{:#}` (kuma-cp's `Address already in use (os error 98)`).
+    #[test]
+    fn a_cause_is_printed_once_by_a_printer_that_walks_the_chain() {
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let errors = [
+            CliError::ReadFile { path: "/x.yaml".into(), error: denied() },
+            CliError::Output(denied()),
+            CliError::Config(ConfigError::Write { path: "/c".into(), error: denied() }),
+            CliError::Install(crate::install::InstallError::ReadFile {
+                flag: "--tls-cert",
+                path: "/t".into(),
+                error: denied(),
+            }),
+        ];
+        for e in errors {
+            let printed = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(printed.matches("permission denied").count(), 1, "{printed}");
+        }
+    }
 
     #[test]
     fn local_validation_errors_look_like_the_apis() {

@@ -21,15 +21,15 @@ pub enum KumaDpError {
     )]
     BadEnvoyPath { path: PathBuf, reason: String },
     #[error(
-        "could not create the config dir {path}: {source}; pass a writable --config-dir (or \
+        "could not create the config dir {path}: {error}; pass a writable --config-dir (or \
          KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
     )]
-    ConfigDir { path: PathBuf, source: std::io::Error },
+    ConfigDir { path: PathBuf, error: std::io::Error },
     #[error(
-        "could not write the Envoy bootstrap to {path}: {source}; pass a writable --config-dir \
+        "could not write the Envoy bootstrap to {path}: {error}; pass a writable --config-dir \
          (or KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
     )]
-    WriteBootstrap { path: PathBuf, source: std::io::Error },
+    WriteBootstrap { path: PathBuf, error: std::io::Error },
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
     #[error("the Control Plane's CA certificate is not a PEM CA certificate: {0}")]
@@ -66,8 +66,8 @@ pub enum KumaDpError {
     Rejected { url: String, mesh: String, name: String, status: u16, details: String },
     #[error("could not install the signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("could not start Envoy {path}: {source}; check --binary-path")]
-    SpawnEnvoy { path: PathBuf, source: std::io::Error },
+    #[error("could not start Envoy {path}: {error}; check --binary-path")]
+    SpawnEnvoy { path: PathBuf, error: std::io::Error },
     #[error("could not wait for Envoy: {0}")]
     Supervise(std::io::Error),
     #[error("Envoy {exit} (its log is above); the bootstrap it was given is {bootstrap}")]

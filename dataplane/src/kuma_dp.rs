@@ -36,7 +36,7 @@ impl KumaDp {
         let binary =
             find_envoy(config.binary_path.as_deref(), exe_dir.as_deref(), path_env.as_deref())?;
         std::fs::create_dir_all(&config.config_dir)
-            .map_err(|source| KumaDpError::ConfigDir { path: config.config_dir.clone(), source })?;
+            .map_err(|error| KumaDpError::ConfigDir { path: config.config_dir.clone(), error })?;
 
         let client = BootstrapClient::new(
             config.bootstrap_server_urls.clone(),
@@ -70,9 +70,8 @@ impl KumaDp {
         };
 
         let bootstrap_file = config.bootstrap_file();
-        write_file(&bootstrap_file, &bootstrap.yaml).map_err(|source| {
-            KumaDpError::WriteBootstrap { path: bootstrap_file.clone(), source }
-        })?;
+        write_file(&bootstrap_file, &bootstrap.yaml)
+            .map_err(|error| KumaDpError::WriteBootstrap { path: bootstrap_file.clone(), error })?;
         tracing::info!(path = %bootstrap_file.display(), "wrote the Envoy bootstrap");
 
         // A streamer that cannot bind only costs the `tcp` access logs, never the dataplane.
@@ -95,7 +94,7 @@ impl KumaDp {
         let mut child = envoy
             .command()
             .spawn()
-            .map_err(|source| KumaDpError::SpawnEnvoy { path: envoy.binary.clone(), source })?;
+            .map_err(|error| KumaDpError::SpawnEnvoy { path: envoy.binary.clone(), error })?;
         tracing::info!(
             pid = child.id().unwrap_or_default(),
             command = %envoy.display(),

@@ -21,22 +21,23 @@ use crate::diagnostics::{self, Readiness};
 use crate::user_tokens::StoreUserTokens;
 use crate::{identity_api, leader_work, raft_admin, raft_xds_peers, stale_subscriptions};
 
-/// Why the control plane could not start or stopped with an error.
+/// Why the control plane could not start or stopped with an error. A variant's message carries
+/// its cause (before what to do), so the cause is not also its `source`: `{:#}` prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
-    #[error("{server} could not listen on {address}: {source}; stop whatever uses the port or set {variable} to another port")]
+    #[error("{server} could not listen on {address}: {error}; stop whatever uses the port or set {variable} to another port")]
     Bind {
         server: &'static str,
         address: SocketAddr,
         variable: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
     #[error(transparent)]
     Raft(#[from] kuma_raft::RaftStartError),
-    #[error("{server} failed: {source}")]
-    Serve { server: &'static str, source: std::io::Error },
+    #[error("{server} failed: {error}")]
+    Serve { server: &'static str, error: std::io::Error },
     #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
     #[error("{variable}: {reason}")]
@@ -75,11 +76,11 @@ async fn bind_on(
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
     let address = SocketAddr::new(ip.into(), port);
-    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
+    TcpListener::bind(address).await.map_err(|error| ControlPlaneError::Bind {
         server,
         address,
         variable,
-        source,
+        error,
     })
 }
 
@@ -414,6 +415,20 @@ impl ControlPlane {
         if auth.kind() == kuma_xds::DpAuthType::None {
             tracing::warn!("KUMA_DP_SERVER_AUTH_TYPE=none: anyone who reaches the bootstrap, xDS and SDS ports may act as any dataplane; for development only");
         }
+        let xds = XdsServer::new(
+            store.clone(),
+            config.xds_server.clone(),
+            config.instance_id(),
+            auth.clone(),
+            None,
+        );
+        let api = api.with_config_dumps(crate::config_dump::config_dumps(
+            xds.cache(),
+            store.clone(),
+            config.instance_id(),
+            raft.as_ref(),
+            kubernetes.is_some(),
+        ));
         let mut extra_routes = identity_api::routes(store.clone());
         if let Some(node) = &raft {
             extra_routes =
@@ -440,13 +455,7 @@ impl ControlPlane {
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        let mut xds = XdsServer::new(
-            store.clone(),
-            config.xds_server.clone(),
-            config.instance_id(),
-            auth,
-            None,
-        );
+        let mut xds = xds;
         if dp_tls {
             xds = xds.with_tls(control_plane_cert.server_cert());
         }
@@ -498,12 +507,12 @@ impl ControlPlane {
         readiness.set(false);
         let _ = stop_tx.send(true);
         if let Some((server, result)) = failure {
-            let source = match result {
+            let error = match result {
                 Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
                 Ok(Err(e)) => e,
                 Err(join) => std::io::Error::other(join.to_string()),
             };
-            return Err(ControlPlaneError::Serve { server, source });
+            return Err(ControlPlaneError::Serve { server, error });
         }
         info!("stopping Control Plane");
         // In-flight requests get a bounded grace period; a stuck client must not hold up shutdown.

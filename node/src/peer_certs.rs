@@ -9,18 +9,24 @@ use kuma_ca::ClusterCa;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
-    Ca(#[from] kuma_ca::CaError),
+    Ca(kuma_ca::CaError),
     #[error(
         "{dir} has {present} but not {missing}: restore it, or use an empty directory for a new CA"
     )]
     HalfCa { dir: PathBuf, present: &'static str, missing: &'static str },
 }
 
+impl From<kuma_ca::CaError> for CertsError {
+    fn from(e: kuma_ca::CaError) -> CertsError {
+        CertsError::Ca(e)
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertsError + '_ {
-    move |source| CertsError::Io { path: path.to_path_buf(), source }
+    move |error| CertsError::Io { path: path.to_path_buf(), error }
 }
 
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {

@@ -20,8 +20,8 @@ pub enum InstallError {
          three, or none and kumactl generates them"
     )]
     TlsFlags { missing: String },
-    #[error("could not read {flag} {path}: {source}")]
-    ReadFile { flag: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("could not read {flag} {path}: {error}")]
+    ReadFile { flag: &'static str, path: PathBuf, error: std::io::Error },
     #[error("{flag} {path} holds no {what} in PEM form")]
     NoPem { flag: &'static str, path: PathBuf, what: &'static str },
     #[error("--tls-key {path} cannot be used: {reason}")]
@@ -37,5 +37,11 @@ pub enum InstallError {
     )]
     NotValidForService { cert: PathBuf, ca: PathBuf, name: String, reason: String },
     #[error("could not generate the admission webhook's certificate: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+impl From<rcgen::Error> for InstallError {
+    fn from(e: rcgen::Error) -> InstallError {
+        InstallError::Generate(e)
+    }
 }

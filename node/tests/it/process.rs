@@ -121,10 +121,13 @@ fn missing_config_file_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("could not read config file /nonexistent/kuma-cp.yaml"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
 
+/// Regression: the cause was printed twice ("Address already in use (os error 98): Address
+/// already in use (os error 98)"), once by the message and once more as its `source`.
 #[test]
-fn port_in_use_says_which_server_and_which_variable() {
+fn port_in_use_says_which_server_and_which_variable_and_the_os_error_once() {
     let taken = TcpListener::bind("0.0.0.0:0").expect("bind");
     let port = taken.local_addr().unwrap().port().to_string();
     let diagnostics = free_port().to_string();
@@ -138,6 +141,7 @@ fn port_in_use_says_which_server_and_which_variable() {
         stderr.contains("api-server could not listen") && stderr.contains("KUMA_API_SERVER_PORT"),
         "{stderr}"
     );
+    assert_eq!(stderr.matches("Address already in use").count(), 1, "{stderr}");
 }
 
 #[test]
