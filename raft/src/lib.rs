@@ -8,6 +8,7 @@
 // openraft's storage traits return its (large) `StorageError` by value; our helpers match them.
 #![allow(clippy::result_large_err)]
 
+mod backup;
 mod call;
 mod command;
 mod config;
@@ -17,6 +18,7 @@ mod formation;
 mod log_store;
 mod network;
 mod node;
+mod recovery;
 mod replica;
 mod rpc;
 mod state_machine;
@@ -25,10 +27,15 @@ mod store;
 mod types;
 mod writer;
 
+pub use backup::{
+    BackupError, SnapshotFile, SnapshotFileError, SnapshotHeader, SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMAT_VERSION,
+};
 pub use command::PeerInfo;
 pub use config::{PeerTls, RaftConfig};
 pub use formation::Refusal;
 pub use node::{RaftNode, RaftStartError};
+pub use recovery::{restore, restored_cluster_id, RecoveryError, RestoreTarget, Restored};
 pub use rpc::ForwardError;
 pub use status::{ClusterStatus, MemberStatus, PeerStatus};
 pub use store::RaftStore;
