@@ -51,7 +51,7 @@ impl LeaderContact {
         *self.at.lock().expect("the contact clock is never poisoned")
     }
 
-    fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.at().elapsed()
     }
 }

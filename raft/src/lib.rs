@@ -13,6 +13,7 @@ mod call;
 mod command;
 mod config;
 mod db;
+mod disk;
 mod election;
 mod formation;
 mod log_store;
@@ -33,6 +34,7 @@ pub use backup::{
 };
 pub use command::PeerInfo;
 pub use config::{PeerTls, RaftConfig};
+pub use disk::DiskHealth;
 pub use formation::Refusal;
 pub use node::{RaftNode, RaftStartError};
 pub use recovery::{restore, restored_cluster_id, RecoveryError, RestoreTarget, Restored};

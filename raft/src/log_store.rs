@@ -13,11 +13,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::db::{index_key, CF_LOGS, CF_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::disk::DiskHealth;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    disk: DiskHealth,
 }
 
 impl Debug for LogStore {
@@ -42,7 +44,12 @@ fn synced() -> WriteOptions {
 
 impl LogStore {
     pub fn new(db: Arc<DB>) -> LogStore {
-        LogStore { db }
+        LogStore { db, disk: DiskHealth::default() }
+    }
+
+    /// Durable writes wait out a full disk, reported through `disk` (see `disk`).
+    pub fn with_disk(self, disk: DiskHealth) -> LogStore {
+        LogStore { disk, ..self }
     }
 
     fn logs(&self) -> &rocksdb::ColumnFamily {
@@ -73,8 +80,10 @@ impl LogStore {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let options = if sync { synced() } else { WriteOptions::default() };
-        self.db
-            .put_cf_opt(self.meta(), key, bytes, &options)
+        self.disk
+            .until_written("Raft metadata", || {
+                self.db.put_cf_opt(self.meta(), key, &bytes, &options)
+            })
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 }
@@ -174,25 +183,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = WriteBatch::default();
+        let mut rows = Vec::new();
         for entry in entries {
             let value = serde_json::to_vec(&entry)
                 .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            batch.put_cf(self.logs(), index_key(entry.log_id.index), value);
+            rows.push((index_key(entry.log_id.index), value));
         }
         // One synced write for the whole batch: the entries are on disk when it returns.
-        self.db
-            .write_opt(batch, &synced())
+        let batch = || {
+            let mut batch = WriteBatch::default();
+            for (key, value) in &rows {
+                batch.put_cf(self.logs(), key, value);
+            }
+            batch
+        };
+        self.disk
+            .until_written("Raft log", || self.db.write_opt(batch(), &synced()))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.logs(), index_key(log_id.index), index_key(u64::MAX));
-        self.db
-            .write_opt(batch, &synced())
+        let batch = || {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(self.logs(), index_key(log_id.index), index_key(u64::MAX));
+            batch
+        };
+        self.disk
+            .until_written("Raft log truncation", || self.db.write_opt(batch(), &synced()))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::CommandResult;
 use crate::db::{CF_META, KEY_SNAPSHOT};
+use crate::disk::DiskHealth;
 use crate::replica::{Replica, ReplicaImage, ReplicaState};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -28,6 +29,7 @@ struct StoredSnapshot {
 pub struct StateMachine {
     db: Arc<DB>,
     replica: Arc<Replica>,
+    disk: DiskHealth,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -47,7 +49,7 @@ fn snapshot_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> Stora
 impl StateMachine {
     /// Opens the state machine, loading the latest snapshot into `replica`.
     pub fn open(db: Arc<DB>, replica: Arc<Replica>) -> Result<StateMachine, StorageError> {
-        let sm = StateMachine { db, replica };
+        let sm = StateMachine { db, replica, disk: DiskHealth::default() };
         if let Some(stored) = sm.stored_snapshot()? {
             let image: ReplicaImage = serde_json::from_slice(&stored.data)
                 .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
@@ -56,6 +58,11 @@ impl StateMachine {
             sm.replica.replace(state);
         }
         Ok(sm)
+    }
+
+    /// Snapshot writes wait out a full disk, reported through `disk` (see `disk`).
+    pub fn with_disk(self, disk: DiskHealth) -> StateMachine {
+        StateMachine { disk, ..self }
     }
 
     fn meta_cf(&self) -> &rocksdb::ColumnFamily {
@@ -79,8 +86,10 @@ impl StateMachine {
         // Synced: the log before this snapshot may be purged once it exists.
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db
-            .put_cf_opt(self.meta_cf(), KEY_SNAPSHOT, bytes, &options)
+        self.disk
+            .until_written("Raft snapshot", || {
+                self.db.put_cf_opt(self.meta_cf(), KEY_SNAPSHOT, &bytes, &options)
+            })
             .map_err(|e| snapshot_error(ErrorVerb::Write, e))
     }
 }

@@ -69,6 +69,8 @@ pub struct Committer {
     dial_overrides: Arc<BTreeMap<NodeId, String>>,
     origin: u64,
     seq: Arc<AtomicU64>,
+    /// Held for writing while leadership is handed over: no new entry is proposed meanwhile.
+    proposals: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -154,6 +156,7 @@ impl Committer {
             dial_overrides,
             origin,
             seq: Arc::new(AtomicU64::new(0)),
+            proposals: Arc::default(),
         }
     }
 
@@ -248,7 +251,11 @@ impl Committer {
         command: &Command,
         remaining: Duration,
     ) -> Result<(CommandResult, u64), Attempt> {
-        match tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await {
+        let propose = async {
+            let _proposing = self.proposals.read().await;
+            self.raft.client_write(command.clone()).await
+        };
+        match tokio::time::timeout(remaining, propose).await {
             Err(_) => Err(Attempt::Here("the leader did not commit in time".to_string())),
             Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
@@ -256,6 +263,11 @@ impl Committer {
             }
             Ok(Err(e)) => Err(Attempt::Here(e.to_string())),
         }
+    }
+
+    /// Holds new proposals back until the guard is dropped; waits for those under way.
+    pub(crate) async fn pause_writes(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.proposals.clone().write_owned().await
     }
 
     /// Serves a write forwarded by another peer.

@@ -168,7 +168,7 @@ impl RaftNode {
     }
 
     /// Waits until learner `id` holds the leader's log as of now; on timeout, the bound waited.
-    async fn wait_caught_up(&self, id: NodeId) -> Result<(), Duration> {
+    pub(super) async fn wait_caught_up(&self, id: NodeId) -> Result<(), Duration> {
         let bound = self.config.write_timeout * 6;
         let target = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
         self.raft

@@ -3,6 +3,7 @@
 //! has its own file.
 
 mod dispatch;
+mod leadership;
 mod membership;
 mod read;
 mod status;
@@ -20,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::command::{Op, Outcome, PeerInfo};
 use crate::config::RaftConfig;
+use crate::disk::DiskHealth;
 use crate::election::{self, ElectionTimings, LeaderContact};
 use crate::formation::{self, Admission, Decision, Gate};
 use crate::log_store::{LastLogId, LogStore};
@@ -63,6 +65,8 @@ pub struct RaftNode {
     timings: ElectionTimings,
     /// What the peer RPC lets through, and the cluster id it checks callers against.
     admission: Admission,
+    /// Whether the disk refuses writes.
+    disk: DiskHealth,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -96,8 +100,10 @@ impl RaftNode {
         })?;
         let admission = Admission::new(if holds_state { Gate::Open } else { Gate::Deciding });
         let replica = Arc::new(Replica::default());
+        let disk = DiskHealth::default();
         let state_machine = StateMachine::open(db.clone(), replica.clone())
-            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?
+            .with_disk(disk.clone());
         let raft_config = Config {
             cluster_name: "kuma".to_string(),
             heartbeat_interval: millis(config.heartbeat),
@@ -116,7 +122,7 @@ impl RaftNode {
         let tls = config.tls.clone().map(Arc::new);
         let clients = PeerClients::of_cluster(tls.clone(), admission.clone());
         let dial_overrides = Arc::new(config.dial_overrides.clone());
-        let log = LogStore::new(db);
+        let log = LogStore::new(db).with_disk(disk.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -164,6 +170,7 @@ impl RaftNode {
             log: LastLogId::of(&log),
             timings,
             admission: admission.clone(),
+            disk,
         });
         node.admission.set_cluster_id(node.replica.cluster_id());
 
@@ -198,6 +205,7 @@ impl RaftNode {
             node.decide_formation().await?;
         }
         tokio::spawn(announce(node.clone()));
+        tokio::spawn(leadership::check_quorum(node.clone()));
         Ok(node)
     }
 
@@ -338,6 +346,7 @@ impl RaftNode {
 
     /// Stops openraft.
     pub async fn shutdown(&self) {
+        self.disk.close();
         let _ = self.raft.shutdown().await;
     }
 }

@@ -7,7 +7,7 @@ use openraft::ServerState;
 
 use super::RaftNode;
 use crate::command::Peers;
-use crate::formation::Hello;
+use crate::formation::{Gate, Hello};
 use crate::rpc::{PeerRequest, PeerResponse};
 use crate::status::{ClusterStatus, MemberStatus, PeerStatus};
 use crate::types::NodeId;
@@ -40,6 +40,24 @@ impl RaftNode {
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            millis_since_leader_contact: (metrics.state != ServerState::Leader)
+                .then(|| self.contact.elapsed().as_millis() as u64),
+            cluster_id: self.replica.cluster_id(),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
+            disk_bytes: crate::disk::size_of(&self.config.data_dir),
+            problem: self.disk.problem().or_else(|| match self.admission.gate() {
+                Gate::Deciding => Some(
+                    "the data directory is empty: waiting for every listed peer to answer before \
+                     forming or joining the cluster"
+                        .to_string(),
+                ),
+                Gate::Rejoining => Some(
+                    "this peer lost its data: a learner until it caught up, then a voter again"
+                        .to_string(),
+                ),
+                Gate::Open => None,
+            }),
         }
     }
 
@@ -69,17 +87,39 @@ impl RaftNode {
                     Err(_) => None,
                 }
             };
-            let healthy = status.as_ref().is_some_and(|s| s.role != "Shutdown");
+            let healthy =
+                status.as_ref().is_some_and(|s| s.role != "Shutdown" && s.problem.is_none());
             members.push(MemberStatus {
                 id,
                 raft_address: address,
                 membership: if voter { "voter" } else { "learner" }.to_string(),
                 status,
                 healthy,
+                lag: None,
                 serves: peers.get(&id).cloned(),
             });
         }
-        ClusterStatus { this: this.id, leader: this.leader, term: this.term, members }
+        let leader_last = members
+            .iter()
+            .filter_map(|m| m.status.as_ref())
+            .find(|s| Some(s.id) == this.leader)
+            .and_then(|s| s.last_log_index);
+        for member in &mut members {
+            let own = member.status.as_ref().map(|s| s.last_log_index.unwrap_or(0));
+            member.lag = leader_last.zip(own).map(|(leader, own)| leader.saturating_sub(own));
+        }
+        let voters = members.iter().filter(|m| m.membership == "voter");
+        let failure_tolerance = crate::status::failure_tolerance(
+            voters.clone().count(),
+            voters.filter(|m| m.healthy).count(),
+        );
+        ClusterStatus {
+            this: this.id,
+            leader: this.leader,
+            term: this.term,
+            members,
+            failure_tolerance,
+        }
     }
 
     /// What this peer tells an empty peer about the cluster (see `formation`).

@@ -58,6 +58,12 @@ pub enum PeerRequest {
     Rejoin {
         id: NodeId,
     },
+    /// Leadership goes to `to` (served by the leader).
+    TransferLeader {
+        to: NodeId,
+    },
+    /// From a leader that just handed over to the receiver: campaign now.
+    TimeoutNow,
 }
 
 /// Why a forwarded write or read-index request was not served.
