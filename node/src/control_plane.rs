@@ -415,6 +415,20 @@ impl ControlPlane {
         if auth.kind() == kuma_xds::DpAuthType::None {
             tracing::warn!("KUMA_DP_SERVER_AUTH_TYPE=none: anyone who reaches the bootstrap, xDS and SDS ports may act as any dataplane; for development only");
         }
+        let xds = XdsServer::new(
+            store.clone(),
+            config.xds_server.clone(),
+            config.instance_id(),
+            auth.clone(),
+            None,
+        );
+        let api = api.with_config_dumps(crate::config_dump::config_dumps(
+            xds.cache(),
+            store.clone(),
+            config.instance_id(),
+            raft.as_ref(),
+            kubernetes.is_some(),
+        ));
         let mut extra_routes = identity_api::routes(store.clone());
         if let Some(node) = &raft {
             extra_routes =
@@ -441,13 +455,7 @@ impl ControlPlane {
         info!(port = config.bootstrap_server.port, "bootstrap-server starting");
         let mut bootstrap_task =
             tokio::spawn(bootstrap.serve(bootstrap_listener, stopped(stop_rx.clone())));
-        let mut xds = XdsServer::new(
-            store.clone(),
-            config.xds_server.clone(),
-            config.instance_id(),
-            auth,
-            None,
-        );
+        let mut xds = xds;
         if dp_tls {
             xds = xds.with_tls(control_plane_cert.server_cert());
         }

@@ -7,6 +7,7 @@
 
 mod cluster_work;
 mod config;
+mod config_dump;
 mod control_plane;
 mod diagnostics;
 mod identity_api;

@@ -1,5 +1,6 @@
 //! kuma-cp as a real process: startup, configuration layering, signals, bad input.
 
+mod config_dump;
 mod dataplane_identity;
 mod failover;
 mod kubernetes;
