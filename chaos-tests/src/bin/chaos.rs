@@ -1,6 +1,8 @@
 //! `chaos`: a 3-peer kuma-cp cluster on 127.0.0.1 under a recorded workload while the leader is
-//! killed, peers are paused, cut off and all restarted; prints the counts, the checks' verdicts
-//! and the failover times. Exit status 1 when a check failed, 2 when the run could not finish.
+//! killed, peers are paused, cut off and all restarted, a peer's disk fills up, a peer's fsyncs
+//! are slowed, a peer's data directory is wiped and the leadership is transferred; prints the
+//! counts, the checks' verdicts and the failover times. Exit status 1 when a check failed, 2 when
+//! the run could not finish. The disk and fsync faults need root (pass 0 to leave them out).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,25 @@ struct Args {
     /// Restarts of every peer at once; by default one per 50 kills (at least 1).
     #[arg(long)]
     restarts: Option<usize>,
+    /// Rounds of a full disk (a tmpfs of its own on one peer, filled then emptied), alternately
+    /// while the peer follows and while it leads; by default one per 25 kills (at least 2).
+    #[arg(long)]
+    disk_fulls: Option<usize>,
+    /// Rounds of slow fsyncs (one peer's disk writes capped through a cgroup), alternately of a
+    /// follower and of the leader; by default one per 25 kills (at least 2).
+    #[arg(long)]
+    slow_fsyncs: Option<usize>,
+    /// Disk writes per second a slowed peer may do.
+    #[arg(long, default_value_t = 20)]
+    slow_fsync_iops: u32,
+    /// Peers whose data directory is wiped (kill -9, delete, start again with the old id: must
+    /// be refused; then with KUMA_STORE_RAFT_JOIN=true), alternately a follower and the leader;
+    /// by default one per 25 kills (at least 2).
+    #[arg(long)]
+    wipes: Option<usize>,
+    /// Leader transfers to a random follower; by default one per 10 kills (at least 2).
+    #[arg(long)]
+    transfers: Option<usize>,
     /// Concurrent workload clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -72,6 +93,11 @@ fn main() -> ExitCode {
     config.nemesis.pauses = args.pauses.unwrap_or((args.kills / 10).max(1));
     config.nemesis.partitions = args.partitions.unwrap_or((args.kills / 10).max(2));
     config.nemesis.restarts = args.restarts.unwrap_or((args.kills / 50).max(1));
+    config.nemesis.disk_fulls = args.disk_fulls.unwrap_or((args.kills / 25).max(2));
+    config.nemesis.slow_fsyncs = args.slow_fsyncs.unwrap_or((args.kills / 25).max(2));
+    config.nemesis.slow_fsync_iops = args.slow_fsync_iops.max(1);
+    config.nemesis.wipes = args.wipes.unwrap_or((args.kills / 25).max(2));
+    config.nemesis.transfers = args.transfers.unwrap_or((args.kills / 10).max(2));
     config.nemesis.settle = Duration::from_secs_f64(args.settle.max(0.0));
     config.check_budget = Duration::from_secs(600);
 

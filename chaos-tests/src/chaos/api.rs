@@ -18,8 +18,31 @@ pub struct RaftStatus {
     pub this: u64,
     pub leader: Option<u64>,
     pub term: u64,
-    /// `(node id, healthy, last applied index)` of every member, as this peer sees it.
-    pub members: Vec<(u64, bool, Option<u64>)>,
+    /// The answering peer's own role (`Leader`, `Follower`, `Learner`, `Shutdown`, ...).
+    pub role: Option<String>,
+    /// Every member as this peer sees it.
+    pub members: Vec<MemberView>,
+    /// What the answering peer says is wrong with it (e.g. a full disk), one line each.
+    pub problems: Vec<String>,
+}
+
+impl RaftStatus {
+    /// The member with Raft id `id`.
+    pub fn member(&self, id: u64) -> Option<&MemberView> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// One member in a peer's `GET /status/raft`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: u64,
+    /// It answered the asking peer.
+    pub healthy: bool,
+    /// Its last applied index, when it answered.
+    pub applied: Option<u64>,
+    /// A voter (not a learner) of the membership.
+    pub voter: bool,
 }
 
 /// A client without connection reuse: every request opens its own connection, so a refused
@@ -107,27 +130,70 @@ impl ApiClient {
     pub async fn raft_status(&self, port: u16, timeout: Duration) -> Result<RaftStatus, String> {
         let url = format!("http://127.0.0.1:{port}/status/raft");
         let body: serde_json::Value = self.get_json(&url, timeout).await?;
-        let members = body["members"]
-            .as_array()
-            .map(|members| {
-                members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m["id"].as_u64().unwrap_or_default(),
-                            m["healthy"].as_bool().unwrap_or_default(),
-                            m["status"]["lastAppliedIndex"].as_u64(),
-                        )
-                    })
-                    .collect()
+        let this = body["this"].as_u64().ok_or_else(|| format!("no `this` in {body}"))?;
+        let all = body["members"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let members = all
+            .iter()
+            .map(|m| MemberView {
+                id: m["id"].as_u64().unwrap_or_default(),
+                healthy: m["healthy"].as_bool().unwrap_or_default(),
+                applied: m["status"]["lastAppliedIndex"].as_u64(),
+                voter: m["membership"].as_str() == Some("voter"),
             })
-            .unwrap_or_default();
+            .collect();
+        let own = all.iter().find(|m| m["id"].as_u64() == Some(this)).map(|m| &m["status"]);
+        let mut problems = problems_in(&body);
+        problems.extend(own.map(problems_in).unwrap_or_default());
         Ok(RaftStatus {
-            this: body["this"].as_u64().ok_or_else(|| format!("no `this` in {body}"))?,
+            this,
             leader: body["leader"].as_u64(),
             term: body["term"].as_u64().unwrap_or_default(),
+            role: own.and_then(|s| s["role"].as_str()).map(str::to_string),
             members,
+            problems,
         })
+    }
+
+    /// The admin token that `kuma-cp` made at its first start, as a user on the peer's own host
+    /// reads it (`GET /tokens/admin` over loopback).
+    pub async fn admin_token(&self, port: u16, timeout: Duration) -> Result<String, String> {
+        let url = format!("http://127.0.0.1:{port}/tokens/admin");
+        let response = self
+            .http
+            .get(&url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: {status}: {body}"));
+        }
+        Ok(body.trim().to_string())
+    }
+
+    /// `POST /status/raft/transfer-leader {"to": to}` to the peer at `port` as an admin: the
+    /// answer's status code and body.
+    pub async fn transfer_leader(
+        &self,
+        port: u16,
+        to: u64,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        let url = format!("http://127.0.0.1:{port}/status/raft/transfer-leader");
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "to": to }))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.unwrap_or_default()))
     }
 
     /// Whether a consistent `GET` of `path` answers 200 through the peer at `port`.
@@ -192,6 +258,21 @@ impl ApiClient {
         }
         serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))
     }
+}
+
+/// What a status object says is wrong: `diskFull: true`, `problem: "..."`, `problems: [...]`.
+fn problems_in(status: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if status["diskFull"].as_bool() == Some(true) {
+        problems.push("diskFull".to_string());
+    }
+    if let Some(problem) = status["problem"].as_str() {
+        problems.push(problem.to_string());
+    }
+    for problem in status["problems"].as_array().into_iter().flatten() {
+        problems.push(problem.as_str().map_or_else(|| problem.to_string(), str::to_string));
+    }
+    problems
 }
 
 /// The value of a register as the API returns it.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chaos::api::{ApiClient, RaftStatus};
+use crate::chaos::disk::{wipe_contents, SmallDisk};
 use crate::chaos::error::ChaosError;
 use crate::chaos::peer::{pick_ports, ChaosPeer};
 use crate::chaos::proxy::LinkProxy;
@@ -38,12 +39,24 @@ pub struct ClusterConfig {
     pub dir: Option<PathBuf>,
     /// kuma-cp's `--log-level` (a level or a filter such as `info,kuma_raft=debug`).
     pub log_level: String,
+    /// One peer whose data directory is its own small filesystem (for the disk-full fault).
+    pub small_disk: Option<SmallDiskConfig>,
+}
+
+/// Which peer gets a small filesystem of its own, and its size.
+#[derive(Debug, Clone, Copy)]
+pub struct SmallDiskConfig {
+    /// The peer's index.
+    pub peer: usize,
+    pub bytes: u64,
 }
 
 /// The running cluster. Dropping it kills every peer it started and stops the proxies.
 #[derive(Debug)]
 pub struct ChaosCluster {
+    // Dropped in this order: the peers are killed before their small disks are unmounted.
     peers: Vec<ChaosPeer>,
+    disks: Vec<Option<SmallDisk>>,
     proxies: BTreeMap<(usize, usize), LinkProxy>,
     up: Arc<Vec<AtomicBool>>,
     api: ApiClient,
@@ -97,9 +110,21 @@ impl ChaosCluster {
             .collect::<Vec<_>>()
             .join(",");
         let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        if let Some(small) = config.small_disk.filter(|s| s.peer >= config.peers) {
+            return Err(ChaosError::Invalid(format!(
+                "a small disk for peer index {} of {} peers",
+                small.peer, config.peers
+            )));
+        }
+        let mut disks = Vec::new();
         let mut peers = Vec::new();
         for (i, peer_ports) in ports.iter().enumerate() {
             let id = i as u64 + 1;
+            let data_dir = dir.join(format!("peer-{id}"));
+            disks.push(match config.small_disk {
+                Some(small) if small.peer == i => Some(SmallDisk::mount(&data_dir, small.bytes)?),
+                _ => None,
+            });
             let dial = proxies
                 .iter()
                 .filter(|((from, _), _)| *from == i)
@@ -111,7 +136,7 @@ impl ChaosCluster {
                 ("KUMA_STORE_RAFT_NODE_ID".to_string(), id.to_string()),
                 ("KUMA_STORE_RAFT_PEERS".to_string(), members.clone()),
                 ("KUMA_STORE_RAFT_DIAL_ADDRESSES".to_string(), dial),
-                ("KUMA_STORE_RAFT_DATA_DIR".to_string(), path(dir.join(format!("peer-{id}")))),
+                ("KUMA_STORE_RAFT_DATA_DIR".to_string(), path(data_dir.clone())),
                 ("KUMA_STORE_RAFT_TLS_CA_FILE".to_string(), path(certs.join("ca.crt"))),
                 (
                     "KUMA_STORE_RAFT_TLS_CERT_FILE".to_string(),
@@ -125,11 +150,12 @@ impl ChaosCluster {
             env.extend(config.env.iter().cloned());
             let log = dir.join(format!("peer-{id}.log"));
             let args = vec!["--log-level".to_string(), config.log_level.clone(), "run".to_string()];
-            peers.push(ChaosPeer::new(id, *peer_ports, config.kuma_cp.clone(), args, env, log));
+            let binary = config.kuma_cp.clone();
+            peers.push(ChaosPeer::new(id, *peer_ports, binary, args, env, data_dir, log));
         }
         let up = Arc::new((0..config.peers).map(|_| AtomicBool::new(false)).collect());
-        let mut cluster =
-            ChaosCluster { peers, proxies, up, api: ApiClient::new(), dir, _temp: temp };
+        let api = ApiClient::new();
+        let mut cluster = ChaosCluster { peers, disks, proxies, up, api, dir, _temp: temp };
         let all: Vec<usize> = (0..cluster.len()).collect();
         cluster.start_peers(&all).await?;
         Ok(cluster)
@@ -146,6 +172,67 @@ impl ChaosCluster {
     /// Where the certificates, data and peer logs are.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The peer's Raft data directory.
+    pub fn data_dir(&self, peer: usize) -> &Path {
+        self.peers[peer].data_dir()
+    }
+
+    /// The peer's process id while it runs.
+    pub fn pid(&self, peer: usize) -> Option<u32> {
+        self.peers[peer].pid()
+    }
+
+    /// The peer with a small filesystem of its own, and that filesystem.
+    pub fn small_disk(&self) -> Option<(usize, &SmallDisk)> {
+        self.disks.iter().enumerate().find_map(|(i, d)| d.as_ref().map(|d| (i, d)))
+    }
+
+    /// Deletes everything in the data directory of a stopped peer.
+    pub fn wipe(&mut self, peer: usize) -> Result<(), ChaosError> {
+        if self.peers[peer].is_running() {
+            return Err(ChaosError::Invalid(format!("wiping peer {} while it runs", peer + 1)));
+        }
+        match &self.disks[peer] {
+            Some(disk) => disk.wipe(),
+            None => wipe_contents(self.peers[peer].data_dir()),
+        }
+    }
+
+    /// Starts a stopped peer with more variables for this start only, without waiting for it.
+    pub fn spawn_with(&mut self, peer: usize, extra: &[(&str, &str)]) -> Result<(), ChaosError> {
+        self.peers[peer].spawn_with(extra)
+    }
+
+    /// Waits until a peer started with `spawn_with` answers `/ready`.
+    pub async fn wait_ready(&mut self, peer: usize, within: Duration) -> Result<(), ChaosError> {
+        self.peers[peer].wait_ready(within).await?;
+        self.up[peer].store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Waits up to `within` for a peer to exit by itself: its status, or `None` if it runs.
+    pub async fn wait_exit(
+        &mut self,
+        peer: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.peers[peer].wait_exit(within).await
+    }
+
+    /// The status of a peer that has exited by itself (it then counts as stopped).
+    pub fn exited(&mut self, peer: usize) -> Option<std::process::ExitStatus> {
+        let status = self.peers[peer].exited();
+        if status.is_some() {
+            self.up[peer].store(false, Ordering::SeqCst);
+        }
+        status
+    }
+
+    /// What the peer logged since it was last started.
+    pub fn log_since_start(&self, peer: usize) -> String {
+        self.peers[peer].log_since_start()
     }
 
     /// The HTTP API port of every peer, by index.
@@ -225,7 +312,7 @@ impl ChaosCluster {
     }
 
     /// Waits until every peer runs, none is paused or cut, all agree on the leader and the
-    /// leader sees every member healthy and applied about as far as the leader.
+    /// leader sees every member healthy, a voter, and applied about as far as the leader.
     pub async fn wait_healthy(
         &mut self,
         within: Duration,
@@ -237,17 +324,15 @@ impl ChaosCluster {
             if reachable.len() == self.len() {
                 if let Some(leader) = self.leader_among(&reachable).await {
                     if let Some((_, Ok(status))) = self.statuses(&[leader]).await.pop() {
-                        let leader_applied = status
-                            .members
-                            .iter()
-                            .find(|(id, _, _)| *id == leader as u64 + 1)
-                            .and_then(|(_, _, applied)| *applied);
+                        let leader_applied =
+                            status.member(leader as u64 + 1).and_then(|m| m.applied);
                         let caught_up = status.members.len() == self.len()
-                            && status.members.iter().all(|(_, healthy, applied)| {
-                                *healthy
-                                    && applied.zip(leader_applied).is_some_and(|(applied, led)| {
-                                        applied + CAUGHT_UP_WITHIN >= led
-                                    })
+                            && status.members.iter().all(|m| {
+                                m.healthy
+                                    && m.voter
+                                    && m.applied.zip(leader_applied).is_some_and(
+                                        |(applied, led)| applied + CAUGHT_UP_WITHIN >= led,
+                                    )
                             });
                         if caught_up {
                             return Ok(leader);
@@ -333,9 +418,13 @@ impl ChaosCluster {
         }
     }
 
-    /// Heals every cut link, resumes paused peers and starts stopped ones.
+    /// Heals every cut link, empties a filled small disk, resumes paused peers and starts
+    /// stopped ones.
     pub async fn restore(&mut self) -> Result<(), ChaosError> {
         self.heal_all();
+        if let Some((_, disk)) = self.small_disk() {
+            disk.unfill()?;
+        }
         let mut stopped = Vec::new();
         for i in 0..self.len() {
             if self.peers[i].is_paused() {

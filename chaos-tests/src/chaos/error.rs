@@ -26,6 +26,8 @@ pub enum ChaosError {
         "{what} did not happen within {waited:?} (after {after}); the peers said:\n{statuses}"
     )]
     NoRecovery { what: String, after: String, waited: Duration, statuses: String },
+    #[error("{what}, which needs root: run it as root or pass {instead}")]
+    NeedsRoot { what: String, instead: &'static str },
     #[error("invalid settings: {0}")]
     Invalid(String),
 }

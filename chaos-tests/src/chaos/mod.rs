@@ -7,26 +7,34 @@
 mod api;
 mod checker;
 mod cluster;
+mod disk;
 mod error;
 mod history;
+mod membership_faults;
 mod nemesis;
 mod peer;
 mod proxy;
 mod report;
 mod runner;
+mod storage_faults;
+mod throttle;
 mod workload;
 
-pub use api::{ApiClient, RaftStatus};
+pub use api::{ApiClient, MemberView, RaftStatus};
 pub use checker::{
     check_linearizability, is_linearizable, lost_writes, minority_acks, sent_to_minority,
     LinearizabilityReport, PartitionWindow,
 };
-pub use cluster::{ChaosCluster, ClusterConfig};
+pub use cluster::{ChaosCluster, ClusterConfig, SmallDiskConfig};
+pub use disk::SmallDisk;
 pub use error::ChaosError;
 pub use history::{Action, Operation, Outcome, OutcomeCounts, ProcessId};
+pub use membership_faults::{TransferRound, WipeRound};
 pub use nemesis::{schedule, Fault, Nemesis, NemesisConfig, NemesisReport};
 pub use peer::{ChaosPeer, PeerPorts};
 pub use proxy::LinkProxy;
 pub use report::ChaosReport;
 pub use runner::{kuma_cp_beside_this_program, run_chaos, ChaosConfig};
+pub use storage_faults::{DiskFullRound, SlowFsyncRound};
+pub use throttle::{SlowDisk, Throttle};
 pub use workload::{register_name, Workload, WorkloadConfig};

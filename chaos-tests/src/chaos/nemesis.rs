@@ -1,7 +1,9 @@
 //! The nemesis: a fixed number of faults, one at a time, each followed by a wait for the cluster
 //! to recover (bounded) and a quiet period. Kills of the leader measure the time until the first
 //! acknowledged write through a survivor; partitions record when a peer was cut off and send it
-//! writes that it must not acknowledge.
+//! writes that it must not acknowledge. The storage faults (a full disk, slow fsyncs) are in
+//! `storage_faults.rs`, the membership faults (a wiped peer, a leader transfer) in
+//! `membership_faults.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +17,9 @@ use crate::chaos::checker::PartitionWindow;
 use crate::chaos::cluster::ChaosCluster;
 use crate::chaos::error::ChaosError;
 use crate::chaos::history::{Action, Operation, Outcome};
+use crate::chaos::membership_faults::{TransferRound, WipeRound};
+use crate::chaos::storage_faults::{DiskFullRound, SlowFsyncRound};
+use crate::chaos::throttle::SlowDisk;
 
 /// A probe write gives up after this long and tries again.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,6 +39,19 @@ pub enum Fault {
     PartitionFollower,
     /// kill -9 of every peer, then all started again at once.
     RestartAll,
+    /// The peer with a small filesystem: filled, held, emptied; alternately while it follows
+    /// and while it leads.
+    DiskFull,
+    /// A peer's disk writes capped (slow fsyncs) for a while; alternately a follower and the
+    /// leader.
+    SlowFsync,
+    /// kill -9 of a follower, its data directory deleted, started again with its old id (must be
+    /// refused), then with `KUMA_STORE_RAFT_JOIN=true`.
+    WipeFollower,
+    /// The same with the leader.
+    WipeLeader,
+    /// `POST /status/raft/transfer-leader` to a random follower.
+    TransferLeader,
 }
 
 /// How many faults of each kind, and their timing.
@@ -44,6 +62,15 @@ pub struct NemesisConfig {
     /// Partitions, alternately of the leader and of a follower (the leader first).
     pub partitions: usize,
     pub restarts: usize,
+    /// Disk-full rounds (needs `ClusterConfig::small_disk`), alternately of a follower and of
+    /// the leader (the follower first).
+    pub disk_fulls: usize,
+    /// Slow-fsync rounds, alternately of a follower and of the leader (the follower first).
+    pub slow_fsyncs: usize,
+    /// Wiped peers, alternately a follower and the leader (the follower first).
+    pub wipes: usize,
+    /// Leader transfers.
+    pub transfers: usize,
     /// The workload runs undisturbed this long between faults.
     pub settle: Duration,
     /// A paused peer stays paused between this and twice this.
@@ -52,6 +79,12 @@ pub struct NemesisConfig {
     pub partition_for: Duration,
     /// The longest wait for the cluster to recover from a fault.
     pub recover_within: Duration,
+    /// A small disk stays full this long.
+    pub disk_full_for: Duration,
+    /// A slow peer stays slow this long.
+    pub slow_fsync_for: Duration,
+    /// A slow peer may do this many disk writes per second.
+    pub slow_fsync_iops: u32,
 }
 
 impl Default for NemesisConfig {
@@ -65,6 +98,13 @@ impl Default for NemesisConfig {
             pause_for: Duration::from_secs(1),
             partition_for: Duration::from_secs(4),
             recover_within: Duration::from_secs(30),
+            disk_fulls: 0,
+            slow_fsyncs: 0,
+            wipes: 0,
+            transfers: 0,
+            disk_full_for: Duration::from_secs(3),
+            slow_fsync_for: Duration::from_secs(3),
+            slow_fsync_iops: 20,
         }
     }
 }
@@ -82,12 +122,21 @@ pub fn schedule(config: &NemesisConfig) -> Vec<Fault> {
     });
     let mut pauses = std::iter::repeat_n(Fault::Pause, config.pauses);
     let mut restarts = std::iter::repeat_n(Fault::RestartAll, config.restarts);
+    let mut disk_fulls = std::iter::repeat_n(Fault::DiskFull, config.disk_fulls);
+    let mut slow_fsyncs = std::iter::repeat_n(Fault::SlowFsync, config.slow_fsyncs);
+    let mut wipes =
+        (0..config.wipes).map(|i| if i % 2 == 0 { Fault::WipeFollower } else { Fault::WipeLeader });
+    let mut transfers = std::iter::repeat_n(Fault::TransferLeader, config.transfers);
     // Round robin over the kinds, so a short run still gets one of each.
     loop {
         let before = others.len();
         others.extend(pauses.next());
         others.extend(partitions.next());
         others.extend(restarts.next());
+        others.extend(disk_fulls.next());
+        others.extend(slow_fsyncs.next());
+        others.extend(wipes.next());
+        others.extend(transfers.next());
         if others.len() == before {
             break;
         }
@@ -120,6 +169,13 @@ pub struct NemesisReport {
     pub partitions: Vec<PartitionWindow>,
     /// SIGSTOP/SIGCONT rounds done.
     pub pauses: usize,
+    pub disk_fulls: Vec<DiskFullRound>,
+    pub slow_fsyncs: Vec<SlowFsyncRound>,
+    /// The time of one synced write on a disk capped as the slow-fsync fault caps it, measured
+    /// at the start of the run.
+    pub capped_synced_write: Option<Duration>,
+    pub wipes: Vec<WipeRound>,
+    pub transfers: Vec<TransferRound>,
     /// Writes sent to a cut-off peer by the nemesis itself.
     pub minority_probes: Vec<Operation>,
     /// One line per fault, with its time from the start of the run.
@@ -129,15 +185,19 @@ pub struct NemesisReport {
 /// Runs the faults of `config` against `cluster`; times are measured from `epoch`.
 #[derive(Debug)]
 pub struct Nemesis<'a> {
-    cluster: &'a mut ChaosCluster,
-    api: ApiClient,
-    config: NemesisConfig,
-    rng: StdRng,
+    pub(super) cluster: &'a mut ChaosCluster,
+    pub(super) api: ApiClient,
+    pub(super) config: NemesisConfig,
+    pub(super) rng: StdRng,
     epoch: Instant,
     verbose: bool,
     /// Values for the nemesis' own writes, disjoint from the workload's.
-    values: AtomicU64,
-    report: NemesisReport,
+    pub(super) values: AtomicU64,
+    pub(super) report: NemesisReport,
+    /// The disk under the peers' data for the slow-fsync fault, found at the first round.
+    pub(super) slow_disk: Option<SlowDisk>,
+    /// The admin token, read at the first leader transfer.
+    pub(super) admin_token: Option<String>,
 }
 
 impl<'a> Nemesis<'a> {
@@ -157,6 +217,8 @@ impl<'a> Nemesis<'a> {
             verbose,
             values: AtomicU64::new(1 << 40),
             report: NemesisReport::default(),
+            slow_disk: None,
+            admin_token: None,
         }
     }
 
@@ -164,6 +226,10 @@ impl<'a> Nemesis<'a> {
     /// does not recover from; the report so far comes with the error.
     pub async fn run(mut self) -> Result<NemesisReport, (ChaosError, NemesisReport)> {
         let faults = schedule(&self.config);
+        if let Err(e) = self.prepare(&faults) {
+            return Err((e, self.report));
+        }
+        let (mut disk_fulls, mut slow_fsyncs) = (0, 0);
         for (n, fault) in faults.iter().enumerate() {
             tokio::time::sleep(self.config.settle).await;
             let done = match fault {
@@ -172,6 +238,17 @@ impl<'a> Nemesis<'a> {
                 Fault::PartitionLeader => self.partition(true).await,
                 Fault::PartitionFollower => self.partition(false).await,
                 Fault::RestartAll => self.restart_all().await,
+                Fault::DiskFull => {
+                    disk_fulls += 1;
+                    self.disk_full(disk_fulls % 2 == 0).await
+                }
+                Fault::SlowFsync => {
+                    slow_fsyncs += 1;
+                    self.slow_fsync(slow_fsyncs % 2 == 0).await
+                }
+                Fault::WipeFollower => self.wipe_peer(false).await,
+                Fault::WipeLeader => self.wipe_peer(true).await,
+                Fault::TransferLeader => self.transfer_leader().await,
             };
             if let Err(e) = done {
                 self.note(format!("fault {}/{} ({fault:?}) failed", n + 1, faults.len()));
@@ -182,7 +259,31 @@ impl<'a> Nemesis<'a> {
         Ok(self.report)
     }
 
-    fn note(&mut self, line: String) {
+    /// Checks what the scheduled faults need before the first one: a small disk for the
+    /// disk-full fault, a block-I/O cgroup and a real disk for the slow-fsync fault (whose
+    /// capped fsync time is measured once here).
+    fn prepare(&mut self, faults: &[Fault]) -> Result<(), ChaosError> {
+        if faults.contains(&Fault::DiskFull) && self.cluster.small_disk().is_none() {
+            return Err(ChaosError::Invalid(
+                "the disk-full fault needs a peer with a small disk (ClusterConfig::small_disk)"
+                    .into(),
+            ));
+        }
+        if faults.contains(&Fault::SlowFsync) {
+            let disk = SlowDisk::under(self.cluster.dir())?;
+            let synced = disk.measure_synced_write(self.config.slow_fsync_iops)?;
+            self.report.capped_synced_write = Some(synced);
+            self.note(format!(
+                "slow fsync: a synced 4 KiB write on disk {} capped at {} writes/s takes {synced:?}",
+                disk.device(),
+                self.config.slow_fsync_iops
+            ));
+            self.slow_disk = Some(disk);
+        }
+        Ok(())
+    }
+
+    pub(super) fn note(&mut self, line: String) {
         let line = format!("[{:>8.3}s] {line}", self.epoch.elapsed().as_secs_f64());
         if self.verbose {
             eprintln!("{line}");
@@ -318,7 +419,7 @@ impl<'a> Nemesis<'a> {
         Ok(())
     }
 
-    async fn no_write(&mut self, what: &str) -> ChaosError {
+    pub(super) async fn no_write(&mut self, what: &str) -> ChaosError {
         ChaosError::NoRecovery {
             what: what.to_string(),
             after: format!("{:?} of trying", self.config.recover_within),
@@ -330,7 +431,7 @@ impl<'a> Nemesis<'a> {
 
 /// Writes through each of `via` concurrently, again and again, until one is acknowledged;
 /// the time from `since` to that acknowledgement, or `None` after `within`.
-async fn first_write(
+pub(super) async fn first_write(
     api: &ApiClient,
     ports: &[u16],
     via: &[usize],

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,7 @@ pub struct ChaosPeer {
     binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
     paused: bool,
@@ -64,21 +65,38 @@ pub struct ChaosPeer {
 }
 
 impl ChaosPeer {
-    /// A peer that is not started yet: `binary args` with the port variables and `env`; its
-    /// output goes to `log` (appended on every start).
+    /// A peer that is not started yet: `binary args` with the port variables and `env`, its
+    /// Raft data in `data_dir`; its output goes to `log` (appended on every start).
     pub fn new(
         id: u64,
         ports: PeerPorts,
         binary: PathBuf,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        data_dir: PathBuf,
         log: PathBuf,
     ) -> ChaosPeer {
-        ChaosPeer { id, ports, binary, args, env, log, child: None, paused: false, starts: 0 }
+        let (child, paused, starts) = (None, false, 0);
+        ChaosPeer { id, ports, binary, args, env, data_dir, log, child, paused, starts }
+    }
+
+    /// Where the peer keeps its Raft log (`KUMA_STORE_RAFT_DATA_DIR`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the process (it must not be running); `wait_ready` waits for it to serve.
     pub fn spawn(&mut self) -> Result<(), ChaosError> {
+        self.spawn_with(&[])
+    }
+
+    /// `spawn` with more variables for this start only (e.g. `KUMA_STORE_RAFT_JOIN=true`).
+    pub fn spawn_with(&mut self, extra: &[(&str, &str)]) -> Result<(), ChaosError> {
         let io = |what: &str| {
             let what = format!("{what} {}", self.log.display());
             move |source| ChaosError::Io { what, source }
@@ -104,6 +122,7 @@ impl ChaosPeer {
             command.env(name, port.to_string());
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command.envs(extra.iter().copied());
         let child = command
             .spawn()
             .map_err(|source| ChaosError::Spawn { binary: self.binary.clone(), source })?;
@@ -142,6 +161,45 @@ impl ChaosPeer {
                 });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its status, or `None` when it
+    /// still runs (or was never started).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Some(Ok(None)) if Instant::now() < deadline => {}
+                _ => return None,
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The status of a process that has exited by itself since it was started (it is then
+    /// forgotten); `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// What the peer logged since its last start.
+    pub fn log_since_start(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let marker = format!("--- chaos: start {} of peer {} ---", self.starts, self.id);
+        match log.rfind(&marker) {
+            Some(at) => log[at + marker.len()..].trim_start().to_string(),
+            None => log,
         }
     }
 

@@ -58,6 +58,11 @@ impl ChaosReport {
             failures
                 .push(format!("a cut-off peer acknowledged {} writes", self.minority_acks.len()));
         }
+        let n = &self.nemesis;
+        failures.extend(n.disk_fulls.iter().flat_map(|r| r.failures()));
+        failures.extend(n.slow_fsyncs.iter().flat_map(|r| r.failures()));
+        failures.extend(n.wipes.iter().flat_map(|r| r.failures()));
+        failures.extend(n.transfers.iter().flat_map(|r| r.failures()));
         failures
     }
 
@@ -102,11 +107,16 @@ impl fmt::Display for ChaosReport {
         writeln!(f, "chaos run, seed {}, {:.1}s", self.seed, self.took.as_secs_f64())?;
         writeln!(
             f,
-            "faults: {} leader kills, {} pauses, {} partitions, {} restarts of every peer",
+            "faults: {} leader kills, {} pauses, {} partitions, {} restarts of every peer, {} disks \
+             full, {} slow fsyncs, {} wiped peers, {} leader transfers",
             n.failovers.len(),
             n.pauses,
             n.partitions.len(),
-            n.restart_recoveries.len()
+            n.restart_recoveries.len(),
+            n.disk_fulls.len(),
+            n.slow_fsyncs.len(),
+            n.wipes.len(),
+            n.transfers.len(),
         )?;
         writeln!(f, "ops: {} ({})", self.ops().total(), self.ops())?;
         writeln!(f, "  writes: {}", self.writes())?;
@@ -149,6 +159,31 @@ impl fmt::Display for ChaosReport {
             "every peer restarted -> first write: {}",
             distribution(&n.restart_recoveries)
         )?;
+        for round in &n.disk_fulls {
+            writeln!(f, "disk full: {round}")?;
+        }
+        if let Some(synced) = n.capped_synced_write {
+            writeln!(f, "slow fsync: one synced 4 KiB write on the capped disk takes {synced:?}")?;
+        }
+        for round in &n.slow_fsyncs {
+            writeln!(f, "slow fsync: {round}")?;
+        }
+        for round in &n.wipes {
+            writeln!(f, "wiped: {round}")?;
+        }
+        if !n.transfers.is_empty() {
+            let led: Vec<Duration> = n.transfers.iter().filter_map(|t| t.led_after).collect();
+            let ok = n.transfers.iter().filter(|t| t.failures().is_empty()).count();
+            writeln!(
+                f,
+                "leader transfers: {ok} of {} done; request -> new leader: {}",
+                n.transfers.len(),
+                distribution(&led)
+            )?;
+            for round in n.transfers.iter().filter(|t| !t.failures().is_empty()).take(SHOWN) {
+                writeln!(f, "  transfer: {round}")?;
+            }
+        }
         for (key, ops) in lin.violations.iter().take(3) {
             writeln!(f, "history of {key} ({} ops):", ops.len())?;
             for op in ops.iter().take(SHOWN * 3) {

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 
 use crate::chaos::api::{register_value, ApiClient};
 use crate::chaos::checker;
-use crate::chaos::cluster::{ChaosCluster, ClusterConfig};
+use crate::chaos::cluster::{ChaosCluster, ClusterConfig, SmallDiskConfig};
 use crate::chaos::error::ChaosError;
 use crate::chaos::history::{Action, Operation, Outcome};
 use crate::chaos::nemesis::{Nemesis, NemesisConfig, NemesisReport};
@@ -19,6 +19,9 @@ use crate::chaos::workload::{Workload, WorkloadConfig};
 
 /// How long the final checks may wait for the replicas to agree.
 const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+/// The size of the small filesystem of the disk-full fault's peer: room for a long run's Raft
+/// log and snapshots, and little memory.
+pub const SMALL_DISK_BYTES: u64 = 128 << 20;
 /// Every peer's registers by name, in peer order.
 type Registers = Vec<BTreeMap<String, serde_json::Value>>;
 /// Each final read gives up after this long and tries another peer.
@@ -54,6 +57,7 @@ impl ChaosConfig {
                 env: Vec::new(),
                 dir: None,
                 log_level: "info".to_string(),
+                small_disk: None,
             },
             workload: WorkloadConfig::default(),
             nemesis: NemesisConfig::default(),
@@ -79,7 +83,12 @@ pub fn kuma_cp_beside_this_program() -> PathBuf {
 /// from a fault within its bound); failed checks are in the report.
 pub async fn run_chaos(config: ChaosConfig) -> Result<ChaosReport, ChaosError> {
     let started = Instant::now();
-    let mut cluster = ChaosCluster::start(&config.cluster).await?;
+    let mut cluster_config = config.cluster.clone();
+    if config.nemesis.disk_fulls > 0 && cluster_config.small_disk.is_none() {
+        let peer = cluster_config.peers.saturating_sub(1);
+        cluster_config.small_disk = Some(SmallDiskConfig { peer, bytes: SMALL_DISK_BYTES });
+    }
+    let mut cluster = ChaosCluster::start(&cluster_config).await?;
     let within = config.nemesis.recover_within;
     let leader = cluster.wait_for_leader(within, "starting the cluster").await?;
     // The leader creates mesh `default`; the registers live in it.
@@ -268,11 +277,7 @@ async fn converge(
         let applied = |statuses: Vec<(usize, Result<crate::chaos::api::RaftStatus, String>)>| {
             statuses
                 .into_iter()
-                .map(|(i, s)| {
-                    s.ok().and_then(|s| {
-                        s.members.iter().find(|m| m.0 == i as u64 + 1).and_then(|m| m.2)
-                    })
-                })
+                .map(|(i, s)| s.ok().and_then(|s| s.member(i as u64 + 1).and_then(|m| m.applied)))
                 .collect::<Vec<_>>()
         };
         let before = applied(cluster.statuses(&all).await);
