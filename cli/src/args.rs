@@ -317,6 +317,20 @@ pub enum RaftCommand {
         #[arg(long, value_name = "ID", value_parser = parse_peer_id)]
         id: u64,
     },
+    /// Hand leadership to another voter, e.g. before maintenance of the leader's machine
+    #[command(
+        name = "transfer-leader",
+        long_about = "Hand leadership to another voter: the leader holds new writes back, waits \
+                      for the chosen peer to hold its whole log, steps down and tells it to \
+                      campaign at once. Writes sent meanwhile wait and then go to the new leader; \
+                      none is lost or applied twice. Any peer may be asked.\n\n\
+                      Example: kumactl raft transfer-leader --to 2"
+    )]
+    TransferLeader {
+        /// Raft id of the voter to lead, as `kumactl inspect control-planes` lists it
+        #[arg(long, value_name = "ID", value_parser = parse_peer_id)]
+        to: u64,
+    },
 }
 
 /// `kumactl config ...`.

@@ -1,5 +1,6 @@
-//! `kumactl inspect control-planes` and `kumactl raft add-peer|remove-peer`: the Raft cluster of
-//! control planes, read through `GET /status/raft` and changed through `/status/raft/peers`.
+//! `kumactl inspect control-planes` and `kumactl raft add-peer|remove-peer|transfer-leader`: the
+//! Raft cluster of control planes, read through `GET /status/raft` and changed through
+//! `/status/raft/peers` and `/status/raft/transfer-leader`.
 //!
 //! `ClusterStatus` is kumactl's own reading of the answer, only the fields it shows, so that
 //! kumactl never links the Raft crate; `-o yaml|json` prints the answer exactly as it came.
@@ -19,6 +20,8 @@ use crate::table::Table;
 const STATUS: [&str; 2] = ["status", "raft"];
 /// `POST` here adds a peer, `DELETE` below it (`/{id}`) removes one.
 const PEERS: [&str; 3] = ["status", "raft", "peers"];
+/// `POST {"to": ID}` here hands leadership to that voter.
+const TRANSFER: [&str; 3] = ["status", "raft", "transfer-leader"];
 
 /// The cluster as one peer sees it (`GET /status/raft`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -30,6 +33,9 @@ pub(crate) struct ClusterStatus {
     pub leader: Option<u64>,
     #[serde(default)]
     pub members: Vec<Member>,
+    /// How many voters may fail now with a majority left.
+    #[serde(default)]
+    pub failure_tolerance: usize,
 }
 
 /// One member of the cluster's membership.
@@ -38,8 +44,13 @@ pub(crate) struct ClusterStatus {
 pub(crate) struct Member {
     pub id: u64,
     pub raft_address: String,
+    /// `voter` or `learner`.
+    #[serde(default)]
+    pub membership: String,
     #[serde(default)]
     pub healthy: bool,
+    /// Entries it trails the leader by, when both answered.
+    pub lag: Option<u64>,
     /// Its own account, when it answered the asked peer.
     pub status: Option<PeerStatus>,
     /// What it serves, once its announcement was replicated.
@@ -54,6 +65,13 @@ pub(crate) struct PeerStatus {
     pub role: String,
     pub term: u64,
     pub last_applied_index: Option<u64>,
+    /// On a follower: how long ago it last heard from the leader.
+    pub millis_since_leader_contact: Option<u64>,
+    /// Bytes its Raft data takes on disk.
+    #[serde(default)]
+    pub disk_bytes: u64,
+    /// Why it cannot do its part now (a full disk, lost data being rejoined).
+    pub problem: Option<String>,
 }
 
 /// The addresses a member announced.
@@ -76,7 +94,8 @@ impl ClusterStatus {
     /// One row per member, by id.
     pub(crate) fn table(&self) -> Table {
         let mut table = Table::new([
-            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LEADER", "HEALTHY", "XDS", "API",
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LAG", "CONTACT", "DISK", "LEADER",
+            "HEALTHY", "XDS", "API",
         ]);
         let mut members: Vec<&Member> = self.members.iter().collect();
         members.sort_by_key(|m| m.id);
@@ -90,6 +109,9 @@ impl ClusterStatus {
                 or_dash(status.map(|s| s.role.clone())),
                 or_dash(status.map(|s| s.term.to_string())),
                 or_dash(status.and_then(|s| s.last_applied_index).map(|i| i.to_string())),
+                or_dash(member.lag.map(|l| l.to_string())),
+                or_dash(status.and_then(|s| s.millis_since_leader_contact).map(human_millis)),
+                or_dash(status.map(|s| human_bytes(s.disk_bytes))),
                 yes_no(self.leader == Some(member.id)),
                 yes_no(member.healthy),
                 or_dash(serves.map(|s| s.xds_address.clone())),
@@ -99,9 +121,24 @@ impl ClusterStatus {
         table
     }
 
-    /// Prints the table, and for a peer that is in no cluster yet, what to do about it.
+    /// Prints the table, how many peers may fail, each peer's problem, and for a peer that is in
+    /// no cluster yet, what to do about it.
     fn print(&self, out: &mut dyn Write) -> Result<(), CliError> {
         write!(out, "{}", self.table())?;
+        if !self.members.is_empty() {
+            writeln!(out)?;
+            writeln!(out, "{}", self.tolerance_line())?;
+        }
+        let mut members: Vec<&Member> = self.members.iter().collect();
+        members.sort_by_key(|m| m.id);
+        for member in members {
+            if let Some(lag) = member.lag.filter(|l| *l > 0) {
+                writeln!(out, "peer {} trails the leader by {lag} entries", member.id)?;
+            }
+            if let Some(problem) = member.status.as_ref().and_then(|s| s.problem.as_ref()) {
+                writeln!(out, "peer {}: {problem}", member.id)?;
+            }
+        }
         if self.members.is_empty() {
             writeln!(out)?;
             writeln!(
@@ -131,6 +168,59 @@ impl ClusterStatus {
             )?;
         }
         Ok(())
+    }
+}
+
+impl ClusterStatus {
+    /// "failure tolerance: N (...)": how many peers may fail now.
+    fn tolerance_line(&self) -> String {
+        let voters = self.members.iter().filter(|m| m.membership == "voter").count();
+        match self.failure_tolerance {
+            0 => format!(
+                "failure tolerance: 0 of {voters} voters may fail now: one more failure \
+                 stops every write"
+            ),
+            n => format!("failure tolerance: {n} of {voters} voters may fail now"),
+        }
+    }
+}
+
+/// `raft transfer-leader --to ID`: returns once the peer leads.
+pub(crate) async fn transfer_leader(
+    client: &ApiClient,
+    to: u64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let answer = match client.post(&TRANSFER, &json!({ "to": to })).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(membership_error(client, e).await),
+    };
+    let status = ClusterStatus::from_answer(&answer)?;
+    writeln!(out, "peer {to} leads the cluster now")?;
+    status.print(out)
+}
+
+/// `1.2s`, `340ms`, `3m5s`: a duration as people read it.
+fn human_millis(millis: u64) -> String {
+    match millis {
+        0..1_000 => format!("{millis}ms"),
+        1_000..60_000 => format!("{:.1}s", millis as f64 / 1000.0),
+        _ => format!("{}m{}s", millis / 60_000, millis % 60_000 / 1000),
+    }
+}
+
+/// `12 KiB`, `3.4 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.0} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.1} MiB", b / KIB / KIB)
+    } else {
+        format!("{:.1} GiB", b / KIB / KIB / KIB)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::args::{
     RaftCommand,
 };
 use crate::client::{ApiClient, ClientError};
-use crate::cluster::{add_peer, inspect_control_planes, remove_peer};
+use crate::cluster::{add_peer, inspect_control_planes, remove_peer, transfer_leader};
 use crate::config::{Config, ControlPlane, DEFAULT_MESH};
 use crate::delete::delete;
 use crate::error::CliError;
@@ -139,6 +139,10 @@ impl<'io> Kumactl<'io> {
             Command::Raft(RaftCommand::RemovePeer { id }) => {
                 let (client, _) = self.connect()?;
                 remove_peer(&client, id, self.out).await
+            }
+            Command::Raft(RaftCommand::TransferLeader { to }) => {
+                let (client, _) = self.connect()?;
+                transfer_leader(&client, to, self.out).await
             }
             Command::Config(ConfigCommand::View) => {
                 let (_, config) = self.load_config()?;

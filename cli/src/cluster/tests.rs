@@ -9,9 +9,11 @@ fn member(id: u64, role: &str, applied: u64) -> Value {
         "status": {
             "id": id, "raftAddress": format!("127.0.0.1:{}683", 20 + id), "role": role,
             "term": 3, "leader": 2, "lastLogIndex": applied, "lastAppliedIndex": applied,
-            "voters": [1, 2, 3], "learners": []
+            "voters": [1, 2, 3], "learners": [],
+            "millisSinceLeaderContact": if role == "Leader" { None } else { Some(40 + id * 1000) },
+            "diskBytes": 3 * 1024 * 1024 + id * 1024 * 100
         },
-        "healthy": true,
+        "healthy": true, "lag": 10 - applied,
         "serves": {
             "id": id, "instanceId": format!("host:{}678", 20 + id),
             "xdsAddress": format!("127.0.0.1:{}678", 20 + id),
@@ -30,10 +32,10 @@ fn every_member_is_a_row_by_id_with_the_leader_marked() {
     let table = ClusterStatus::from_answer(&answer).unwrap().table();
     assert_eq!(
         table.to_string(),
-        "ID   ADDRESS           ROLE       TERM   APPLIED   LEADER   HEALTHY   XDS               API\n\
-         1    127.0.0.1:21683   Follower   3      10        no       yes       127.0.0.1:21678   http://127.0.0.1:21681\n\
-         2    127.0.0.1:22683   Leader     3      10        yes      yes       127.0.0.1:22678   http://127.0.0.1:22681\n\
-         3    127.0.0.1:23683   Follower   3      9         no       yes       127.0.0.1:23678   http://127.0.0.1:23681\n"
+        "ID   ADDRESS           ROLE       TERM   APPLIED   LAG   CONTACT   DISK      LEADER   HEALTHY   XDS               API\n\
+         1    127.0.0.1:21683   Follower   3      10        0     1.0s      3.1 MiB   no       yes       127.0.0.1:21678   http://127.0.0.1:21681\n\
+         2    127.0.0.1:22683   Leader     3      10        0     -         3.2 MiB   yes      yes       127.0.0.1:22678   http://127.0.0.1:22681\n\
+         3    127.0.0.1:23683   Follower   3      9         1     3.0s      3.3 MiB   no       yes       127.0.0.1:23678   http://127.0.0.1:23681\n"
     );
 }
 
@@ -55,9 +57,12 @@ fn a_member_that_did_not_answer_or_announce_shows_dashes_and_is_unhealthy() {
     let table = ClusterStatus::from_answer(&answer).unwrap().table().to_string();
     let rows: Vec<Vec<&str>> =
         table.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[1], ["2", "10.0.0.2:5683", "-", "-", "-", "no", "no", "-", "-"]);
-    assert_eq!(rows[2], ["3", "10.0.0.3:5683", "Learner", "4", "-", "no", "yes", "-", "-"]);
-    assert!(rows.iter().all(|r| r[5] == "no"), "no leader, no row marked: {table}");
+    assert_eq!(rows[1], ["2", "10.0.0.2:5683", "-", "-", "-", "-", "-", "-", "no", "no", "-", "-"]);
+    assert_eq!(
+        rows[2],
+        ["3", "10.0.0.3:5683", "Learner", "4", "-", "-", "-", "0", "B", "no", "yes", "-", "-"]
+    );
+    assert!(rows.iter().all(|r| r[r.len() - 4] == "no"), "no leader, no row marked: {table}");
 }
 
 #[test]
@@ -119,5 +124,46 @@ fn adding_a_peer_that_does_not_answer_warns_that_it_counts_as_a_voter_that_is_do
     status.print_added(4, "127.0.0.1:24683", &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("does not answer"), "{text}");
-    assert_eq!(text.lines().count(), 6, "confirmation, header, four rows: {text}");
+    assert_eq!(
+        text.lines().count(),
+        8,
+        "confirmation, header, four rows, a blank line, the failure tolerance: {text}"
+    );
+}
+
+#[test]
+fn the_cluster_says_how_many_voters_may_fail_who_trails_and_who_has_a_problem() {
+    let mut trailing = member(3, "Follower", 7);
+    trailing["status"]["problem"] = json!("the disk holding the Raft data is full");
+    let answer = json!({
+        "this": 1, "leader": 2, "term": 3, "failureTolerance": 1,
+        "members": [member(2, "Leader", 10), member(1, "Follower", 10), trailing]
+    });
+    let mut out = Vec::new();
+    ClusterStatus::from_answer(&answer).unwrap().print(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("failure tolerance: 1 of 3 voters may fail now\n"), "{text}");
+    assert!(text.contains("peer 3 trails the leader by 3 entries\n"), "{text}");
+    assert!(text.contains("peer 3: the disk holding the Raft data is full\n"), "{text}");
+    assert!(!text.contains("peer 1 trails"), "{text}");
+
+    let none_to_spare = json!({"this": 1, "leader": 1, "term": 3, "failureTolerance": 0,
+                               "members": [member(1, "Leader", 10), member(2, "Follower", 10)]});
+    let mut out = Vec::new();
+    ClusterStatus::from_answer(&none_to_spare).unwrap().print(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("0 of 2 voters may fail now: one more failure stops every write"),
+        "{text}"
+    );
+}
+
+#[test]
+fn durations_and_sizes_read_as_people_read_them() {
+    assert_eq!(human_millis(340), "340ms");
+    assert_eq!(human_millis(1250), "1.2s");
+    assert_eq!(human_millis(185_000), "3m5s");
+    assert_eq!(human_bytes(900), "900 B");
+    assert_eq!(human_bytes(12 * 1024), "12 KiB");
+    assert_eq!(human_bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
 }
