@@ -1,6 +1,7 @@
 //! `kuma-cp`: parse the command line, load the config, run the control plane, map errors to an
 //! exit code.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +55,54 @@ enum RaftCommand {
         #[arg(long, value_delimiter = ',', required = true, value_parser = clap::value_parser!(u64).range(1..))]
         ids: Vec<u64>,
     },
+    /// Seed a new peer's data from a snapshot file (kumactl raft snapshot save), for a new cluster
+    /// holding the saved state. Run it once per peer of the new cluster, with the same file and
+    /// the same --peers, each with its own --node-id and an empty --data-dir; then start each peer
+    /// with kuma-cp run, that data directory and that peer list.
+    Restore {
+        /// The snapshot file; a damaged or truncated one is refused.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// This peer's new data directory (KUMA_STORE_RAFT_DATA_DIR): absent or empty.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// This peer's id in the new cluster.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: u64,
+        /// Every peer of the new cluster (KUMA_STORE_RAFT_PEERS), e.g. 1=10.0.0.1:5683,2=10.0.0.2:5683.
+        #[arg(long, value_name = "ID=HOST:PORT,...", value_parser = parse_peers)]
+        peers: BTreeMap<u64, String>,
+    },
+}
+
+fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let peers = kuma_raft::RaftConfig::parse_peers(text)?;
+    if peers.is_empty() {
+        return Err("list every peer of the new cluster, e.g. 1=10.0.0.1:5683".to_string());
+    }
+    Ok(peers)
+}
+
+/// `kuma-cp raft restore`: one line saying what was written and how to start the peer.
+fn restore(target: kuma_raft::RestoreTarget, from: PathBuf) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let restored = runtime.block_on(kuma_raft::restore(&from, &target))?;
+    let peers: Vec<String> = target.peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
+    Ok(format!(
+        "restored index {} (term {}, {} resources) from {} into {} as peer {} of new cluster {}; \
+         start it with kuma-cp run, KUMA_STORE_RAFT_NODE_ID={} KUMA_STORE_RAFT_DATA_DIR={} \
+         KUMA_STORE_RAFT_PEERS={}",
+        restored.index,
+        restored.term,
+        restored.resources,
+        from.display(),
+        target.data_dir.display(),
+        target.node_id,
+        restored.cluster_id,
+        target.node_id,
+        target.data_dir.display(),
+        peers.join(","),
+    ))
 }
 
 fn init_logging(level: &str) -> Result<(), String> {
@@ -120,6 +169,18 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("Error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Raft(RaftCommand::Restore { from, data_dir, node_id, peers }) => {
+            match restore(kuma_raft::RestoreTarget { data_dir, node_id, peers }, from) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,13 +1,14 @@
-//! The Raft admin routes of the HTTP API: the cluster's status and its membership.
+//! The Raft admin routes of the HTTP API: the cluster's status, its membership and backups.
 
 use std::sync::Arc;
 
 use axum::extract::{Json, Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Router;
-use kuma_api_server::ApiError;
-use kuma_raft::{ClusterStatus, ForwardError, RaftNode};
+use axum::{Extension, Router};
+use kuma_api_server::{ApiError, Identity, Role, ADMIN_GROUP};
+use kuma_raft::{BackupError, ClusterStatus, ForwardError, RaftNode};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -17,10 +18,12 @@ struct AddPeer {
     raft_address: String,
 }
 
-/// `GET /status/raft`, and unless `read_only`, `POST /status/raft/peers` and
-/// `DELETE /status/raft/peers/{id}`.
+/// `GET /status/raft` and `GET /status/raft/snapshot` (admin only), and unless `read_only`,
+/// `POST /status/raft/peers` and `DELETE /status/raft/peers/{id}`.
 pub fn routes(node: Arc<RaftNode>, read_only: bool) -> Router {
-    let router = Router::new().route("/status/raft", get(status));
+    let router = Router::new()
+        .route("/status/raft", get(status))
+        .route("/status/raft/snapshot", get(snapshot));
     if read_only {
         return router.with_state(node);
     }
@@ -32,6 +35,39 @@ pub fn routes(node: Arc<RaftNode>, read_only: bool) -> Router {
 
 async fn status(State(node): State<Arc<RaftNode>>) -> Json<ClusterStatus> {
     Json(node.cluster_status().await)
+}
+
+/// A consistent snapshot of the replicated state as a file (`kumactl raft snapshot save`). It
+/// holds every secret of every mesh, so only an admin gets it, whichever peer is asked.
+async fn snapshot(
+    State(node): State<Arc<RaftNode>>,
+    identity: Option<Extension<Identity>>,
+) -> Result<Response, ApiError> {
+    let who = identity.map(|Extension(i)| i);
+    if who.as_ref().is_none_or(|i| i.role != Role::Admin) {
+        let user = who.map_or("this client".to_string(), |i| i.name);
+        tracing::warn!(target: "audit", identity = %user, "refused: Raft snapshots are for admins");
+        return Err(ApiError::request(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{user} may not save a snapshot: it holds every secret of the mesh, so it needs a \
+                 user in group {ADMIN_GROUP}"
+            ),
+        ));
+    }
+    let file = node.save_snapshot().await.map_err(|e| match e {
+        e @ (BackupError::Unavailable { .. } | BackupError::Empty { .. }) => {
+            ApiError::request(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        e => {
+            tracing::error!(error = %e, "could not serve a Raft snapshot");
+            ApiError::request(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    })?;
+    let user = who.map_or_else(String::new, |i| i.name);
+    let header_of = file.header();
+    tracing::info!(target: "audit", identity = %user, index = header_of.index, term = header_of.term, resources = header_of.resources, "served a Raft snapshot");
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], file.to_bytes()).into_response())
 }
 
 async fn add_peer(

@@ -61,8 +61,8 @@ pub struct SnapshotFile {
 /// Why bytes are not a usable snapshot file. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotFileError {
-    #[error("could not read {path}: {error}")]
-    Read { path: String, error: std::io::Error },
+    #[error("could not read the file: {0}")]
+    Read(std::io::Error),
     #[error(
         "this is not a kuma-cp Raft snapshot (it does not start with \"{SNAPSHOT_FORMAT} v\"): \
          give a file written by kumactl raft snapshot save"
@@ -211,8 +211,7 @@ impl SnapshotFile {
 
     /// Reads and checks the file at `path`.
     pub fn read(path: &Path) -> Result<SnapshotFile, SnapshotFileError> {
-        let bytes = std::fs::read(path)
-            .map_err(|error| SnapshotFileError::Read { path: path.display().to_string(), error })?;
+        let bytes = std::fs::read(path).map_err(SnapshotFileError::Read)?;
         SnapshotFile::from_bytes(&bytes)
     }
 
