@@ -156,6 +156,29 @@ pub struct RaftStoreConfig {
     /// Peers talk without TLS: only for a test cluster on a trusted network
     /// (KUMA_STORE_RAFT_INSECURE).
     pub insecure: bool,
+    /// Make this peer the only member of its cluster before it starts, keeping its data: only
+    /// from `kuma-cp run --force-new-cluster`, never from a file or the environment, where it
+    /// would outlive the one start it is meant for.
+    #[serde(skip)]
+    pub force_new_cluster: bool,
+    /// A snapshot is built once this many entries were appended since the last one
+    /// (KUMA_STORE_RAFT_SNAPSHOT_ENTRIES) ...
+    pub snapshot_entries: u64,
+    /// ... or this many bytes (KUMA_STORE_RAFT_SNAPSHOT_BYTES).
+    pub snapshot_bytes: u64,
+    pub autopilot: RaftAutopilotConfig,
+}
+
+/// Removing dead peers (`store.raft.autopilot`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RaftAutopilotConfig {
+    /// A voter no peer heard from for this long is removed; 0s: never
+    /// (KUMA_STORE_RAFT_AUTOPILOT_REMOVE_DEAD_AFTER).
+    #[serde(with = "kuma_model::duration_text")]
+    pub remove_dead_after: Duration,
+    /// Never below this many voters (KUMA_STORE_RAFT_AUTOPILOT_MIN_QUORUM).
+    pub min_quorum: u64,
 }
 
 /// The peers' mutual TLS files (`kuma-cp raft certs` writes them).
@@ -184,6 +207,10 @@ impl Default for RaftStoreConfig {
             tls: RaftTlsConfig::default(),
             dial_addresses: String::new(),
             insecure: false,
+            force_new_cluster: false,
+            snapshot_entries: 5000,
+            snapshot_bytes: 64 * 1024 * 1024,
+            autopilot: RaftAutopilotConfig { remove_dead_after: Duration::ZERO, min_quorum: 3 },
         }
     }
 }
@@ -436,6 +463,14 @@ impl KumaCpConfig {
             listen_loopback_only: alone,
             dial_overrides: kuma_raft::RaftConfig::parse_peers(&raft.dial_addresses)
                 .map_err(|e| vec![format!("store.raft.dialAddresses: {e}")])?,
+            force_new_cluster: raft.force_new_cluster,
+            upkeep: kuma_raft::Upkeep {
+                snapshot_entries: raft.snapshot_entries,
+                snapshot_bytes: raft.snapshot_bytes,
+                remove_dead_after: (!raft.autopilot.remove_dead_after.is_zero())
+                    .then_some(raft.autopilot.remove_dead_after),
+                min_quorum: raft.autopilot.min_quorum as usize,
+            },
         };
         let problems = config.problems();
         if problems.is_empty() {

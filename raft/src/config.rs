@@ -34,6 +34,37 @@ pub struct RaftConfig {
     /// Addresses this peer dials to reach some peers, when they differ from the cluster-wide
     /// ones (NAT, a proxy in between).
     pub dial_overrides: BTreeMap<NodeId, String>,
+    /// Before openraft reads the data, make this peer the only member of its cluster, keeping
+    /// every log entry (`kuma-cp run --force-new-cluster`, after a majority is lost for good).
+    pub force_new_cluster: bool,
+    /// Snapshots, log compaction and dead-peer cleanup.
+    pub upkeep: Upkeep,
+}
+
+/// When the log is compacted and dead peers removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upkeep {
+    /// A snapshot is built once this many entries were appended since the last one; the log it
+    /// covers is then purged.
+    pub snapshot_entries: u64,
+    /// ... or once this many bytes of entries were.
+    pub snapshot_bytes: u64,
+    /// A voter no one heard from for this long is removed (Consul's autopilot
+    /// CleanupDeadServers); `None`: never.
+    pub remove_dead_after: Option<Duration>,
+    /// Dead voters are never removed below this many voters.
+    pub min_quorum: usize,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Upkeep {
+            snapshot_entries: 5000,
+            snapshot_bytes: 64 * 1024 * 1024,
+            remove_dead_after: None,
+            min_quorum: 3,
+        }
+    }
 }
 
 /// The cluster CA and this peer's certificate and key, PEM-encoded. Every peer presents its
@@ -99,6 +130,18 @@ impl RaftConfig {
         if self.heartbeat * 2 >= self.election_timeout_min {
             problems.push(
                 "store.raft.heartbeatInterval: must be under half of electionTimeoutMin"
+                    .to_string(),
+            );
+        }
+        if self.upkeep.snapshot_entries == 0 {
+            problems.push("store.raft.snapshotEntries: must be 1 or more".to_string());
+        }
+        if self.upkeep.snapshot_bytes < 1024 * 1024 {
+            problems.push("store.raft.snapshotBytes: must be at least 1048576 (1 MiB)".to_string());
+        }
+        if self.upkeep.remove_dead_after.is_some() && self.upkeep.min_quorum < 3 {
+            problems.push(
+                "store.raft.autopilot.minQuorum: must be 3 or more when dead peers are removed"
                     .to_string(),
             );
         }

@@ -86,6 +86,8 @@ pub fn config(id: NodeId, ports: &BTreeMap<NodeId, u16>, root: &std::path::Path)
         tls: None,
         listen_loopback_only: true,
         dial_overrides: BTreeMap::new(),
+        force_new_cluster: false,
+        upkeep: crate::config::Upkeep::default(),
     }
 }
 
