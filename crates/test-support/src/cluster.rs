@@ -1,3 +1,4 @@
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{free_port, http_get, try_poll_until, KumaCp, KumaCpBuilder};
@@ -18,6 +19,17 @@ impl KumaCpCluster {
     /// Starts every peer, each built by `customize` on top of the cluster's settings.
     pub fn must_start_with(
         n: usize,
+        customize: impl Fn(KumaCpBuilder) -> KumaCpBuilder,
+    ) -> KumaCpCluster {
+        KumaCpCluster::must_start_prepared(n, |_, _, _| {}, customize)
+    }
+
+    /// `must_start_with`, calling `prepare(id, data_dir, peers)` for every peer before any starts,
+    /// with the peer's Raft id, its (not yet created) data directory and the cluster's
+    /// `KUMA_STORE_RAFT_PEERS`: e.g. to restore a snapshot into it.
+    pub fn must_start_prepared(
+        n: usize,
+        prepare: impl Fn(u64, &Path, &str),
         customize: impl Fn(KumaCpBuilder) -> KumaCpBuilder,
     ) -> KumaCpCluster {
         let data = tempfile::tempdir().expect("a temp dir");
@@ -41,6 +53,9 @@ impl KumaCpCluster {
             .map(|(i, p)| format!("{}=127.0.0.1:{}", i + 1, p[5]))
             .collect::<Vec<_>>()
             .join(",");
+        for i in 0..n {
+            prepare(i as u64 + 1, &data.path().join(format!("peer-{}", i + 1)), &peers_list);
+        }
         let peers = ports
             .iter()
             .enumerate()
@@ -61,6 +76,12 @@ impl KumaCpCluster {
             })
             .collect();
         KumaCpCluster { peers, _data: data }
+    }
+
+    /// The directory of the cluster's CA and peer certificates: `kuma-cp raft certs --dir` on it
+    /// issues more with the same CA.
+    pub fn certs_dir(&self) -> PathBuf {
+        self._data.path().join("certs")
     }
 
     /// The index of the peer every running peer names as leader, if they agree.

@@ -27,6 +27,8 @@ pub struct KumaCp {
 #[derive(Debug, Default, Clone)]
 pub struct KumaCpBuilder {
     env: BTreeMap<String, String>,
+    /// More arguments of `kuma-cp run`.
+    args: Vec<String>,
     config_yaml: Option<String>,
     ports: Option<[u16; 7]>,
 }
@@ -35,6 +37,12 @@ impl KumaCpBuilder {
     /// Sets a `KUMA_*` environment variable for the process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Adds an argument to `kuma-cp run` (e.g. `--force-new-cluster`).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
         self
     }
 
@@ -76,7 +84,7 @@ impl KumaCpBuilder {
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = dir.path().join("kuma-cp.log");
         let mut cmd = Command::new(bin_path("kuma-cp"));
-        cmd.arg("run");
+        cmd.arg("run").args(&self.args);
         if let Some(yaml) = &self.config_yaml {
             let path = dir.path().join("kuma-cp.yaml");
             std::fs::write(&path, yaml).expect("write config");
@@ -236,6 +244,12 @@ impl KumaCp {
             let now = std::fs::read_to_string(&self.log).unwrap_or_default();
             let _ = std::fs::write(&self.log, format!("{previous}\n--- restarted ---\n{now}"));
         }
+    }
+
+    /// `must_restart` with its settings changed by `customize` (e.g. an argument added).
+    pub fn must_restart_with(&mut self, customize: impl FnOnce(KumaCpBuilder) -> KumaCpBuilder) {
+        self.builder = customize(self.builder.clone());
+        self.must_restart();
     }
 
     /// Sends `signal` (e.g. "TERM", "INT", "KILL", "STOP", "CONT") without waiting.
