@@ -19,7 +19,8 @@ struct AddPeer {
 }
 
 /// `GET /status/raft` and `GET /status/raft/snapshot` (admin only), and unless `read_only`,
-/// `POST /status/raft/peers` and `DELETE /status/raft/peers/{id}`.
+/// `POST /status/raft/peers`, `DELETE /status/raft/peers/{id}` and
+/// `POST /status/raft/transfer-leader`.
 pub fn routes(node: Arc<RaftNode>, read_only: bool) -> Router {
     let router = Router::new()
         .route("/status/raft", get(status))
@@ -30,6 +31,7 @@ pub fn routes(node: Arc<RaftNode>, read_only: bool) -> Router {
     router
         .route("/status/raft/peers", post(add_peer))
         .route("/status/raft/peers/{id}", delete(remove_peer))
+        .route("/status/raft/transfer-leader", post(transfer_leader))
         .with_state(node)
 }
 
@@ -91,6 +93,24 @@ async fn remove_peer(
     Path(id): Path<u64>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     node.remove_peer(id).await.map_err(membership_error)?;
+    Ok(Json(node.cluster_status().await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferLeader {
+    to: u64,
+}
+
+/// Hands leadership to voter `to`; answers once this peer sees it lead.
+async fn transfer_leader(
+    State(node): State<Arc<RaftNode>>,
+    body: axum::body::Bytes,
+) -> Result<Json<ClusterStatus>, ApiError> {
+    let TransferLeader { to } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::request(StatusCode::BAD_REQUEST, format!("expected {{\"to\": 2}}: {e}"))
+    })?;
+    node.transfer_leader(to).await.map_err(membership_error)?;
     Ok(Json(node.cluster_status().await))
 }
 
