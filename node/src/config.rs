@@ -282,12 +282,12 @@ impl Default for KumaCpConfig {
     }
 }
 
-/// Why the configuration could not be loaded; each says what to fix. The message carries the
-/// cause, so no variant also returns it from `source` (`{:#}` would print it twice).
+/// Why the configuration could not be loaded; each says what to fix. A file that cannot be read
+/// keeps the cause out of the message: it is the `source`, printed after it (`{:#}`), once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("could not read config file {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    #[error("could not read config file {path} (check the path given with -c/--config-file)")]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{var}={value:?} is not valid: expected {expected}")]
@@ -375,7 +375,7 @@ impl KumaCpConfig {
         let mut file_sets_dp_auth = false;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
-                .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+                .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
             let overlay: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
                 path: path.to_path_buf(),
                 message: e.to_string(),

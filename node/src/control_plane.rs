@@ -21,23 +21,24 @@ use crate::diagnostics::{self, Readiness};
 use crate::user_tokens::StoreUserTokens;
 use crate::{identity_api, leader_work, raft_admin, raft_xds_peers, stale_subscriptions};
 
-/// Why the control plane could not start or stopped with an error. A variant's message carries
-/// its cause (before what to do), so the cause is not also its `source`: `{:#}` prints it once.
+/// Why the control plane could not start or stopped with an error. A variant with a cause says
+/// what failed and, in parentheses, what to do, and keeps the cause out of its message: the cause
+/// is its `source`, which kuma-cp prints after it (`{:#}`), once.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
-    #[error("{server} could not listen on {address}: {error}; stop whatever uses the port or set {variable} to another port")]
+    #[error("{server} could not listen on {address} (stop whatever uses the port or set {variable} to another port)")]
     Bind {
         server: &'static str,
         address: SocketAddr,
         variable: &'static str,
-        error: std::io::Error,
+        source: std::io::Error,
     },
     #[error("could not create the default mesh: {0}")]
     DefaultMesh(StoreError),
     #[error(transparent)]
     Raft(#[from] kuma_raft::RaftStartError),
-    #[error("{server} failed: {error}")]
-    Serve { server: &'static str, error: std::io::Error },
+    #[error("{server} failed")]
+    Serve { server: &'static str, source: std::io::Error },
     #[error(transparent)]
     Xds(#[from] kuma_xds::XdsError),
     #[error("{variable}: {reason}")]
@@ -76,11 +77,11 @@ async fn bind_on(
     variable: &'static str,
 ) -> Result<TcpListener, ControlPlaneError> {
     let address = SocketAddr::new(ip.into(), port);
-    TcpListener::bind(address).await.map_err(|error| ControlPlaneError::Bind {
+    TcpListener::bind(address).await.map_err(|source| ControlPlaneError::Bind {
         server,
         address,
         variable,
-        error,
+        source,
     })
 }
 
@@ -507,12 +508,12 @@ impl ControlPlane {
         readiness.set(false);
         let _ = stop_tx.send(true);
         if let Some((server, result)) = failure {
-            let error = match result {
+            let source = match result {
                 Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
                 Ok(Err(e)) => e,
                 Err(join) => std::io::Error::other(join.to_string()),
             };
-            return Err(ControlPlaneError::Serve { server, error });
+            return Err(ControlPlaneError::Serve { server, source });
         }
         info!("stopping Control Plane");
         // In-flight requests get a bounded grace period; a stuck client must not hold up shutdown.
