@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kuma_chaos_tests::chaos::{kuma_cp_beside_this_program, run_chaos, ChaosConfig};
+use kuma_chaos_tests::chaos::{
+    kuma_cp_beside_this_program, run_chaos, run_wipe_two, ChaosConfig, WipeTwoConfig,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "chaos", about = "Chaos test of a 3-peer kuma-cp Raft cluster")]
@@ -46,6 +48,11 @@ struct Args {
     /// Leader transfers to a random follower; by default one per 10 kills (at least 2).
     #[arg(long)]
     transfers: Option<usize>,
+    /// Instead of the run above: this many runs of wiping two peers of three, the leader among
+    /// them (each wiped peer must refuse to start, then rejoin with KUMA_STORE_RAFT_JOIN=true),
+    /// checking that no peer ends with fewer registers than before.
+    #[arg(long)]
+    wipe_two: Option<usize>,
     /// Concurrent workload clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -108,6 +115,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(runs) = args.wipe_two {
+        let wipe = WipeTwoConfig { runs, seed: args.seed, ..WipeTwoConfig::default() };
+        return match runtime.block_on(run_wipe_two(&config.cluster, &wipe, !args.quiet)) {
+            Ok(report) => {
+                println!("{report}");
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let report = match runtime.block_on(run_chaos(config)) {
         Ok(report) => report,
         Err(e) => {

@@ -18,6 +18,7 @@ mod report;
 mod runner;
 mod storage_faults;
 mod throttle;
+mod wipe_two;
 mod workload;
 
 pub use api::{ApiClient, MemberView, RaftStatus};
@@ -37,4 +38,5 @@ pub use report::ChaosReport;
 pub use runner::{kuma_cp_beside_this_program, run_chaos, ChaosConfig};
 pub use storage_faults::{DiskFullRound, SlowFsyncRound};
 pub use throttle::{SlowDisk, Throttle};
+pub use wipe_two::{run_wipe_two, WipeTwoConfig, WipeTwoReport, WipeTwoRun};
 pub use workload::{register_name, Workload, WorkloadConfig};
