@@ -95,7 +95,7 @@ pub(crate) async fn read_input(file: &str, stdin: &mut dyn Read) -> Result<Strin
     if file.starts_with("http://") || file.starts_with("https://") {
         return fetch(file).await;
     }
-    std::fs::read_to_string(file).map_err(|error| CliError::ReadFile { path: file.into(), error })
+    std::fs::read_to_string(file).map_err(|source| CliError::ReadFile { path: file.into(), source })
 }
 
 async fn fetch(url: &str) -> Result<String, CliError> {
@@ -145,9 +145,9 @@ where
             Ok(()) => {}
             // One resource: the API's error says it all, in Kuma's shape.
             Err(e) if count == 1 => return Err(e.into()),
-            Err(error) => {
+            Err(source) => {
                 return Err(CliError::ApplyFailed {
-                    error,
+                    source,
                     resource: key.to_string(),
                     position: i + 1,
                     count,

@@ -123,15 +123,22 @@ pub struct ContextDefaults {
     pub extra: Mapping,
 }
 
-/// What can go wrong reading, changing or writing the config.
+/// What can go wrong reading, changing or writing the config. A failed read or write says what to
+/// do; its cause is the `source` (kumactl prints it after the message).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("could not read kumactl config {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    #[error(
+        "could not read kumactl config {path} (make it readable, or pass another file with \
+         --config-file)"
+    )]
+    Read { path: PathBuf, source: std::io::Error },
     #[error("kumactl config {path} is not valid: {reason}; fix or remove the file")]
     Invalid { path: PathBuf, reason: String },
-    #[error("could not write kumactl config {path}: {error}")]
-    Write { path: PathBuf, error: std::io::Error },
+    #[error(
+        "could not write kumactl config {path} (make its directory writable, or pass another \
+         file with --config-file)"
+    )]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot find the home directory for ~/.kumactl/config; pass --config-file FILE")]
     NoHome,
     #[error(
@@ -203,7 +210,7 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(error) => return Err(ConfigError::Read { path: path.to_path_buf(), error }),
+            Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
         };
         Config::from_yaml(&text)
             .map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })
@@ -232,7 +239,7 @@ impl Config {
 
     /// Writes the file (and its directory), readable only by the user; replaces it atomically.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let write_err = |error| ConfigError::Write { path: path.to_path_buf(), error };
+        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),

@@ -1,9 +1,11 @@
 //! `CliError`: everything a kumactl command can fail with. Its `Display` is the text the user
 //! sees after `Error: `, already in Kuma's shape for API and validation errors.
 //!
-//! Errors of kumactl, kuma-cp and kuma-dp carry their cause in the message, after what failed and
-//! before what to do, and so do not also return it from `source()`: a printer that walks the chain
-//! (`{:#}`) prints each cause once.
+//! An error that has a cause (an I/O error, the API's answer) says what failed and what to do,
+//! `could not read kumactl config /c (fix its permissions or pass --config-file FILE)`, and keeps
+//! the cause out of its message: the cause is its `source()`, and kumactl prints the chain once,
+//! `Error: could not read kumactl config /c (...): Permission denied (os error 13)`
+//! ([`CliError::with_causes`]). kuma-cp and kuma-dp print their errors the same way.
 
 use std::path::PathBuf;
 
@@ -42,10 +44,10 @@ pub enum CliError {
     InvalidResource { location: Option<String>, violations: Vec<Violation> },
     /// One of several resources of an `apply` was refused; the ones before it were applied.
     #[error(
-        "{error}\n(while applying {resource}, resource {position} of {count}; the resources \
-         before it were applied, the ones after it were not)"
+        "could not apply {resource}, resource {position} of {count} (the resources before it \
+         were applied, the ones after it were not)"
     )]
-    ApplyFailed { error: ClientError, resource: String, position: usize, count: usize },
+    ApplyFailed { source: ClientError, resource: String, position: usize, count: usize },
     /// Flags that do not go together.
     #[error("{0}")]
     Usage(String),
@@ -55,12 +57,13 @@ pub enum CliError {
     /// The input holds no resource.
     #[error("{0} contains no resources")]
     NothingToApply(String),
-    #[error("could not read {path}: {error}")]
-    ReadFile { path: PathBuf, error: std::io::Error },
+    /// The file of `apply -f FILE`.
+    #[error("could not read {path} (check the file given with -f)")]
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("could not fetch {url}: {reason}")]
     Fetch { url: String, reason: String },
-    #[error("could not read the resources from stdin: {0}")]
-    ReadStdin(std::io::Error),
+    #[error("could not read the resources from stdin")]
+    ReadStdin(#[source] std::io::Error),
     /// A `get`/`inspect` of one resource that does not exist.
     #[error("No resources found in {mesh} mesh ({kind} {name:?} does not exist)")]
     NotFound { kind: &'static str, mesh: String, name: String },
@@ -83,10 +86,10 @@ pub enum CliError {
     /// The server sent something kumactl could not make sense of.
     #[error("could not read {what} from the API: {reason}")]
     UnexpectedAnswer { what: String, reason: String },
-    #[error("could not write the output: {0}")]
-    Output(std::io::Error),
-    #[error("could not start the async runtime: {0}")]
-    Runtime(std::io::Error),
+    #[error("could not write the output")]
+    Output(#[from] std::io::Error),
+    #[error("could not start the async runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 fn in_mesh(mesh: &Option<String>) -> String {
@@ -108,17 +111,31 @@ fn invalid_body(location: Option<&str>, violations: &[Violation]) -> ErrorBody {
     }
 }
 
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> CliError {
-        CliError::Output(e)
-    }
-}
-
 impl CliError {
     /// Whether the failure was a closed stdout (e.g. `kumactl get meshes | head -1`), which is
     /// not worth reporting.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The message and then each cause once, `what failed (what to do): cause: its cause`: the
+    /// line kumactl prints after `Error: ` (as `{:#}` prints an `anyhow::Error`).
+    pub fn with_causes(&self) -> impl std::fmt::Display + '_ {
+        WithCauses(self)
+    }
+}
+
+struct WithCauses<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for WithCauses<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -127,24 +144,69 @@ mod tests {
     use super::*;
 
     /// Regression: a cause that was both in the message and the `source` printed twice under
-    /// `{:#}` (kuma-cp's `Address already in use (os error 98)`).
+    /// `{:#}` (kuma-cp's `Address already in use (os error 98)`). Each error prints on one line:
+    /// what failed, what to do in parentheses, then the cause once.
     #[test]
-    fn a_cause_is_printed_once_by_a_printer_that_walks_the_chain() {
-        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    fn a_cause_is_printed_once_after_what_to_do() {
+        let denied = || std::io::Error::from_raw_os_error(13);
         let errors = [
-            CliError::ReadFile { path: "/x.yaml".into(), error: denied() },
-            CliError::Output(denied()),
-            CliError::Config(ConfigError::Write { path: "/c".into(), error: denied() }),
-            CliError::Install(crate::install::InstallError::ReadFile {
-                flag: "--tls-cert",
-                path: "/t".into(),
-                error: denied(),
-            }),
+            (
+                CliError::ReadFile { path: "/x.yaml".into(), source: denied() },
+                "could not read /x.yaml (check the file given with -f)",
+            ),
+            (CliError::Output(denied()), "could not write the output"),
+            (
+                CliError::Config(ConfigError::Read { path: "/c".into(), source: denied() }),
+                "could not read kumactl config /c (make it readable, or pass another file with \
+                 --config-file)",
+            ),
+            (
+                CliError::Config(ConfigError::Write { path: "/c".into(), source: denied() }),
+                "could not write kumactl config /c (make its directory writable, or pass another \
+                 file with --config-file)",
+            ),
+            (
+                CliError::Install(crate::install::InstallError::ReadFile {
+                    flag: "--tls-cert",
+                    path: "/t".into(),
+                    source: denied(),
+                }),
+                "could not read --tls-cert /t (give a readable PEM file)",
+            ),
         ];
-        for e in errors {
-            let printed = format!("{:#}", anyhow::Error::from(e));
-            assert_eq!(printed.matches("permission denied").count(), 1, "{printed}");
+        for (e, message) in errors {
+            let cause = "Permission denied (os error 13)";
+            assert_eq!(e.to_string(), message);
+            let printed = e.with_causes().to_string();
+            assert_eq!(printed, format!("{message}: {cause}"));
+            assert_eq!(format!("{:#}", anyhow::Error::from(e)), printed);
         }
+    }
+
+    #[test]
+    fn a_refused_resource_of_several_is_named_before_the_apis_answer() {
+        let e = CliError::ApplyFailed {
+            source: ClientError::Api {
+                status: 400,
+                body: ErrorBody {
+                    title: "Could not process a resource".into(),
+                    details: "Resource is not valid".into(),
+                    causes: vec![Cause {
+                        field: "name".into(),
+                        message: "field is required".into(),
+                    }],
+                },
+            },
+            resource: "Mesh demo".into(),
+            position: 2,
+            count: 3,
+        };
+        assert_eq!(
+            e.with_causes().to_string(),
+            "could not apply Mesh demo, resource 2 of 3 (the resources before it were applied, \
+             the ones after it were not): Could not process a resource (Resource is not valid)\n\
+             * name: field is required"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `kumactl`: parse the command line, run it, print any error as `Error: ...` and exit non-zero.
+//! `kumactl`: parse the command line, run it, print any error as `Error: ...` (its message, then
+//! each cause once) and exit non-zero.
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("Error: {}", kumactl::CliError::Runtime(e));
+            eprintln!("Error: {}", kumactl::CliError::Runtime(e).with_causes());
             return ExitCode::FAILURE;
         }
     };
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("Error: {}", e.with_causes());
             ExitCode::FAILURE
         }
     }

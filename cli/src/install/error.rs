@@ -1,5 +1,6 @@
 //! `InstallError`: wrong flags or certificate files of `kumactl install control-plane`. Each
-//! message is one line naming the flag, the value and what to do.
+//! message is one line naming the flag, the value and what to do; a file that cannot be read or a
+//! certificate that cannot be generated has its cause as its `source`, printed after it.
 
 use std::path::PathBuf;
 
@@ -20,8 +21,8 @@ pub enum InstallError {
          three, or none and kumactl generates them"
     )]
     TlsFlags { missing: String },
-    #[error("could not read {flag} {path}: {error}")]
-    ReadFile { flag: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("could not read {flag} {path} (give a readable PEM file)")]
+    ReadFile { flag: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{flag} {path} holds no {what} in PEM form")]
     NoPem { flag: &'static str, path: PathBuf, what: &'static str },
     #[error("--tls-key {path} cannot be used: {reason}")]
@@ -36,12 +37,6 @@ pub enum InstallError {
          {ca} ({reason}): the apiserver calls the webhook at that name and trusts only that CA"
     )]
     NotValidForService { cert: PathBuf, ca: PathBuf, name: String, reason: String },
-    #[error("could not generate the admission webhook's certificate: {0}")]
-    Generate(rcgen::Error),
-}
-
-impl From<rcgen::Error> for InstallError {
-    fn from(e: rcgen::Error) -> InstallError {
-        InstallError::Generate(e)
-    }
+    #[error("could not generate the admission webhook's certificate")]
+    Generate(#[from] rcgen::Error),
 }

@@ -94,10 +94,10 @@ impl WebhookTls {
         namespace: &str,
     ) -> Result<WebhookTls, InstallError> {
         let read = |flag: &'static str, path: &Path| {
-            std::fs::read_to_string(path).map_err(|error| InstallError::ReadFile {
+            std::fs::read_to_string(path).map_err(|source| InstallError::ReadFile {
                 flag,
                 path: path.to_path_buf(),
-                error,
+                source,
             })
         };
         let tls = WebhookTls {

@@ -211,10 +211,10 @@ fn when_the_api_refuses_one_of_several_resources_the_error_says_which_and_what_w
 
     assert_eq!(
         stderr,
-        "Error: Could not process a resource (Resource is not valid)\n\
-         * networking.inbound[0].tags[\"service\"]: tag has to exist\n\
-         (while applying Dataplane default/bad, resource 2 of 2; the resources before it were \
-         applied, the ones after it were not)\n"
+        "Error: could not apply Dataplane default/bad, resource 2 of 2 (the resources before it \
+         were applied, the ones after it were not): Could not process a resource (Resource is \
+         not valid)\n\
+         * networking.inbound[0].tags[\"service\"]: tag has to exist\n"
     );
     ctl.must_run(&["get", "dataplane", "redis-1"]);
 }
