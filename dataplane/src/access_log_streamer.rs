@@ -43,11 +43,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Why the streamer could not start.
+/// Why the streamer could not start; the cause is the `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessLogStreamerError {
-    #[error("cannot listen for Envoy's access logs on {}: {error}", path.display())]
-    Bind { path: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot listen for Envoy's access logs on {} (remove the file if no other kuma-dp of \
+         this dataplane runs)",
+        path.display()
+    )]
+    Bind { path: PathBuf, source: std::io::Error },
 }
 
 /// The access log streamer of one kuma-dp.
@@ -66,7 +70,7 @@ impl AccessLogStreamer {
     /// returned task is aborted. Binding happens before this returns, so Envoy can connect as
     /// soon as it starts.
     pub fn serve(self, path: &Path) -> Result<tokio::task::JoinHandle<()>, AccessLogStreamerError> {
-        let bind = |error| AccessLogStreamerError::Bind { path: path.to_path_buf(), error };
+        let bind = |source| AccessLogStreamerError::Bind { path: path.to_path_buf(), source };
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

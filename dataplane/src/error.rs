@@ -1,5 +1,8 @@
 //! `KumaDpError`: why `kuma-dp run` stopped. Each message is one line that says what was wrong,
-//! with the value, and what to do.
+//! with the value, and what to do. A failure with a cause (an I/O error) says what failed and, in
+//! parentheses, what to do, and keeps the cause as its `source`: kuma-dp prints the chain once,
+//! `Error: could not start Envoy /x/envoy (check --binary-path): Permission denied (os error 13)`
+//! ([`KumaDpError::with_causes`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,15 +24,15 @@ pub enum KumaDpError {
     )]
     BadEnvoyPath { path: PathBuf, reason: String },
     #[error(
-        "could not create the config dir {path}: {error}; pass a writable --config-dir (or \
+        "could not create the config dir {path} (pass a writable --config-dir or \
          KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
     )]
-    ConfigDir { path: PathBuf, error: std::io::Error },
+    ConfigDir { path: PathBuf, source: std::io::Error },
     #[error(
-        "could not write the Envoy bootstrap to {path}: {error}; pass a writable --config-dir \
-         (or KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
+        "could not write the Envoy bootstrap to {path} (pass a writable --config-dir or \
+         KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)"
     )]
-    WriteBootstrap { path: PathBuf, error: std::io::Error },
+    WriteBootstrap { path: PathBuf, source: std::io::Error },
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
     #[error("the Control Plane's CA certificate is not a PEM CA certificate: {0}")]
@@ -64,12 +67,12 @@ pub enum KumaDpError {
          with {status}: {details}"
     )]
     Rejected { url: String, mesh: String, name: String, status: u16, details: String },
-    #[error("could not install the signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("could not start Envoy {path}: {error}; check --binary-path")]
-    SpawnEnvoy { path: PathBuf, error: std::io::Error },
-    #[error("could not wait for Envoy: {0}")]
-    Supervise(std::io::Error),
+    #[error("could not install the signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("could not start Envoy {path} (check --binary-path)")]
+    SpawnEnvoy { path: PathBuf, source: std::io::Error },
+    #[error("could not wait for Envoy")]
+    Supervise(#[source] std::io::Error),
     #[error("Envoy {exit} (its log is above); the bootstrap it was given is {bootstrap}")]
     EnvoyFailed { exit: EnvoyExit, bootstrap: PathBuf },
 }
@@ -82,6 +85,31 @@ impl KumaDpError {
             _ => 1,
         }
     }
+
+    /// The message and then each cause once, `what failed (what to do): cause`: the line kuma-dp
+    /// prints after `Error: `.
+    pub fn with_causes(&self) -> impl std::fmt::Display + '_ {
+        with_causes(self)
+    }
+}
+
+/// An error and then each of its causes once, `a: b: c`, as `{:#}` prints an `anyhow::Error`.
+pub(crate) fn with_causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl std::fmt::Display + 'a {
+    struct WithCauses<'a>(&'a (dyn std::error::Error + 'static));
+    impl std::fmt::Display for WithCauses<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut cause = self.0.source();
+            while let Some(e) = cause {
+                write!(f, ": {e}")?;
+                cause = e.source();
+            }
+            Ok(())
+        }
+    }
+    WithCauses(error)
 }
 
 /// What the 404 said, unless it is Kuma's own message about this Dataplane, which the error
@@ -116,6 +144,44 @@ pub(crate) fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the cause printed twice when it was in the message and the `source` too.
+    #[test]
+    fn a_cause_is_printed_once_after_what_to_do() {
+        let denied = || std::io::Error::from_raw_os_error(13);
+        let errors = [
+            (
+                KumaDpError::ConfigDir { path: "/c".into(), source: denied() },
+                "could not create the config dir /c (pass a writable --config-dir or \
+                 KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)",
+            ),
+            (
+                KumaDpError::WriteBootstrap { path: "/c/b.yaml".into(), source: denied() },
+                "could not write the Envoy bootstrap to /c/b.yaml (pass a writable --config-dir \
+                 or KUMA_DATAPLANE_RUNTIME_CONFIG_DIR)",
+            ),
+            (
+                KumaDpError::SpawnEnvoy { path: "/x/envoy".into(), source: denied() },
+                "could not start Envoy /x/envoy (check --binary-path)",
+            ),
+            (KumaDpError::Signals(denied()), "could not install the signal handlers"),
+            (KumaDpError::Supervise(denied()), "could not wait for Envoy"),
+        ];
+        for (e, message) in errors {
+            assert_eq!(e.to_string(), message);
+            assert_eq!(
+                e.with_causes().to_string(),
+                format!("{message}: Permission denied (os error 13)")
+            );
+        }
+        let e =
+            crate::AccessLogStreamerError::Bind { path: "/tmp/s.sock".into(), source: denied() };
+        assert_eq!(
+            with_causes(&e).to_string(),
+            "cannot listen for Envoy's access logs on /tmp/s.sock (remove the file if no other \
+             kuma-dp of this dataplane runs): Permission denied (os error 13)"
+        );
+    }
 
     #[test]
     fn durations_are_written_like_the_flags() {

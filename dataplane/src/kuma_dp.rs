@@ -6,7 +6,7 @@ use crate::access_log_streamer::{access_log_socket_path, AccessLogStreamer};
 use crate::bootstrap_client::{display_url, BootstrapClient, BootstrapRequest};
 use crate::config::KumaDpConfig;
 use crate::envoy::{find_envoy, EnvoyCommand};
-use crate::error::KumaDpError;
+use crate::error::{with_causes, KumaDpError};
 use crate::stop_signals::StopSignals;
 use crate::supervisor::supervise;
 
@@ -36,7 +36,7 @@ impl KumaDp {
         let binary =
             find_envoy(config.binary_path.as_deref(), exe_dir.as_deref(), path_env.as_deref())?;
         std::fs::create_dir_all(&config.config_dir)
-            .map_err(|error| KumaDpError::ConfigDir { path: config.config_dir.clone(), error })?;
+            .map_err(|source| KumaDpError::ConfigDir { path: config.config_dir.clone(), source })?;
 
         let client = BootstrapClient::new(
             config.bootstrap_server_urls.clone(),
@@ -70,8 +70,9 @@ impl KumaDp {
         };
 
         let bootstrap_file = config.bootstrap_file();
-        write_file(&bootstrap_file, &bootstrap.yaml)
-            .map_err(|error| KumaDpError::WriteBootstrap { path: bootstrap_file.clone(), error })?;
+        write_file(&bootstrap_file, &bootstrap.yaml).map_err(|source| {
+            KumaDpError::WriteBootstrap { path: bootstrap_file.clone(), source }
+        })?;
         tracing::info!(path = %bootstrap_file.display(), "wrote the Envoy bootstrap");
 
         // A streamer that cannot bind only costs the `tcp` access logs, never the dataplane.
@@ -79,7 +80,7 @@ impl KumaDp {
         let _streamer = match AccessLogStreamer::new().serve(&socket) {
             Ok(task) => Some(StreamerTask { task, socket }),
             Err(error) => {
-                tracing::warn!(%error, "tcp access logs are off");
+                tracing::warn!(error = %with_causes(&error), "tcp access logs are off");
                 None
             }
         };
@@ -94,7 +95,7 @@ impl KumaDp {
         let mut child = envoy
             .command()
             .spawn()
-            .map_err(|error| KumaDpError::SpawnEnvoy { path: envoy.binary.clone(), error })?;
+            .map_err(|source| KumaDpError::SpawnEnvoy { path: envoy.binary.clone(), source })?;
         tracing::info!(
             pid = child.id().unwrap_or_default(),
             command = %envoy.display(),

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     tracing::debug!(error = ?e, "kuma-dp failed");
-                    eprintln!("Error: {e}");
+                    eprintln!("Error: {}", e.with_causes());
                     ExitCode::from(e.exit_code())
                 }
             }
