@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kuma_api_server::ServerInfo;
-use kuma_cp::{ControlPlane, KumaCpConfig};
+use kuma_cp::{ControlPlane, KumaCpConfig, StoreType};
 
 // Measured with raft-bench: glibc's allocator cost more CPU per write (see BENCHMARKS.md).
 #[global_allocator]
@@ -30,6 +30,11 @@ enum Command {
         /// Configuration file (YAML); see kuma-cp.defaults.yaml for every key.
         #[arg(short = 'c', long = "config-file")]
         config_file: Option<PathBuf>,
+        /// After a majority of the Raft peers is lost for good: make this peer the only member
+        /// of its cluster, keeping all of its data, then add fresh peers with kumactl raft
+        /// add-peer. For one start only: remove the flag before the next restart.
+        #[arg(long)]
+        force_new_cluster: bool,
     },
     /// Raft cluster tools.
     #[command(subcommand)]
@@ -135,8 +140,17 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
+fn run(config_file: Option<PathBuf>, force_new_cluster: bool) -> anyhow::Result<()> {
+    let mut config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
+    if force_new_cluster {
+        if config.store.kind != StoreType::Raft {
+            anyhow::bail!(
+                "--force-new-cluster rewrites the Raft membership, but this control plane does \
+                 not use the Raft store: set KUMA_STORE_TYPE=raft, or drop the flag"
+            );
+        }
+        config.store.raft.force_new_cluster = true;
+    }
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();
     let info = ServerInfo { version: kuma_build_info::VERSION.to_string(), hostname };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -185,12 +199,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config_file } => {
+        Command::Run { config_file, force_new_cluster } => {
             if let Err(e) = init_logging(&cli.log_level) {
                 eprintln!("Error: {e}");
                 return ExitCode::from(2);
             }
-            match run(config_file) {
+            match run(config_file, force_new_cluster) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("Error: {e:#}");

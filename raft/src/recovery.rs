@@ -29,9 +29,11 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use tracing::{info, warn};
 
 use crate::backup::{sha256_hex, SnapshotFile, SnapshotFileError};
 use crate::command::{Command, Op, RequestId};
+use crate::config::RaftConfig;
 use crate::db::{index_key, CF_LOGS, CF_META, KEY_LAST_PURGED, KEY_SNAPSHOT, KEY_VOTE};
 use crate::log_store::LogStore;
 use crate::replica::Replica;
@@ -234,11 +236,45 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs `force_new_cluster` when the config asks for it, and says loudly what it did. Called
+/// right after the peer's RocksDB opens, before openraft reads it.
+pub(crate) fn force_new_cluster_if_asked(
+    db: &DB,
+    config: &RaftConfig,
+) -> Result<(), RecoveryError> {
+    if !config.force_new_cluster {
+        return Ok(());
+    }
+    let address = config.peers.get(&config.node_id).cloned().unwrap_or_default();
+    let done = force_new_cluster(db, config.node_id, &address)?;
+    let kept = format!("index {} (term {})", done.last_kept.index, done.last_kept.leader_id.term);
+    match done.membership_index {
+        Some(index) => warn!(
+            peer = done.node_id,
+            address = %done.raft_address,
+            previous_voters = %list_ids(done.previous_voters.iter().copied()),
+            dropped = %list_ids(done.dropped.iter().copied()),
+            membership_index = index,
+            term = done.term,
+            "--force-new-cluster: this peer is now the only member of its cluster; every log entry \
+             up to {kept} is kept and will be committed. The dropped peers must never start again \
+             with their old data. Remove --force-new-cluster before this peer's next restart, then \
+             add fresh peers (new ids, KUMA_STORE_RAFT_JOIN=true) with kumactl raft add-peer"
+        ),
+        None => warn!(
+            peer = done.node_id,
+            "--force-new-cluster: this peer is already the only member of its cluster; nothing \
+             was changed. Remove --force-new-cluster: on a restart after peers were added it would \
+             drop them again"
+        ),
+    }
+    info!(last_kept = %kept, "Raft data kept as it was");
+    Ok(())
+}
+
 /// Rewrites the membership in this peer's data to this peer alone, keeping every log entry and
 /// the snapshot; see the module docs. `raft_address` is used when the data does not already name
 /// this peer's address. A peer that is already alone is left as it is.
-// Called from `RaftNode::start` once `RaftConfig` carries the flag (the next commit).
-#[allow(dead_code)]
 pub(crate) fn force_new_cluster(
     db: &DB,
     node_id: NodeId,

@@ -94,6 +94,8 @@ impl RaftNode {
             dir: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        crate::recovery::force_new_cluster_if_asked(&db, &config)
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?;
         let holds_state = crate::db::holds_raft_state(&db).map_err(|e| RaftStartError::Open {
             dir: config.data_dir.display().to_string(),
             reason: e.to_string(),

@@ -3,5 +3,6 @@
 
 mod cluster;
 mod harness;
+mod recovery;
 mod storage;
 mod tls;
