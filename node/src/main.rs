@@ -182,7 +182,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("Error: {e}");
+                    eprintln!("Error: {:#}", anyhow::Error::from(e));
                     ExitCode::FAILURE
                 }
             }
