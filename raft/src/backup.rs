@@ -61,8 +61,8 @@ pub struct SnapshotFile {
 /// Why bytes are not a usable snapshot file. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotFileError {
-    #[error("could not read the file: {0}")]
-    Read(std::io::Error),
+    #[error("could not read the file")]
+    Read(#[source] std::io::Error),
     #[error(
         "this is not a kuma-cp Raft snapshot (it does not start with \"{SNAPSHOT_FORMAT} v\"): \
          give a file written by kumactl raft snapshot save"
@@ -113,8 +113,8 @@ pub enum BackupError {
     /// Nothing was ever applied: the cluster has not formed yet.
     #[error("peer {peer} has applied nothing yet: the cluster has not formed; retry once it has a leader")]
     Empty { peer: NodeId },
-    #[error("could not encode the replicated state: {0}")]
-    Encode(serde_json::Error),
+    #[error("could not encode the replicated state")]
+    Encode(#[source] serde_json::Error),
 }
 
 impl BackupError {

@@ -82,8 +82,12 @@ pub struct ForceNewCluster {
 /// Why a restore or a forced new cluster was not done. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    #[error("could not restore from {path}: {error}")]
-    Snapshot { path: String, error: SnapshotFileError },
+    #[error("could not restore from {path}")]
+    Snapshot {
+        path: String,
+        #[source]
+        error: SnapshotFileError,
+    },
     #[error(
         "--node-id {node_id} is not in --peers ({peers}): give this peer's id as --peers lists it"
     )]
@@ -93,8 +97,12 @@ pub enum RecoveryError {
          KUMA_STORE_RAFT_DATA_DIR), never over existing Raft data"
     )]
     DataDirNotEmpty { dir: String },
-    #[error("could not prepare the data directory {dir}: {error}")]
-    DataDir { dir: String, error: std::io::Error },
+    #[error("could not prepare the data directory {dir} (give one this user may create or write)")]
+    DataDir {
+        dir: String,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("could not open the Raft data in {dir} ({reason})")]
     Open { dir: String, reason: String },
     #[error("could not {what} ({reason})")]
