@@ -115,12 +115,18 @@ fn unknown_store_type_names_the_variable_and_the_choices() {
     assert!(stderr.contains("KUMA_STORE_TYPE") && stderr.contains("memory"), "{stderr}");
 }
 
+/// An error is one line: what failed, what to do in parentheses, then its cause once.
 #[test]
 fn missing_config_file_is_a_clear_error() {
     let out = must_run(&["run", "-c", "/nonexistent/kuma-cp.yaml"], &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("could not read config file /nonexistent/kuma-cp.yaml"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        "Error: could not read config file /nonexistent/kuma-cp.yaml (check the path given with \
+         -c/--config-file): No such file or directory (os error 2)",
+        "{stderr}"
+    );
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
 
@@ -137,11 +143,33 @@ fn port_in_use_says_which_server_and_which_variable_and_the_os_error_once() {
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("api-server could not listen") && stderr.contains("KUMA_API_SERVER_PORT"),
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        format!(
+            "Error: api-server could not listen on 0.0.0.0:{port} (stop whatever uses the port or \
+             set KUMA_API_SERVER_PORT to another port): Address already in use (os error 98)"
+        ),
         "{stderr}"
     );
     assert_eq!(stderr.matches("Address already in use").count(), 1, "{stderr}");
+}
+
+#[test]
+fn raft_certs_into_a_directory_it_cannot_make_says_so_with_the_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").expect("write");
+    let certs = file.join("certs").display().to_string();
+    let out = must_run(&["raft", "certs", "--dir", &certs, "--ids", "1"], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "Error: could not create {certs} (give --dir a directory you can read and write): Not \
+             a directory (os error 20)\n"
+        )
+    );
 }
 
 #[test]
