@@ -2,3 +2,4 @@
 
 mod demo;
 mod raft_chaos;
+mod raft_chaos_faults;
