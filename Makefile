@@ -70,9 +70,11 @@ bench:
 	$(BIN)/raft-bench --kills 10
 
 ## chaos: release build, then the long chaos run of a 3-peer Raft cluster: 100 kill -9 of the
-## leader plus pauses, partitions and restarts of every peer, under a recorded workload; checks
-## linearizability, lost writes, convergence, and prints the failover times (see BENCHMARKS.md).
-## The bounded version (10 kills) runs with the tests: chaos-tests/tests/it/raft_chaos.rs.
+## leader plus pauses, partitions, restarts of every peer, full disks, slow fsyncs, wiped peers and
+## leader transfers, under a recorded workload (as root: the disk faults mount a tmpfs and write
+## cgroup limits); checks linearizability, lost writes, convergence, and prints the failover times
+## (see BENCHMARKS.md). The bounded versions run with the tests: chaos-tests/tests/it/raft_chaos.rs
+## and raft_chaos_faults.rs.
 .PHONY: chaos
 chaos: BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
 chaos:
