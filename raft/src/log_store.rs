@@ -20,6 +20,8 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 pub struct LogStore {
     db: Arc<DB>,
     disk: DiskHealth,
+    /// Bytes of entries appended since this peer started (upkeep snapshots by size).
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Debug for LogStore {
@@ -44,7 +46,12 @@ fn synced() -> WriteOptions {
 
 impl LogStore {
     pub fn new(db: Arc<DB>) -> LogStore {
-        LogStore { db, disk: DiskHealth::default() }
+        LogStore { db, disk: DiskHealth::default(), appended: Arc::default() }
+    }
+
+    /// Bytes of entries appended since this peer started.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Durable writes wait out a full disk, reported through `disk` (see `disk`).
@@ -200,6 +207,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.disk
             .until_written("Raft log", || self.db.write_opt(batch(), &synced()))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let bytes: usize = rows.iter().map(|(_, value)| value.len()).sum();
+        self.appended.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         callback.log_io_completed(Ok(()));
         Ok(())
     }

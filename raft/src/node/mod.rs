@@ -7,6 +7,7 @@ mod leadership;
 mod membership;
 mod read;
 mod status;
+mod upkeep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -67,6 +68,8 @@ pub struct RaftNode {
     admission: Admission,
     /// Whether the disk refuses writes.
     disk: DiskHealth,
+    /// The log, for how much was appended (snapshots by size).
+    log_store: LogStore,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -113,8 +116,10 @@ impl RaftNode {
             election_timeout_max: millis(config.election_timeout_max),
             // Snapshots are sent whole; a slow peer must get time to install one.
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
-            max_in_snapshot_log_to_keep: 5000,
+            // By count here; by size in `upkeep`.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.upkeep.snapshot_entries),
+            // Kept after a snapshot for a follower a little behind, so it needs no snapshot.
+            max_in_snapshot_log_to_keep: config.upkeep.snapshot_entries.min(5000),
             // Elections are called by `election::run`, after a pre-vote.
             enable_elect: false,
             ..Default::default()
@@ -173,6 +178,7 @@ impl RaftNode {
             timings,
             admission: admission.clone(),
             disk,
+            log_store: log.clone(),
         });
         node.admission.set_cluster_id(node.replica.cluster_id());
 
@@ -196,7 +202,7 @@ impl RaftNode {
                 shutdown,
             );
         let raft = node.raft.clone();
-        tokio::spawn(async move {
+        let serving = tokio::spawn(async move {
             if let Err(error) = server.await {
                 warn!(%error, "Raft peer server failed");
             }
@@ -204,10 +210,17 @@ impl RaftNode {
         });
 
         if !holds_state {
-            node.decide_formation().await?;
+            if let Err(refused) = node.decide_formation().await {
+                // Nothing of this peer may linger: its port and its data directory are let go.
+                serving.abort();
+                let _ = serving.await;
+                node.shutdown().await;
+                return Err(refused);
+            }
         }
         tokio::spawn(announce(node.clone()));
         tokio::spawn(leadership::check_quorum(node.clone()));
+        tokio::spawn(upkeep::run(node.clone()));
         Ok(node)
     }
 
@@ -290,6 +303,11 @@ impl RaftNode {
             Ok(()) => info!(peers = ?self.config.peers, "formed the Raft cluster"),
             Err(e) => info!(reason = %e, "Raft state found on disk; rejoining the cluster"),
         }
+    }
+
+    /// Bytes of log entries this peer appended since it started.
+    pub(crate) fn appended_bytes(&self) -> u64 {
+        self.log_store.appended_bytes()
     }
 
     pub fn id(&self) -> NodeId {

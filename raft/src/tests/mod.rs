@@ -3,6 +3,7 @@
 
 mod cluster;
 mod harness;
+mod operations;
 mod recovery;
 mod storage;
 mod tls;
