@@ -331,6 +331,30 @@ pub enum RaftCommand {
         #[arg(long, value_name = "ID", value_parser = parse_peer_id)]
         to: u64,
     },
+    /// Back up the replicated state
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// `kumactl raft snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save a consistent snapshot of the replicated state to a file
+    #[command(
+        long_about = "Save a consistent snapshot of the replicated state to FILE: the asked \
+                      peer (any peer, a follower too) first confirms with the leader how far the \
+                      log is committed, so the snapshot holds every write acknowledged before \
+                      the command. FILE is replaced whole or not at all, readable only by its \
+                      owner: it holds every secret of the mesh. Needs an admin.\n\n\
+                      Restore it into a new cluster with kuma-cp raft restore --from FILE on \
+                      each new peer.\n\n\
+                      Example: kumactl raft snapshot save backup.snap"
+    )]
+    Save {
+        /// Where to write the snapshot
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `kumactl config ...`.

@@ -413,6 +413,12 @@ impl ApiClient {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// `GET` of `segments`, for the APIs that answer with bytes (a Raft snapshot file).
+    pub async fn get_bytes(&self, segments: &[&str]) -> Result<Vec<u8>, ClientError> {
+        let (_, bytes) = self.send(Method::GET, self.url(segments), None).await?;
+        Ok(bytes)
+    }
+
     /// `DELETE` of `segments`, for the APIs that answer with JSON (the Raft membership).
     pub async fn delete_for_answer(&self, segments: &[&str]) -> Result<Value, ClientError> {
         self.json_answer(Method::DELETE, self.url(segments), None).await

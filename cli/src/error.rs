@@ -27,6 +27,8 @@ pub enum CliError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Install(#[from] crate::install::InstallError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::raft_snapshot::SnapshotError),
     /// `config control-planes add` reached something that is not a Kuma control plane.
     #[error(
         "{url} is not a Kuma Control Plane API Server ({reason}); check the address, \

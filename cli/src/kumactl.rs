@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::apply::apply;
 use crate::args::{
     Args, Command, ConfigCommand, ControlPlanesCommand, GenerateCommand, InspectCommand,
-    RaftCommand,
+    RaftCommand, SnapshotCommand,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::cluster::{add_peer, inspect_control_planes, remove_peer, transfer_leader};
@@ -143,6 +143,10 @@ impl<'io> Kumactl<'io> {
             Command::Raft(RaftCommand::TransferLeader { to }) => {
                 let (client, _) = self.connect()?;
                 transfer_leader(&client, to, self.out).await
+            }
+            Command::Raft(RaftCommand::Snapshot(SnapshotCommand::Save { file })) => {
+                let (client, _) = self.connect()?;
+                crate::raft_snapshot::save(&client, &file, self.out).await
             }
             Command::Config(ConfigCommand::View) => {
                 let (_, config) = self.load_config()?;

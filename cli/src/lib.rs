@@ -23,6 +23,7 @@ mod inspect_policies;
 mod install;
 mod kumactl;
 mod output;
+mod raft_snapshot;
 mod table;
 
 pub use args::{Args, Command};
