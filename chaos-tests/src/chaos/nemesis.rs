@@ -164,6 +164,9 @@ pub struct NemesisReport {
     pub failovers: Vec<Duration>,
     /// Cut of the leader's links to the first acknowledged write through the majority.
     pub partition_failovers: Vec<Duration>,
+    /// Cut of the leader's links to the answer of its own status naming another role
+    /// (check-quorum; an upper bound, as the status of a cut-off peer takes a while).
+    pub cut_leader_step_downs: Vec<Duration>,
     /// kill -9 of every peer to the first acknowledged write after they all started again.
     pub restart_recoveries: Vec<Duration>,
     pub partitions: Vec<PartitionWindow>,
@@ -343,10 +346,15 @@ impl<'a> Nemesis<'a> {
         let from = self.epoch.elapsed();
         // Measure when the majority takes writes again while writing to the cut-off peer, which
         // must acknowledge none, until the partition has lasted long enough.
-        let (majority_write, probes) = tokio::join!(
+        let ends = cut + self.config.partition_for;
+        let (majority_write, probes, stepped_down) = tokio::join!(
             first_write(&self.api, &ports, &majority, &self.values, cut, within),
-            self.minority_probes(ports[peer], peer, cut + self.config.partition_for),
+            self.minority_probes(ports[peer], peer, ends),
+            self.role_left_leader(ports[peer], of_leader, cut, ends),
         );
+        if let Some((_, answered)) = stepped_down {
+            self.report.cut_leader_step_downs.push(answered);
+        }
         let until = self.epoch.elapsed();
         self.cluster.heal_all();
         let count = probes.len();
@@ -359,14 +367,46 @@ impl<'a> Nemesis<'a> {
             self.report.partition_failovers.push(majority_write);
         }
         let role = if of_leader { "leader" } else { "follower" };
+        let step_down = match (of_leader, stepped_down) {
+            (false, _) => String::new(),
+            (true, Some((sent, answered))) => format!(
+                ", its status said it no longer leads (asked after {sent:?}, answered after \
+                 {answered:?})"
+            ),
+            (true, None) => ", it never stepped down".to_string(),
+        };
         self.note(format!(
             "cut off peer {} ({role}) for {:?}: majority wrote after {majority_write:?}, \
-             {count} writes sent to the cut-off peer",
+             {count} writes sent to the cut-off peer{step_down}",
             peer + 1,
             until - from,
         ));
         self.cluster.wait_healthy(within, &format!("healing peer {}", peer + 1)).await?;
         Ok(())
+    }
+
+    /// When `watch`, polls the peer at `port` until its own role is no longer `Leader`
+    /// (check-quorum): when the status request that first said so was sent and answered,
+    /// measured from `since`, or `None` by `ends`. A cut-off peer's status waits for its
+    /// unreachable members, so the answer comes a while after the request.
+    async fn role_left_leader(
+        &self,
+        port: u16,
+        watch: bool,
+        since: Instant,
+        ends: Instant,
+    ) -> Option<(Duration, Duration)> {
+        // Bounded by `ends`: each status request times out.
+        while watch && Instant::now() < ends {
+            let sent = since.elapsed();
+            if let Ok(status) = self.api.raft_status(port, Duration::from_secs(2)).await {
+                if status.role.as_deref().is_some_and(|r| r != "Leader") {
+                    return Some((sent, since.elapsed()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// Writes to the cut-off peer at `port`, one after the other, until `ends`.

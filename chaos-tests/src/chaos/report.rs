@@ -156,6 +156,11 @@ impl fmt::Display for ChaosReport {
         )?;
         writeln!(
             f,
+            "leader cut off -> its own status says it no longer leads: {}",
+            distribution(&n.cut_leader_step_downs)
+        )?;
+        writeln!(
+            f,
             "every peer restarted -> first write: {}",
             distribution(&n.restart_recoveries)
         )?;
