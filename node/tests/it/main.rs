@@ -9,5 +9,6 @@ mod operator_access;
 mod process;
 mod proxy_template;
 mod raft;
+mod raft_backup;
 mod support;
 mod walkthrough;
