@@ -209,18 +209,18 @@ fn human_millis(millis: u64) -> String {
     }
 }
 
-/// `12 KiB`, `3.4 MiB`.
+/// `12KiB`, `3.4MiB`: no space, so a table row splits on whitespace.
 fn human_bytes(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
     let b = bytes as f64;
     if b < KIB {
-        format!("{bytes} B")
+        format!("{bytes}B")
     } else if b < KIB * KIB {
-        format!("{:.0} KiB", b / KIB)
+        format!("{:.0}KiB", b / KIB)
     } else if b < KIB * KIB * KIB {
-        format!("{:.1} MiB", b / KIB / KIB)
+        format!("{:.1}MiB", b / KIB / KIB)
     } else {
-        format!("{:.1} GiB", b / KIB / KIB / KIB)
+        format!("{:.1}GiB", b / KIB / KIB / KIB)
     }
 }
 

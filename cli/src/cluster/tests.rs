@@ -32,10 +32,10 @@ fn every_member_is_a_row_by_id_with_the_leader_marked() {
     let table = ClusterStatus::from_answer(&answer).unwrap().table();
     assert_eq!(
         table.to_string(),
-        "ID   ADDRESS           ROLE       TERM   APPLIED   LAG   CONTACT   DISK      LEADER   HEALTHY   XDS               API\n\
-         1    127.0.0.1:21683   Follower   3      10        0     1.0s      3.1 MiB   no       yes       127.0.0.1:21678   http://127.0.0.1:21681\n\
-         2    127.0.0.1:22683   Leader     3      10        0     -         3.2 MiB   yes      yes       127.0.0.1:22678   http://127.0.0.1:22681\n\
-         3    127.0.0.1:23683   Follower   3      9         1     3.0s      3.3 MiB   no       yes       127.0.0.1:23678   http://127.0.0.1:23681\n"
+        "ID   ADDRESS           ROLE       TERM   APPLIED   LAG   CONTACT   DISK     LEADER   HEALTHY   XDS               API\n\
+         1    127.0.0.1:21683   Follower   3      10        0     1.0s      3.1MiB   no       yes       127.0.0.1:21678   http://127.0.0.1:21681\n\
+         2    127.0.0.1:22683   Leader     3      10        0     -         3.2MiB   yes      yes       127.0.0.1:22678   http://127.0.0.1:22681\n\
+         3    127.0.0.1:23683   Follower   3      9         1     3.0s      3.3MiB   no       yes       127.0.0.1:23678   http://127.0.0.1:23681\n"
     );
 }
 
@@ -60,7 +60,7 @@ fn a_member_that_did_not_answer_or_announce_shows_dashes_and_is_unhealthy() {
     assert_eq!(rows[1], ["2", "10.0.0.2:5683", "-", "-", "-", "-", "-", "-", "no", "no", "-", "-"]);
     assert_eq!(
         rows[2],
-        ["3", "10.0.0.3:5683", "Learner", "4", "-", "-", "-", "0", "B", "no", "yes", "-", "-"]
+        ["3", "10.0.0.3:5683", "Learner", "4", "-", "-", "-", "0B", "no", "yes", "-", "-"]
     );
     assert!(rows.iter().all(|r| r[r.len() - 4] == "no"), "no leader, no row marked: {table}");
 }
@@ -163,7 +163,7 @@ fn durations_and_sizes_read_as_people_read_them() {
     assert_eq!(human_millis(340), "340ms");
     assert_eq!(human_millis(1250), "1.2s");
     assert_eq!(human_millis(185_000), "3m5s");
-    assert_eq!(human_bytes(900), "900 B");
-    assert_eq!(human_bytes(12 * 1024), "12 KiB");
-    assert_eq!(human_bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
+    assert_eq!(human_bytes(900), "900B");
+    assert_eq!(human_bytes(12 * 1024), "12KiB");
+    assert_eq!(human_bytes(3 * 1024 * 1024 + 400 * 1024), "3.4MiB");
 }

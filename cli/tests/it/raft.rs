@@ -25,6 +25,9 @@ struct Row {
     role: String,
     term: String,
     applied: String,
+    lag: String,
+    contact: String,
+    disk: String,
     leader: String,
     healthy: String,
     xds: String,
@@ -38,16 +41,19 @@ fn must_read_rows(table: &str) -> Vec<Row> {
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LEADER", "HEALTHY", "XDS", "API"],
+        [
+            "ID", "ADDRESS", "ROLE", "TERM", "APPLIED", "LAG", "CONTACT", "DISK", "LEADER",
+            "HEALTHY", "XDS", "API"
+        ],
         "{table}"
     );
     lines
         .take_while(|line| !line.is_empty())
         .map(|line| {
             let cells: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-            let [id, address, role, term, applied, leader, healthy, xds, api] =
-                <[String; 9]>::try_from(cells).unwrap_or_else(|_| panic!("9 cells: {line:?}"));
-            Row { id, address, role, term, applied, leader, healthy, xds, api }
+            let [id, address, role, term, applied, lag, contact, disk, leader, healthy, xds, api] =
+                <[String; 12]>::try_from(cells).unwrap_or_else(|_| panic!("12 cells: {line:?}"));
+            Row { id, address, role, term, applied, lag, contact, disk, leader, healthy, xds, api }
         })
         .collect()
 }
@@ -120,6 +126,9 @@ fn inspect_control_planes_shows_every_peer_with_exactly_one_leader_and_what_each
         assert_eq!(row.leader, if leads { "yes" } else { "no" }, "{row:?}");
         assert!(row.term.parse::<u64>().is_ok_and(|t| t >= 1), "{row:?}");
         assert!(row.applied.parse::<u64>().is_ok_and(|a| a >= 1), "{row:?}");
+        assert!(row.lag.parse::<u64>().is_ok(), "{row:?}");
+        assert_eq!(row.contact == "-", leads, "only followers tell their last contact: {row:?}");
+        assert!(row.disk.ends_with("iB") || row.disk.ends_with('B'), "{row:?}");
         assert_eq!(row.xds, format!("127.0.0.1:{}", peer.xds_port), "{row:?}");
         assert_eq!(row.api, peer.api_url(), "{row:?}");
     }
@@ -196,7 +205,7 @@ fn a_peer_started_to_join_is_added_as_a_voter_and_once_removed_its_id_is_never_r
     let waiting = on_joiner.must_run(&["inspect", "control-planes"]);
     assert!(waiting.contains("peer 4 is not a member of a cluster yet"), "{waiting}");
     let stderr = on_follower.run(&["raft", "add-peer", "--id", "2", "--address", &address]);
-    assert_eq!(stderr.must_fail(), "Error: Bad Request (peer 2 is already a member)\n");
+    assert_eq!(stderr.must_fail(), "Error: Could not process the request (peer 2 is already a member)\n");
 
     let out = on_leader.must_run(&["raft", "add-peer", "--id", "4", "--address", &address]);
     let (confirmation, table) = out.split_once('\n').expect("a confirmation line");
@@ -231,11 +240,11 @@ fn a_peer_started_to_join_is_added_as_a_voter_and_once_removed_its_id_is_never_r
     let stderr = on_follower.run(&["raft", "add-peer", "--id", "4", "--address", &address]);
     assert_eq!(
         stderr.must_fail(),
-        "Error: Bad Request (peer id 4 belonged to a removed peer and is never reused; pick a \
+        "Error: Could not process the request (peer id 4 belonged to a removed peer and is never reused; pick a \
          new id)\n"
     );
     let stderr = on_leader.run(&["raft", "remove-peer", "--id", "4"]).must_fail();
-    assert_eq!(stderr, "Error: Bad Request (peer 4 is not a member)\n");
+    assert_eq!(stderr, "Error: Could not process the request (peer 4 is not a member)\n");
 }
 
 #[test]
