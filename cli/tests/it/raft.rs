@@ -205,7 +205,10 @@ fn a_peer_started_to_join_is_added_as_a_voter_and_once_removed_its_id_is_never_r
     let waiting = on_joiner.must_run(&["inspect", "control-planes"]);
     assert!(waiting.contains("peer 4 is not a member of a cluster yet"), "{waiting}");
     let stderr = on_follower.run(&["raft", "add-peer", "--id", "2", "--address", &address]);
-    assert_eq!(stderr.must_fail(), "Error: Could not process the request (peer 2 is already a member)\n");
+    assert_eq!(
+        stderr.must_fail(),
+        "Error: Could not process the request (peer 2 is already a member)\n"
+    );
 
     let out = on_leader.must_run(&["raft", "add-peer", "--id", "4", "--address", &address]);
     let (confirmation, table) = out.split_once('\n').expect("a confirmation line");
