@@ -141,7 +141,9 @@ pub(super) async fn check_quorum(node: Arc<RaftNode>) {
             .voter_ids()
             .filter(|v| *v != node.config.node_id)
             .collect();
-        let silent_for = Duration::from_millis(m.millis_since_quorum_ack.unwrap_or(u64::MAX));
+        // None: a leader elected a moment ago, not acknowledged yet. Not a lost majority.
+        let Some(silent_ms) = m.millis_since_quorum_ack else { continue };
+        let silent_for = Duration::from_millis(silent_ms);
         let Some(successor) = others.first().copied() else { continue };
         if silent_for <= limit {
             continue;
