@@ -293,6 +293,22 @@ fn a_survivor_forced_into_a_new_cluster_keeps_every_acknowledged_write_and_fresh
     let (status, body) =
         request(api, "PUT", "/meshes/alone", Some(r#"{"type":"Mesh","name":"alone"}"#), &admin);
     assert_eq!(status, 503, "without a majority no write is acknowledged: {body}");
+    // Nor is a snapshot served that might miss acknowledged writes; the answer says what to do.
+    let ctl = Kumactl::new();
+    let token_conf = format!("token={admin}");
+    ctl.must_add(
+        &cluster.peers[survivor].api_url(),
+        &["--auth-type", "tokens", "--auth-conf", &token_conf],
+    );
+    let backup = tempfile::tempdir().unwrap();
+    let file = backup.path().join("no-quorum.snap");
+    let err = ctl.must_fail(&["raft", "snapshot", "save", file.to_str().unwrap()], "");
+    assert!(
+        err.contains("could not confirm with a leader that its copy is current")
+            && err.contains("once a majority of the peers is up"),
+        "{err}"
+    );
+    assert!(!file.exists());
 
     let forced_at = Instant::now();
     cluster.peers[survivor].must_restart_with(|b| b.arg("--force-new-cluster"));
@@ -323,12 +339,6 @@ fn a_survivor_forced_into_a_new_cluster_keeps_every_acknowledged_write_and_fresh
     let out = kuma_cp(&["raft", "certs", "--dir", certs.to_str().unwrap(), "--ids", "4,5"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let data = tempfile::tempdir().unwrap();
-    let ctl = Kumactl::new();
-    let token_conf = format!("token={admin}");
-    ctl.must_add(
-        &cluster.peers[survivor].api_url(),
-        &["--auth-type", "tokens", "--auth-conf", &token_conf],
-    );
     let file = |name: String| certs.join(name).to_str().unwrap().to_string();
     let survivor_raft = format!("{survivor_id}=127.0.0.1:{}", cluster.peers[survivor].raft_port);
     let mut fresh = Vec::new();
