@@ -33,6 +33,9 @@ struct Args {
     /// while the peer follows and while it leads; by default one per 25 kills (at least 2).
     #[arg(long)]
     disk_fulls: Option<usize>,
+    /// Seconds a full disk stays full.
+    #[arg(long, default_value_t = 3.0)]
+    disk_full_for: f64,
     /// Rounds of slow fsyncs (one peer's disk writes capped through a cgroup), alternately of a
     /// follower and of the leader; by default one per 25 kills (at least 2).
     #[arg(long)]
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
     config.nemesis.partitions = args.partitions.unwrap_or((args.kills / 10).max(2));
     config.nemesis.restarts = args.restarts.unwrap_or((args.kills / 50).max(1));
     config.nemesis.disk_fulls = args.disk_fulls.unwrap_or((args.kills / 25).max(2));
+    config.nemesis.disk_full_for = Duration::from_secs_f64(args.disk_full_for.max(0.0));
     config.nemesis.slow_fsyncs = args.slow_fsyncs.unwrap_or((args.kills / 25).max(2));
     config.nemesis.slow_fsync_iops = args.slow_fsync_iops.max(1);
     config.nemesis.wipes = args.wipes.unwrap_or((args.kills / 25).max(2));

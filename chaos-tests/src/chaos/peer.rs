@@ -23,7 +23,53 @@ const LAST_PORT: u16 = 32_000;
 
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
-/// A port free right now and not handed out before by this process.
+/// Where test processes on this machine claim ports, one file per port, so that a test started
+/// meanwhile does not bind a port of a peer that is down between a kill and its restart (the
+/// protocol of `kuma_test_support::free_port`: a claim is created exclusively and is taken over
+/// once it is ten minutes old, so a peer refreshes its claims on every start and kill).
+fn claims_dir() -> PathBuf {
+    std::env::temp_dir().join("kuma-rs-test-ports")
+}
+
+/// Claims `port` for this process; `false` when another process holds a fresh claim.
+fn claim(port: u16) -> bool {
+    const CLAIM_LIFETIME: Duration = Duration::from_secs(10 * 60);
+    let dir = claims_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // no shared directory: the bind check alone
+    }
+    let file = dir.join(port.to_string());
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&file).is_ok();
+    if create() {
+        return true;
+    }
+    let stale = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > CLAIM_LIFETIME);
+    stale && std::fs::remove_file(&file).is_ok() && create()
+}
+
+/// Makes this process' claims on `ports` fresh again.
+fn refresh_claims(ports: &PeerPorts) {
+    for (_, port) in ports.env() {
+        let file = claims_dir().join(port.to_string());
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).open(&file) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+}
+
+/// Gives up this process' claims on `ports`.
+fn release_claims(ports: &PeerPorts) {
+    for (_, port) in ports.env() {
+        let _ = std::fs::remove_file(claims_dir().join(port.to_string()));
+    }
+}
+
+/// A port free right now, not handed out before by this process, and claimed against other
+/// test processes.
 pub fn free_port() -> Result<u16, ChaosError> {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
@@ -32,7 +78,10 @@ pub fn free_port() -> Result<u16, ChaosError> {
         let mut hasher = seed.build_hasher();
         hasher.write_u64(attempt);
         let port = FIRST_PORT + (hasher.finish() % u64::from(LAST_PORT - FIRST_PORT)) as u16;
-        if !handed_out.contains(&port) && TcpListener::bind(("0.0.0.0", port)).is_ok() {
+        if !handed_out.contains(&port)
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && claim(port)
+        {
             handed_out.insert(port);
             return Ok(port);
         }
@@ -107,6 +156,7 @@ impl ChaosPeer {
             .open(&self.log)
             .map_err(io("open the peer log"))?;
         self.starts += 1;
+        refresh_claims(&self.ports);
         writeln!(log, "--- chaos: start {} of peer {} ---", self.starts, self.id)
             .map_err(io("write the peer log"))?;
         let stderr = log.try_clone().map_err(io("open the peer log"))?;
@@ -214,6 +264,7 @@ impl ChaosPeer {
 
     /// SIGKILL, then reaps it. Nothing happens when it is not running.
     pub fn kill(&mut self) {
+        refresh_claims(&self.ports);
         if let Some(mut child) = self.child.take() {
             signal(&child, Signal::KILL);
             let _ = child.wait();
@@ -254,5 +305,6 @@ fn signal(child: &Child, signal: Signal) {
 impl Drop for ChaosPeer {
     fn drop(&mut self) {
         self.kill();
+        release_claims(&self.ports);
     }
 }

@@ -44,6 +44,8 @@ pub struct DiskFullRound {
     pub acknowledged_at_end: bool,
     /// Fill to the first status in which it said what is wrong, and what it said.
     pub said_why: Option<(Duration, String)>,
+    /// Its `GET /status/raft` asked while it was full: answered, not (error or timeout).
+    pub status_asked: (usize, usize),
     /// How its process ended on the full disk (then the harness started it again).
     pub exited: Option<String>,
     /// Filler deleted to healthy, caught up and no problem named; `None` when it did not
@@ -100,6 +102,10 @@ impl fmt::Display for DiskFullRound {
                 write!(f, ", said why after {:.3}s ({why})", after.as_secs_f64())?
             }
             None => write!(f, ", never said why")?,
+        }
+        if self.status_asked.1 > 0 {
+            let (answered, not) = self.status_asked;
+            write!(f, " (its status answered {answered} times, not {not} times)")?;
         }
         if let Some(exited) = &self.exited {
             write!(f, ", exited ({exited}) and was restarted")?;
@@ -187,6 +193,7 @@ fn ms(d: Option<Duration>) -> String {
 #[derive(Debug, Default)]
 struct Watched {
     said_why: Option<(Duration, String)>,
+    status_asked: (usize, usize),
     leadership_moved: Option<Duration>,
     leader_at_end: Option<u64>,
 }
@@ -237,6 +244,7 @@ impl Nemesis<'_> {
             leadership_moved: watched.leadership_moved,
             acknowledged_at_end: last_ok && watched.leader_at_end == Some(peer as u64 + 1),
             said_why: watched.said_why,
+            status_asked: watched.status_asked,
             exited: None,
             recovered: None,
         };
@@ -316,6 +324,12 @@ impl Nemesis<'_> {
             let statuses = self.cluster.statuses(&all).await;
             let mut leaders = Vec::new();
             for (i, status) in statuses {
+                if i == peer {
+                    match status {
+                        Ok(_) => watched.status_asked.0 += 1,
+                        Err(_) => watched.status_asked.1 += 1,
+                    }
+                }
                 let Ok(status) = status else { continue };
                 if i == peer && watched.said_why.is_none() && !status.problems.is_empty() {
                     watched.said_why = Some((since.elapsed(), status.problems.join("; ")));
