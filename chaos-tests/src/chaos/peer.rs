@@ -55,7 +55,9 @@ fn claim(port: u16) -> bool {
 fn refresh_claims(ports: &PeerPorts) {
     for (_, port) in ports.env() {
         let file = claims_dir().join(port.to_string());
-        if let Ok(f) = std::fs::OpenOptions::new().write(true).create(true).open(&file) {
+        if let Ok(f) =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&file)
+        {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
     }
