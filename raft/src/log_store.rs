@@ -49,9 +49,10 @@ impl LogStore {
         LogStore { db, disk: DiskHealth::default(), appended: Arc::default() }
     }
 
-    /// Bytes of entries appended since this peer started.
-    pub fn appended_bytes(&self) -> u64 {
-        self.appended.load(std::sync::atomic::Ordering::Relaxed)
+    /// Counts the bytes of entries appended since this peer started; holds no reference to the
+    /// database, so whoever keeps it does not keep RocksDB open.
+    pub fn appended_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.appended.clone()
     }
 
     /// Durable writes wait out a full disk, reported through `disk` (see `disk`).

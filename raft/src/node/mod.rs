@@ -68,8 +68,9 @@ pub struct RaftNode {
     admission: Admission,
     /// Whether the disk refuses writes.
     disk: DiskHealth,
-    /// The log, for how much was appended (snapshots by size).
-    log_store: LogStore,
+    /// Bytes of log entries appended (snapshots by size). Not the log store itself: a task still
+    /// holding the node after a stop would keep RocksDB locked.
+    appended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -178,7 +179,7 @@ impl RaftNode {
             timings,
             admission: admission.clone(),
             disk,
-            log_store: log.clone(),
+            appended: log.appended_counter(),
         });
         node.admission.set_cluster_id(node.replica.cluster_id());
 
@@ -307,7 +308,7 @@ impl RaftNode {
 
     /// Bytes of log entries this peer appended since it started.
     pub(crate) fn appended_bytes(&self) -> u64 {
-        self.log_store.appended_bytes()
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn id(&self) -> NodeId {
