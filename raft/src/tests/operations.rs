@@ -176,3 +176,36 @@ async fn the_status_tells_lag_contact_tolerance_and_disk_use() {
     let status = peers[0].node.cluster_status().await;
     assert_eq!(status.failure_tolerance, 0, "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_dead_longer_than_configured_is_removed_but_never_below_the_minimum() {
+    let dir = TempDir::new().unwrap();
+    let ports = super::harness::ports(4);
+    let mut peers = Vec::new();
+    for id in 1..=4 {
+        let mut config = super::harness::config(id, &ports, dir.path());
+        config.upkeep.remove_dead_after = Some(Duration::from_secs(1));
+        config.upkeep.min_quorum = 3;
+        peers.push(TestPeer::start(config).await);
+    }
+    let leader = wait_for_leader(&peers).await;
+    let voters = |peer: &TestPeer| peer.node.status().voters.len();
+
+    let at = peers.iter().position(|p| p.node.id() != leader).unwrap();
+    let dead = peers.remove(at);
+    let dead_id = dead.node.id();
+    dead.stop().await;
+    let lead = peers.iter().find(|p| p.node.id() == leader).unwrap();
+    // Removed from the voters, then its id retired (a second write).
+    must_hold_within(Duration::from_secs(15), "the dead voter is removed and retired", || {
+        voters(lead) == 3 && lead.node.replica().read(|s| s.retired.contains(&dead_id))
+    })
+    .await;
+
+    // Three voters is the minimum: a second dead one stays a member.
+    let at = peers.iter().position(|p| p.node.id() != leader).unwrap();
+    peers.remove(at).stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lead = peers.iter().find(|p| p.node.id() == leader).unwrap();
+    assert_eq!(voters(lead), 3, "never below store.raft.autopilot.minQuorum");
+}
