@@ -79,7 +79,9 @@ fn the_demo_fails_over_from_a_killed_leader_and_leaves_nothing_behind() {
     assert!(own_copy.contains("\"name\":\"after-failover\""), "{output}");
     let at_end = must_single_table(restart, "$ kumactl inspect control-planes");
     must_be_three_peers_one_leader(&at_end, &output);
-    let healthy = at_end.iter().skip(1).filter(|row| row.get(6).map(String::as_str) == Some("yes"));
+    let column = at_end[0].iter().position(|h| h == "HEALTHY").expect("a HEALTHY column");
+    let healthy =
+        at_end.iter().skip(1).filter(|row| row.get(column).map(String::as_str) == Some("yes"));
     assert_eq!(healthy.count(), 3, "every peer healthy at the end:\n{output}");
 
     assert!(output.contains("=== Done in "), "{output}");
@@ -400,17 +402,23 @@ fn must_single_table(text: &str, command: &str) -> Vec<Vec<String>> {
 
 /// Checks an `inspect control-planes` table: peers 1, 2 and 3, exactly one marked leader; returns it.
 fn must_be_three_peers_one_leader(table: &[Vec<String>], output: &str) -> u64 {
-    assert_eq!(table[0].get(5).map(String::as_str), Some("LEADER"), "{output}");
+    let column = leader_column(table).unwrap_or_else(|| panic!("no LEADER column:\n{output}"));
     let ids: HashSet<&str> =
         table.iter().skip(1).filter_map(|r| r.first().map(String::as_str)).collect();
     assert_eq!(ids, HashSet::from(["1", "2", "3"]), "{output}");
-    let leaders = table.iter().skip(1).filter(|r| r.get(5).map(String::as_str) == Some("yes"));
+    let leaders = table.iter().skip(1).filter(|r| r.get(column).map(String::as_str) == Some("yes"));
     assert_eq!(leaders.count(), 1, "exactly one leader:\n{output}");
     leader_of(table).unwrap_or_else(|| panic!("no leader:\n{output}"))
 }
 
+/// Where the LEADER column is, by its header.
+fn leader_column(table: &[Vec<String>]) -> Option<usize> {
+    table.first()?.iter().position(|h| h == "LEADER")
+}
+
 fn leader_of(table: &[Vec<String>]) -> Option<u64> {
-    let leader = table.iter().skip(1).find(|r| r.get(5).map(String::as_str) == Some("yes"))?;
+    let column = leader_column(table)?;
+    let leader = table.iter().skip(1).find(|r| r.get(column).map(String::as_str) == Some("yes"))?;
     leader.first()?.parse().ok()
 }
 
