@@ -81,7 +81,7 @@ enum RaftCommand {
 }
 
 fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
-    let peers = kuma_raft::RaftConfig::parse_peers(text)?;
+    let peers = kuma_raft::RaftConfig::parse_peers(text).map_err(|e| e.to_string())?;
     if peers.is_empty() {
         return Err("list every peer of the new cluster, e.g. 1=10.0.0.1:5683".to_string());
     }

@@ -83,7 +83,7 @@ async fn add_peer(
         )
     })?;
     kuma_raft::RaftConfig::parse_peers(&format!("{}={}", add.id, add.raft_address))
-        .map_err(|e| ApiError::request(StatusCode::BAD_REQUEST, e))?;
+        .map_err(|e| ApiError::request(StatusCode::BAD_REQUEST, e.to_string()))?;
     node.add_peer(add.id, add.raft_address).await.map_err(membership_error)?;
     Ok(Json(node.cluster_status().await))
 }

@@ -67,6 +67,19 @@ impl Default for Upkeep {
     }
 }
 
+/// Why a peer list (`ID=HOST:PORT,...`) does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerListError {
+    #[error("{0:?} is not ID=HOST:PORT, e.g. 1=10.0.0.1:5683")]
+    NotIdAddress(String),
+    #[error("{id:?} in {item:?} is not a numeric peer id")]
+    Id { id: String, item: String },
+    #[error("{address:?} in {item:?} is not HOST:PORT")]
+    Address { address: String, item: String },
+    #[error("peer id {0} is listed twice")]
+    Twice(NodeId),
+}
+
 /// The cluster CA and this peer's certificate and key, PEM-encoded. Every peer presents its
 /// certificate and accepts only peers whose certificates the CA issued for `server_name`.
 #[derive(Clone, PartialEq, Eq)]
@@ -87,25 +100,27 @@ impl std::fmt::Debug for PeerTls {
 
 impl RaftConfig {
     /// Parses `1=10.0.0.1:5683,2=10.0.0.2:5683`.
-    pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, PeerListError> {
         let mut peers = BTreeMap::new();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (id, address) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not ID=HOST:PORT, e.g. 1=10.0.0.1:5683"))?;
-            let id: NodeId = id
-                .trim()
-                .parse()
-                .map_err(|_| format!("{id:?} in {item:?} is not a numeric peer id"))?;
+            let (id, address) =
+                item.split_once('=').ok_or_else(|| PeerListError::NotIdAddress(item.into()))?;
+            let id: NodeId = id.trim().parse().map_err(|_| PeerListError::Id {
+                id: id.trim().to_string(),
+                item: item.to_string(),
+            })?;
             let address = address.trim();
             let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
             });
             if !valid {
-                return Err(format!("{address:?} in {item:?} is not HOST:PORT"));
+                return Err(PeerListError::Address {
+                    address: address.to_string(),
+                    item: item.to_string(),
+                });
             }
             if peers.insert(id, address.to_string()).is_some() {
-                return Err(format!("peer id {id} is listed twice"));
+                return Err(PeerListError::Twice(id));
             }
         }
         Ok(peers)
@@ -174,7 +189,7 @@ mod tests {
             ("1=10.0.0.1", "HOST:PORT"),
             ("1=a:1,1=b:2", "twice"),
         ] {
-            let err = RaftConfig::parse_peers(text).unwrap_err();
+            let err = RaftConfig::parse_peers(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

@@ -39,7 +39,7 @@ impl DiskHealth {
 
     /// Runs `write` until it succeeds, or fails for another reason than a full disk, or the peer
     /// shuts down.
-    pub(crate) fn until_written<T>(
+    pub(crate) async fn until_written<T>(
         &self,
         what: &str,
         mut write: impl FnMut() -> Result<T, rocksdb::Error>,
@@ -63,9 +63,9 @@ impl DiskHealth {
                     }
                     self.set_problem(Some(problem));
                     attempts += 1;
-                    // Blocking on purpose: the caller is the Raft core's storage call, which must
-                    // not proceed before the write is durable.
-                    std::thread::sleep(RETRY);
+                    // The caller (a Raft storage call) waits: it must not proceed before the
+                    // write is durable. The runtime's threads stay free for the API and status.
+                    tokio::time::sleep(RETRY).await;
                 }
                 Err(e) => return Err(e),
             }

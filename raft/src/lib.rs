@@ -33,7 +33,7 @@ pub use backup::{
     SNAPSHOT_FORMAT_VERSION,
 };
 pub use command::PeerInfo;
-pub use config::{PeerTls, RaftConfig, Upkeep};
+pub use config::{PeerListError, PeerTls, RaftConfig, Upkeep};
 pub use disk::DiskHealth;
 pub use formation::Refusal;
 pub use node::{RaftNode, RaftStartError};

@@ -79,7 +79,7 @@ impl LogStore {
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))
     }
 
-    fn put_meta<T: Serialize>(
+    async fn put_meta<T: Serialize>(
         &self,
         key: &[u8],
         value: &T,
@@ -92,6 +92,7 @@ impl LogStore {
             .until_written("Raft metadata", || {
                 self.db.put_cf_opt(self.meta(), key, &bytes, &options)
             })
+            .await
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 }
@@ -166,7 +167,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote, true)
+        self.put_meta(KEY_VOTE, vote, true).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -175,7 +176,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: it is only a hint that lets a restart apply sooner.
-        self.put_meta(KEY_COMMITTED, &committed, false)
+        self.put_meta(KEY_COMMITTED, &committed, false).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -207,6 +208,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         self.disk
             .until_written("Raft log", || self.db.write_opt(batch(), &synced()))
+            .await
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let bytes: usize = rows.iter().map(|(_, value)| value.len()).sum();
         self.appended.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
@@ -222,13 +224,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         self.disk
             .until_written("Raft log truncation", || self.db.write_opt(batch(), &synced()))
+            .await
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Recorded first: entries at or before it are ignored from then on, so a crash between
         // the two writes leaves nothing inconsistent.
-        self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        self.put_meta(KEY_LAST_PURGED, &log_id, true).await?;
         self.db
             .delete_range_cf(self.logs(), index_key(0), index_key(log_id.index + 1))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))

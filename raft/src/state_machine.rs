@@ -80,7 +80,7 @@ impl StateMachine {
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))
     }
 
-    fn store_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
+    async fn store_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
         let bytes =
             serde_json::to_vec(snapshot).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         // Synced: the log before this snapshot may be purged once it exists.
@@ -90,6 +90,7 @@ impl StateMachine {
             .until_written("Raft snapshot", || {
                 self.db.put_cf_opt(self.meta_cf(), KEY_SNAPSHOT, &bytes, &options)
             })
+            .await
             .map_err(|e| snapshot_error(ErrorVerb::Write, e))
     }
 }
@@ -107,7 +108,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: image.membership.clone(),
             snapshot_id,
         };
-        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data: data.clone() })?;
+        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data: data.clone() }).await?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -163,7 +164,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ReplicaState::from_image(image).map_err(|e| sm_error(ErrorVerb::Read, e))?;
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
-        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         self.replica.replace(state);
         Ok(())
     }

@@ -114,8 +114,9 @@ fn inspect_control_planes_shows_every_peer_with_exactly_one_leader_and_what_each
     let leader = cluster.must_wait_for_leader(ELECTION);
     let ctl = Ctl::for_cp(&cluster.peers[0]);
 
-    let rows = must_poll_rows(&ctl, "every peer healthy and announced", |rows| {
-        rows.len() == 3 && all_healthy_and_announced(rows)
+    // A peer started last may still be catching up when the others already list it.
+    let rows = must_poll_rows(&ctl, "every peer healthy, announced and caught up", |rows| {
+        rows.len() == 3 && all_healthy_and_announced(rows) && rows.iter().all(|r| r.lag == "0")
     });
 
     assert_eq!(ids(&rows), ["1", "2", "3"]);

@@ -209,3 +209,30 @@ async fn a_voter_dead_longer_than_configured_is_removed_but_never_below_the_mini
     let lead = peers.iter().find(|p| p.node.id() == leader).unwrap();
     assert_eq!(voters(lead), 3, "never below store.raft.autopilot.minQuorum");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_grown_past_the_byte_threshold_is_snapshotted_and_purged() {
+    let dir = TempDir::new().unwrap();
+    let ports = super::harness::ports(1);
+    let mut config = super::harness::config(1, &ports, dir.path());
+    // Far more entries than written, so only the size can trigger the snapshot.
+    config.upkeep.snapshot_entries = 1_000_000;
+    config.upkeep.snapshot_bytes = 64 * 1024;
+    let peer = TestPeer::start(config).await;
+    wait_for_leader(std::slice::from_ref(&peer)).await;
+    assert_eq!(peer.node.status().snapshot_index, None);
+    let store: Arc<dyn ResourceStore> = Arc::new(peer.store.clone());
+    let mut written = 0;
+    while peer.node.appended_bytes() < 80 * 1024 {
+        let (key, spec) = mesh(&format!("grow-{written}"));
+        store.create(key, spec).await.unwrap();
+        written += 1;
+        assert!(written < 5000, "the log does not grow");
+    }
+    must_hold_within(Duration::from_secs(10), "a snapshot by size", || {
+        peer.node.status().snapshot_index.is_some()
+    })
+    .await;
+    println!("{written} writes, {} bytes appended", peer.node.appended_bytes());
+    assert!(written < 1_000_000 / 2, "not the entry count");
+}
