@@ -26,30 +26,43 @@ impl RaftNode {
     /// steps down voting for it and tells it to campaign at once. Any peer may be asked.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), ForwardError> {
         let bound = self.config.write_timeout * 4;
-        match self.committer.leader() {
-            Leader::Here => self.hand_over(to).await?,
+        let asked = match self.committer.leader() {
+            Leader::Here => self.hand_over(to).await,
             Leader::Peer(leader) => {
                 match self
                     .committer
                     .call_leader(leader, PeerRequest::TransferLeader { to }, bound)
                     .await
                 {
-                    Ok(PeerResponse::Membership(result)) => result?,
+                    Ok(PeerResponse::Membership(result)) => result,
                     Ok(other) => {
-                        return Err(ForwardError::Unavailable(format!("leader answered {other:?}")))
+                        Err(ForwardError::Unavailable(format!("leader answered {other:?}")))
                     }
-                    Err(attempt) => return Err(ForwardError::Unavailable(attempt.to_string())),
+                    // Leadership moving away from the leader while we wait for its answer is
+                    // what was asked for; whether it went to `to` is checked below.
+                    Err(attempt) => Err(ForwardError::Unavailable(attempt.to_string())),
                 }
             }
-            Leader::Unknown => return Err(ForwardError::Unavailable("no leader elected".into())),
+            Leader::Unknown => Err(ForwardError::Unavailable("no leader elected".into())),
+        };
+        if let Err(ForwardError::Refused(reason)) = asked {
+            return Err(ForwardError::Refused(reason));
         }
-        // This peer's view follows within a heartbeat or two.
-        let _ = self
+        // This peer's view follows within a heartbeat or two; it decides the answer.
+        let leads = self
             .raft
             .wait(Some(bound))
             .metrics(|m| m.current_leader == Some(to), "the new leader")
-            .await;
-        Ok(())
+            .await
+            .is_ok();
+        match asked {
+            _ if leads => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => Err(ForwardError::Unavailable(format!(
+                "leadership was handed to peer {to}, but this peer does not see it lead within \
+                 {bound:?}"
+            ))),
+        }
     }
 
     /// On the leader: the hand-over itself.
