@@ -43,6 +43,8 @@ pub struct MemberView {
     pub applied: Option<u64>,
     /// A voter (not a learner) of the membership.
     pub voter: bool,
+    /// It announced what it serves (the replicated state has its addresses).
+    pub announced: bool,
 }
 
 /// A client without connection reuse: every request opens its own connection, so a refused
@@ -139,6 +141,7 @@ impl ApiClient {
                 healthy: m["healthy"].as_bool().unwrap_or_default(),
                 applied: m["status"]["lastAppliedIndex"].as_u64(),
                 voter: m["membership"].as_str() == Some("voter"),
+                announced: !m["serves"].is_null(),
             })
             .collect();
         let own = all.iter().find(|m| m["id"].as_u64() == Some(this)).map(|m| &m["status"]);

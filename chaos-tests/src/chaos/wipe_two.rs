@@ -69,6 +69,9 @@ pub struct WipeTwoRun {
     /// The starts on the wiped directories without `KUMA_STORE_RAFT_JOIN`: leader's, then
     /// follower's.
     pub refused: [Result<(), String>; 2],
+    /// Whether the survivor had each wiped peer's announcement (its addresses) before the kill:
+    /// leader's, then follower's (`None`: its status did not say).
+    pub announced: [Option<bool>; 2],
     /// Consistent reads of registers written before the wipe, during the watch: the value,
     /// "not found" (an empty state served: a failure), no answer.
     pub reads: (usize, usize, usize),
@@ -86,9 +89,15 @@ pub struct WipeTwoRun {
 impl WipeTwoRun {
     pub fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
-        for (peer, refused) in [self.leader, self.follower].iter().zip(&self.refused) {
+        let wiped = [self.leader, self.follower].into_iter().zip(&self.refused).zip(self.announced);
+        for ((peer, refused), announced) in wiped {
             if let Err(e) = refused {
-                failures.push(format!("wiped peer {}: {e}", peer + 1));
+                let announced = match announced {
+                    Some(true) => "it had announced itself before the wipe",
+                    Some(false) => "it had not announced itself yet when it was wiped",
+                    None => "whether it had announced itself is unknown",
+                };
+                failures.push(format!("wiped peer {} ({announced}): {e}", peer + 1));
             }
         }
         if self.reads.1 > 0 {
@@ -122,15 +131,26 @@ impl fmt::Display for WipeTwoRun {
         let after: Vec<String> =
             self.after.iter().map(|n| n.map_or("?".into(), |n| n.to_string())).collect();
         let refused = self.refused.iter().filter(|r| r.is_ok()).count();
+        let announced: Vec<&str> = self
+            .announced
+            .iter()
+            .map(|a| match a {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "?",
+            })
+            .collect();
         let state = if self.healthy_again { "healthy again" } else { "no quorum (as designed)" };
         write!(
             f,
-            "wiped leader {} and follower {} (survivor {}): {refused} of 2 starts refused; \
+            "wiped leader {} and follower {} (survivor {}; announced: {}): {refused} of 2 starts \
+             refused; \
              reads {} ok {} not found {} unanswered, writes {} acknowledged {} not; {state}; \
              registers {} before, [{}] after",
             self.leader + 1,
             self.follower + 1,
             self.survivor + 1,
+            announced.join("/"),
             self.reads.0,
             self.reads.1,
             self.reads.2,
@@ -226,11 +246,24 @@ async fn one_run(
     }
     let all: Vec<usize> = (0..cluster.len()).collect();
     let before = wait_for_keys(&cluster, &api, &all, &written, within).await;
+    // The first election's winner is much the same peer every time: hand the leadership to a
+    // random one, so that every pair gets wiped.
+    let wanted = rng.random_range(0..cluster.len());
+    if wanted != leader {
+        move_leadership(&mut cluster, &api, wanted).await;
+    }
+    let leader = cluster.wait_for_leader(within, "a leader transfer").await?;
     let before = before.iter().map(|n| n.unwrap_or_default()).min().unwrap_or_default();
 
     let others: Vec<usize> = (0..cluster.len()).filter(|i| *i != leader).collect();
     let follower = others[rng.random_range(0..others.len())];
     let survivor = (0..cluster.len()).find(|i| *i != leader && *i != follower).unwrap_or_default();
+    let announced = match cluster.statuses(&[survivor]).await.pop() {
+        Some((_, Ok(status))) => {
+            [leader, follower].map(|p| status.member(p as u64 + 1).map(|m| m.announced))
+        }
+        _ => [None, None],
+    };
     cluster.kill(leader);
     tokio::time::sleep(random_delay(rng, config.max_delay)).await;
     cluster.kill(follower);
@@ -279,6 +312,7 @@ async fn one_run(
         survivor,
         before,
         refused,
+        announced,
         reads,
         writes,
         healthy_again,
@@ -325,6 +359,23 @@ async fn watch(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (reads, writes)
+}
+
+/// Asks for the leadership to go to `to` and waits a moment for it; the wipe goes on with
+/// whichever peer leads then.
+async fn move_leadership(cluster: &mut ChaosCluster, api: &ApiClient, to: usize) {
+    let ports = cluster.api_ports();
+    let Ok(token) = api.admin_token(ports[to], REQUEST_TIMEOUT).await else { return };
+    let _ = api.transfer_leader(ports[to], to as u64 + 1, &token, REQUEST_TIMEOUT).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Bounded by the deadline.
+    while Instant::now() < deadline {
+        let reachable = cluster.reachable();
+        if cluster.leader_among(&reachable).await == Some(to) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Writes `key` through the peer at `port` until it is acknowledged.
