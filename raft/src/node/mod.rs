@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -131,6 +132,12 @@ impl RaftNode {
         let clients = PeerClients::of_cluster(tls.clone(), admission.clone());
         let dial_overrides = Arc::new(config.dial_overrides.clone());
         let log = LogStore::new(db).with_disk(disk.clone());
+        let stored_term = log
+            .clone()
+            .read_vote()
+            .await
+            .map_err(|e| RaftStartError::Raft(e.to_string()))?
+            .map_or(0, |v| v.leader_id().term);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -144,6 +151,12 @@ impl RaftNode {
         )
         .await
         .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        // openraft loads its state in its own task: until then its metrics say term 0 and no
+        // membership, and this peer's status would too.
+        let _ = raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(|m| m.current_term >= stored_term, "the stored state loaded")
+            .await;
 
         let committer = Committer::new(
             config.node_id,
