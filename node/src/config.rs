@@ -708,6 +708,40 @@ mod tests {
     }
 
     #[test]
+    fn raft_upkeep_comes_from_its_documented_variables_and_is_checked() {
+        let c = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "raft"),
+                ("KUMA_STORE_RAFT_SNAPSHOT_ENTRIES", "2000"),
+                ("KUMA_STORE_RAFT_SNAPSHOT_BYTES", "8388608"),
+                ("KUMA_STORE_RAFT_AUTOPILOT_REMOVE_DEAD_AFTER", "30m"),
+                ("KUMA_STORE_RAFT_AUTOPILOT_MIN_QUORUM", "5"),
+            ]),
+        )
+        .unwrap();
+        let upkeep = c.raft_config().unwrap().upkeep;
+        assert_eq!((upkeep.snapshot_entries, upkeep.snapshot_bytes), (2000, 8 * 1024 * 1024));
+        assert_eq!(upkeep.remove_dead_after, Some(Duration::from_secs(30 * 60)));
+        assert_eq!(upkeep.min_quorum, 5);
+        // Off unless set.
+        let c = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "raft")])).unwrap();
+        assert_eq!(c.raft_config().unwrap().upkeep.remove_dead_after, None);
+
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "raft"),
+                ("KUMA_STORE_RAFT_AUTOPILOT_REMOVE_DEAD_AFTER", "1h"),
+                ("KUMA_STORE_RAFT_AUTOPILOT_MIN_QUORUM", "1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("store.raft.autopilot.minQuorum: must be 3 or more"), "{err}");
+    }
+
+    #[test]
     fn a_raft_peer_alone_needs_no_peers_and_listens_on_loopback() {
         let c = KumaCpConfig::load(None, &env(&[("KUMA_STORE_TYPE", "raft")])).unwrap();
         let raft = c.raft_config().unwrap();
