@@ -8,8 +8,9 @@
 //! - a peer that knows this one as a member that announced itself (it ran with its data before)
 //!   makes it refuse to start, or, with `KUMA_STORE_RAFT_JOIN=true`, rejoin as a learner that is
 //!   promoted back to voter once it caught up;
-//! - a cluster that exists (it has an id) but never heard from this peer means a late first
-//!   start: the peer waits for the leader's entries without forming anything;
+//! - a cluster that exists (it has an id) but never heard this peer announce itself means a late
+//!   first start, or a peer wiped before it announced: either way it forms nothing and is taken
+//!   in as a learner that votes only once it caught up, as a rejoining peer is;
 //! - only when every configured peer answered and none belongs to a named cluster does it form.
 //!
 //! Until it decided, the peer takes part in nothing: Raft's messages to it are turned away.
@@ -126,8 +127,10 @@ pub enum Refusal {
 pub(crate) enum Decision {
     /// Brand-new cluster: every configured peer answered and none belongs to a named cluster.
     Form,
-    /// The cluster exists and never heard of this peer: wait for the leader's entries.
-    AwaitLeader,
+    /// The cluster exists and never heard this peer announce itself: a late first start, or a
+    /// peer wiped before it announced. Either way it catches up as a learner before it votes,
+    /// through `leader`.
+    AwaitLeader { leader: Option<(NodeId, String)> },
     /// The cluster knows this peer: it lost its data. `leader` may be asked to re-add it.
     Wiped { cluster_id: Option<String>, leader: Option<(NodeId, String)> },
     /// Some configured peers did not answer; ask again.
@@ -162,7 +165,8 @@ pub(crate) fn decide(answers: &[(NodeId, Option<Hello>)]) -> Decision {
         return Decision::Wiped { cluster_id: knowing.cluster_id.clone(), leader };
     }
     if heard.iter().any(|h| h.cluster_id.is_some()) {
-        return Decision::AwaitLeader;
+        let leader = heard.iter().find_map(|h| h.leader.zip(h.leader_address.clone()));
+        return Decision::AwaitLeader { leader };
     }
     let silent: Vec<NodeId> =
         answers.iter().filter(|(_, a)| a.is_none()).map(|(id, _)| *id).collect();
@@ -211,7 +215,10 @@ mod tests {
 
     #[test]
     fn a_named_cluster_that_never_heard_of_the_peer_is_a_late_first_start() {
-        assert_eq!(decide(&[(1, named(false)), (3, None)]), Decision::AwaitLeader);
+        assert_eq!(
+            decide(&[(1, named(false)), (3, None)]),
+            Decision::AwaitLeader { leader: Some((1, "127.0.0.1:1".into())) }
+        );
     }
 
     #[test]

@@ -284,7 +284,14 @@ impl RaftNode {
                 self.form_cluster().await;
                 self.admission.set_gate(Gate::Open);
             }
-            Decision::Form | Decision::AwaitLeader | Decision::Undecided { .. } => {
+            // Never heard announcing: it may have voted before a wipe, so it votes only once the
+            // leader took it back as a caught-up voter.
+            Decision::AwaitLeader { leader } => {
+                info!(?leader, "the cluster exists: catching up as a learner before voting");
+                self.admission.set_gate(Gate::Rejoining);
+                tokio::spawn(rejoin(self.clone()));
+            }
+            Decision::Form | Decision::Undecided { .. } => {
                 info!("waiting for the Raft leader to replicate the cluster to this peer");
                 self.admission.set_gate(Gate::Open);
             }
@@ -385,8 +392,8 @@ impl RaftNode {
     }
 }
 
-/// Asks the leader to take this peer back (it lost its data) until it has: first as a learner
-/// that catches up, then as a voter. Only then does it vote again.
+/// Asks the leader to take this peer back (it lost its data, or starts late with an empty one)
+/// until it has: first as a learner that catches up, then as a voter. Only then does it vote.
 async fn rejoin(node: Arc<RaftNode>) {
     let id = node.config.node_id;
     for attempt in 1u64.. {
@@ -394,7 +401,8 @@ async fn rejoin(node: Arc<RaftNode>) {
             return;
         }
         let answer = match formation::ask(id, &node.config.peers, &node.committer.clients()).await {
-            Decision::Wiped { leader: Some((leader, address)), .. } => {
+            Decision::Wiped { leader: Some((leader, address)), .. }
+            | Decision::AwaitLeader { leader: Some((leader, address)) } => {
                 match node.committer.client(&address) {
                     Ok(client) => client
                         .call(PeerRequest::Rejoin { id }, node.config.write_timeout * 8)
@@ -409,6 +417,13 @@ async fn rejoin(node: Arc<RaftNode>) {
             Ok(PeerResponse::Membership(Ok(()))) => {
                 node.admission.set_gate(Gate::Open);
                 info!("rejoined the Raft cluster: caught up and a voter again");
+                return;
+            }
+            // Not a member at all: a fresh peer waiting to be added (KUMA_STORE_RAFT_JOIN); it
+            // never voted in this cluster, so it may once it is made a voter.
+            Ok(PeerResponse::Membership(Err(crate::rpc::ForwardError::Refused(reason)))) => {
+                info!(%reason, "waiting to be added to the Raft cluster (kumactl raft add-peer)");
+                node.admission.set_gate(Gate::Open);
                 return;
             }
             Ok(PeerResponse::Membership(Err(e))) if attempt % 10 == 1 => {
