@@ -42,22 +42,20 @@ impl PeerHandler for RaftNode {
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(self.serve_read_index().await),
             PeerRequest::Status => PeerResponse::Status(self.status()),
             PeerRequest::Hello { from } => PeerResponse::Hello(self.hello(from)),
-            PeerRequest::TransferLeader { to } => PeerResponse::Membership(if self.is_leader() {
-                self.hand_over(to).await
-            } else {
-                Err(ForwardError::NotLeader(self.config.node_id))
-            }),
             PeerRequest::TimeoutNow => {
                 self.campaign_now().await;
                 PeerResponse::Membership(Ok(()))
             }
             request @ (PeerRequest::AddPeer { .. }
             | PeerRequest::RemovePeer { .. }
-            | PeerRequest::Rejoin { .. }) => PeerResponse::Membership(if self.is_leader() {
-                self.bounded_change(request).await
-            } else {
-                Err(ForwardError::NotLeader(self.config.node_id))
-            }),
+            | PeerRequest::Rejoin { .. }
+            | PeerRequest::TransferLeader { .. }) => {
+                PeerResponse::Membership(if self.is_leader() {
+                    self.lead(request).await
+                } else {
+                    Err(ForwardError::NotLeader(self.config.node_id))
+                })
+            }
         }
     }
 }

@@ -17,8 +17,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::RaftNode;
-use crate::call::Leader;
-use crate::rpc::{ForwardError, PeerRequest, PeerResponse};
+use crate::rpc::{ForwardError, PeerRequest};
 use crate::types::{NodeId, Vote};
 
 impl RaftNode {
@@ -26,25 +25,9 @@ impl RaftNode {
     /// steps down voting for it and tells it to campaign at once. Any peer may be asked.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), ForwardError> {
         let bound = self.config.write_timeout * 4;
-        let asked = match self.committer.leader() {
-            Leader::Here => self.hand_over(to).await,
-            Leader::Peer(leader) => {
-                match self
-                    .committer
-                    .call_leader(leader, PeerRequest::TransferLeader { to }, bound)
-                    .await
-                {
-                    Ok(PeerResponse::Membership(result)) => result,
-                    Ok(other) => {
-                        Err(ForwardError::Unavailable(format!("leader answered {other:?}")))
-                    }
-                    // Leadership moving away from the leader while we wait for its answer is
-                    // what was asked for; whether it went to `to` is checked below.
-                    Err(attempt) => Err(ForwardError::Unavailable(attempt.to_string())),
-                }
-            }
-            Leader::Unknown => Err(ForwardError::Unavailable("no leader elected".into())),
-        };
+        // Leadership moving away from the leader while the call waits for its answer is what was
+        // asked for; whether it went to `to` is checked below.
+        let asked = self.on_leader(PeerRequest::TransferLeader { to }, bound).await;
         if let Err(ForwardError::Refused(reason)) = asked {
             return Err(ForwardError::Refused(reason));
         }
@@ -142,22 +125,22 @@ pub(super) async fn check_quorum(node: Arc<RaftNode>) {
     let limit = node.timings.election_timeout_max;
     loop {
         tick.tick().await;
-        let m = node.raft.metrics().borrow().clone();
-        match m.state {
+        // Read under the borrow, without copying the metrics every heartbeat.
+        let (state, silent_ms, successor) = {
+            let metrics = node.raft.metrics();
+            let m = metrics.borrow();
+            let successor =
+                m.membership_config.membership().voter_ids().find(|v| *v != node.config.node_id);
+            (m.state, m.millis_since_quorum_ack, successor)
+        };
+        match state {
             ServerState::Shutdown => return,
             ServerState::Leader => {}
             _ => continue,
         }
-        let others: Vec<NodeId> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != node.config.node_id)
-            .collect();
         // None: a leader elected a moment ago, not acknowledged yet. Not a lost majority.
-        let Some(silent_ms) = m.millis_since_quorum_ack else { continue };
+        let (Some(silent_ms), Some(successor)) = (silent_ms, successor) else { continue };
         let silent_for = Duration::from_millis(silent_ms);
-        let Some(successor) = others.first().copied() else { continue };
         if silent_for <= limit {
             continue;
         }

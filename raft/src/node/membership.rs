@@ -15,19 +15,23 @@ impl RaftNode {
     /// Adds a peer: first as a learner that catches up, then as a voter. Any peer may be asked;
     /// the request goes to the leader.
     pub async fn add_peer(&self, id: NodeId, raft_address: String) -> Result<(), ForwardError> {
-        self.on_leader(PeerRequest::AddPeer { id, raft_address }).await
+        self.on_leader(PeerRequest::AddPeer { id, raft_address }, self.membership_bound()).await
     }
 
     /// Removes a peer for good; its id is never accepted again.
     pub async fn remove_peer(&self, id: NodeId) -> Result<(), ForwardError> {
-        self.on_leader(PeerRequest::RemovePeer { id }).await
+        self.on_leader(PeerRequest::RemovePeer { id }, self.membership_bound()).await
     }
 
-    /// Runs a membership change on the leader: here, or forwarded.
-    async fn on_leader(&self, request: PeerRequest) -> Result<(), ForwardError> {
-        let bound = self.membership_bound();
+    /// Runs a membership change or a hand-over on the leader: here, or forwarded (waiting at most
+    /// `bound` for its answer).
+    pub(super) async fn on_leader(
+        &self,
+        request: PeerRequest,
+        bound: Duration,
+    ) -> Result<(), ForwardError> {
         match self.committer.leader() {
-            Leader::Here => self.bounded_change(request).await,
+            Leader::Here => self.lead(request).await,
             Leader::Peer(leader) => {
                 match self.committer.call_leader(leader, request, bound).await {
                     Ok(PeerResponse::Membership(result)) => result,
@@ -38,6 +42,14 @@ impl RaftNode {
                 }
             }
             Leader::Unknown => Err(ForwardError::Unavailable("no leader elected".into())),
+        }
+    }
+
+    /// On the leader: a membership change, or handing leadership over.
+    pub(super) async fn lead(&self, request: PeerRequest) -> Result<(), ForwardError> {
+        match request {
+            PeerRequest::TransferLeader { to } => self.hand_over(to).await,
+            change => self.bounded_change(change).await,
         }
     }
 
