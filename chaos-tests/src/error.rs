@@ -41,6 +41,9 @@ pub enum LoadError {
          {waited:?} (e.g. {examples})"
     )]
     NotConverged { round: usize, missing: usize, total: usize, waited: Duration, examples: String },
+    /// A Raft cluster of kuma-cp peers did not start or keep running.
+    #[error(transparent)]
+    Cluster(#[from] crate::chaos::ChaosError),
     #[error("{0}")]
     Invalid(String),
 }
