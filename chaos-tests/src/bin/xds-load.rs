@@ -1,5 +1,7 @@
-//! `xds-load`: starts a kuma-cp, connects N simulated Envoys, changes the mesh through the API a
-//! few times and prints how fast every stream converged and kuma-cp's memory per dataplane.
+//! `xds-load`: starts a kuma-cp (or, with `--peers 3`, a Raft cluster of three), connects N
+//! simulated Envoys (spread over the peers), changes the mesh through the API a few times (through
+//! each peer in turn) and prints how fast every stream converged, each peer's memory per
+//! dataplane and the CPU time spent per change.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,10 @@ struct Args {
     /// Dataplanes, each with its own ADS stream on its own connection.
     #[arg(long, default_value_t = 100)]
     n: usize,
+    /// 1: one kuma-cp with the memory store; 3 (or more): a Raft cluster of that many peers,
+    /// with the streams spread round robin over them.
+    #[arg(long, default_value_t = 1)]
+    peers: usize,
     /// Changes made through the API, each waited for until every stream has ACKed it.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -29,15 +35,23 @@ struct Args {
     /// Log level of kuma-cp.
     #[arg(long, default_value = "info")]
     cp_log_level: String,
-    /// Keep kuma-cp's log in this file (by default it is shown only when kuma-cp fails).
-    #[arg(long)]
+    /// Keep kuma-cp's log in this file (by default it is shown only when kuma-cp fails); one
+    /// kuma-cp only.
+    #[arg(long, conflicts_with = "cluster_dir")]
     cp_log: Option<PathBuf>,
+    /// With --peers 3: keep the cluster's certificates, data and peer logs in this directory
+    /// (by default a temporary one, removed at the end).
+    #[arg(long)]
+    cluster_dir: Option<PathBuf>,
     /// An environment variable for kuma-cp, e.g. `KUMA_STORE_TYPE=raft` (repeatable).
     #[arg(long = "cp-env", value_name = "KEY=VALUE", value_parser = parse_env)]
     cp_env: Vec<(String, String)>,
     /// Seconds a round may take before the run fails.
     #[arg(long, default_value_t = 30)]
     round_timeout: u64,
+    /// Seconds every stream may take to get its first config ACKed.
+    #[arg(long, default_value_t = 120)]
+    setup_timeout: u64,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -64,11 +78,18 @@ fn main() -> ExitCode {
             log: args.cp_log,
             env: args.cp_env,
         },
+        peers: args.peers,
         dataplanes: args.n,
         rounds: args.rounds,
         round_deadline: Duration::from_secs(args.round_timeout),
-        targets: Targets::default(),
+        setup_deadline: Duration::from_secs(args.setup_timeout),
+        cluster_dir: args.cluster_dir,
+        targets: if args.peers > 1 { Targets::across_peers() } else { Targets::default() },
     };
+    if config.cluster_dir.is_some() && config.peers == 1 {
+        eprintln!("xds-load: --cluster-dir is for a cluster: add --peers 3, or use --cp-log FILE");
+        return ExitCode::from(2);
+    }
     if let Err(e) = config.validate() {
         eprintln!("xds-load: {e:#}");
         return ExitCode::from(2);
@@ -80,8 +101,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let topology = match config.peers {
+        1 => "one kuma-cp (memory store)".to_string(),
+        peers => format!("a Raft cluster of {peers} kuma-cp peers"),
+    };
     println!(
-        "xds-load: {} dataplanes, {} rounds, kuma-cp {}",
+        "xds-load: {} dataplanes, {} rounds, {topology}, {}",
         config.dataplanes,
         config.rounds,
         config.kuma_cp.binary.display()
