@@ -32,7 +32,7 @@ pub use bootstrap::{
     AdsSecurity, BootstrapRequest, BootstrapServer, ControlPlaneCert, SinglePeer, XdsAddress,
     XdsPeers,
 };
-pub use cache::{ConfigHook, NodeWatch, SnapshotCache};
+pub use cache::{CacheStats, ConfigHook, NodeWatch, SnapshotCache};
 pub use config::{
     BootstrapParams, BootstrapServerConfig, DpAuthConfig, DpServerConfig, DpTlsConfig, XdsApiType,
     XdsServerConfig,
@@ -42,7 +42,7 @@ pub use mesh_ca::{builtin_ca_secret_name, ensure_builtin_cas, provided_ca_violat
 pub use node_id::NodeId;
 pub use raw_resource::{parse_raw_resource, proxy_template_violations, RawResource};
 pub use server::{XdsError, XdsServer};
-pub use snapshot::{ResourceSet, Snapshot, TypeSnapshot, VersionedResource};
+pub use snapshot::{Inputs, ResourceSet, Snapshot, TypeSnapshot, VersionedResource};
 pub use status::{FlushReport, StatusTracker, StreamStatus};
 pub use tokens::{
     control_plane_ca, ensure_control_plane_ca, ensure_signing_keys, issue_dataplane_token,

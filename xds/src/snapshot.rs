@@ -1,25 +1,37 @@
 //! A dataplane's complete Envoy config, with content-derived versions: two peers that generate
 //! the same config give it the same version, so a reconnecting Envoy gets nothing new to apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
+use kuma_model::ResourceType;
 
 use crate::xds_type::XdsType;
 
-/// One resource, its encoding and the hash of that encoding.
+/// One resource, its encoding and the hash of that encoding. Held behind an `Arc`, so a resource
+/// many dataplanes share (a service's endpoint assignment) is encoded, hashed and stored once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionedResource {
     pub resource: Any,
     pub version: String,
 }
 
+impl VersionedResource {
+    /// Versions `resource` by the hash of its type and bytes.
+    pub fn new(resource: Any) -> VersionedResource {
+        let mut hash = Fnv::new();
+        hash.write(resource.type_url.as_bytes());
+        hash.write(&resource.value);
+        VersionedResource { version: hash.finish_hex(), resource }
+    }
+}
+
 /// The resources of one type, by name, with the version of the whole set.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TypeSnapshot {
     pub version: String,
-    pub resources: BTreeMap<String, VersionedResource>,
+    pub resources: BTreeMap<String, Arc<VersionedResource>>,
 }
 
 /// Every type of one dataplane's config.
@@ -28,43 +40,93 @@ pub struct Snapshot {
     types: [TypeSnapshot; 5],
 }
 
-/// Resources as generators produce them, before versioning.
+/// What a generated config was made from, beyond the dataplane itself and the mesh's settings:
+/// the services whose instances it reached and the policies chosen for it. A change elsewhere
+/// cannot change the config, so it is not generated again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// Services whose endpoints the config holds (sorted, no duplicates).
+    pub services: Vec<String>,
+    /// The policies chosen for the dataplane, as (type, name), sorted.
+    pub policies: Vec<(ResourceType, String)>,
+}
+
+impl Inputs {
+    /// Whether the config reached any of `services`.
+    pub fn reaches_any(&self, services: &BTreeSet<String>) -> bool {
+        self.services.iter().any(|s| services.contains(s))
+    }
+}
+
+/// Resources as generators produce them, and what they were made from.
 #[derive(Clone, Debug, Default)]
 pub struct ResourceSet {
-    types: [BTreeMap<String, Any>; 5],
+    types: [BTreeMap<String, Arc<VersionedResource>>; 5],
+    services: BTreeSet<String>,
+    policies: Vec<(ResourceType, String)>,
 }
 
 impl ResourceSet {
     /// Adds a resource; a second resource of the same type and name replaces the first, so a
     /// response never names one twice.
     pub fn add(&mut self, kind: XdsType, name: impl Into<String>, resource: Any) {
+        self.add_shared(kind, name, Arc::new(VersionedResource::new(resource)));
+    }
+
+    /// Adds a resource encoded once for many dataplanes.
+    pub fn add_shared(
+        &mut self,
+        kind: XdsType,
+        name: impl Into<String>,
+        resource: Arc<VersionedResource>,
+    ) {
         self.types[kind.index()].insert(name.into(), resource);
     }
 
-    pub fn get(&self, kind: XdsType) -> &BTreeMap<String, Any> {
-        &self.types[kind.index()]
+    /// The resources of `kind`, by name.
+    pub fn get(&self, kind: XdsType) -> impl Iterator<Item = (&String, &Any)> {
+        self.types[kind.index()].iter().map(|(name, r)| (name, &r.resource))
     }
 
-    pub fn get_mut(&mut self, kind: XdsType) -> &mut BTreeMap<String, Any> {
-        &mut self.types[kind.index()]
+    /// Rewrites every resource of `kind` in place (each gets the version of its new bytes).
+    pub fn modify(&mut self, kind: XdsType, mut change: impl FnMut(&mut Any)) {
+        for resource in self.types[kind.index()].values_mut() {
+            let mut any = resource.resource.clone();
+            change(&mut any);
+            *resource = Arc::new(VersionedResource::new(any));
+        }
+    }
+
+    /// Notes that the config holds `service`'s endpoints.
+    pub fn reaches(&mut self, service: &str) {
+        if !self.services.contains(service) {
+            self.services.insert(service.to_string());
+        }
+    }
+
+    /// Notes the policies chosen for the dataplane.
+    pub fn chosen(&mut self, mut policies: Vec<(ResourceType, String)>) {
+        policies.sort();
+        policies.dedup();
+        self.policies = policies;
+    }
+
+    /// What the config was made from.
+    pub fn inputs(&self) -> Inputs {
+        Inputs {
+            services: self.services.iter().cloned().collect(),
+            policies: self.policies.clone(),
+        }
     }
 
     pub fn into_snapshot(self) -> Arc<Snapshot> {
         let types = self.types.map(|resources| {
             let mut whole = Fnv::new();
-            let resources: BTreeMap<String, VersionedResource> = resources
-                .into_iter()
-                .map(|(name, resource)| {
-                    let mut one = Fnv::new();
-                    one.write(resource.type_url.as_bytes());
-                    one.write(&resource.value);
-                    let version = one.finish_hex();
-                    whole.write(name.as_bytes());
-                    whole.write(&[0]);
-                    whole.write(version.as_bytes());
-                    (name, VersionedResource { resource, version })
-                })
-                .collect();
+            for (name, resource) in &resources {
+                whole.write(name.as_bytes());
+                whole.write(&[0]);
+                whole.write(resource.version.as_bytes());
+            }
             TypeSnapshot { version: whole.finish_hex(), resources }
         });
         Arc::new(Snapshot { types })
@@ -89,15 +151,6 @@ impl Snapshot {
     /// stands for comparing every resource's bytes.
     pub fn same_content(&self, other: &Snapshot) -> bool {
         XdsType::ALL.iter().all(|t| self.get(*t).version == other.get(*t).version)
-    }
-
-    /// Approximate bytes held by this snapshot (encoded resources and names).
-    pub fn size_bytes(&self) -> usize {
-        self.types
-            .iter()
-            .flat_map(|t| t.resources.iter())
-            .map(|(name, r)| name.len() + r.resource.value.len() + r.resource.type_url.len() + 16)
-            .sum()
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            result = sync_once(store.as_ref(), &cache, &auth, debounce) => {
+            result = sync_once(store.as_ref(), cache.clone(), &auth, debounce) => {
                 if let Err(error) = result {
                     warn!(%error, "xDS view of the store lost; listing again");
                 }
@@ -46,7 +46,7 @@ pub async fn run(
 /// Lists everything, then follows the change feed until it fails.
 async fn sync_once(
     store: &dyn ResourceStore,
-    cache: &SnapshotCache,
+    cache: Arc<SnapshotCache>,
     auth: &DataplaneAuth,
     debounce: Duration,
 ) -> Result<(), StoreError> {
@@ -55,12 +55,24 @@ async fn sync_once(
     let mut feed = store.watch(None).await?;
     let all = list_all(store).await?;
     auth.reset(&all);
-    cache.reset(all);
+    let loading = cache.clone();
+    generating(move || loading.reset(all)).await;
     debug!("xDS view of the store loaded");
     loop {
         let batch = next_batch(&mut feed, debounce).await?;
         auth.apply(&batch);
-        cache.apply(&batch);
+        let applying = cache.clone();
+        generating(move || applying.apply(&batch)).await;
+    }
+}
+
+/// Runs config generation on a blocking thread (it spreads over the cores itself), so the
+/// runtime's workers keep serving streams meanwhile.
+async fn generating(work: impl FnOnce() + Send + 'static) {
+    if let Err(error) = tokio::task::spawn_blocking(work).await {
+        if error.is_panic() {
+            std::panic::resume_unwind(error.into_panic());
+        }
     }
 }
 

@@ -90,7 +90,13 @@ pub(super) async fn serve<P: Protocol>(
             return;
         }
     };
-    let mut watch = shared.cache.subscribe(&node);
+    // The first config may need a certificate issued: not on the runtime's workers.
+    let subscribing = (shared.cache.clone(), node.clone());
+    let Ok(mut watch) =
+        tokio::task::spawn_blocking(move || subscribing.0.subscribe(&subscribing.1)).await
+    else {
+        return;
+    };
     let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
     let status = shared.status.open(&node);
     info!(dataplane = %node, stream = status.id(), "{} stream opened", P::NAME);

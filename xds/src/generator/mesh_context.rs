@@ -1,15 +1,18 @@
-//! What a mesh contributes to each of its dataplanes' configs, computed once per mesh per push.
+//! What a mesh contributes to each of its dataplanes' configs. A context is immutable and shared
+//! by every generation of its epoch; the next epoch's context shares every service whose
+//! instances did not change, so a change re-encodes only what it touched.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use kuma_ca::MeshCa;
 use kuma_model::selection::MeshPolicies;
 use kuma_model::{DataplaneSpec, MeshSpec, Resource, Tags};
 
 use super::envoy::load_assignment;
+use crate::snapshot::VersionedResource;
 
 /// One instance of a service: an inbound interface of some dataplane of the mesh.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,20 +24,72 @@ pub struct ServiceEndpoint {
     pub tags: Tags,
 }
 
+/// Every instance of one service and its endpoint assignment, encoded once and shared by every
+/// dataplane that reaches the service.
+#[derive(Debug)]
+pub struct ServiceInstances {
+    endpoints: Vec<ServiceEndpoint>,
+    assignment: Arc<VersionedResource>,
+}
+
+impl ServiceInstances {
+    /// Sorts `endpoints` (so the same instances always give the same bytes and version), keeps
+    /// one per address and port, and encodes the assignment.
+    pub fn new(service: &str, endpoints: Vec<ServiceEndpoint>) -> ServiceInstances {
+        let endpoints = canonical(endpoints);
+        let addresses: Vec<_> = endpoints.iter().map(|e| (e.address, e.port)).collect();
+        let cluster = crate::names::service_cluster(service);
+        let assignment =
+            Arc::new(VersionedResource::new(pack_any(load_assignment(&cluster, &addresses))));
+        ServiceInstances { endpoints, assignment }
+    }
+
+    /// Whether `endpoints` (in any order) are the instances this holds: then nothing needs to be
+    /// encoded again.
+    pub fn same_as(&self, endpoints: Vec<ServiceEndpoint>) -> bool {
+        canonical(endpoints) == self.endpoints
+    }
+}
+
+fn canonical(mut endpoints: Vec<ServiceEndpoint>) -> Vec<ServiceEndpoint> {
+    endpoints
+        .sort_by(|a, b| (a.address, a.port, &a.dataplane).cmp(&(b.address, b.port, &b.dataplane)));
+    endpoints.dedup_by(|a, b| a.address == b.address && a.port == b.port);
+    endpoints
+}
+
+/// The instances `dataplane` (named `name`) offers, by service.
+pub fn instances_of<'a>(
+    name: &'a str,
+    dataplane: &'a DataplaneSpec,
+) -> impl Iterator<Item = (String, ServiceEndpoint)> + 'a {
+    let address = dataplane.networking.address.as_deref();
+    dataplane.networking.inbound.iter().filter_map(move |inbound| {
+        let interface = inbound.resolve(address)?;
+        let service = inbound.tags.service()?;
+        Some((
+            service.to_string(),
+            ServiceEndpoint {
+                address: interface.dataplane_ip,
+                port: interface.dataplane_port,
+                dataplane: name.to_string(),
+                tags: inbound.tags.clone(),
+            },
+        ))
+    })
+}
+
 /// The mesh-wide view the generators need.
 #[derive(Clone, Debug, Default)]
 pub struct MeshContext {
     pub mesh: String,
-    endpoints: BTreeMap<String, Vec<ServiceEndpoint>>,
-    /// Each service's endpoint assignment, encoded once and shared by every dataplane that
-    /// reaches the service (regenerating a mesh would otherwise encode it per dataplane).
-    assignments: BTreeMap<String, Any>,
+    services: BTreeMap<String, Arc<ServiceInstances>>,
     /// The Mesh resource's spec (mTLS and the logging and tracing backends).
     pub spec: MeshSpec,
     /// The mesh's CA when mTLS is on and the CA is available.
-    ca: Option<MeshCa>,
+    ca: Option<Arc<MeshCa>>,
     /// Every policy of the mesh.
-    policies: Vec<Resource>,
+    policies: Arc<Vec<Resource>>,
 }
 
 impl MeshContext {
@@ -43,59 +98,53 @@ impl MeshContext {
         mesh: &str,
         dataplanes: impl IntoIterator<Item = (&'a str, &'a DataplaneSpec)>,
     ) -> MeshContext {
-        let mut endpoints: BTreeMap<String, Vec<ServiceEndpoint>> = BTreeMap::new();
+        let mut by_service: BTreeMap<String, Vec<ServiceEndpoint>> = BTreeMap::new();
         for (name, spec) in dataplanes {
-            let address = spec.networking.address.as_deref();
-            for inbound in &spec.networking.inbound {
-                let (Some(interface), Some(service)) =
-                    (inbound.resolve(address), inbound.tags.service())
-                else {
-                    continue;
-                };
-                endpoints.entry(service.to_string()).or_default().push(ServiceEndpoint {
-                    address: interface.dataplane_ip,
-                    port: interface.dataplane_port,
-                    dataplane: name.to_string(),
-                    tags: inbound.tags.clone(),
-                });
+            for (service, endpoint) in instances_of(name, spec) {
+                by_service.entry(service).or_default().push(endpoint);
             }
         }
-        // Sorted, so the same mesh always gives the same bytes and so the same version.
-        for list in endpoints.values_mut() {
-            list.sort_by(|a, b| {
-                (a.address, a.port, &a.dataplane).cmp(&(b.address, b.port, &b.dataplane))
-            });
-            list.dedup_by(|a, b| a.address == b.address && a.port == b.port);
-        }
-        let assignments = endpoints
-            .iter()
+        let services = by_service
+            .into_iter()
             .map(|(service, list)| {
-                let cluster = crate::names::service_cluster(service);
-                let addresses: Vec<_> = list.iter().map(|e| (e.address, e.port)).collect();
-                (service.clone(), pack_any(load_assignment(&cluster, &addresses)))
+                let instances = Arc::new(ServiceInstances::new(&service, list));
+                (service, instances)
             })
             .collect();
-        MeshContext {
-            mesh: mesh.to_string(),
-            endpoints,
-            assignments,
-            spec: MeshSpec::default(),
-            ca: None,
-            policies: Vec::new(),
-        }
+        MeshContext { mesh: mesh.to_string(), services, ..MeshContext::default() }
     }
 
     /// The same context with the Mesh's spec and, when mTLS is on, its CA.
     pub fn with_mesh(mut self, spec: MeshSpec, ca: Option<MeshCa>) -> MeshContext {
         self.spec = spec;
-        self.ca = ca;
+        self.ca = ca.map(Arc::new);
         self
     }
 
     /// The same context with the mesh's policies.
     pub fn with_policies(mut self, policies: Vec<Resource>) -> MeshContext {
-        self.policies = policies;
+        self.policies = Arc::new(policies);
         self
+    }
+
+    /// The same context with `changed` services' instances replaced (`None`: the service has no
+    /// instance left); every other service's encoded assignment is shared, not copied.
+    pub fn with_services(
+        mut self,
+        changed: impl IntoIterator<Item = (String, Option<Arc<ServiceInstances>>)>,
+    ) -> MeshContext {
+        for (service, instances) in changed {
+            match instances {
+                Some(instances) => self.services.insert(service, instances),
+                None => self.services.remove(&service),
+            };
+        }
+        self
+    }
+
+    /// The instances of `service` this context holds, if it has any.
+    pub fn service(&self, service: &str) -> Option<&Arc<ServiceInstances>> {
+        self.services.get(service)
     }
 
     /// Whether the mesh has mutual TLS on.
@@ -105,24 +154,28 @@ impl MeshContext {
 
     /// The mesh's CA, when mTLS is on and the CA loaded.
     pub fn ca(&self) -> Option<&MeshCa> {
-        self.ca.as_ref()
+        self.ca.as_deref()
     }
 
     /// The mesh's policies by type, for selection.
     pub fn policies(&self) -> MeshPolicies<'_> {
-        MeshPolicies::from_resources(&self.policies)
+        MeshPolicies::from_resources(self.policies.iter())
     }
 
     /// The encoded `ClusterLoadAssignment` of `service`'s cluster (empty when it has no
     /// instance).
-    pub fn assignment(&self, service: &str) -> Any {
-        self.assignments.get(service).cloned().unwrap_or_else(|| {
-            pack_any(load_assignment(&crate::names::service_cluster(service), &[]))
-        })
+    pub fn assignment(&self, service: &str) -> Arc<VersionedResource> {
+        match self.services.get(service) {
+            Some(instances) => instances.assignment.clone(),
+            None => Arc::new(VersionedResource::new(pack_any(load_assignment(
+                &crate::names::service_cluster(service),
+                &[],
+            )))),
+        }
     }
 
     /// Instances of `service`, sorted; empty when there are none.
     pub fn endpoints(&self, service: &str) -> &[ServiceEndpoint] {
-        self.endpoints.get(service).map_or(&[], Vec::as_slice)
+        self.services.get(service).map_or(&[], |s| s.endpoints.as_slice())
     }
 }

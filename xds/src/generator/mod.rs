@@ -14,12 +14,12 @@ mod rbac;
 pub mod tls;
 mod trace;
 
-pub use mesh_context::{MeshContext, ServiceEndpoint};
+pub use mesh_context::{instances_of, MeshContext, ServiceEndpoint, ServiceInstances};
 
 use envoy_types::util::pack_any;
 use kuma_ca::IssuedCert;
 use kuma_model::selection::DataplanePolicies;
-use kuma_model::DataplaneSpec;
+use kuma_model::{DataplaneSpec, ResourceType};
 use tracing::warn;
 
 /// The profile of the generated config a ProxyTemplate imports.
@@ -44,6 +44,7 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
     let mut resources = ResourceSet::default();
     let policies = mesh.policies();
     let selected = DataplanePolicies::select(proxy.spec, &policies);
+    resources.chosen(chosen_policies(&selected));
     let template = selected.proxy_template.as_ref().map(|t| &t.policy.spec.conf);
     // Without a ProxyTemplate, or with one importing it, the default config is generated.
     if template.is_none_or(|t| t.imports.iter().any(|i| i == DEFAULT_PROXY)) {
@@ -83,6 +84,44 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
         }
     }
     resources
+}
+
+/// The policies `dataplane` would be given in `mesh` now, as (type, name), sorted: what
+/// [`generate`] records, without generating.
+pub fn policies_for(dataplane: &DataplaneSpec, mesh: &MeshContext) -> Vec<(ResourceType, String)> {
+    let policies = mesh.policies();
+    let mut chosen = chosen_policies(&DataplanePolicies::select(dataplane, &policies));
+    chosen.sort();
+    chosen.dedup();
+    chosen
+}
+
+fn chosen_policies(selected: &DataplanePolicies<'_>) -> Vec<(ResourceType, String)> {
+    let mut chosen = Vec::new();
+    let mut note = |kind: ResourceType, name: &str| chosen.push((kind, name.to_string()));
+    for inbound in &selected.inbounds {
+        if let Some(s) = &inbound.traffic_permission {
+            note(ResourceType::TrafficPermission, s.policy.name);
+        }
+    }
+    for outbound in &selected.outbounds {
+        if let Some(s) = &outbound.traffic_route {
+            note(ResourceType::TrafficRoute, s.policy.name);
+        }
+        if let Some(s) = &outbound.traffic_log {
+            note(ResourceType::TrafficLog, s.policy.name);
+        }
+        if let Some(s) = &outbound.health_check {
+            note(ResourceType::HealthCheck, s.policy.name);
+        }
+    }
+    if let Some(s) = &selected.traffic_trace {
+        note(ResourceType::TrafficTrace, s.policy.name);
+    }
+    if let Some(s) = &selected.proxy_template {
+        note(ResourceType::ProxyTemplate, s.policy.name);
+    }
+    chosen
 }
 
 /// The backend a TrafficLog or TrafficTrace sends to: the one it names, else the mesh's default.

@@ -111,9 +111,14 @@ pub fn generate(
                 cluster.health_checks = health_check::active_checks(check);
             }
             out.add(XdsType::Cluster, &target.cluster, pack_any(cluster));
-            let assignment = match target.subset {
+            out.reaches(target.service);
+            match target.subset {
                 // The shared, pre-encoded assignment of the whole service.
-                None => mesh.assignment(target.service),
+                None => out.add_shared(
+                    XdsType::Endpoint,
+                    &target.cluster,
+                    mesh.assignment(target.service),
+                ),
                 Some(subset) => {
                     let endpoints: Vec<_> = mesh
                         .endpoints(target.service)
@@ -121,10 +126,10 @@ pub fn generate(
                         .filter(|e| in_subset(subset, &e.tags))
                         .map(|e| (e.address, e.port))
                         .collect();
-                    pack_any(load_assignment(&target.cluster, &endpoints))
+                    let assignment = pack_any(load_assignment(&target.cluster, &endpoints));
+                    out.add(XdsType::Endpoint, &target.cluster, assignment);
                 }
-            };
-            out.add(XdsType::Endpoint, &target.cluster, assignment);
+            }
         }
         let weighted: Vec<(&str, u32)> =
             targets.iter().map(|t| (t.cluster.as_str(), t.weight)).collect();

@@ -104,17 +104,13 @@ async fn endpoints_follow_the_store_over_delta() {
 fn breaking_hook(broken: Arc<AtomicBool>) -> ConfigHook {
     Arc::new(move |proxy, resources| {
         if proxy.name == "backend-1" && broken.load(Ordering::SeqCst) {
-            for any in resources.get_mut(XdsType::Listener).values_mut() {
+            resources.modify(XdsType::Listener, |any| {
                 let mut listener = Listener::decode(any.value.as_slice()).unwrap();
                 listener.address = None;
                 *any = pack_any(listener);
-            }
+            });
         }
     })
-}
-
-fn web_dataplane(name: &str) -> String {
-    format!("type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:{}:80\n    tags:\n      service: web\n", free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,8 +128,13 @@ async fn a_rejected_config_is_counted_not_resent_and_the_previous_one_keeps_serv
     let accepted = stat_u64(&envoy, "listener_manager.lds.update_success");
 
     broken.store(true, Ordering::SeqCst);
-    // Any change in the mesh regenerates backend-1's config, now with the broken listeners.
-    h.apply(&web_dataplane("web-1")).await;
+    // A change of its own Dataplane regenerates backend-1's config, now with the broken
+    // listeners.
+    let retagged = |version: &str| {
+        backend_dataplane("default", outbound, inbound)
+            .replace("service: backend\n", &format!("service: backend\n      version: {version}\n"))
+    };
+    h.apply(&retagged("v2")).await;
     try_poll_until(CONVERGE, || match envoy.stat("listener_manager.lds.update_rejected") {
         Ok(n) if n == "1" => Ok(()),
         other => Err(format!("{other:?}")),
@@ -158,7 +159,7 @@ async fn a_rejected_config_is_counted_not_resent_and_the_previous_one_keeps_serv
 
     // Fixed: the next change is sent and accepted.
     broken.store(false, Ordering::SeqCst);
-    h.apply(&web_dataplane("web-2")).await;
+    h.apply(&retagged("v3")).await;
     try_poll_until(CONVERGE, || match stat_u64(&envoy, "listener_manager.lds.update_success") {
         n if n == accepted + 1 => Ok(()),
         n => Err(n),
