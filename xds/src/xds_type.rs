@@ -19,6 +19,13 @@ pub enum XdsType {
 }
 
 impl XdsType {
+    /// Whether a state-of-the-world response of this type may carry only some of the resources
+    /// the client asked for (it updates those it names, and leaves the others as they are):
+    /// every type except listeners and clusters, whose responses are the whole set.
+    pub fn updates_by_name(self) -> bool {
+        !matches!(self, XdsType::Listener | XdsType::Cluster)
+    }
+
     pub const ALL: [XdsType; 5] =
         [XdsType::Cluster, XdsType::Endpoint, XdsType::Listener, XdsType::Route, XdsType::Secret];
 

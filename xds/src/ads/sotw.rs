@@ -1,6 +1,6 @@
 //! One state-of-the-world ADS stream.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -23,6 +23,9 @@ struct TypeState {
     must_respond: bool,
     sent_version: Option<String>,
     sent_names: Option<BTreeSet<String>>,
+    /// For types whose responses may carry only what changed: the version of each resource
+    /// sent since the last full response. Emptied when Envoy rejects a response.
+    sent_resources: BTreeMap<String, String>,
     nonce: String,
     awaiting_answer: bool,
     /// When Envoy last rejected a response of this type, and which version it rejected.
@@ -76,6 +79,8 @@ impl Protocol for SotwStream {
                             error = %error.message, "Envoy rejected the config"
                         );
                         state.rejected = Some((version, Instant::now()));
+                        // Envoy dropped the whole response: the next one carries everything.
+                        state.sent_resources.clear();
                         self.status.rejected(kind);
                     }
                     None => {
@@ -127,10 +132,30 @@ impl Protocol for SotwStream {
                     continue;
                 }
             }
+            // Envoy takes a response of these types as an update of the resources it names,
+            // not as the whole set (only listeners and clusters must always come whole): once
+            // the names are settled, a change sends just the resources that changed.
+            let partial = kind.updates_by_name()
+                && !state.must_respond
+                && state.sent_names.as_ref() == Some(&names)
+                && !state.sent_resources.is_empty();
+            let sending: Vec<_> = selected
+                .iter()
+                .filter(|(name, r)| !partial || state.sent_resources.get(*name) != Some(&r.version))
+                .collect();
+            if partial && sending.is_empty() {
+                // Only resources it did not ask for changed.
+                state.sent_version = Some(current.version.clone());
+                continue;
+            }
+            if kind.updates_by_name() {
+                state.sent_resources =
+                    selected.iter().map(|(name, r)| ((*name).clone(), r.version.clone())).collect();
+            }
             self.nonces += 1;
             let response = DiscoveryResponse {
                 version_info: current.version.clone(),
-                resources: selected.iter().map(|(_, r)| r.resource.clone()).collect(),
+                resources: sending.iter().map(|(_, r)| r.resource.clone()).collect(),
                 type_url: kind.type_url(),
                 nonce: self.nonces.to_string(),
                 ..Default::default()

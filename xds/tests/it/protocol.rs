@@ -128,6 +128,33 @@ async fn endpoints_follow_dataplanes_and_other_meshes_or_unrelated_changes_send_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_change_sends_only_the_assignment_that_changed() {
+    let h = seeded().await;
+    h.apply("type: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:41030:41031\n    tags:\n      service: web\n").await;
+    h.apply("type: Dataplane\nmesh: default\nname: client-1\nnetworking:\n  inbound:\n  - interface: 127.0.0.1:41040:41041\n    tags:\n      service: client\n  outbound:\n  - interface: :41042\n    service: redis\n  - interface: :41043\n    service: web\n").await;
+    let mut c = SotwClient::connect(h.xds_port, "default.client-1").await;
+    c.request(CDS, &[], "", "").await;
+    let cds = c.must_recv().await;
+    c.ack(&cds, &[]).await;
+    c.request(EDS, &["redis", "web"], "", "").await;
+    let eds = c.must_recv().await;
+    assert_eq!(names(&eds), ["redis", "web"], "the first answer holds every name asked for");
+    c.ack(&eds, &["redis", "web"]).await;
+
+    h.apply(&redis_dataplane("redis-2", REDIS_DP + 2, REDIS)).await;
+    let update = c.must_recv().await;
+    assert_eq!(update.type_url, EDS);
+    assert_eq!(names(&update), ["redis"], "web's assignment did not change: not sent again");
+    assert_ne!(update.version_info, eds.version_info);
+    c.ack(&update, &["redis", "web"]).await;
+    c.must_stay_silent("only redis changed").await;
+
+    // A client that changes what it asks for gets everything it asks for again.
+    c.request(EDS, &["web"], &update.version_info, &update.nonce).await;
+    assert_eq!(names(&c.must_recv().await), ["web"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_gets_a_full_answer_with_the_same_version() {
     let h = seeded().await;
     let version = {
