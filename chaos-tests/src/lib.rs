@@ -8,6 +8,7 @@ mod bench_cluster;
 pub mod chaos;
 mod error;
 mod kuma_cp_process;
+mod large_state;
 mod percentiles;
 mod proc_stats;
 mod simulated_envoy;
@@ -17,6 +18,9 @@ pub use bench_api::BenchApi;
 pub use bench_cluster::{BenchCluster, BenchClusterConfig};
 pub use error::LoadError;
 pub use kuma_cp_process::{CpPorts, KumaCpProcess, KumaCpProcessConfig};
+pub use large_state::{
+    growth_verdict, Figure, LargeState, LargeStateConfig, LargeStateReport, MESHES,
+};
 pub use percentiles::Percentiles;
 pub use simulated_envoy::{SimulatedEnvoy, StreamEvent, StreamEventKind};
 pub use xds_load::{
