@@ -5,6 +5,7 @@
 //! its log to one.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -29,6 +30,9 @@ fn order_key(key: &ResourceKey) -> OrderKey {
 #[derive(Debug, Default, Clone)]
 pub struct StoreState {
     resources: BTreeMap<OrderKey, Resource>,
+    /// How many resources each (type, mesh) holds, so a list page says its total without
+    /// counting them: a page costs its own size, not the size of the list (issue 16).
+    counts: BTreeMap<(ResourceType, String), usize>,
     revision: u64,
     history: VecDeque<WatchEvent>,
 }
@@ -52,11 +56,32 @@ impl StoreState {
         resources: impl IntoIterator<Item = Resource>,
         revision: Revision,
     ) -> StoreState {
-        StoreState {
-            resources: resources.into_iter().map(|r| (order_key(&r.key), r)).collect(),
-            revision: revision.0,
-            history: VecDeque::new(),
+        let mut state = StoreState { revision: revision.0, ..StoreState::default() };
+        for resource in resources {
+            state.insert(order_key(&resource.key), resource);
         }
+        state
+    }
+
+    /// Inserts or replaces the resource at `key`, keeping the counts.
+    fn insert(&mut self, key: OrderKey, resource: Resource) {
+        let group = (key.0, key.1.clone());
+        if self.resources.insert(key, resource).is_none() {
+            *self.counts.entry(group).or_default() += 1;
+        }
+    }
+
+    /// Removes the resource at `key`, keeping the counts.
+    fn take(&mut self, key: &OrderKey) -> Option<Resource> {
+        let removed = self.resources.remove(key)?;
+        let group = (key.0, key.1.clone());
+        if let Some(count) = self.counts.get_mut(&group) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&group);
+            }
+        }
+        Some(removed)
     }
 
     /// Every resource, in list order.
@@ -75,20 +100,33 @@ impl StoreState {
             .ok_or_else(|| StoreError::NotFound { key: key.clone() })
     }
 
+    /// One page of a list. It costs the page, not the list: the page starts where the offset
+    /// points in the ordered map (no walk from the list's start) and the total comes from the
+    /// counts (no count of every item), so walking a list of n items page by page is O(n).
     pub fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
         let t = query.resource_type;
         let mesh = query.mesh.as_deref().filter(|_| t.is_mesh_scoped());
         let size = query.size.max(1);
-        let first = (t, String::new(), String::new());
-        let matching = self
-            .resources
-            .range(first..)
-            .take_while(|(k, _)| k.0 == t)
-            .filter(|(k, _)| mesh.is_none_or(|m| k.1 == m));
-        let total = matching.clone().count();
+        let total = match mesh {
+            Some(m) => self.counts.get(&(t, m.to_string())).copied().unwrap_or_default(),
+            None => self
+                .counts
+                .range((t, String::new())..)
+                .take_while(|((counted, _), _)| *counted == t)
+                .map(|(_, n)| n)
+                .sum(),
+        };
+        let list_start = (t, mesh.unwrap_or_default().to_string(), String::new());
         let after = query.offset.as_deref().map(|o| decode_offset(t, o)).transpose()?;
-        let mut page: Vec<(&OrderKey, &Resource)> = matching
-            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+        let start = match after {
+            // An offset before the asked mesh (not one this list issued) starts at the mesh.
+            Some(after) if after > list_start => Bound::Excluded(after),
+            _ => Bound::Included(list_start),
+        };
+        let mut page: Vec<(&OrderKey, &Resource)> = self
+            .resources
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.0 == t && mesh.is_none_or(|m| k.1 == m))
             .take(size + 1)
             .collect();
         let next = (page.len() > size).then(|| encode_offset(page[size - 1].0));
@@ -136,7 +174,7 @@ impl StoreState {
             creation_time: at,
             modification_time: at,
         };
-        self.resources.insert(ok, resource.clone());
+        self.insert(ok, resource.clone());
         let mut events = Vec::with_capacity(1);
         self.record(EventKind::Created, key, Some(resource.clone()), &mut events);
         Ok((resource, events))
@@ -206,7 +244,7 @@ impl StoreState {
         };
         let mut events = Vec::new();
         for k in owned.iter().chain(std::iter::once(&ok)) {
-            if let Some(removed) = self.resources.remove(k) {
+            if let Some(removed) = self.take(k) {
                 self.revision += 1;
                 self.record(EventKind::Deleted, removed.key, None, &mut events);
             }
@@ -225,7 +263,7 @@ impl StoreState {
             None => EventKind::Created,
         };
         self.revision += 1;
-        self.resources.insert(ok, resource.clone());
+        self.insert(ok, resource.clone());
         let mut events = Vec::with_capacity(1);
         self.record(kind, resource.key.clone(), Some(resource), &mut events);
         events.pop()
@@ -234,7 +272,7 @@ impl StoreState {
     /// Forgets a resource the outside source of truth no longer holds: a `Deleted` event, or
     /// nothing when it was not here.
     pub fn remove(&mut self, key: &ResourceKey) -> Option<WatchEvent> {
-        let removed = self.resources.remove(&order_key(key))?;
+        let removed = self.take(&order_key(key))?;
         self.revision += 1;
         let mut events = Vec::with_capacity(1);
         self.record(EventKind::Deleted, removed.key, None, &mut events);
@@ -275,5 +313,75 @@ impl StoreState {
                 futures::future::ready(Some(item))
             });
         Ok(Box::pin(futures::stream::iter(replay).chain(live)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kuma_model::MeshSpec;
+
+    use super::*;
+
+    fn with_meshes(meshes: &[&str]) -> StoreState {
+        let mut state = StoreState::default();
+        for mesh in meshes {
+            let spec = Spec::Mesh(MeshSpec::default());
+            state.create(ResourceKey::mesh(mesh), spec, Utc::now()).unwrap();
+        }
+        state
+    }
+
+    fn must_route(state: &mut StoreState, mesh: &str, name: &str) {
+        let key = ResourceKey::new(ResourceType::TrafficRoute, mesh, name);
+        state.create(key, Spec::empty(ResourceType::TrafficRoute), Utc::now()).unwrap();
+    }
+
+    fn total(state: &StoreState, mesh: Option<&str>) -> usize {
+        state.list(&ListQuery::new(ResourceType::TrafficRoute, mesh, 1)).unwrap().total
+    }
+
+    #[test]
+    fn list_totals_follow_creates_deletes_puts_and_a_restore() {
+        let mut state = with_meshes(&["a", "b"]);
+        for name in ["r1", "r2", "r3"] {
+            must_route(&mut state, "a", name);
+        }
+        must_route(&mut state, "b", "r1");
+        assert_eq!((total(&state, Some("a")), total(&state, Some("b"))), (3, 1));
+        assert_eq!(total(&state, None), 4);
+
+        let r2 = ResourceKey::new(ResourceType::TrafficRoute, "a", "r2");
+        state.delete(&r2, None).unwrap();
+        let r1 = state.get(&ResourceKey::new(ResourceType::TrafficRoute, "a", "r1")).unwrap();
+        state.put(Resource { version: Version("99".into()), ..r1.clone() });
+        assert_eq!((total(&state, Some("a")), total(&state, None)), (2, 3));
+        state.remove(&r1.key);
+        assert_eq!(total(&state, Some("a")), 1);
+
+        let restored = StoreState::restore(state.resources().cloned(), state.revision());
+        assert_eq!((total(&restored, Some("a")), total(&restored, None)), (1, 2));
+        state.delete(&ResourceKey::mesh("a"), None).unwrap();
+        assert_eq!((total(&state, Some("a")), total(&state, None)), (0, 1));
+        assert_eq!(state.list(&ListQuery::new(ResourceType::Mesh, None, 10)).unwrap().total, 1);
+    }
+
+    #[test]
+    fn an_offset_outside_the_asked_mesh_starts_at_the_mesh_or_ends_the_list() {
+        let mut state = with_meshes(&["a", "b", "c"]);
+        for mesh in ["a", "b", "c"] {
+            must_route(&mut state, mesh, "r1");
+            must_route(&mut state, mesh, "r2");
+        }
+        let page = |offset: &str| {
+            let query = ListQuery {
+                offset: Some(offset.to_string()),
+                ..ListQuery::new(ResourceType::TrafficRoute, Some("b"), 10)
+            };
+            let page = state.list(&query).unwrap();
+            page.items.into_iter().map(|r| r.key.name).collect::<Vec<_>>()
+        };
+        assert_eq!(page("a/r2"), ["r1", "r2"]);
+        assert_eq!(page("b/r1"), ["r2"]);
+        assert!(page("c/r1").is_empty());
     }
 }
