@@ -1,15 +1,18 @@
 //! The benchmarks' client of kuma-cp's HTTP API, over loopback (where kuma-cp counts the caller
 //! as an admin, as for an operator on the peer's own host), to one or more peers by index.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::LoadError;
 
-/// Answers of 503 (no leader yet, a token or CA not made yet) are retried this many times,
-/// `RETRY_PAUSE` apart.
-const RETRIES_ON_503: usize = 100;
+/// Answers of 503 (no leader yet, a token or CA not made yet) and, for a `PUT`, 409 (a write
+/// that raced another, the API says to retry: e.g. our own earlier attempt, answered 503 but
+/// applied) are retried this many times, `RETRY_PAUSE` apart.
+const RETRIES: usize = 100;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// HTTP/1.1 with keep-alive to every peer's API port.
@@ -17,6 +20,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub struct BenchApi {
     http: reqwest::Client,
     bases: Vec<String>,
+    /// Requests sent again after a 503 or 409, over every clone of this client.
+    retries: Arc<AtomicUsize>,
 }
 
 impl BenchApi {
@@ -27,14 +32,17 @@ impl BenchApi {
             .pool_max_idle_per_host(256)
             .build()
             .map_err(|source| LoadError::Http { request: "building the client".into(), source })?;
-        Ok(BenchApi {
-            http,
-            bases: ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
-        })
+        let bases = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+        Ok(BenchApi { http, bases, retries: Arc::default() })
     }
 
     pub fn peers(&self) -> usize {
         self.bases.len()
+    }
+
+    /// Requests sent again after a 503 or a 409 so far.
+    pub fn retries(&self) -> usize {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// Sends `method path` (with a JSON body and a bearer token when given) to `peer`; a 503 is
@@ -71,9 +79,12 @@ impl BenchApi {
                 return Ok(text);
             }
             attempts += 1;
-            if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || attempts >= RETRIES_ON_503 {
+            let retryable = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                || (status == reqwest::StatusCode::CONFLICT && method == reqwest::Method::PUT);
+            if !retryable || attempts >= RETRIES {
                 return Err(LoadError::Api { request, status: status.as_u16(), body: text });
             }
+            self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }

@@ -79,6 +79,13 @@ pub struct LargeStateReport {
     pub resources: usize,
     pub writers: usize,
     pub load_time: Duration,
+    /// Latency of each write of the load (retries included).
+    pub writes: Percentiles,
+    /// Writes sent again after a 503 (no leader in time) or a 409 (raced an earlier attempt).
+    pub write_retries: usize,
+    /// The Raft term before and after the load: elections during it.
+    pub term_before: u64,
+    pub term_after: u64,
     /// CPU time of the three peers per resource written.
     pub cpu_per_write: Duration,
     /// Per peer: RSS before the load and after it (every peer caught up).
@@ -134,6 +141,8 @@ impl LargeStateReport {
         let mut figures = vec![
             Figure::linear("load (all writes)", "ms", ms(self.load_time)),
             Figure::constant("CPU per write (3 peers)", "ms", ms(self.cpu_per_write)),
+            Figure::constant("write latency p99", "ms", ms(self.writes.at(99.0))),
+            Figure::constant("write latency max", "ms", ms(self.writes.max())),
         ];
         for (i, bytes) in self.bytes_per_resource().into_iter().enumerate() {
             figures.push(Figure::constant(
@@ -185,11 +194,19 @@ impl LargeStateReport {
         };
         let mut lines = vec![format!(
             "load: {r} resources across {MESHES} meshes by {} writers through every peer in {} \
-             ms ({:.0} writes/s), {:.2} ms of CPU (3 peers) per write",
+             ms ({:.0} writes/s), {:.2} ms of CPU (3 peers) per write; write latency p50 {} ms, \
+             p99 {} ms, max {} ms; {} writes retried (503 or 409); Raft term {} before, {} \
+             after",
             self.writers,
             ms(self.load_time),
             self.writes_per_second(),
-            self.cpu_per_write.as_secs_f64() * 1000.0
+            self.cpu_per_write.as_secs_f64() * 1000.0,
+            ms(self.writes.at(50.0)),
+            ms(self.writes.at(99.0)),
+            ms(self.writes.max()),
+            self.write_retries,
+            self.term_before,
+            self.term_after,
         )];
         for (i, bytes) in self.bytes_per_resource().into_iter().enumerate() {
             lines.push(format!(
@@ -250,6 +267,7 @@ impl LargeStateReport {
             .collect();
         format!(
             "large-state resources={} meshes={MESHES} writers={} load_ms={} writes_per_s={:.0} \
+             write_p99_ms={} write_max_ms={} write_retries={} elections={} \
              cpu_ms_per_write={} {} list_items={} list_first_page_ms={} \
              list_deepest_page_ms={} list_all_pages_ms={} list_first_10k_ms={} \
              mesh_list_first_page_ms={} snapshot_build_ms={} snapshot_bytes={} \
@@ -259,6 +277,10 @@ impl LargeStateReport {
             self.writers,
             ms(self.load_time),
             self.writes_per_second(),
+            ms(self.writes.at(99.0)),
+            ms(self.writes.max()),
+            self.write_retries,
+            self.term_after.saturating_sub(self.term_before),
             ms(self.cpu_per_write),
             per_peer.join(" "),
             self.list_items,
@@ -367,7 +389,8 @@ impl LargeState {
             LargeStateReport { resources: r, writers: config.writers, ..Default::default() };
         let ports: Vec<u16> = (0..3).map(|i| cluster.api_port(i)).collect();
         let api = BenchApi::new(&ports, API_TIMEOUT)?;
-        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        report.term_before = cluster.status(leader).await.map(|s| s.term).unwrap_or_default();
         tokio::time::sleep(SETTLE).await;
         report.rss_idle = (0..3).map(|i| cluster.rss(i)).collect::<Result<_, _>>()?;
 
@@ -376,12 +399,17 @@ impl LargeState {
         })
         .await?;
         let cpu_before = cluster.cpu_time();
+        let retries_before = api.retries();
         let at = Instant::now();
-        for_each_concurrently(&api, r, config.writers, |i| (resource_path(i), resource(i))).await?;
+        report.writes =
+            for_each_concurrently(&api, r, config.writers, |i| (resource_path(i), resource(i)))
+                .await?;
         report.load_time = at.elapsed();
         report.cpu_per_write = cluster.cpu_time().saturating_sub(cpu_before) / r as u32;
+        report.write_retries = api.retries() - retries_before;
 
         let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        report.term_after = cluster.status(leader).await.map(|s| s.term).unwrap_or_default();
         let committed = cluster.applied(leader).await.unwrap_or_default();
         for peer in 0..3 {
             cluster.wait_applied(peer, committed, CATCH_UP_WITHIN).await?;
@@ -513,25 +541,27 @@ impl LargeState {
     }
 }
 
-/// `PUT` of `n` resources, `writers` at a time, each through the next peer.
+/// `PUT` of `n` resources, `writers` at a time, each through the next peer; the latency of each.
 async fn for_each_concurrently(
     api: &BenchApi,
     n: usize,
     writers: usize,
     resource: impl Fn(usize) -> (String, Value),
-) -> Result<(), LoadError> {
+) -> Result<Percentiles, LoadError> {
     let peers = api.peers();
     let resource = &resource;
     let mut puts = futures::stream::iter(0..n)
         .map(|i| async move {
             let (path, body) = resource(i);
-            api.put(i % peers, &path, &body).await
+            let at = Instant::now();
+            api.put(i % peers, &path, &body).await.map(|()| at.elapsed())
         })
         .buffer_unordered(writers);
+    let mut latencies = Vec::with_capacity(n);
     while let Some(result) = puts.next().await {
-        result?;
+        latencies.push(result?);
     }
-    Ok(())
+    Ok(Percentiles::new(latencies))
 }
 
 /// `PAGE_REPEATS` timed `GET`s of `path`.
