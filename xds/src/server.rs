@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use kuma_listener::{tls_server_config, ConnectionLimit, ServerCert, TcpIncoming, TlsIncoming};
 use kuma_store::ResourceStore;
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::ads::{AdsService, SdsService, Shared};
+use crate::ads::{AdsServer, AdsService, SdsService, Shared};
 use crate::auth::DataplaneAuth;
 use crate::cache::{ConfigHook, SnapshotCache};
 use crate::config::XdsServerConfig;
@@ -138,8 +137,7 @@ impl XdsServer {
             }
             None => None,
         };
-        let service = AggregatedDiscoveryServiceServer::new(AdsService::new(shared))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let service = AdsServer::new(AdsService::new(shared), MAX_REQUEST_BYTES);
         info!(address = ?listener.local_addr().ok(), tls = self.tls.is_some(), "xDS server listening");
         let mut grpc_stop = stop_rx.clone();
         let drained_signal = async move {

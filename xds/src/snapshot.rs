@@ -47,15 +47,11 @@ pub struct Snapshot {
 pub struct Inputs {
     /// Services whose endpoints the config holds (sorted, no duplicates).
     pub services: Vec<String>,
+    /// Of those, the services it holds only some instances of (a TrafficRoute's destination
+    /// tags): their assignment is the config's own, not the service's shared one.
+    pub subsets: Vec<String>,
     /// The policies chosen for the dataplane, as (type, name), sorted.
     pub policies: Vec<(ResourceType, String)>,
-}
-
-impl Inputs {
-    /// Whether the config reached any of `services`.
-    pub fn reaches_any(&self, services: &BTreeSet<String>) -> bool {
-        self.services.iter().any(|s| services.contains(s))
-    }
 }
 
 /// Resources as generators produce them, and what they were made from.
@@ -63,6 +59,7 @@ impl Inputs {
 pub struct ResourceSet {
     types: [BTreeMap<String, Arc<VersionedResource>>; 5],
     services: BTreeSet<String>,
+    subsets: BTreeSet<String>,
     policies: Vec<(ResourceType, String)>,
 }
 
@@ -104,6 +101,14 @@ impl ResourceSet {
         }
     }
 
+    /// Notes that the config holds some of `service`'s instances in an assignment of its own.
+    pub fn reaches_subset(&mut self, service: &str) {
+        self.reaches(service);
+        if !self.subsets.contains(service) {
+            self.subsets.insert(service.to_string());
+        }
+    }
+
     /// Notes the policies chosen for the dataplane.
     pub fn chosen(&mut self, mut policies: Vec<(ResourceType, String)>) {
         policies.sort();
@@ -115,20 +120,14 @@ impl ResourceSet {
     pub fn inputs(&self) -> Inputs {
         Inputs {
             services: self.services.iter().cloned().collect(),
+            subsets: self.subsets.iter().cloned().collect(),
             policies: self.policies.clone(),
         }
     }
 
     pub fn into_snapshot(self) -> Arc<Snapshot> {
-        let types = self.types.map(|resources| {
-            let mut whole = Fnv::new();
-            for (name, resource) in &resources {
-                whole.write(name.as_bytes());
-                whole.write(&[0]);
-                whole.write(resource.version.as_bytes());
-            }
-            TypeSnapshot { version: whole.finish_hex(), resources }
-        });
+        let types =
+            self.types.map(|resources| TypeSnapshot { version: version_of(&resources), resources });
         Arc::new(Snapshot { types })
     }
 }
@@ -136,6 +135,25 @@ impl ResourceSet {
 impl Snapshot {
     pub fn get(&self, kind: XdsType) -> &TypeSnapshot {
         &self.types[kind.index()]
+    }
+
+    /// The same config with the resources of `kind` named in `replacements` replaced (those it
+    /// does not hold are left out): what generating it again would give when nothing else
+    /// changed.
+    pub fn with_replaced(
+        &self,
+        kind: XdsType,
+        replacements: impl IntoIterator<Item = (String, Arc<VersionedResource>)>,
+    ) -> Arc<Snapshot> {
+        let mut types = self.types.clone();
+        let set = &mut types[kind.index()];
+        for (name, resource) in replacements {
+            if let Some(current) = set.resources.get_mut(&name) {
+                *current = resource;
+            }
+        }
+        set.version = version_of(&set.resources);
+        Arc::new(Snapshot { types })
     }
 
     /// The versions of every type, e.g. for logs: `cds=… eds=…`.
@@ -152,6 +170,17 @@ impl Snapshot {
     pub fn same_content(&self, other: &Snapshot) -> bool {
         XdsType::ALL.iter().all(|t| self.get(*t).version == other.get(*t).version)
     }
+}
+
+/// The version of a whole set: the hash of every name and resource version.
+fn version_of(resources: &BTreeMap<String, Arc<VersionedResource>>) -> String {
+    let mut whole = Fnv::new();
+    for (name, resource) in resources {
+        whole.write(name.as_bytes());
+        whole.write(&[0]);
+        whole.write(resource.version.as_bytes());
+    }
+    whole.finish_hex()
 }
 
 /// 64-bit FNV-1a: stable across processes, builds and Rust versions, unlike `DefaultHasher`.

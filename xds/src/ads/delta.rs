@@ -10,6 +10,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use futures::SinkExt;
+
 use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
 use crate::node_id::NodeId;
@@ -124,7 +126,7 @@ impl Protocol for DeltaStream {
     async fn push(
         &mut self,
         snapshot: Option<&Snapshot>,
-        tx: &Sender<DeltaDiscoveryResponse>,
+        tx: &mut Sender<DeltaDiscoveryResponse>,
     ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         if !std::mem::take(&mut self.changed_since_push) {

@@ -4,6 +4,7 @@
 //! sent again (and nothing newer sent before the NACK backoff has passed).
 
 mod delta;
+mod lean;
 mod sds;
 mod sotw;
 mod stream;
@@ -18,9 +19,8 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use futures::channel::mpsc;
 use futures::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::DataplaneAuth;
@@ -28,6 +28,7 @@ use crate::cache::SnapshotCache;
 use crate::node_id::NodeId;
 use crate::status::StatusTracker;
 
+pub(crate) use lean::AdsServer;
 pub(crate) use sds::SdsService;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -101,7 +102,7 @@ impl AggregatedDiscoveryService for AdsService {
             token,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn delta_aggregated_resources(
@@ -116,6 +117,6 @@ impl AggregatedDiscoveryService for AdsService {
             token,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 }

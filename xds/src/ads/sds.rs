@@ -9,8 +9,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryService;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::channel::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::DeltaStream;
@@ -58,7 +57,7 @@ impl SecretDiscoveryService for SdsService {
             token,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn delta_secrets(
@@ -73,7 +72,7 @@ impl SecretDiscoveryService for SdsService {
             token,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn fetch_secrets(

@@ -8,6 +8,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use futures::SinkExt;
+
 use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
 use crate::node_id::NodeId;
@@ -101,7 +103,7 @@ impl Protocol for SotwStream {
     async fn push(
         &mut self,
         snapshot: Option<&Snapshot>,
-        tx: &Sender<DiscoveryResponse>,
+        tx: &mut Sender<DiscoveryResponse>,
     ) -> Result<Option<Instant>, ()> {
         let Some(snapshot) = snapshot else { return Ok(None) };
         let mut retry_at: Option<Instant> = None;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use futures::channel::mpsc;
+use futures::SinkExt;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 use tracing::{debug, info, warn};
@@ -18,6 +19,8 @@ use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
 
+/// A stream's responses on their way to tonic. A bounded channel that allocates per queued
+/// message: an idle stream holds no preallocated slots.
 pub(super) type Sender<T> = mpsc::Sender<Result<T, Status>>;
 
 /// What differs between state-of-the-world and delta.
@@ -43,7 +46,7 @@ pub(super) trait Protocol: Sized + Send + 'static {
     fn push(
         &mut self,
         snapshot: Option<&Snapshot>,
-        tx: &Sender<Self::Response>,
+        tx: &mut Sender<Self::Response>,
     ) -> impl Future<Output = Result<Option<Instant>, ()>> + Send;
 }
 
@@ -68,7 +71,7 @@ pub(super) async fn serve<P: Protocol>(
     shared: Arc<Shared>,
     mut inbound: Streaming<P::Request>,
     token: Option<String>,
-    tx: Sender<P::Response>,
+    mut tx: Sender<P::Response>,
 ) {
     let first = match inbound.next().await {
         Some(Ok(first)) => first,
@@ -90,13 +93,7 @@ pub(super) async fn serve<P: Protocol>(
             return;
         }
     };
-    // The first config may need a certificate issued: not on the runtime's workers.
-    let subscribing = (shared.cache.clone(), node.clone());
-    let Ok(mut watch) =
-        tokio::task::spawn_blocking(move || subscribing.0.subscribe(&subscribing.1)).await
-    else {
-        return;
-    };
+    let mut watch = shared.cache.subscribe(&node);
     let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
     let status = shared.status.open(&node);
     info!(dataplane = %node, stream = status.id(), "{} stream opened", P::NAME);
@@ -105,7 +102,7 @@ pub(super) async fn serve<P: Protocol>(
     let mut stop = shared.stop.clone();
     loop {
         let snapshot = watch.borrow_and_update().clone();
-        let Ok(retry_at) = stream.push(snapshot.as_deref(), &tx).await else { break };
+        let Ok(retry_at) = stream.push(snapshot.as_deref(), &mut tx).await else { break };
         tokio::select! {
             // The guard `wait_for` returns is not Send: it must not live in the select's output.
             () = stopped(&mut stop) => break,

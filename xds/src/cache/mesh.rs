@@ -20,6 +20,8 @@ pub(super) struct Touched {
     pub dataplanes: BTreeSet<String>,
     /// Services whose instances changed.
     pub services: BTreeSet<String>,
+    /// Of those, the services whose outbounds now speak another protocol (HTTP or TCP).
+    pub protocol_changed: BTreeSet<String>,
     /// Policies created, changed or deleted.
     pub policies: BTreeSet<(ResourceType, String)>,
 }
@@ -133,6 +135,15 @@ impl MeshState {
             changed.push((service, Some(instances)));
         }
         touched.services = changed.iter().map(|(service, _)| service.clone()).collect();
+        let speaks_http =
+            |instances: Option<&Arc<ServiceInstances>>| instances.is_some_and(|i| i.speaks_http());
+        touched.protocol_changed = changed
+            .iter()
+            .filter(|(service, new)| {
+                speaks_http(context.service(service)) != speaks_http(new.as_ref())
+            })
+            .map(|(service, _)| service.clone())
+            .collect();
         let mut context = context.with_services(changed);
         if !touched.policies.is_empty() {
             context = context.with_policies(self.policies.values().cloned().collect());

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use self::mesh::{MeshState, Touched};
-use self::work::{Done, Identities, Job, Outcome, PolicyCheck};
+use self::work::{Done, Identities, Job, JobKind, Outcome};
 use crate::generator::Proxy;
 use crate::node_id::NodeId;
 use crate::snapshot::{Inputs, ResourceSet, Snapshot};
@@ -35,6 +35,8 @@ pub type NodeWatch = watch::Receiver<Option<Arc<Snapshot>>>;
 pub struct CacheStats {
     /// Dataplane configs generated.
     pub generated: u64,
+    /// Dataplane configs updated by swapping in the new assignments of services they reach.
+    pub swapped: u64,
     /// Service endpoint assignments encoded.
     pub assignments_encoded: u64,
     /// Streams woken with a new config.
@@ -64,7 +66,7 @@ struct Inner {
 /// Shared by the ADS server, the store watcher and the status tracker.
 pub struct SnapshotCache {
     inner: Mutex<Inner>,
-    identities: Identities,
+    identities: Arc<Identities>,
     hook: Option<ConfigHook>,
 }
 
@@ -80,11 +82,7 @@ impl std::fmt::Debug for SnapshotCache {
 
 impl SnapshotCache {
     pub fn new(hook: Option<ConfigHook>) -> SnapshotCache {
-        SnapshotCache {
-            inner: Mutex::new(Inner::default()),
-            identities: Identities::default(),
-            hook,
-        }
+        SnapshotCache { inner: Mutex::new(Inner::default()), identities: Arc::default(), hook }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -106,7 +104,7 @@ impl SnapshotCache {
             if !inner.synced {
                 return rx;
             }
-            (rx, job_for(&inner, node, None))
+            (rx, job_for(&inner, node, JobKind::Full))
         };
         self.run(vec![job]);
         rx
@@ -170,7 +168,7 @@ impl SnapshotCache {
             let names: Vec<String> = inner.meshes.keys().cloned().collect();
             commit(&mut inner, &names);
             let nodes: Vec<NodeId> = inner.nodes.keys().cloned().collect();
-            nodes.iter().map(|node| job_for(&inner, node, None)).collect()
+            nodes.iter().map(|node| job_for(&inner, node, JobKind::Full)).collect()
         };
         self.run(jobs);
     }
@@ -191,7 +189,7 @@ impl SnapshotCache {
             }
             let touched: Vec<String> = touched.into_iter().collect();
             let committed = commit(&mut inner, &touched);
-            plan(&inner, &committed)
+            plan(&inner, &committed, self.hook.is_some())
         };
         self.run(jobs);
     }
@@ -214,7 +212,7 @@ impl SnapshotCache {
                 .filter(|node| inner.nodes.contains_key(*node))
                 .map(|node| {
                     info!(mesh = %node.mesh, dataplane = %node.name, "rotating the identity certificate");
-                    job_for(&inner, node, None)
+                    job_for(&inner, node, JobKind::Full)
                 })
                 .collect()
         };
@@ -250,6 +248,11 @@ fn install(inner: &mut Inner, done: Done) {
         }
         Outcome::Generated(snapshot, inputs) => {
             inner.stats.generated += 1;
+            entry.inputs = Some(inputs);
+            Some(snapshot)
+        }
+        Outcome::Swapped(snapshot, inputs) => {
+            inner.stats.swapped += 1;
             entry.inputs = Some(inputs);
             Some(snapshot)
         }
@@ -293,34 +296,53 @@ fn commit(inner: &mut Inner, meshes: &[String]) -> BTreeMap<String, Touched> {
 }
 
 /// The jobs for the connected dataplanes of the meshes `committed` touched.
-fn plan(inner: &Inner, committed: &BTreeMap<String, Touched>) -> Vec<Job> {
+fn plan(inner: &Inner, committed: &BTreeMap<String, Touched>, hook: bool) -> Vec<Job> {
     let mut policy_changes = BTreeMap::new();
     let mut jobs = Vec::new();
     for (node, entry) in &inner.nodes {
         let Some(touched) = committed.get(&node.mesh) else { continue };
-        let regenerate = touched.mesh_wide
-            || touched.dataplanes.contains(&node.name)
-            || entry.inputs.as_ref().is_none_or(|i| i.reaches_any(&touched.services));
-        if regenerate {
-            jobs.push(job_for(inner, node, None));
+        let (Some(inputs), Some(previous)) = (&entry.inputs, entry.tx.borrow().clone()) else {
+            jobs.push(job_for(inner, node, JobKind::Full));
+            continue;
+        };
+        if touched.mesh_wide || touched.dataplanes.contains(&node.name) {
+            jobs.push(job_for(inner, node, JobKind::Full));
+            continue;
+        }
+        let reached: Vec<String> =
+            inputs.services.iter().filter(|s| touched.services.contains(*s)).cloned().collect();
+        if !reached.is_empty() {
+            // The config's own assignments (subsets), a protocol that changed, policies changing
+            // in the same batch, or a hook that may rewrite anything: generate it whole.
+            let swappable = !hook
+                && touched.policies.is_empty()
+                && reached
+                    .iter()
+                    .all(|s| !inputs.subsets.contains(s) && !touched.protocol_changed.contains(s));
+            let kind = if swappable {
+                JobKind::SwapAssignments { previous, inputs: inputs.clone(), services: reached }
+            } else {
+                JobKind::Full
+            };
+            jobs.push(job_for(inner, node, kind));
         } else if !touched.policies.is_empty() {
             let changed = policy_changes
                 .entry(node.mesh.clone())
                 .or_insert_with(|| Arc::new(touched.policies.clone()))
                 .clone();
-            let chosen = entry.inputs.as_ref().map(|i| i.policies.clone()).unwrap_or_default();
-            jobs.push(job_for(inner, node, Some(PolicyCheck { chosen, changed })));
+            let chosen = inputs.policies.clone();
+            jobs.push(job_for(inner, node, JobKind::UnlessUnchosen { chosen, changed }));
         }
     }
     jobs
 }
 
-fn job_for(inner: &Inner, node: &NodeId, unless: Option<PolicyCheck>) -> Job {
+fn job_for(inner: &Inner, node: &NodeId, kind: JobKind) -> Job {
     let dataplane = inner
         .meshes
         .get(&node.mesh)
         .and_then(|mesh| Some((mesh.dataplane(&node.name)?.clone(), mesh.context().clone())));
-    Job { node: node.clone(), epoch: inner.epoch, dataplane, unless }
+    Job { node: node.clone(), epoch: inner.epoch, dataplane, kind }
 }
 
 /// Updates the view; returns the mesh whose dataplanes may need a new config.

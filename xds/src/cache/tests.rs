@@ -60,6 +60,19 @@ struct Fleet {
     others: Vec<NodeWatch>,
     /// `c-1`, the one instance of `c`.
     c: NodeWatch,
+    /// What the cache was loaded with.
+    resources: Vec<Resource>,
+}
+
+impl Fleet {
+    /// Whether `watch` holds exactly the config a cache loaded with the fleet's resources and
+    /// `more` would generate for `name` from scratch.
+    fn as_generated_whole(&self, watch: &NodeWatch, name: &str, more: &[Resource]) -> bool {
+        let fresh = SnapshotCache::new(None);
+        fresh.reset(self.resources.iter().chain(more).cloned().collect());
+        let whole = fresh.subscribe(&NodeId::new("default", name)).borrow().clone().unwrap();
+        watch.borrow().clone().unwrap().same_content(&whole)
+    }
 }
 
 /// A mesh with services a, b, c, 40 connected dataplanes reaching `a` and 10 reaching only `c`
@@ -78,7 +91,7 @@ fn fleet() -> Fleet {
     for i in 0..10 {
         all.push(dataplane(&format!("other-{i}"), "other", 11000 + 2 * i, &["c"]));
     }
-    cache.reset(all);
+    cache.reset(all.clone());
     let watch = |name: String| {
         let mut watch = cache.subscribe(&NodeId::new("default", &name));
         watch.borrow_and_update();
@@ -87,7 +100,7 @@ fn fleet() -> Fleet {
     let clients = (0..40).map(|i| watch(format!("client-{i}"))).collect();
     let others = (0..10).map(|i| watch(format!("other-{i}"))).collect();
     let c = watch("c-1".to_string());
-    Fleet { clients, others, c, cache }
+    Fleet { clients, others, c, cache, resources: all }
 }
 
 fn woken(watches: &[NodeWatch]) -> usize {
@@ -99,16 +112,19 @@ fn a_new_instance_is_encoded_once_and_reaches_only_the_dataplanes_that_reach_its
     let fleet = fleet();
     let before = fleet.cache.stats();
 
-    upsert(&fleet.cache, dataplane("a-2", "a", 9002, &[]));
+    let a2 = dataplane("a-2", "a", 9002, &[]);
+    upsert(&fleet.cache, a2.clone());
 
     let after = fleet.cache.stats();
     assert_eq!(after.assignments_encoded - before.assignments_encoded, 1, "only a's assignment");
-    assert_eq!(after.generated - before.generated, 40, "only the dataplanes reaching a");
+    assert_eq!(after.generated, before.generated, "nothing generated whole");
+    assert_eq!(after.swapped - before.swapped, 40, "a's new assignment swapped into each");
     assert_eq!(after.pushed - before.pushed, 40);
     assert_eq!(woken(&fleet.clients), 40);
     assert_eq!(woken(&fleet.others), 0, "nothing is sent to dataplanes that do not reach a");
     assert!(!fleet.c.has_changed().unwrap());
     assert!(fleet.clients.iter().all(|w| endpoints(w, "a") == 2));
+    assert!(fleet.as_generated_whole(&fleet.clients[7], "client-7", &[a2]));
     let shared =
         |w: &NodeWatch| w.borrow().clone().unwrap().get(XdsType::Endpoint).resources["a"].clone();
     assert!(
@@ -119,6 +135,23 @@ fn a_new_instance_is_encoded_once_and_reaches_only_the_dataplanes_that_reach_its
     delete(&fleet.cache, ResourceKey::new(kuma_model::ResourceType::Dataplane, "default", "a-2"));
     assert_eq!(fleet.cache.stats().assignments_encoded - after.assignments_encoded, 1);
     assert!(fleet.clients.iter().all(|w| endpoints(w, "a") == 1));
+    assert!(fleet.as_generated_whole(&fleet.clients[7], "client-7", &[]));
+}
+
+#[test]
+fn instances_that_change_an_outbound_to_http_regenerate_its_listener() {
+    let fleet = fleet();
+    let before = fleet.cache.stats();
+    // a's one instance now speaks HTTP: the outbounds to a get an HTTP connection manager.
+    let http = resource(json!({
+        "type": "Dataplane", "mesh": "default", "name": "a-1",
+        "networking": {"inbound": [{"interface": "127.0.0.1:9000:9001", "tags": {"service": "a", "protocol": "http"}}]}
+    }));
+    upsert(&fleet.cache, http.clone());
+    let after = fleet.cache.stats();
+    assert_eq!(after.generated - before.generated, 40, "generated whole, not swapped");
+    assert_eq!(after.swapped, before.swapped);
+    assert!(fleet.as_generated_whole(&fleet.clients[3], "client-3", &[http]));
 }
 
 #[test]

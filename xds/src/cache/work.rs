@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use super::ConfigHook;
 use crate::generator::{self, MeshContext, Proxy};
 use crate::node_id::NodeId;
 use crate::snapshot::{Inputs, Snapshot};
+use crate::xds_type::XdsType;
 
 /// Below this many jobs per core, spreading them costs more than it saves.
 const MIN_JOBS_PER_WORKER: usize = 8;
@@ -27,18 +28,26 @@ pub(super) struct Job {
     pub epoch: u64,
     /// `None`: the Dataplane or its mesh is gone.
     pub dataplane: Option<(Arc<DataplaneSpec>, Arc<MeshContext>)>,
-    /// `Some` when only policies changed: the config is generated again only if the policies
-    /// chosen for it differ from `chosen`, or one of them is among `changed`.
-    pub unless: Option<PolicyCheck>,
+    pub kind: JobKind,
 }
 
-pub(super) struct PolicyCheck {
-    pub chosen: Vec<(ResourceType, String)>,
-    pub changed: Arc<BTreeSet<(ResourceType, String)>>,
+pub(super) enum JobKind {
+    /// Generate the whole config.
+    Full,
+    /// Only policies changed: the config is generated again only if the policies chosen for it
+    /// differ from `chosen`, or one of them is among `changed`.
+    UnlessUnchosen {
+        chosen: Vec<(ResourceType, String)>,
+        changed: Arc<BTreeSet<(ResourceType, String)>>,
+    },
+    /// Only the instances of `services` changed, and the config holds their shared assignments:
+    /// it is `previous` with those assignments swapped, nothing else to generate.
+    SwapAssignments { previous: Arc<Snapshot>, inputs: Inputs, services: Vec<String> },
 }
 
 pub(super) enum Outcome {
     Generated(Arc<Snapshot>, Inputs),
+    Swapped(Arc<Snapshot>, Inputs),
     /// The policy check showed nothing of this config can have changed.
     Unaffected,
     Gone,
@@ -53,43 +62,132 @@ pub(super) struct Done {
 /// Runs `jobs` on up to every core (the calling thread included); results in no set order.
 pub(super) fn run_all(
     jobs: Vec<Job>,
-    identities: &Identities,
+    identities: &Arc<Identities>,
     hook: Option<&ConfigHook>,
 ) -> Vec<Done> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = cores.min(jobs.len() / MIN_JOBS_PER_WORKER).max(1);
-    let run = |job: &Job| Done {
-        node: job.node.clone(),
-        epoch: job.epoch,
-        outcome: run_one(job, identities, hook),
-    };
-    if workers == 1 {
-        return jobs.iter().map(run).collect();
+    let helpers = helpers();
+    let wanted = (jobs.len() / MIN_JOBS_PER_WORKER).saturating_sub(1).min(helpers.count);
+    let batch = Arc::new(Batch {
+        jobs,
+        next: AtomicUsize::new(0),
+        identities: identities.clone(),
+        hook: hook.cloned(),
+        helped: Mutex::new(Helped::default()),
+        finished: Condvar::new(),
+    });
+    let mut asked = 0;
+    for _ in 0..wanted {
+        let batch = batch.clone();
+        let sent = helpers
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Box::new(move || batch.help()));
+        if sent.is_ok() {
+            asked += 1;
+        }
     }
-    let next = AtomicUsize::new(0);
-    let drain = || {
+    let mut done = batch.drain();
+    let mut helped = batch.helped.lock().unwrap_or_else(|p| p.into_inner());
+    while helped.finished < asked {
+        helped = batch.finished.wait(helped).unwrap_or_else(|p| p.into_inner());
+    }
+    if let Some(panic) = helped.panic.take() {
+        std::panic::resume_unwind(panic);
+    }
+    done.append(&mut helped.done);
+    done
+}
+
+/// One batch of jobs, drained by the caller and the helpers it asked.
+struct Batch {
+    jobs: Vec<Job>,
+    next: AtomicUsize,
+    identities: Arc<Identities>,
+    hook: Option<ConfigHook>,
+    helped: Mutex<Helped>,
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct Helped {
+    done: Vec<Done>,
+    finished: usize,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Batch {
+    fn drain(&self) -> Vec<Done> {
         let mut done = Vec::new();
-        while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            done.push(run(job));
+        while let Some(job) = self.jobs.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+            let outcome = run_one(job, &self.identities, self.hook.as_ref());
+            done.push(Done { node: job.node.clone(), epoch: job.epoch, outcome });
         }
         done
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(drain)).collect();
-        let mut done = drain();
-        for helper in helpers {
-            done.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+    }
+
+    fn help(&self) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain()));
+        let mut helped = self.helped.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(mut done) => helped.done.append(&mut done),
+            Err(panic) => helped.panic = Some(panic),
         }
-        done
+        helped.finished += 1;
+        self.finished.notify_all();
+    }
+}
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// Threads that help with big batches: one per core beyond the caller's, started once and
+/// kept (a thread per batch would leave an allocator heap behind every time).
+struct Helpers {
+    tasks: Mutex<mpsc::Sender<Task>>,
+    count: usize,
+}
+
+fn helpers() -> &'static Helpers {
+    static HELPERS: OnceLock<Helpers> = OnceLock::new();
+    HELPERS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (tx, rx) = mpsc::channel::<Task>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut count = 0;
+        for i in 1..cores {
+            let rx = rx.clone();
+            let spawned =
+                std::thread::Builder::new().name(format!("xds-generate-{i}")).spawn(move || loop {
+                    let task = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match task {
+                        Ok(task) => task(),
+                        Err(_) => return,
+                    }
+                });
+            if spawned.is_ok() {
+                count += 1;
+            }
+        }
+        Helpers { tasks: Mutex::new(tx), count }
     })
 }
 
 fn run_one(job: &Job, identities: &Identities, hook: Option<&ConfigHook>) -> Outcome {
     let Some((spec, context)) = &job.dataplane else { return Outcome::Gone };
-    if let Some(check) = &job.unless {
-        let chosen = generator::policies_for(spec, context);
-        if chosen == check.chosen && !chosen.iter().any(|p| check.changed.contains(p)) {
-            return Outcome::Unaffected;
+    match &job.kind {
+        JobKind::Full => {}
+        JobKind::UnlessUnchosen { chosen: before, changed } => {
+            let chosen = generator::policies_for(spec, context);
+            if chosen == *before && !chosen.iter().any(|p| changed.contains(p)) {
+                return Outcome::Unaffected;
+            }
+        }
+        JobKind::SwapAssignments { previous, inputs, services } => {
+            let assignments = services.iter().map(|service| {
+                (crate::names::service_cluster(service), context.assignment(service))
+            });
+            let snapshot = previous.with_replaced(XdsType::Endpoint, assignments);
+            return Outcome::Swapped(snapshot, inputs.clone());
         }
     }
     let identity = identities.for_dataplane(&job.node, spec, context);

@@ -30,6 +30,9 @@ pub struct ServiceEndpoint {
 pub struct ServiceInstances {
     endpoints: Vec<ServiceEndpoint>,
     assignment: Arc<VersionedResource>,
+    /// Every instance is tagged `protocol: http` (and there is one): an outbound to the whole
+    /// service gets an HTTP connection manager.
+    speaks_http: bool,
 }
 
 impl ServiceInstances {
@@ -41,7 +44,13 @@ impl ServiceInstances {
         let cluster = crate::names::service_cluster(service);
         let assignment =
             Arc::new(VersionedResource::new(pack_any(load_assignment(&cluster, &addresses))));
-        ServiceInstances { endpoints, assignment }
+        let speaks_http = endpoints.iter().all(|e| super::http::is_http(&e.tags));
+        ServiceInstances { endpoints, assignment, speaks_http }
+    }
+
+    /// Whether an outbound to the whole service speaks HTTP.
+    pub fn speaks_http(&self) -> bool {
+        self.speaks_http
     }
 
     /// Whether `endpoints` (in any order) are the instances this holds: then nothing needs to be

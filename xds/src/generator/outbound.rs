@@ -111,15 +111,18 @@ pub fn generate(
                 cluster.health_checks = health_check::active_checks(check);
             }
             out.add(XdsType::Cluster, &target.cluster, pack_any(cluster));
-            out.reaches(target.service);
             match target.subset {
                 // The shared, pre-encoded assignment of the whole service.
-                None => out.add_shared(
-                    XdsType::Endpoint,
-                    &target.cluster,
-                    mesh.assignment(target.service),
-                ),
+                None => {
+                    out.reaches(target.service);
+                    out.add_shared(
+                        XdsType::Endpoint,
+                        &target.cluster,
+                        mesh.assignment(target.service),
+                    );
+                }
                 Some(subset) => {
+                    out.reaches_subset(target.service);
                     let endpoints: Vec<_> = mesh
                         .endpoints(target.service)
                         .iter()
