@@ -56,18 +56,25 @@ demo: setup build
 demo-single: setup build
 	@.ci/demo --single
 
-## bench: release build, then the xDS load benchmark (xds-load) for N=100 and N=1000 dataplanes:
-## p50/p99 convergence after an API change and kuma-cp memory per dataplane; then the Raft store
-## against three etcd 3.4 members started in the same run (raft-bench). See BENCHMARKS.md.
+## bench: release build, then in one run: xds-load across a 3-peer Raft cluster for N=1000, 5000
+## and 10,000 dataplanes (p50/p99 convergence after a change written through any peer, KiB per
+## connected dataplane per peer, CPU per change); the Raft store against three etcd 3.4 members
+## started in the same run (raft-bench); a 3-peer cluster loaded with 10k, 30k and 100k resources
+## (large-state: restart, snapshot build and install, memory per resource, list paging, and a
+## table of how each grew). Every run is bounded by its own deadlines (--setup-timeout,
+## --round-timeout); an xds-load run that misses one is reported and the others still run.
+## See BENCHMARKS.md.
 # The binaries are run from the target directory: `cargo run -p` would unify features for one
 # package only and rebuild dependencies.
 bench: BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release
 bench:
 	@.ci/setup --bench
 	$(CARGO) build --release --bins --locked
-	$(BIN)/xds-load --n 100
-	$(BIN)/xds-load --n 1000
+	-$(BIN)/xds-load --peers 3 --n 1000
+	-$(BIN)/xds-load --peers 3 --n 5000 --setup-timeout 300 --round-timeout 60
+	-$(BIN)/xds-load --peers 3 --n 10000 --setup-timeout 600 --round-timeout 120
 	$(BIN)/raft-bench --kills 10
+	$(BIN)/large-state --resources 10000,30000,100000
 
 ## chaos: release build, then the long chaos run of a 3-peer Raft cluster: 100 kill -9 of the
 ## leader plus pauses, partitions, restarts of every peer, full disks, slow fsyncs, wiped peers and
