@@ -36,6 +36,7 @@ pub use command::PeerInfo;
 pub use config::{PeerListError, PeerTls, RaftConfig, Upkeep};
 pub use disk::DiskHealth;
 pub use formation::Refusal;
+pub use log_store::probe_synced_appends;
 pub use node::{RaftNode, RaftStartError};
 pub use recovery::{restore, restored_cluster_id, RecoveryError, RestoreTarget, Restored};
 pub use rpc::ForwardError;

@@ -44,7 +44,31 @@ fn synced() -> WriteOptions {
     options
 }
 
+/// One row of the `logs` column family: the big-endian index and the encoded entry.
+type Row = ([u8; 8], Vec<u8>);
+
+/// Entries as the rows of the `logs` column family.
+fn encode_rows(entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Row>, StorageError> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            serde_json::to_vec(&entry)
+                .map(|value| (index_key(entry.log_id.index), value))
+                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+        })
+        .collect()
+}
+
 impl LogStore {
+    /// One synced write for the whole batch: the rows are on disk when it returns.
+    fn write_rows(&self, rows: &[Row]) -> Result<(), rocksdb::Error> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in rows {
+            batch.put_cf(self.logs(), key, value);
+        }
+        self.db.write_opt(batch, &synced())
+    }
+
     pub fn new(db: Arc<DB>) -> LogStore {
         LogStore { db, disk: DiskHealth::default(), appended: Arc::default() }
     }
@@ -192,22 +216,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut rows = Vec::new();
-        for entry in entries {
-            let value = serde_json::to_vec(&entry)
-                .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            rows.push((index_key(entry.log_id.index), value));
-        }
-        // One synced write for the whole batch: the entries are on disk when it returns.
-        let batch = || {
-            let mut batch = WriteBatch::default();
-            for (key, value) in &rows {
-                batch.put_cf(self.logs(), key, value);
-            }
-            batch
-        };
+        let rows = encode_rows(entries)?;
         self.disk
-            .until_written("Raft log", || self.db.write_opt(batch(), &synced()))
+            .until_written("Raft log", || self.write_rows(&rows))
             .await
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let bytes: usize = rows.iter().map(|(_, value)| value.len()).sum();
@@ -236,4 +247,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .delete_range_cf(self.logs(), index_key(0), index_key(log_id.index + 1))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
+}
+
+/// Times `count` synced appends of one entry of about `bytes` bytes each into a new store in
+/// `dir` (which must not hold one), written exactly as `append` writes them: the floor a Raft
+/// log append costs on that disk (`raft-bench` prints it).
+pub fn probe_synced_appends(
+    dir: &std::path::Path,
+    count: usize,
+    bytes: usize,
+) -> Result<Vec<std::time::Duration>, String> {
+    use crate::command::{Command, Op, RequestId};
+    let db =
+        crate::db::open(dir).map_err(|e| format!("opening RocksDB in {}: {e}", dir.display()))?;
+    let store = LogStore::new(db);
+    let command = Command {
+        request_id: RequestId { origin: 1, seq: 1 },
+        at: chrono::Utc::now(),
+        ops: vec![Op::NameCluster { id: "x".repeat(bytes) }],
+    };
+    let mut took = Vec::with_capacity(count);
+    for index in 1..=count as u64 {
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(command.clone()),
+        };
+        let started = std::time::Instant::now();
+        let rows = encode_rows([entry]).map_err(|e| e.to_string())?;
+        store.write_rows(&rows).map_err(|e| format!("writing to RocksDB: {e}"))?;
+        took.push(started.elapsed());
+    }
+    Ok(took)
 }

@@ -7,6 +7,12 @@
 //! resource API), consistent read latency on a follower, and the time from a kill -9 of the
 //! leader to the first successful write through a survivor. Prints each figure with its ratio to
 //! etcd's. Everything on 127.0.0.1; every loop is bounded.
+//!
+//! Both clusters run side by side and the load alternates between them in short rounds, so a
+//! change in the machine's load (other processes on a shared machine) falls on both alike. Before
+//! that it prints the fsync floor of the disk the members write to: what one small synced write
+//! costs appended to a growing file, overwriting an already written one, and through the Raft
+//! log's RocksDB.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,6 +39,15 @@ struct Args {
     /// Leader kills.
     #[arg(long, default_value_t = 5)]
     kills: usize,
+    /// Rounds the writes and reads are split into, alternating between the two systems.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Synced writes per probe of the fsync floor (0: skip it).
+    #[arg(long, default_value_t = 1000)]
+    fsync_writes: usize,
+    /// The kuma-cp binary (default: the one next to raft-bench).
+    #[arg(long)]
+    kuma_cp: Option<PathBuf>,
     /// Where etcd and etcdctl are (Debian's etcd-server unpacked).
     #[arg(long)]
     etcd_bin: Option<PathBuf>,
@@ -103,16 +118,16 @@ fn cpu_time(pids: &[u32]) -> Duration {
     Duration::from_millis(ticks * 1000 / TICKS)
 }
 
-/// `writers` tasks, each doing `per_writer` writes of new keys through the leader; returns
-/// ops/s over the wall time and the latencies.
+/// `writers` tasks, each doing `per_writer` writes of new keys through the leader; returns the
+/// wall time and the latencies.
 async fn write_load<S: System + Send + Sync + 'static>(
     system: &Arc<S>,
+    client: &reqwest::Client,
     leader: usize,
     writers: usize,
     per_writer: usize,
     run: &str,
-) -> anyhow::Result<(f64, Percentiles)> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -132,44 +147,148 @@ async fn write_load<S: System + Send + Sync + 'static>(
     for task in tasks {
         all.extend(task.await??);
     }
-    let ops = all.len() as f64 / started.elapsed().as_secs_f64();
-    Ok((ops, Percentiles::new(all)))
+    Ok((started.elapsed(), all))
 }
 
-async fn measure<S: System + Send + Sync + 'static>(
-    mut system: S,
-    args: &Args,
-) -> anyhow::Result<Figures> {
-    let leader = system.leader()?;
-    let mut figures = Figures::default();
-    let shared = Arc::new(system);
-    // Warm up connections and caches.
-    write_load(&shared, leader, 4, 25, "warmup").await?;
-    (figures.single_ops, figures.single) =
-        write_load(&shared, leader, 1, args.single_writes, "single").await?;
-    let cpu_before = cpu_time(&shared.pids());
-    (figures.concurrent_ops, figures.concurrent) =
-        write_load(&shared, leader, 32, args.concurrent_writes, "concurrent").await?;
-    let writes = (32 * args.concurrent_writes).max(1) as u32;
-    figures.concurrent_cpu_per_write = cpu_time(&shared.pids()).saturating_sub(cpu_before) / writes;
+/// One system while it is measured: its leader, a client, and what was measured so far.
+struct Subject<S> {
+    system: Arc<S>,
+    leader: usize,
+    client: reqwest::Client,
+    single: (Duration, Vec<Duration>),
+    concurrent: (Duration, Vec<Duration>),
+    concurrent_cpu: Duration,
+    reads: Vec<Duration>,
+}
 
-    let follower = (leader + 1) % 3;
-    let client = reqwest::Client::new();
-    let mut reads = Vec::with_capacity(args.reads);
-    for i in 0..args.reads {
-        let key = format!("single-0-{}", i % args.single_writes.max(1));
-        let t = Instant::now();
-        must_succeed(shared.read(&client, follower, &key)).await?;
-        reads.push(t.elapsed());
+impl<S: System + Send + Sync + 'static> Subject<S> {
+    fn new(mut system: S) -> anyhow::Result<Subject<S>> {
+        let leader = system.leader()?;
+        Ok(Subject {
+            system: Arc::new(system),
+            leader,
+            client: reqwest::Client::builder().pool_max_idle_per_host(64).build()?,
+            single: Default::default(),
+            concurrent: Default::default(),
+            concurrent_cpu: Duration::ZERO,
+            reads: Vec::new(),
+        })
     }
-    figures.reads = Percentiles::new(reads);
 
-    let mut system = match Arc::try_unwrap(shared) {
-        Ok(system) => system,
-        Err(_) => anyhow::bail!("the load tasks still hold the system"),
-    };
+    async fn writes(&mut self, writers: usize, per_writer: usize, run: &str) -> anyhow::Result<()> {
+        let cpu_before = cpu_time(&self.system.pids());
+        let (took, latencies) =
+            write_load(&self.system, &self.client, self.leader, writers, per_writer, run).await?;
+        let into = if writers == 1 { &mut self.single } else { &mut self.concurrent };
+        into.0 += took;
+        into.1.extend(latencies);
+        if writers > 1 {
+            self.concurrent_cpu += cpu_time(&self.system.pids()).saturating_sub(cpu_before);
+        }
+        Ok(())
+    }
+
+    /// Consistent reads on a follower of the `written` keys the single writer wrote,
+    /// `per_round` in each of its rounds.
+    async fn reads(
+        &mut self,
+        from: usize,
+        count: usize,
+        (written, per_round): (usize, usize),
+    ) -> anyhow::Result<()> {
+        let follower = (self.leader + 1) % 3;
+        for i in from..from + count {
+            let k = i % written.max(1);
+            let key = format!("single-{}-0-{}", k / per_round.max(1), k % per_round.max(1));
+            let t = Instant::now();
+            must_succeed(self.system.read(&self.client, follower, &key)).await?;
+            self.reads.push(t.elapsed());
+        }
+        Ok(())
+    }
+
+    fn figures(&mut self) -> Figures {
+        let ops = |(took, latencies): &(Duration, Vec<Duration>)| {
+            latencies.len() as f64 / took.as_secs_f64().max(f64::MIN_POSITIVE)
+        };
+        let writes = self.concurrent.1.len().max(1) as u32;
+        Figures {
+            single_ops: ops(&self.single),
+            single: Percentiles::new(std::mem::take(&mut self.single.1)),
+            concurrent_ops: ops(&self.concurrent),
+            concurrent: Percentiles::new(std::mem::take(&mut self.concurrent.1)),
+            concurrent_cpu_per_write: self.concurrent_cpu / writes,
+            reads: Percentiles::new(std::mem::take(&mut self.reads)),
+            failover: Percentiles::default(),
+        }
+    }
+}
+
+/// Splits `total` into `rounds` nearly equal parts.
+fn share(total: usize, rounds: usize, round: usize) -> usize {
+    total / rounds + usize::from(round < total % rounds)
+}
+
+/// Writes and reads on both systems, alternating between them round by round (the order too),
+/// so that both see the same machine.
+async fn measure_side_by_side<A, B>(
+    a: &mut Subject<A>,
+    b: &mut Subject<B>,
+    args: &Args,
+) -> anyhow::Result<()>
+where
+    A: System + Send + Sync + 'static,
+    B: System + Send + Sync + 'static,
+{
+    let rounds = args.rounds.max(1);
+    // Warm up connections and caches.
+    a.writes(4, 25, "warmup").await?;
+    b.writes(4, 25, "warmup").await?;
+    // Each single-writer round writes keys single-<round>-0-<i>, at most 100 per round.
+    let per_round = args.single_writes.div_ceil(rounds).min(100);
+    let single_rounds = args.single_writes.div_ceil(per_round.max(1));
+    for round in 0..single_rounds {
+        let n = per_round.min(args.single_writes - round * per_round);
+        let run = format!("single-{round}");
+        if round % 2 == 0 {
+            a.writes(1, n, &run).await?;
+            b.writes(1, n, &run).await?;
+        } else {
+            b.writes(1, n, &run).await?;
+            a.writes(1, n, &run).await?;
+        }
+    }
+    for round in 0..rounds {
+        let n = share(args.concurrent_writes, rounds, round);
+        let run = format!("concurrent-{round}");
+        if round % 2 == 0 {
+            a.writes(32, n, &run).await?;
+            b.writes(32, n, &run).await?;
+        } else {
+            b.writes(32, n, &run).await?;
+            a.writes(32, n, &run).await?;
+        }
+    }
+    let mut from = 0;
+    for round in 0..rounds {
+        let n = share(args.reads, rounds, round);
+        if round % 2 == 0 {
+            a.reads(from, n, (args.single_writes, per_round)).await?;
+            b.reads(from, n, (args.single_writes, per_round)).await?;
+        } else {
+            b.reads(from, n, (args.single_writes, per_round)).await?;
+            a.reads(from, n, (args.single_writes, per_round)).await?;
+        }
+        from += n;
+    }
+    Ok(())
+}
+
+/// Kill -9 of the leader, then writes alternating between the survivors until one succeeds,
+/// `kills` times; the times from the kill to that write.
+async fn failovers<S: System>(system: &mut S, kills: usize) -> anyhow::Result<Percentiles> {
     let mut failovers = Vec::new();
-    for round in 0..args.kills {
+    for round in 0..kills {
         let leader = system.leader()?;
         let survivors: Vec<usize> = (0..3).filter(|m| *m != leader).collect();
         let quick = reqwest::Client::builder().timeout(Duration::from_millis(250)).build()?;
@@ -202,8 +321,71 @@ async fn measure<S: System + Send + Sync + 'static>(
         system.restart(leader)?;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    figures.failover = Percentiles::new(failovers);
-    Ok(figures)
+    Ok(Percentiles::new(failovers))
+}
+
+fn unwrap_system<S>(subject: Subject<S>) -> anyhow::Result<S> {
+    match Arc::try_unwrap(subject.system) {
+        Ok(system) => Ok(system),
+        Err(_) => anyhow::bail!("the load tasks still hold the system"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fsync floor
+
+/// Latencies of one kind of small synced write.
+struct Floor {
+    what: &'static str,
+    took: Percentiles,
+}
+
+const FLOOR_WRITE: usize = 400;
+
+/// `count` writes of `FLOOR_WRITE` bytes to `file` from its start, each followed by fdatasync.
+fn synced_writes(file: &mut std::fs::File, count: usize) -> std::io::Result<Percentiles> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(0))?;
+    let record = [b'r'; FLOOR_WRITE];
+    let mut took = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        file.write_all(&record)?;
+        file.sync_data()?;
+        took.push(t.elapsed());
+    }
+    Ok(Percentiles::new(took))
+}
+
+/// The fsync floor of the disk under `dir`: the same small synced write appended to a growing
+/// file (the file's size changes with every write, so each fdatasync also commits the inode),
+/// overwriting a file written and synced before (only the data goes to disk), and as a Raft log
+/// append into a new RocksDB.
+fn fsync_floor(dir: &Path, count: usize) -> anyhow::Result<Vec<Floor>> {
+    let mut floors = Vec::new();
+    let mut growing = std::fs::File::create(dir.join("growing"))?;
+    growing.sync_all()?;
+    floors.push(Floor {
+        what: "append to a growing file + fdatasync",
+        took: synced_writes(&mut growing, count)?,
+    });
+    let mut written = std::fs::File::create(dir.join("preallocated"))?;
+    std::io::Write::write_all(&mut written, &vec![0; count * FLOOR_WRITE])?;
+    written.sync_all()?;
+    floors.push(Floor {
+        what: "overwrite a written file + fdatasync",
+        took: synced_writes(&mut written, count)?,
+    });
+    let took = kuma_raft::probe_synced_appends(&dir.join("rocksdb"), count, FLOOR_WRITE)
+        .map_err(anyhow::Error::msg)?;
+    floors.push(Floor { what: "Raft log append (RocksDB, sync)", took: Percentiles::new(took) });
+    Ok(floors)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -587,8 +769,10 @@ fn print(etcd: &Figures, kuma: &Figures) {
         false,
     );
     println!(
-        "raft-bench targets: 32-writer throughput >= etcd: {}; p99 <= etcd: {}; failover median < 1 s: {}; max < 2 s: {}",
-        kuma.concurrent_ops >= etcd.concurrent_ops,
+        "raft-bench targets: 1-writer throughput >= etcd: {}; 1-writer p50 <= etcd: {}; 32-writer throughput >= 1.5 x etcd: {}; p99 <= etcd: {}; failover median < 1 s: {}; max < 2 s: {}",
+        kuma.single_ops >= etcd.single_ops,
+        kuma.single.at(50.0) <= etcd.single.at(50.0),
+        kuma.concurrent_ops >= 1.5 * etcd.concurrent_ops,
         kuma.concurrent.at(99.0) <= etcd.concurrent.at(99.0),
         kuma.failover.at(50.0) < Duration::from_secs(1),
         kuma.failover.max() < Duration::from_secs(2),
@@ -610,25 +794,59 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let kuma_cp = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("kuma-cp")))
-        .filter(|p| p.is_file());
-    let Some(kuma_cp) = kuma_cp else {
-        eprintln!("Error: no kuma-cp next to raft-bench: build the workspace binaries first (make bench does)");
+    let kuma_cp = args.kuma_cp.clone().or_else(|| {
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("kuma-cp")))
+    });
+    let Some(kuma_cp) = kuma_cp.filter(|p| p.is_file()) else {
+        eprintln!("Error: no kuma-cp next to raft-bench (or at --kuma-cp): build the workspace binaries first (make bench does)");
         return ExitCode::FAILURE;
     };
+    println!("raft-bench: load average {} at the start", load_average());
+    if args.fsync_writes > 0 {
+        let floors = tempfile::tempdir()
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| fsync_floor(dir.path(), args.fsync_writes));
+        match floors {
+            Ok(floors) => {
+                println!(
+                    "fsync floor of {} ({} synced writes of {FLOOR_WRITE} B each):",
+                    std::env::temp_dir().display(),
+                    args.fsync_writes
+                );
+                for floor in floors {
+                    println!(
+                        "  {:<40} p50 {:>6.0} us  p99 {:>6.0} us",
+                        floor.what,
+                        floor.took.at(50.0).as_secs_f64() * 1e6,
+                        floor.took.at(99.0).as_secs_f64() * 1e6
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: measuring the fsync floor: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async {
-        println!("raft-bench: measuring 3 etcd members...");
-        let etcd = measure(Etcd::start(&etcd_bin)?, &args).await?;
-        println!("raft-bench: measuring 3 kuma-cp peers (Raft store)...");
-        let kuma = measure(KumaCluster::start(&kuma_cp)?, &args).await?;
-        anyhow::Ok((etcd, kuma))
+        println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store)...");
+        let mut etcd = Subject::new(Etcd::start(&etcd_bin)?)?;
+        let mut kuma = Subject::new(KumaCluster::start(&kuma_cp)?)?;
+        println!("raft-bench: measuring both, alternating in {} rounds...", args.rounds.max(1));
+        measure_side_by_side(&mut etcd, &mut kuma, &args).await?;
+        let (mut etcd_figures, mut kuma_figures) = (etcd.figures(), kuma.figures());
+        let (mut etcd, mut kuma) = (unwrap_system(etcd)?, unwrap_system(kuma)?);
+        println!("raft-bench: failovers ({} leader kills each)...", args.kills);
+        etcd_figures.failover = failovers(&mut etcd, args.kills).await?;
+        drop(etcd);
+        kuma_figures.failover = failovers(&mut kuma, args.kills).await?;
+        anyhow::Ok((etcd_figures, kuma_figures))
     });
     match result {
         Ok((etcd, kuma)) => {
             print(&etcd, &kuma);
+            println!("raft-bench: load average {} at the end", load_average());
             ExitCode::SUCCESS
         }
         Err(e) => {
