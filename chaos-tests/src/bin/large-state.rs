@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kuma_chaos_tests::{growth_verdict, LargeState, LargeStateConfig, LargeStateReport};
+use kuma_chaos_tests::{growth_verdict, Figure, LargeState, LargeStateConfig, LargeStateReport};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -116,31 +116,39 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Every figure at every size, and how it grew from the smallest run to the largest.
+/// Every figure at every size (by name: a figure may be missing at a small size), and how it
+/// grew from the smallest run that has it to the largest.
 fn print_table(reports: &[LargeStateReport]) {
-    let (small, large) = (&reports[0], &reports[reports.len() - 1]);
+    let figures: Vec<Vec<Figure>> = reports.iter().map(LargeStateReport::figures).collect();
     let sizes: Vec<String> = reports.iter().map(|r| format!("R={}", r.resources)).collect();
-    println!("\n{:<32} {:>5} {} growth", "figure", "unit", cells(&sizes));
+    println!("\n{:<34} {:>4} {} growth", "figure", "unit", cells(&sizes));
     let mut worse = Vec::new();
-    let small_figures = small.figures();
-    let large_figures = large.figures();
-    for (i, figure) in small_figures.iter().enumerate() {
-        let values: Vec<String> = reports
-            .iter()
-            .map(|r| r.figures().get(i).map_or("-".to_string(), |f| format!("{:.1}", f.value)))
-            .collect();
-        let b = large_figures.get(i).map_or(0.0, |f| f.value);
-        let verdict = growth_verdict(figure, small.resources, large.resources, figure.value, b);
+    let largest = &figures[figures.len() - 1];
+    for figure in largest {
+        let at: Vec<Option<&Figure>> =
+            figures.iter().map(|fs| fs.iter().find(|f| f.name == figure.name)).collect();
+        let values: Vec<String> =
+            at.iter().map(|f| f.map_or("-".to_string(), |f| format!("{:.1}", f.value))).collect();
+        let Some((first, small)) = at.iter().enumerate().find_map(|(i, f)| f.map(|f| (i, f)))
+        else {
+            continue;
+        };
+        let verdict = if first == reports.len() - 1 {
+            "-".to_string()
+        } else {
+            let (from, to) = (reports[first].resources, reports[reports.len() - 1].resources);
+            growth_verdict(figure, from, to, small.value, figure.value)
+        };
         if verdict.starts_with("WORSE") {
-            worse.push(figure.name.clone());
+            worse.push(figure.name.replace(' ', "_"));
         }
-        println!("{:<32} {:>5} {} {verdict}", figure.name, figure.unit, cells(&values));
+        println!("{:<34} {:>4} {} {verdict}", figure.name, figure.unit, cells(&values));
     }
     println!(
         "large-state-growth from={} to={} worse_than_expected={}",
-        small.resources,
-        large.resources,
-        if worse.is_empty() { "none".to_string() } else { worse.join(",").replace(' ', "_") }
+        reports[0].resources,
+        reports[reports.len() - 1].resources,
+        if worse.is_empty() { "none".to_string() } else { worse.join(",") }
     );
 }
 
