@@ -40,7 +40,7 @@ pub struct StreamEvent {
 pub enum StreamEventKind {
     /// The first CDS, EDS and LDS responses have all been ACKed (sent once per stream).
     Ready,
-    /// An EDS response was ACKed; it held this many endpoints of the watched cluster.
+    /// An EDS response holding the watched cluster was ACKed, with this many endpoints in it.
     EndpointsAcked { watched_endpoints: usize },
     /// The stream failed or the control plane ended it; nothing follows.
     Ended { reason: String },
@@ -159,7 +159,11 @@ impl SimulatedEnvoy {
                     acked.eds = true;
                     acked.eds_version = response.version_info.clone();
                     acked.eds_nonce = response.nonce.clone();
-                    self.report(StreamEventKind::EndpointsAcked { watched_endpoints: watched });
+                    // A response may carry only the assignments that changed (the xDS protocol
+                    // allows it for EDS): one without the watched cluster leaves it as it was.
+                    if let Some(watched) = watched {
+                        self.report(StreamEventKind::EndpointsAcked { watched_endpoints: watched });
+                    }
                     // Listeners come once the clusters are warm, as in Envoy's init sequence.
                     if !lds_requested {
                         lds_requested = true;
@@ -219,18 +223,20 @@ struct AssignmentName {
     cluster_name: String,
 }
 
-/// Endpoints of `cluster` in an EDS response (0 when it is not there). Only the watched
+/// Endpoints of `cluster` in an EDS response (`None` when it is not there). Only the watched
 /// cluster's assignment is decoded whole: with N dataplanes the others hold about N/5 endpoints,
 /// and decoding them on every stream would make the load process, not kuma-cp, the bottleneck.
-fn endpoints_of(response: &DiscoveryResponse, cluster: &str) -> Result<usize, String> {
+fn endpoints_of(response: &DiscoveryResponse, cluster: &str) -> Result<Option<usize>, String> {
     let not_an_assignment = |e| format!("an EDS resource is not a ClusterLoadAssignment: {e}");
-    let mut count = 0;
+    let mut count = None;
     for any in &response.resources {
         let name = AssignmentName::decode(any.value.as_slice()).map_err(not_an_assignment)?;
         if name.cluster_name == cluster {
             let assignment =
                 ClusterLoadAssignment::decode(any.value.as_slice()).map_err(not_an_assignment)?;
-            count += assignment.endpoints.iter().map(|l| l.lb_endpoints.len()).sum::<usize>();
+            let endpoints =
+                assignment.endpoints.iter().map(|l| l.lb_endpoints.len()).sum::<usize>();
+            *count.get_or_insert(0) += endpoints;
         }
     }
     Ok(count)
