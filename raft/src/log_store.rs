@@ -1,10 +1,15 @@
 //! The Raft log on RocksDB. An append is reported durable only once it is synced to disk, and
 //! the vote is synced before `save_vote` returns: a peer that crashes never forgets an entry it
 //! acknowledged or a vote it cast.
+//!
+//! The newest entries are also kept in memory as they were appended (`Recent`): openraft reads
+//! every entry back right after appending it, to send it to the followers and again to apply it
+//! once committed, and those reads are then served without RocksDB and without decoding JSON.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
-use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
@@ -22,6 +27,80 @@ pub struct LogStore {
     disk: DiskHealth,
     /// Bytes of entries appended since this peer started (upkeep snapshots by size).
     appended: Arc<std::sync::atomic::AtomicU64>,
+    /// Shared by the clones openraft reads with.
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Entries kept at most in `Recent`, and their encoded bytes at most.
+const RECENT_ENTRIES: usize = 1024;
+const RECENT_BYTES: usize = 8 << 20;
+
+/// The newest entries of the log with consecutive indexes, each exactly as it is on disk: an
+/// entry comes in once its append is durable and leaves when the log is truncated at or before
+/// it, or purged past it, or when newer ones push it out.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(entry, _)| entry.log_id.index)
+    }
+
+    fn next_index(&self) -> Option<u64> {
+        self.entries.back().map(|(entry, _)| entry.log_id.index + 1)
+    }
+
+    /// Takes appended entries (with their encoded sizes). Entries that do not follow the kept
+    /// ones replace them.
+    fn extend(&mut self, appended: impl IntoIterator<Item = (Entry, usize)>) {
+        for (entry, bytes) in appended {
+            if self.next_index().is_some_and(|next| next != entry.log_id.index) {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            self.bytes += bytes;
+            self.entries.push_back((entry, bytes));
+        }
+        while self.entries.len() > RECENT_ENTRIES
+            || (self.bytes > RECENT_BYTES && self.entries.len() > 1)
+        {
+            if let Some((_, bytes)) = self.entries.pop_front() {
+                self.bytes -= bytes;
+            }
+        }
+    }
+
+    /// Forgets the entries from `index` on.
+    fn truncate(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|(entry, _)| entry.log_id.index >= index) {
+            if let Some((_, bytes)) = self.entries.pop_back() {
+                self.bytes -= bytes;
+            }
+        }
+    }
+
+    /// Forgets the entries up to `index`.
+    fn purge(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|(entry, _)| entry.log_id.index <= index) {
+            if let Some((_, bytes)) = self.entries.pop_front() {
+                self.bytes -= bytes;
+            }
+        }
+    }
+
+    /// Entries `start..end`, if all of them are kept.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let (first, next) = (self.first_index()?, self.next_index()?);
+        if start < first || end > next || start > end {
+            return None;
+        }
+        let from = (start - first) as usize;
+        let to = (end - first) as usize;
+        Some(self.entries.range(from..to).map(|(entry, _)| entry.clone()).collect())
+    }
 }
 
 impl Debug for LogStore {
@@ -48,11 +127,11 @@ fn synced() -> WriteOptions {
 type Row = ([u8; 8], Vec<u8>);
 
 /// Entries as the rows of the `logs` column family.
-fn encode_rows(entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Row>, StorageError> {
+fn encode_rows(entries: &[Entry]) -> Result<Vec<Row>, StorageError> {
     entries
-        .into_iter()
+        .iter()
         .map(|entry| {
-            serde_json::to_vec(&entry)
+            serde_json::to_vec(entry)
                 .map(|value| (index_key(entry.log_id.index), value))
                 .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
         })
@@ -70,7 +149,12 @@ impl LogStore {
     }
 
     pub fn new(db: Arc<DB>) -> LogStore {
-        LogStore { db, disk: DiskHealth::default(), appended: Arc::default() }
+        LogStore {
+            db,
+            disk: DiskHealth::default(),
+            appended: Arc::default(),
+            recent: Arc::default(),
+        }
     }
 
     /// Counts the bytes of entries appended since this peer started; holds no reference to the
@@ -82,6 +166,10 @@ impl LogStore {
     /// Durable writes wait out a full disk, reported through `disk` (see `disk`).
     pub fn with_disk(self, disk: DiskHealth) -> LogStore {
         LogStore { disk, ..self }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn logs(&self) -> &rocksdb::ColumnFamily {
@@ -146,10 +234,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
-            std::ops::Bound::Included(x) => *x,
-            std::ops::Bound::Excluded(x) => *x + 1,
-            std::ops::Bound::Unbounded => 0,
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => *x + 1,
+            Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(x) => Some(*x + 1),
+            Bound::Excluded(x) => Some(*x),
+            Bound::Unbounded => None,
+        };
+        if let Some(entries) = end.and_then(|end| self.recent().get(start, end)) {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         let from = index_key(start);
         for item in self.db.iterator_cf(self.logs(), IteratorMode::From(&from, Direction::Forward))
@@ -216,18 +312,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let rows = encode_rows(entries)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let rows = encode_rows(&entries)?;
         self.disk
             .until_written("Raft log", || self.write_rows(&rows))
             .await
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let bytes: usize = rows.iter().map(|(_, value)| value.len()).sum();
         self.appended.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        self.recent().extend(entries.into_iter().zip(rows.iter().map(|(_, value)| value.len())));
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.recent().truncate(log_id.index);
         let batch = || {
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(self.logs(), index_key(log_id.index), index_key(u64::MAX));
@@ -243,6 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Recorded first: entries at or before it are ignored from then on, so a crash between
         // the two writes leaves nothing inconsistent.
         self.put_meta(KEY_LAST_PURGED, &log_id, true).await?;
+        self.recent().purge(log_id.index);
         self.db
             .delete_range_cf(self.logs(), index_key(0), index_key(log_id.index + 1))
             .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
@@ -273,9 +373,68 @@ pub fn probe_synced_appends(
             payload: openraft::EntryPayload::Normal(command.clone()),
         };
         let started = std::time::Instant::now();
-        let rows = encode_rows([entry]).map_err(|e| e.to_string())?;
+        let rows = encode_rows(&[entry]).map_err(|e| e.to_string())?;
         store.write_rows(&rows).map_err(|e| format!("writing to RocksDB: {e}"))?;
         took.push(started.elapsed());
     }
     Ok(took)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, RequestId};
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: openraft::EntryPayload::Normal(Command {
+                request_id: RequestId { origin: term, seq: index },
+                at: chrono::Utc::now(),
+                ops: Vec::new(),
+            }),
+        }
+    }
+
+    fn indexes(entries: Option<Vec<Entry>>) -> Option<Vec<(u64, u64)>> {
+        entries.map(|e| e.iter().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect())
+    }
+
+    #[test]
+    fn recent_entries_follow_appends_truncations_and_purges() {
+        let mut recent = Recent::default();
+        assert_eq!(indexes(recent.get(1, 2)), None);
+        recent.extend((1..=5).map(|i| (entry(1, i), 10)));
+        assert_eq!(indexes(recent.get(2, 4)), Some(vec![(1, 2), (1, 3)]));
+        assert_eq!(indexes(recent.get(1, 6)).map(|e| e.len()), Some(5));
+        assert_eq!(indexes(recent.get(1, 7)), None, "past the last entry");
+        assert_eq!(indexes(recent.get(0, 2)), None, "before the first entry");
+
+        // A new leader overwrites 4 and 5.
+        recent.truncate(4);
+        assert_eq!(indexes(recent.get(3, 5)), None);
+        recent.extend([(entry(2, 4), 10)]);
+        assert_eq!(indexes(recent.get(3, 5)), Some(vec![(1, 3), (2, 4)]));
+        assert_eq!(recent.bytes, 40);
+
+        recent.purge(2);
+        assert_eq!(indexes(recent.get(2, 3)), None);
+        assert_eq!(indexes(recent.get(3, 4)), Some(vec![(1, 3)]));
+
+        // Entries that do not follow the kept ones replace them.
+        recent.extend([(entry(3, 9), 10)]);
+        assert_eq!(indexes(recent.get(3, 4)), None);
+        assert_eq!(indexes(recent.get(9, 10)), Some(vec![(3, 9)]));
+        assert_eq!(recent.bytes, 10);
+    }
+
+    #[test]
+    fn recent_entries_are_bounded() {
+        let mut recent = Recent::default();
+        recent.extend((1..=(RECENT_ENTRIES as u64 + 10)).map(|i| (entry(1, i), 1)));
+        assert_eq!(recent.entries.len(), RECENT_ENTRIES);
+        assert_eq!(recent.first_index(), Some(11));
+        recent.extend([(entry(1, RECENT_ENTRIES as u64 + 11), RECENT_BYTES)]);
+        assert_eq!(recent.entries.len(), 1, "one entry over the byte bound is kept alone");
+    }
 }

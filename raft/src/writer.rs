@@ -1,6 +1,7 @@
 //! The write path. Concurrent writes are gathered into one command (one log entry, one fsync);
-//! a follower forwards the command to the leader; with no leader known, it waits for one within
-//! the write timeout. Each command carries a request id, so a retry after a lost answer is applied
+//! a write that finds nothing in flight and nothing queued is committed by its caller's task
+//! directly, without the two hand-overs to the gathering task and back. A follower forwards the
+//! command to the leader; with no leader known, it waits for one within the write timeout. Each command carries a request id, so a retry after a lost answer is applied
 //! once. A write returns only after this peer's replica has applied it, so a reader on the same
 //! peer sees its own writes.
 
@@ -56,6 +57,9 @@ type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
 #[derive(Debug)]
 pub struct Writer {
     queue: mpsc::Sender<(Op, Reply)>,
+    /// Commands in flight, the gathering task's and the ones committed directly.
+    in_flight: Arc<Semaphore>,
+    committer: Committer,
 }
 
 /// What the commit loop needs.
@@ -83,8 +87,9 @@ impl Writer {
     /// Starts the coalescing task.
     pub fn start(committer: Committer) -> Writer {
         let (queue, mut rx) = mpsc::channel::<(Op, Reply)>(MAX_BATCH * 4);
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let writer = Writer { queue, in_flight: in_flight.clone(), committer: committer.clone() };
         tokio::spawn(async move {
-            let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
             while let Some(first) = rx.recv().await {
                 let permit = match in_flight.clone().acquire_owned().await {
                     Ok(permit) => permit,
@@ -119,11 +124,22 @@ impl Writer {
                 });
             }
         });
-        Writer { queue }
+        writer
     }
 
     /// Submits one write and waits for its outcome.
     pub async fn write(&self, op: Op) -> Result<Outcome, WriteError> {
+        // Nothing queued and a command may start (the semaphore is fair: none is free while the
+        // gathering task waits for one): this write is a command of its own, so it needs no
+        // gathering. Dropped midway (its caller went away), it is a write whose answer was lost.
+        if self.queue.capacity() == self.queue.max_capacity() {
+            if let Ok(_permit) = self.in_flight.try_acquire() {
+                let result = self.committer.commit(vec![op]).await?;
+                return result.outcomes.into_iter().next().ok_or_else(|| {
+                    WriteError::Unavailable("the write's command gave no outcome".into())
+                });
+            }
+        }
         let (reply, outcome) = oneshot::channel();
         self.queue
             .send((op, reply))
