@@ -190,6 +190,21 @@ struct Keys {
     revoked: HashMap<String, HashSet<String>>,
 }
 
+impl Keys {
+    /// The key ids and revoked token ids, to tell whether a listing changed anything. A key
+    /// that changes gets a new id.
+    fn summary(&self) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+        let mut summary: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        for (mesh, keys) in &self.signing {
+            summary.entry(mesh.clone()).or_default().0.extend(keys.keys().cloned());
+        }
+        for (mesh, revoked) in &self.revoked {
+            summary.entry(mesh.clone()).or_default().1.extend(revoked.iter().cloned());
+        }
+        summary
+    }
+}
+
 /// Checks dataplane tokens; shared by the bootstrap, ADS and SDS servers of one peer.
 pub struct DataplaneAuth {
     kind: DpAuthType,
@@ -365,14 +380,20 @@ impl DataplaneAuth {
     /// Replaces the whole view after a full listing.
     pub fn reset(&self, resources: &[Resource]) {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let before = (keys.synced, keys.summary());
         keys.signing.clear();
         keys.revoked.clear();
         for resource in resources {
             apply_one(&mut keys, &resource.key, Some(resource));
         }
         keys.synced = true;
+        let same = before == (true, keys.summary());
         drop(keys);
-        self.changed();
+        // A listing again (after the change feed fell behind) that finds the same keys and
+        // revocations does not make every open stream check its token again.
+        if !same {
+            self.changed();
+        }
     }
 
     /// Applies changes (`None` = deleted); says so to open streams when a key or a revocation

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
 use kuma_model::{
     DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription, ResourceKey, ResourceType,
     Spec,
@@ -24,6 +25,8 @@ use crate::xds_type::XdsType;
 const KEPT_SUBSCRIPTIONS: usize = 5;
 /// Attempts to write one insight when other writers race it.
 const WRITE_ATTEMPTS: usize = 5;
+/// Status writes of one flush in flight at once.
+const FLUSH_CONCURRENCY: usize = 64;
 
 struct Entry {
     node: NodeId,
@@ -125,9 +128,19 @@ impl StatusTracker {
             }
             entries.retain(|_, e| !e.closed);
         }
+        // Many writes in flight at once, so a replicated store carries them in few log entries
+        // (one at a time, a fleet's statuses would take a commit round each).
+        let results: Vec<_> = futures::stream::iter(by_node)
+            .map(|(node, subscriptions)| async move {
+                let result = self.write(&node, subscriptions).await;
+                (node, result)
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .collect()
+            .await;
         let mut report = FlushReport::default();
-        for (node, subscriptions) in by_node {
-            match self.write(&node, subscriptions).await {
+        for (node, result) in results {
+            match result {
                 Ok(()) => report.written += 1,
                 Err(error) => {
                     report.failed += 1;

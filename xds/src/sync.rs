@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kuma_model::{Resource, ResourceKey, ResourceType};
-use kuma_store::{ResourceStore, StoreError, WatchStream};
+use kuma_store::{ResourceStore, StoreError, WatchEvent, WatchStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -52,7 +53,7 @@ async fn sync_once(
 ) -> Result<(), StoreError> {
     // Watching before listing: events that raced the listing are applied again on top of it,
     // in order, which ends in the same state.
-    let mut feed = store.watch(None).await?;
+    let mut feed = config_changes(store.watch(None).await?);
     let all = list_all(store).await?;
     auth.reset(&all);
     let loading = cache.clone();
@@ -84,21 +85,51 @@ async fn list_all(store: &dyn ResourceStore) -> Result<Vec<Resource>, StoreError
     Ok(all)
 }
 
+/// The changes that can change a config, read off the store's feed by a task of their own.
+/// Dataplanes' statuses are written after every push (a fleet's worth after each change) and
+/// are never part of a config: they are dropped as they come, so a burst of them cannot make
+/// the feed fall behind while configs are being generated.
+struct ConfigChanges {
+    rx: mpsc::UnboundedReceiver<Result<WatchEvent, StoreError>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConfigChanges {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn config_changes(mut feed: WatchStream) -> ConfigChanges {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(event) = feed.next().await {
+            let observed =
+                matches!(&event, Ok(e) if e.key.resource_type == ResourceType::DataplaneInsight);
+            if !observed && tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    ConfigChanges { rx, reader }
+}
+
 /// Waits for a change, then gathers what follows within the debounce window.
 async fn next_batch(
-    feed: &mut WatchStream,
+    feed: &mut ConfigChanges,
     debounce: Duration,
 ) -> Result<Vec<(ResourceKey, Option<Resource>)>, StoreError> {
+    let feed = &mut feed.rx;
     let mut batch = Vec::new();
     let first = feed
-        .next()
+        .recv()
         .await
         .ok_or(StoreError::Unavailable { reason: "the store's change feed ended".to_string() })??;
     batch.push((first.key, first.resource));
     let deadline = Instant::now() + MAX_BATCH_DELAY;
     loop {
         let quiet = (Instant::now() + debounce).min(deadline);
-        match tokio::time::timeout_at(quiet, feed.next()).await {
+        match tokio::time::timeout_at(quiet, feed.recv()).await {
             Err(_elapsed) => return Ok(batch),
             Ok(None) => return Ok(batch),
             Ok(Some(event)) => {

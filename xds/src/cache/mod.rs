@@ -11,10 +11,10 @@
 mod mesh;
 mod work;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kuma_model::{MtlsInsight, Resource, ResourceKey, ResourceType};
+use kuma_model::{MtlsInsight, Resource, ResourceKey, ResourceType, Version};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -59,6 +59,8 @@ struct Inner {
     /// Counts commits across every mesh, so results of different commits are ordered.
     epoch: u64,
     meshes: BTreeMap<String, MeshState>,
+    /// The version of every resource in the view, so a listing again applies only what differs.
+    known: HashMap<ResourceKey, Version>,
     nodes: HashMap<NodeId, NodeEntry>,
     stats: CacheStats,
 }
@@ -155,12 +157,23 @@ impl SnapshotCache {
             .unwrap_or_default()
     }
 
-    /// Replaces the whole view (after the first listing, or after the watch fell behind) and
-    /// regenerates every connected dataplane.
+    /// Replaces the whole view with a listing. The first one generates every connected
+    /// dataplane; a later one (after the change feed fell behind) applies only the resources
+    /// whose version differs from the view's, like any other change.
     pub fn reset(&self, resources: Vec<Resource>) {
+        let synced = self.lock().synced;
+        if !synced {
+            return self.load(resources);
+        }
+        let changes = differences(&self.lock().known, resources);
+        self.apply(&changes);
+    }
+
+    fn load(&self, resources: Vec<Resource>) {
         let jobs = {
             let mut inner = self.lock();
             inner.meshes.clear();
+            inner.known.clear();
             for resource in &resources {
                 apply_one(&mut inner, &resource.key, Some(resource));
             }
@@ -345,8 +358,34 @@ fn job_for(inner: &Inner, node: &NodeId, kind: JobKind) -> Job {
     Job { node: node.clone(), epoch: inner.epoch, dataplane, kind }
 }
 
+/// What turns the view `known` into `listing`: changed and new resources (Meshes first), then
+/// deletions (Meshes last).
+fn differences(
+    known: &HashMap<ResourceKey, Version>,
+    listing: Vec<Resource>,
+) -> Vec<(ResourceKey, Option<Resource>)> {
+    let listed: HashSet<ResourceKey> = listing.iter().map(|r| r.key.clone()).collect();
+    let mut upserts: Vec<(ResourceKey, Option<Resource>)> = listing
+        .into_iter()
+        .filter(|r| known.get(&r.key) != Some(&r.version))
+        .map(|r| (r.key.clone(), Some(r)))
+        .collect();
+    upserts.sort_by_key(|(key, _)| key.resource_type != ResourceType::Mesh);
+    let mut deletions: Vec<(ResourceKey, Option<Resource>)> =
+        known.keys().filter(|key| !listed.contains(*key)).map(|key| (key.clone(), None)).collect();
+    deletions.sort_by_key(|(key, _)| key.resource_type == ResourceType::Mesh);
+    upserts.extend(deletions);
+    upserts
+}
+
 /// Updates the view; returns the mesh whose dataplanes may need a new config.
 fn apply_one(inner: &mut Inner, key: &ResourceKey, resource: Option<&Resource>) -> Option<String> {
+    if key.resource_type != ResourceType::DataplaneInsight {
+        match resource {
+            Some(resource) => inner.known.insert(key.clone(), resource.version.clone()),
+            None => inner.known.remove(key),
+        };
+    }
     match key.resource_type {
         // Observed state: never part of a config, and written on every status flush.
         ResourceType::DataplaneInsight => None,
@@ -356,7 +395,12 @@ fn apply_one(inner: &mut Inner, key: &ResourceKey, resource: Option<&Resource>) 
                     inner.meshes.entry(key.name.clone()).or_default().set_mesh(spec.clone())
                 }
                 None => {
+                    // The store deleted the mesh's contents with it.
                     inner.meshes.remove(&key.name);
+                    inner.known.retain(|k, _| {
+                        k.resource_type == ResourceType::Mesh
+                            || k.mesh.as_deref() != Some(&key.name)
+                    });
                 }
             }
             Some(key.name.clone())

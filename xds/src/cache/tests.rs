@@ -200,3 +200,28 @@ fn a_mesh_change_regenerates_every_dataplane_of_the_mesh() {
     );
     assert_eq!(fleet.cache.stats().generated - before.generated, 51);
 }
+
+#[test]
+fn listing_again_applies_only_what_differs() {
+    let fleet = fleet();
+    let before = fleet.cache.stats();
+    fleet.cache.reset(fleet.resources.clone());
+    assert_eq!(fleet.cache.stats(), before, "the same listing changes nothing");
+    assert_eq!(
+        woken(&fleet.clients) + woken(&fleet.others) + woken(std::slice::from_ref(&fleet.c)),
+        0
+    );
+
+    // A listing without other-0 and with a new instance of a, as after a missed deletion and
+    // a missed creation.
+    let mut listing: Vec<Resource> =
+        fleet.resources.iter().filter(|r| r.key.name != "other-0").cloned().collect();
+    listing.push(dataplane("a-2", "a", 9002, &[]));
+    fleet.cache.reset(listing);
+    let after = fleet.cache.stats();
+    assert_eq!(after.assignments_encoded - before.assignments_encoded, 2, "a and other");
+    assert_eq!(after.swapped - before.swapped, 40, "the dataplanes reaching a");
+    assert_eq!(after.generated, before.generated, "other-0's is gone, not generated");
+    assert!(fleet.others[0].borrow().is_none(), "other-0's Dataplane is gone");
+    assert_eq!(woken(&fleet.others[1..]), 0);
+}
