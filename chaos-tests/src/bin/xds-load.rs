@@ -90,6 +90,14 @@ fn main() -> ExitCode {
         eprintln!("xds-load: --cluster-dir is for a cluster: add --peers 3, or use --cp-log FILE");
         return ExitCode::from(2);
     }
+    if config.kuma_cp.log.is_some() && config.peers > 1 {
+        eprintln!(
+            "xds-load: --cp-log is for one kuma-cp: with --peers {} keep the peers' logs with \
+             --cluster-dir DIR",
+            config.peers
+        );
+        return ExitCode::from(2);
+    }
     if let Err(e) = config.validate() {
         eprintln!("xds-load: {e:#}");
         return ExitCode::from(2);
