@@ -39,11 +39,11 @@ impl DiskHealth {
 
     /// Runs `write` until it succeeds, or fails for another reason than a full disk, or the peer
     /// shuts down.
-    pub(crate) async fn until_written<T>(
+    pub(crate) async fn until_written<T, E: std::fmt::Display>(
         &self,
         what: &str,
-        mut write: impl FnMut() -> Result<T, rocksdb::Error>,
-    ) -> Result<T, rocksdb::Error> {
+        mut write: impl FnMut() -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut attempts = 0u64;
         loop {
             match write() {
@@ -73,7 +73,8 @@ impl DiskHealth {
     }
 }
 
-fn is_out_of_space(e: &rocksdb::Error) -> bool {
+/// A RocksDB or file-system error saying the disk is full.
+pub(crate) fn is_out_of_space(e: &impl std::fmt::Display) -> bool {
     let text = e.to_string();
     text.contains("No space left on device") || text.contains("NoSpace")
 }

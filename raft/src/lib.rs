@@ -22,6 +22,7 @@ mod node;
 mod recovery;
 mod replica;
 mod rpc;
+mod snapshot_file;
 mod state_machine;
 mod status;
 mod store;

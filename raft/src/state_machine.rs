@@ -1,9 +1,16 @@
 //! The state machine: applies committed entries to this peer's replica. The replica lives in
-//! memory; a snapshot of it is written to RocksDB (synced) whenever openraft builds one, and a
-//! restart loads the latest snapshot and re-applies the log after it.
+//! memory; a snapshot of it is written to a file (`snapshot_file`, synced) whenever openraft
+//! builds or installs one, its meta to RocksDB, and a restart loads the latest snapshot and
+//! re-applies the log after it.
+//!
+//! A snapshot's image is the JSON of `ReplicaImage`, encoded once and kept as those bytes: in its
+//! file, in what openraft sends to a follower, and in what a follower installs. Building one
+//! copies the state under the replica's lock (no encoding) and encodes and writes it on a
+//! blocking thread, so applies, reads, heartbeats and appends go on meanwhile.
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -11,18 +18,39 @@ use openraft::{
 };
 use rocksdb::{WriteOptions, DB};
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::command::CommandResult;
 use crate::db::{CF_META, KEY_SNAPSHOT};
-use crate::disk::DiskHealth;
-use crate::replica::{Replica, ReplicaImage, ReplicaState};
+use crate::disk::{is_out_of_space, DiskHealth};
+use crate::replica::{Replica, ReplicaState};
+use crate::snapshot_file::{FileRef, SnapshotDir};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
-/// A snapshot as kept on disk.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+/// The value under `KEY_SNAPSHOT`: the latest snapshot's meta and the file of its image.
+#[derive(Serialize)]
+struct SnapshotRecord<'a> {
+    meta: &'a SnapshotMeta,
+    file: &'a FileRef,
+}
+
+/// `KEY_SNAPSHOT` as read: the form above, or the earlier one holding the image itself as `data`
+/// (a JSON array of numbers), which is read as it is and replaced by the next snapshot.
+#[derive(Deserialize)]
+struct StoredValue {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    #[serde(default)]
+    file: Option<FileRef>,
+    #[serde(default)]
+    data: Option<Vec<u8>>,
+}
+
+/// The stored snapshot.
+#[derive(Clone, Debug)]
+struct Current {
+    meta: SnapshotMeta,
+    /// `None`: stored in the earlier form, the image inside the RocksDB value.
+    file: Option<FileRef>,
 }
 
 #[derive(Clone)]
@@ -30,6 +58,11 @@ pub struct StateMachine {
     db: Arc<DB>,
     replica: Arc<Replica>,
     disk: DiskHealth,
+    files: SnapshotDir,
+    /// Held from writing a snapshot's file until RocksDB names it and the previous file is gone,
+    /// and while a file is read: a build and an install never interleave, and a file being sent
+    /// is not removed.
+    current: Arc<tokio::sync::Mutex<Option<Current>>>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -46,18 +79,44 @@ fn snapshot_error(verb: ErrorVerb, e: impl std::error::Error + 'static) -> Stora
     StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
 }
 
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, StorageError> {
+    result.map_err(|e| snapshot_error(ErrorVerb::Write, e))
+}
+
 impl StateMachine {
-    /// Opens the state machine, loading the latest snapshot into `replica`.
+    /// Opens the state machine, loading the latest snapshot into `replica`: one read of its file
+    /// and one parse. Leftovers of an interrupted snapshot write are removed.
     pub fn open(db: Arc<DB>, replica: Arc<Replica>) -> Result<StateMachine, StorageError> {
-        let sm = StateMachine { db, replica, disk: DiskHealth::default() };
-        if let Some(stored) = sm.stored_snapshot()? {
-            let image: ReplicaImage = serde_json::from_slice(&stored.data)
-                .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-            let state =
-                ReplicaState::from_image(image).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
-            sm.replica.replace(state);
-        }
-        Ok(sm)
+        let files = SnapshotDir::of(db.path());
+        let stored = StateMachine::read_value(&db)?;
+        let current = match stored {
+            None => None,
+            Some(StoredValue { meta, file: Some(file), .. }) => {
+                let data = files.read(&file).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+                let state =
+                    ReplicaState::decode(&data).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+                replica.replace(state);
+                Some(Current { meta, file: Some(file) })
+            }
+            Some(StoredValue { meta, data: Some(data), .. }) => {
+                let state =
+                    ReplicaState::decode(&data).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+                replica.replace(state);
+                Some(Current { meta, file: None })
+            }
+            Some(StoredValue { .. }) => {
+                let e = std::io::Error::other("the stored snapshot names neither a file nor data");
+                return Err(snapshot_error(ErrorVerb::Read, e));
+            }
+        };
+        files.remove_others(current.as_ref().and_then(|c| c.file.as_ref()).map(|f| &*f.name));
+        Ok(StateMachine {
+            db,
+            replica,
+            disk: DiskHealth::default(),
+            files,
+            current: Arc::new(tokio::sync::Mutex::new(current)),
+        })
     }
 
     /// Snapshot writes wait out a full disk, reported through `disk` (see `disk`).
@@ -65,14 +124,13 @@ impl StateMachine {
         StateMachine { disk, ..self }
     }
 
-    fn meta_cf(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(CF_META).expect("the meta column family is created at open")
+    fn meta_cf(db: &DB) -> &rocksdb::ColumnFamily {
+        db.cf_handle(CF_META).expect("the meta column family is created at open")
     }
 
-    fn stored_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let bytes = self
-            .db
-            .get_cf(self.meta_cf(), KEY_SNAPSHOT)
+    fn read_value(db: &DB) -> Result<Option<StoredValue>, StorageError> {
+        let bytes = db
+            .get_cf(StateMachine::meta_cf(db), KEY_SNAPSHOT)
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
         bytes
             .map(|b| serde_json::from_slice(&b))
@@ -80,35 +138,87 @@ impl StateMachine {
             .map_err(|e| snapshot_error(ErrorVerb::Read, e))
     }
 
-    async fn store_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes =
-            serde_json::to_vec(snapshot).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+    /// Stores `data` as the snapshot of `meta` (its file synced, then its meta synced) unless a
+    /// later snapshot is stored already; gives `data` back.
+    async fn store(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        let mut current = self.current.lock().await;
+        if let Some(stored) = current.as_ref() {
+            if stored.meta.last_log_id > meta.last_log_id {
+                info!(
+                    stored = ?stored.meta.last_log_id,
+                    offered = ?meta.last_log_id,
+                    "a later Raft snapshot is stored already; keeping it"
+                );
+                return Ok(data);
+            }
+        }
+        let name = SnapshotDir::name_for(meta);
+        let files = self.files.clone();
+        let (data, written) = joined(
+            tokio::task::spawn_blocking(move || {
+                let written = files.write(&name, &data);
+                (data, written.map_err(|e| (name, e)))
+            })
+            .await,
+        )?;
+        let file = match written {
+            Ok(file) => file,
+            // Rare: waits here for space, as the other durable writes do.
+            Err((name, e)) if is_out_of_space(&e) => self
+                .disk
+                .until_written("Raft snapshot", || self.files.write(&name, &data))
+                .await
+                .map_err(|e| snapshot_error(ErrorVerb::Write, e))?,
+            Err((_, e)) => return Err(snapshot_error(ErrorVerb::Write, e)),
+        };
+        let record = serde_json::to_vec(&SnapshotRecord { meta, file: &file })
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         // Synced: the log before this snapshot may be purged once it exists.
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.disk
             .until_written("Raft snapshot", || {
-                self.db.put_cf_opt(self.meta_cf(), KEY_SNAPSHOT, &bytes, &options)
+                self.db.put_cf_opt(StateMachine::meta_cf(&self.db), KEY_SNAPSHOT, &record, &options)
             })
             .await
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let keep = file.name.clone();
+        *current = Some(Current { meta: meta.clone(), file: Some(file) });
+        let files = self.files.clone();
+        joined(tokio::task::spawn_blocking(move || files.remove_others(Some(&keep))).await)?;
+        Ok(data)
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let image = self.replica.read(ReplicaState::image);
-        let data = serde_json::to_vec(&image).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
-        let snapshot_id = match image.applied {
+        let started = Instant::now();
+        // Copied under the lock; encoded and written outside it, off the runtime's workers.
+        let source = self.replica.read(ReplicaState::snapshot_source);
+        let copied = started.elapsed();
+        let snapshot_id = match source.applied {
             Some(last) => format!("{}-{}", last.leader_id, last.index),
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
-            last_log_id: image.applied,
-            last_membership: image.membership.clone(),
+            last_log_id: source.applied,
+            last_membership: source.membership.clone(),
             snapshot_id,
         };
-        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data: data.clone() }).await?;
+        let resources = source.resources.len();
+        let data = joined(tokio::task::spawn_blocking(move || source.encode()).await)?
+            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let encoded = started.elapsed();
+        let data = self.store(&meta, data).await?;
+        info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            resources,
+            bytes = data.len(),
+            copy_ms = copied.as_millis() as u64,
+            encode_ms = (encoded - copied).as_millis() as u64,
+            store_ms = (started.elapsed() - encoded).as_millis() as u64,
+            "built a Raft snapshot"
+        );
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -157,22 +267,251 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let started = Instant::now();
         let data = snapshot.into_inner();
-        let image: ReplicaImage =
-            serde_json::from_slice(&data).map_err(|e| sm_error(ErrorVerb::Read, e))?;
-        let mut state =
-            ReplicaState::from_image(image).map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        let (data, state) = joined(
+            tokio::task::spawn_blocking(move || {
+                let state = ReplicaState::decode(&data);
+                (data, state)
+            })
+            .await,
+        )?;
+        let mut state = state.map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        let decoded = started.elapsed();
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
-        self.store_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
+        let data = self.store(meta, data).await?;
         self.replica.replace(state);
+        info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            bytes = data.len(),
+            decode_ms = decoded.as_millis() as u64,
+            store_ms = (started.elapsed() - decoded).as_millis() as u64,
+            "installed a Raft snapshot"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.stored_snapshot()?.map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        // Held while reading, so the file is not replaced and removed meanwhile.
+        let current = self.current.lock().await;
+        let Some(Current { meta, file }) = current.clone() else { return Ok(None) };
+        let data = match file {
+            Some(file) => {
+                let files = self.files.clone();
+                joined(tokio::task::spawn_blocking(move || files.read(&file)).await)?
+                    .map_err(|e| snapshot_error(ErrorVerb::Read, e))?
+            }
+            None => StateMachine::read_value(&self.db)?.and_then(|v| v.data).ok_or_else(|| {
+                let e = std::io::Error::other("the stored snapshot's data is gone");
+                snapshot_error(ErrorVerb::Read, e)
+            })?,
+        };
+        drop(current);
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    use chrono::Utc;
+    use kuma_model::{MeshSpec, ResourceKey, Spec};
+    use openraft::{CommittedLeaderId, Membership};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::command::{Command, Op, RequestId};
+    use crate::snapshot_file::DIR;
+    use crate::types::PeerNode;
+
+    fn entry(index: u64, mesh: &str) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Normal(Command {
+                request_id: RequestId { origin: 9, seq: index },
+                at: Utc::now(),
+                ops: vec![Op::create(ResourceKey::mesh(mesh), &Spec::Mesh(MeshSpec::default()))],
+            }),
+        }
+    }
+
+    fn open(dir: &Path) -> (Arc<DB>, Arc<Replica>, Result<StateMachine, StorageError>) {
+        let db = crate::db::open(dir).unwrap();
+        let replica = Arc::new(Replica::default());
+        let sm = StateMachine::open(db.clone(), replica.clone());
+        (db, replica, sm)
+    }
+
+    /// A state machine that applied meshes m1..=mn at indexes 1..=n.
+    async fn applied(dir: &Path, n: u64) -> (Arc<DB>, Arc<Replica>, StateMachine) {
+        let (db, replica, sm) = open(dir);
+        let mut sm = sm.unwrap();
+        let entries: Vec<Entry> = (1..=n).map(|i| entry(i, &format!("m{i}"))).collect();
+        sm.apply(entries).await.unwrap();
+        (db, replica, sm)
+    }
+
+    fn meshes(replica: &Replica) -> Vec<String> {
+        replica.read(|s| s.store.resources().map(|r| r.key.name.clone()).collect())
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir.join(DIR)) else { return Vec::new() };
+        let mut names: Vec<String> =
+            entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn stored_value(db: &DB) -> Vec<u8> {
+        db.get_cf(StateMachine::meta_cf(db), KEY_SNAPSHOT).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_a_file_named_by_a_small_value_and_survives_a_restart() {
+        let temp = TempDir::new().unwrap();
+        let (db, replica, mut sm) = applied(temp.path(), 3).await;
+        let first = sm.build_snapshot().await.unwrap();
+        assert_eq!(first.meta.last_log_id.map(|l| l.index), Some(3));
+        sm.apply([entry(4, "m4")]).await.unwrap();
+        let built = sm.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(4));
+        let image = built.snapshot.into_inner();
+        // The image is the replica's JSON, readable as a `ReplicaImage` by any peer.
+        let read: crate::replica::ReplicaImage = serde_json::from_slice(&image).unwrap();
+        assert_eq!(read.resources.len(), 4);
+        // One file, the second snapshot's: the first was removed once the second was named.
+        assert_eq!(files(temp.path()).len(), 1, "{:?}", files(temp.path()));
+        drop((db, replica, sm));
+
+        let (db, replica, sm) = open(temp.path());
+        let mut sm = sm.unwrap();
+        let value = stored_value(&db);
+        assert!(value.len() < 2048, "the RocksDB value holds no image: {} bytes", value.len());
+        assert_eq!(meshes(&replica), ["m1", "m2", "m3", "m4"]);
+        assert_eq!(replica.read(|s| s.applied.map(|l| l.index)), Some(4));
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built.meta);
+        assert_eq!(current.snapshot.into_inner(), image, "sent as it was built");
+    }
+
+    /// What earlier versions stored: the image inside the RocksDB value, as numbers.
+    #[derive(Serialize)]
+    struct OldStoredSnapshot {
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_stored_the_earlier_way_opens_and_is_replaced_by_the_next() {
+        let temp = TempDir::new().unwrap();
+        let (db, replica, _) = applied(temp.path(), 2).await;
+        let image = replica.read(ReplicaState::image);
+        let data = serde_json::to_vec(&image).unwrap();
+        let meta = SnapshotMeta {
+            last_log_id: image.applied,
+            last_membership: image.membership.clone(),
+            snapshot_id: "old".to_string(),
+        };
+        let old = serde_json::to_vec(&OldStoredSnapshot { meta: meta.clone(), data: data.clone() })
+            .unwrap();
+        db.put_cf(StateMachine::meta_cf(&db), KEY_SNAPSHOT, old).unwrap();
+        drop((db, replica));
+
+        let (db, replica, sm) = open(temp.path());
+        let mut sm = sm.unwrap();
+        assert_eq!(meshes(&replica), ["m1", "m2"]);
+        assert!(crate::db::holds_raft_state(&db).unwrap());
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!((current.meta, current.snapshot.into_inner()), (meta, data));
+        assert!(files(temp.path()).is_empty());
+
+        sm.apply([entry(3, "m3")]).await.unwrap();
+        sm.build_snapshot().await.unwrap();
+        assert!(stored_value(&db).len() < 2048, "rewritten in the new form");
+        assert_eq!(files(temp.path()).len(), 1);
+        drop((db, replica, sm));
+        let (_, replica, sm) = open(temp.path());
+        sm.unwrap();
+        assert_eq!(meshes(&replica), ["m1", "m2", "m3"]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_temporary_file_and_an_unnamed_file_are_ignored_and_removed() {
+        let temp = TempDir::new().unwrap();
+        let (db, replica, mut sm) = applied(temp.path(), 2).await;
+        let built = sm.build_snapshot().await.unwrap();
+        let kept = files(temp.path());
+        // A crash while writing the next snapshot: half a temporary file, and a whole file the
+        // crash kept RocksDB from naming.
+        let image = built.snapshot.into_inner();
+        let dir = temp.path().join(DIR);
+        std::fs::write(dir.join("snapshot-00000000000000000009-2-1.json.tmp"), &image[..10])
+            .unwrap();
+        std::fs::write(dir.join("snapshot-00000000000000000009-2-2.json"), b"{\"revision\":")
+            .unwrap();
+        drop((db, replica, sm));
+
+        let (_, replica, sm) = open(temp.path());
+        let mut sm = sm.unwrap();
+        assert_eq!(meshes(&replica), ["m1", "m2"]);
+        assert_eq!(files(temp.path()), kept);
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.snapshot.into_inner(), image);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_missing_snapshot_file_stops_the_open_and_says_so() {
+        let temp = TempDir::new().unwrap();
+        let (db, replica, mut sm) = applied(temp.path(), 2).await;
+        sm.build_snapshot().await.unwrap();
+        drop((db, replica, sm));
+        let name = files(temp.path()).remove(0);
+        let path = temp.path().join(DIR).join(&name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[5] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let Err(error) = open(temp.path()).2 else { panic!("a damaged snapshot opened") };
+        let text = error.to_string();
+        assert!(text.contains(&name) && text.contains("checksum"), "{text}");
+        std::fs::remove_file(&path).unwrap();
+        let Err(error) = open(temp.path()).2 else { panic!("a missing snapshot opened") };
+        assert!(error.to_string().contains("does not read"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_is_stored_as_sent_and_an_older_one_does_not_replace_it() {
+        let source = TempDir::new().unwrap();
+        let (_, _, mut leader) = applied(source.path(), 3).await;
+        let built = leader.build_snapshot().await.unwrap();
+        let image = built.snapshot.into_inner();
+
+        let temp = TempDir::new().unwrap();
+        let (db, replica, sm) = open(temp.path());
+        let mut sm = sm.unwrap();
+        let mut meta = built.meta.clone();
+        meta.last_membership = StoredMembership::new(
+            meta.last_log_id,
+            Membership::new(vec![BTreeSet::from([1])], BTreeMap::from([(1, PeerNode::default())])),
+        );
+        sm.install_snapshot(&meta, Box::new(Cursor::new(image.clone()))).await.unwrap();
+        assert_eq!(meshes(&replica), ["m1", "m2", "m3"]);
+        assert_eq!(replica.read(|s| s.membership.clone()), meta.last_membership);
+
+        // A build that copied the state before the install stored it comes too late.
+        let older = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 1)),
+            ..meta.clone()
+        };
+        sm.store(&older, b"{}".to_vec()).await.unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!((current.meta, current.snapshot.into_inner()), (meta, image));
+        drop((db, replica, sm));
+        let (_, replica, sm) = open(temp.path());
+        sm.unwrap();
+        assert_eq!(meshes(&replica), ["m1", "m2", "m3"]);
     }
 }
