@@ -129,10 +129,13 @@ impl Writer {
 
     /// Submits one write and waits for its outcome.
     pub async fn write(&self, op: Op) -> Result<Outcome, WriteError> {
-        // Nothing queued and a command may start (the semaphore is fair: none is free while the
-        // gathering task waits for one): this write is a command of its own, so it needs no
-        // gathering. Dropped midway (its caller went away), it is a write whose answer was lost.
-        if self.queue.capacity() == self.queue.max_capacity() {
+        // Nothing queued and no command in flight: this write is a command of its own, so it
+        // needs no gathering. (With one in flight, the other slot is left to the gathering task,
+        // so writes that arrive meanwhile share one command.) Dropped midway (its caller went
+        // away), it is a write whose answer was lost.
+        if self.queue.capacity() == self.queue.max_capacity()
+            && self.in_flight.available_permits() == IN_FLIGHT
+        {
             if let Ok(_permit) = self.in_flight.try_acquire() {
                 let result = self.committer.commit(vec![op]).await?;
                 return result.outcomes.into_iter().next().ok_or_else(|| {
