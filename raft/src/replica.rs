@@ -129,22 +129,29 @@ impl ReplicaState {
         }
     }
 
-    /// What a snapshot needs of the state, copied without encoding anything (cheap enough to take
-    /// under the replica's lock; `SnapshotSource::encode` then runs outside it).
-    pub fn snapshot_source(&self) -> SnapshotSource {
-        SnapshotSource {
-            revision: self.store.revision().0,
-            resources: self.store.resources().cloned().collect(),
-            peers: self.peers.clone(),
-            retired: self.retired.clone(),
-            cluster_id: self.cluster_id.clone(),
-            applied: self.applied,
-            membership: self.membership.clone(),
-            dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].clone())).collect(),
-        }
+    /// The image as JSON bytes, in one pass over the state: the same document as `ReplicaImage`
+    /// (what a peer of any version reads and a backup file holds), each spec written straight from
+    /// its typed form, without a `serde_json::Value` or a copy of the state between.
+    pub fn encode_image(&self) -> Result<Vec<u8>, serde_json::Error> {
+        // About 450 bytes per resource: one allocation for most states.
+        let mut out = Vec::with_capacity(4096 + self.store.resources().count() * 512);
+        serde_json::to_writer(
+            &mut out,
+            &ImageOut {
+                revision: self.store.revision().0,
+                resources: ResourcesOut(&self.store),
+                peers: &self.peers,
+                retired: &self.retired,
+                cluster_id: &self.cluster_id,
+                applied: &self.applied,
+                membership: &self.membership,
+                dedup: DedupOut(self),
+            },
+        )?;
+        Ok(out)
     }
 
-    /// Reads an encoded image (`SnapshotSource::encode`, or `ReplicaImage` as JSON) in one pass:
+    /// Reads an encoded image (`encode_image`, or `ReplicaImage` as JSON) in one pass:
     /// each spec is parsed straight from its JSON text, without a `serde_json::Value` between.
     pub fn decode(bytes: &[u8]) -> Result<ReplicaState, ImageError> {
         let image: ImageIn<'_> = serde_json::from_slice(bytes).map_err(ImageError::Json)?;
@@ -233,42 +240,6 @@ pub enum ImageError {
     Resource(String),
 }
 
-/// A copy of the state for a snapshot (see `ReplicaState::snapshot_source`).
-#[derive(Debug)]
-pub struct SnapshotSource {
-    pub revision: u64,
-    pub resources: Vec<Resource>,
-    pub peers: Peers,
-    pub retired: BTreeSet<u64>,
-    pub cluster_id: Option<String>,
-    pub applied: Option<LogId>,
-    pub membership: StoredMembership,
-    pub dedup: Vec<(RequestId, CommandResult)>,
-}
-
-impl SnapshotSource {
-    /// The image as JSON bytes, in one pass: the same document as `ReplicaImage` (what a peer of
-    /// any version reads and a backup file holds), each spec written straight from its typed form.
-    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
-        // About 450 bytes per resource: one allocation for most states.
-        let mut out = Vec::with_capacity(4096 + self.resources.len() * 512);
-        serde_json::to_writer(
-            &mut out,
-            &ImageOut {
-                revision: self.revision,
-                resources: ResourcesOut(&self.resources),
-                peers: &self.peers,
-                retired: &self.retired,
-                cluster_id: &self.cluster_id,
-                applied: &self.applied,
-                membership: &self.membership,
-                dedup: &self.dedup,
-            },
-        )?;
-        Ok(out)
-    }
-}
-
 /// `ReplicaImage`'s fields, borrowed (same names and order).
 #[derive(Serialize)]
 struct ImageOut<'a> {
@@ -279,15 +250,15 @@ struct ImageOut<'a> {
     cluster_id: &'a Option<String>,
     applied: &'a Option<LogId>,
     membership: &'a StoredMembership,
-    dedup: &'a Vec<(RequestId, CommandResult)>,
+    dedup: DedupOut<'a>,
 }
 
-struct ResourcesOut<'a>(&'a [Resource]);
+struct ResourcesOut<'a>(&'a StoreState);
 
 impl Serialize for ResourcesOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for r in self.0 {
+        let mut seq = serializer.serialize_seq(None)?;
+        for r in self.0.resources() {
             seq.serialize_element(&ResourceOut {
                 key: &r.key,
                 spec: r.spec.to_raw_json(),
@@ -295,6 +266,20 @@ impl Serialize for ResourcesOut<'_> {
                 creation_time: &r.creation_time,
                 modification_time: &r.modification_time,
             })?;
+        }
+        seq.end()
+    }
+}
+
+/// The deduplication table, oldest first, as `(id, result)` pairs.
+struct DedupOut<'a>(&'a ReplicaState);
+
+impl Serialize for DedupOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        let mut seq = serializer.serialize_seq(Some(state.dedup_order.len()))?;
+        for id in &state.dedup_order {
+            seq.serialize_element(&(id, &state.dedup[id]))?;
         }
         seq.end()
     }
@@ -484,14 +469,14 @@ mod tests {
 
     /// The one-pass encoding is the `ReplicaImage` document, and the one-pass decoding reads both.
     #[test]
-    fn a_snapshot_source_encodes_the_image_document() {
+    fn the_one_pass_encoding_is_the_image_document() {
         let mut state = ReplicaState::default();
         let mut events = Vec::new();
         for i in 0..5 {
             state.apply(&command(i, &format!("m{i}")), &mut events);
         }
         state.cluster_id = Some("c".to_string());
-        let encoded = state.snapshot_source().encode().unwrap();
+        let encoded = state.encode_image().unwrap();
         let as_image: ReplicaImage = serde_json::from_slice(&encoded).unwrap();
         let old_way = serde_json::to_vec(&state.image()).unwrap();
         let old_image: ReplicaImage = serde_json::from_slice(&old_way).unwrap();
