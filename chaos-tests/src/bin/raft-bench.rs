@@ -1,18 +1,18 @@
 //! `raft-bench`: the Raft store against etcd, measured in the same run by the same client.
 //!
-//! Starts 3 etcd 3.4 members (Debian's `etcd-server`, which `.ci/setup --bench` unpacks), measures
-//! them, stops them, then starts 3 kuma-cp peers with the Raft store (fsync on, mutual TLS) and
-//! measures them the same way: write throughput and latency with 1 and 32 concurrent writers
-//! (each write a new ~300 B record through the leader's HTTP API: etcd's JSON gateway, kuma-cp's
-//! resource API), consistent read latency on a follower, and the time from a kill -9 of the
-//! leader to the first successful write through a survivor. Prints each figure with its ratio to
-//! etcd's. Everything on 127.0.0.1; every loop is bounded.
+//! Starts 3 etcd 3.4 members (Debian's `etcd-server`, which `.ci/setup --bench` unpacks) and 3
+//! kuma-cp peers with the Raft store (fsync on, mutual TLS) side by side and measures both the
+//! same way: write throughput and latency with 1 and 32 concurrent writers (each write a new
+//! ~300 B record through the leader's HTTP API: etcd's JSON gateway, kuma-cp's resource API),
+//! consistent read latency on a follower, and the time from a kill -9 of the leader to the first
+//! successful write through a survivor (etcd's kills first, then kuma-cp's). Prints each figure
+//! with its ratio to etcd's. Everything on 127.0.0.1; every loop is bounded.
 //!
-//! Both clusters run side by side and the load alternates between them in short rounds, so a
-//! change in the machine's load (other processes on a shared machine) falls on both alike. Before
-//! that it prints the fsync floor of the disk the members write to: what one small synced write
-//! costs appended to a growing file, overwriting an already written one, and through the Raft
-//! log's RocksDB.
+//! The writes and reads alternate between the two systems in short rounds, so a change in the
+//! machine's load (other processes on a shared machine) falls on both alike. Before that it
+//! prints the fsync floor of the disk the members write to: what one small synced write costs
+//! appended to a growing file, overwriting an already written one, and through the Raft log's
+//! RocksDB.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
