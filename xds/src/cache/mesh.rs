@@ -9,6 +9,7 @@ use std::sync::Arc;
 use kuma_model::{DataplaneSpec, MeshSpec, Resource, ResourceType, SecretSpec};
 use tracing::warn;
 
+use super::CacheStats;
 use crate::generator::{instances_of, MeshContext, ServiceEndpoint, ServiceInstances};
 
 /// What the changes committed into one epoch touched.
@@ -34,7 +35,11 @@ pub(super) struct MeshState {
     /// For each service, the dataplanes with an inbound of it.
     offered_by: HashMap<String, BTreeSet<String>>,
     /// Every policy of the mesh, by type and name.
-    policies: BTreeMap<(ResourceType, String), Resource>,
+    policies: BTreeMap<(ResourceType, String), Arc<Resource>>,
+    /// The context's policies lag behind `policies`: a change came while no dataplane of the
+    /// mesh was connected, so the list was not rebuilt (a store full of policies and no
+    /// connected dataplane would rebuild it on every write otherwise).
+    policies_stale: bool,
     secrets: BTreeMap<String, Arc<SecretSpec>>,
     /// The context of the last commit, shared by every generation of its epoch.
     context: Arc<MeshContext>,
@@ -69,7 +74,7 @@ impl MeshState {
     pub fn set_policy(&mut self, kind: ResourceType, name: &str, policy: Option<Resource>) {
         let id = (kind, name.to_string());
         match policy {
-            Some(policy) => self.policies.insert(id.clone(), policy),
+            Some(policy) => self.policies.insert(id.clone(), Arc::new(policy)),
             None => self.policies.remove(&id),
         };
         self.pending.policies.insert(id);
@@ -94,9 +99,29 @@ impl MeshState {
         self.pending.dataplanes.insert(name.to_string());
     }
 
-    /// Builds the next context from what changed since the last commit; `encoded` counts the
-    /// services whose assignment had to be encoded again. `None` when nothing changed.
-    pub fn commit(&mut self, name: &str, encoded: &mut u64) -> Option<Touched> {
+    /// Brings the context's policies up to date, before a dataplane of the mesh connects.
+    pub fn refresh(&mut self, stats: &mut CacheStats) {
+        if self.policies_stale {
+            stats.policy_lists += 1;
+            self.policies_stale = false;
+            let context =
+                MeshContext::clone(&self.context).with_shared_policies(self.policy_list());
+            self.context = Arc::new(context);
+        }
+    }
+
+    fn policy_list(&self) -> Vec<Arc<Resource>> {
+        self.policies.values().cloned().collect()
+    }
+
+    /// Builds the next context from what changed since the last commit (counted in `stats`);
+    /// `connected`: whether a dataplane of the mesh is connected. `None` when nothing changed.
+    pub fn commit(
+        &mut self,
+        name: &str,
+        stats: &mut CacheStats,
+        connected: bool,
+    ) -> Option<Touched> {
         let mut touched = std::mem::take(&mut self.pending);
         let recount = std::mem::take(&mut self.recount);
         if !touched.mesh_wide && touched.dataplanes.is_empty() && touched.policies.is_empty() {
@@ -130,7 +155,7 @@ impl MeshState {
             if current.is_some_and(|c| c.same_as(endpoints.clone())) {
                 continue;
             }
-            *encoded += 1;
+            stats.assignments_encoded += 1;
             let instances = Arc::new(ServiceInstances::new(&service, endpoints));
             changed.push((service, Some(instances)));
         }
@@ -145,8 +170,11 @@ impl MeshState {
             .map(|(service, _)| service.clone())
             .collect();
         let mut context = context.with_services(changed);
-        if !touched.policies.is_empty() {
-            context = context.with_policies(self.policies.values().cloned().collect());
+        self.policies_stale |= !touched.policies.is_empty();
+        if self.policies_stale && connected {
+            self.policies_stale = false;
+            stats.policy_lists += 1;
+            context = context.with_shared_policies(self.policy_list());
         }
         self.offered_by.retain(|_, names| !names.is_empty());
         self.context = Arc::new(context);

@@ -41,6 +41,8 @@ pub struct CacheStats {
     pub assignments_encoded: u64,
     /// Streams woken with a new config.
     pub pushed: u64,
+    /// Lists of a mesh's policies built for its dataplanes' configs.
+    pub policy_lists: u64,
 }
 
 struct NodeEntry {
@@ -62,6 +64,8 @@ struct Inner {
     /// The version of every resource in the view, so a listing again applies only what differs.
     known: HashMap<ResourceKey, Version>,
     nodes: HashMap<NodeId, NodeEntry>,
+    /// Connected dataplanes by mesh.
+    connected: HashMap<String, usize>,
     stats: CacheStats,
 }
 
@@ -103,8 +107,13 @@ impl SnapshotCache {
             }
             let (tx, rx) = watch::channel(None);
             inner.nodes.insert(node.clone(), NodeEntry { tx, streams: 1, inputs: None, epoch: 0 });
+            *inner.connected.entry(node.mesh.clone()).or_default() += 1;
             if !inner.synced {
                 return rx;
+            }
+            let Inner { meshes, stats, .. } = &mut *inner;
+            if let Some(mesh) = meshes.get_mut(&node.mesh) {
+                mesh.refresh(stats);
             }
             (rx, job_for(&inner, node, JobKind::Full))
         };
@@ -119,6 +128,9 @@ impl SnapshotCache {
             entry.streams -= 1;
             if entry.streams == 0 {
                 inner.nodes.remove(node);
+                if let Some(count) = inner.connected.get_mut(&node.mesh) {
+                    *count -= 1;
+                }
                 self.identities.forget(node);
             }
         }
@@ -289,12 +301,13 @@ fn install(inner: &mut Inner, done: Done) {
 /// Commits the gathered changes of `meshes` into new contexts, one epoch for all of them.
 fn commit(inner: &mut Inner, meshes: &[String]) -> BTreeMap<String, Touched> {
     inner.epoch += 1;
-    let mut encoded = 0;
+    let Inner { meshes: states, connected, stats, .. } = inner;
     let mut committed = BTreeMap::new();
     for name in meshes {
-        match inner.meshes.get_mut(name) {
+        match states.get_mut(name) {
             Some(mesh) => {
-                if let Some(touched) = mesh.commit(name, &mut encoded) {
+                let connected = connected.get(name).is_some_and(|n| *n > 0);
+                if let Some(touched) = mesh.commit(name, stats, connected) {
                     committed.insert(name.clone(), touched);
                 }
             }
@@ -304,7 +317,6 @@ fn commit(inner: &mut Inner, meshes: &[String]) -> BTreeMap<String, Touched> {
             }
         }
     }
-    inner.stats.assignments_encoded += encoded;
     committed
 }
 

@@ -225,3 +225,36 @@ fn listing_again_applies_only_what_differs() {
     assert!(fleet.others[0].borrow().is_none(), "other-0's Dataplane is gone");
     assert_eq!(woken(&fleet.others[1..]), 0);
 }
+
+#[test]
+fn policies_written_while_no_dataplane_is_connected_are_listed_once_when_one_connects() {
+    let cache = SnapshotCache::new(None);
+    cache.reset(vec![
+        resource(json!({"type": "Mesh", "name": "default"})),
+        dataplane("c-1", "c", 9020, &[]),
+    ]);
+    for i in 0..50 {
+        upsert(
+            &cache,
+            resource(json!({
+                "type": "TrafficPermission", "mesh": "default", "name": format!("p-{i}"),
+                "sources": [{"match": {"service": format!("s-{i}")}}],
+                "destinations": [{"match": {"service": "c"}}],
+            })),
+        );
+    }
+    assert_eq!(cache.stats().policy_lists, 0, "no dataplane connected: no list to build");
+    let watch = cache.subscribe(&NodeId::new("default", "c-1"));
+    assert_eq!(cache.stats().policy_lists, 1);
+    let config = watch.borrow().clone().expect("a config");
+    assert_eq!(config.get(XdsType::Listener).resources.len(), 1, "c-1's inbound");
+    upsert(
+        &cache,
+        resource(json!({
+            "type": "TrafficPermission", "mesh": "default", "name": "p-50",
+            "sources": [{"match": {"service": "s-50"}}],
+            "destinations": [{"match": {"service": "c"}}],
+        })),
+    );
+    assert_eq!(cache.stats().policy_lists, 2, "with c-1 connected, a change lists them again");
+}

@@ -98,7 +98,7 @@ pub struct MeshContext {
     /// The mesh's CA when mTLS is on and the CA is available.
     ca: Option<Arc<MeshCa>>,
     /// Every policy of the mesh.
-    policies: Arc<Vec<Resource>>,
+    policies: Arc<Vec<Arc<Resource>>>,
 }
 
 impl MeshContext {
@@ -131,7 +131,12 @@ impl MeshContext {
     }
 
     /// The same context with the mesh's policies.
-    pub fn with_policies(mut self, policies: Vec<Resource>) -> MeshContext {
+    pub fn with_policies(self, policies: Vec<Resource>) -> MeshContext {
+        self.with_shared_policies(policies.into_iter().map(Arc::new).collect())
+    }
+
+    /// The same context with the mesh's policies, shared with the cache's view.
+    pub fn with_shared_policies(mut self, policies: Vec<Arc<Resource>>) -> MeshContext {
         self.policies = Arc::new(policies);
         self
     }
@@ -168,7 +173,7 @@ impl MeshContext {
 
     /// The mesh's policies by type, for selection.
     pub fn policies(&self) -> MeshPolicies<'_> {
-        MeshPolicies::from_resources(self.policies.iter())
+        MeshPolicies::from_resources(self.policies.iter().map(Arc::as_ref))
     }
 
     /// The encoded `ClusterLoadAssignment` of `service`'s cluster (empty when it has no
