@@ -40,9 +40,15 @@ fn enabling_builtin_mtls_on_a_replicated_cluster_generates_one_ca_secret_without
     let mut cluster = KumaCpCluster::must_start(3);
     let leader = cluster.must_wait_for_leader(Duration::from_secs(15));
     let follower = (0..3).find(|i| *i != leader).unwrap();
-    let reply =
-        http_request(cluster.peers[follower].api_port, "PUT", "/meshes/default", Some(MTLS_MESH))
-            .unwrap();
+    let port = cluster.peers[follower].api_port;
+    // The new leader creates the default mesh: a PUT racing that creation is refused with 409
+    // and "retry", as it should be; here the mesh is changed once it exists, as a user would.
+    try_poll_until(Duration::from_secs(15), || match must_get(port, "/meshes/default") {
+        (200, _) => Ok(()),
+        other => Err(other),
+    })
+    .expect("the leader creates the default mesh");
+    let reply = http_request(port, "PUT", "/meshes/default", Some(MTLS_MESH)).unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     for peer in &cluster.peers {
         let body = must_see_ca_secret(peer.api_port);
