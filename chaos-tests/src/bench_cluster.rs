@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::chaos::{pick_ports, ApiClient, ChaosError, ChaosPeer, RaftStatus};
+use crate::chaos::{
+    pick_ports, work_dir, write_certs, ApiClient, ChaosError, ChaosPeer, RaftStatus,
+};
 use crate::proc_stats;
 
 /// How long a started peer may take to answer `/ready`.
@@ -46,22 +48,7 @@ impl BenchCluster {
         if config.peers == 0 {
             return Err(ChaosError::Invalid("a cluster of 0 peers".to_string()));
         }
-        let (dir, temp) = match &config.dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| ChaosError::Io {
-                    what: format!("create {}", dir.display()),
-                    source,
-                })?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp =
-                    tempfile::Builder::new().prefix("kuma-bench-").tempdir().map_err(|source| {
-                        ChaosError::Io { what: "create a temp dir".into(), source }
-                    })?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
+        let (dir, temp) = work_dir(config.dir.as_deref(), "kuma-bench-")?;
         let ids: Vec<u64> = (1..=config.peers as u64).collect();
         write_certs(&config.kuma_cp, &dir.join("certs"), &ids)?;
         let ports = (0..config.peers).map(|_| pick_ports()).collect::<Result<Vec<_>, _>>()?;
@@ -307,20 +294,4 @@ impl BenchCluster {
             statuses,
         }
     }
-}
-
-/// `kuma-cp raft certs --ids ...`: the cluster CA in `dir` (made once, then reused) and a
-/// certificate for each id.
-fn write_certs(kuma_cp: &Path, dir: &Path, ids: &[u64]) -> Result<(), ChaosError> {
-    let ids = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let out = std::process::Command::new(kuma_cp)
-        .args(["raft", "certs", "--dir"])
-        .arg(dir)
-        .args(["--ids", &ids])
-        .output()
-        .map_err(|source| ChaosError::Spawn { binary: kuma_cp.to_path_buf(), source })?;
-    if !out.status.success() {
-        return Err(ChaosError::Certs(String::from_utf8_lossy(&out.stderr).into_owned()));
-    }
-    Ok(())
 }

@@ -71,24 +71,10 @@ impl ChaosCluster {
         if config.peers < 2 {
             return Err(ChaosError::Invalid(format!("{} peers: at least 2", config.peers)));
         }
-        let (dir, temp) = match &config.dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| ChaosError::Io {
-                    what: format!("create {}", dir.display()),
-                    source,
-                })?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp =
-                    tempfile::Builder::new().prefix("kuma-chaos-").tempdir().map_err(|source| {
-                        ChaosError::Io { what: "create a temp dir".into(), source }
-                    })?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
+        let (dir, temp) = work_dir(config.dir.as_deref(), "kuma-chaos-")?;
         let certs = dir.join("certs");
-        write_certs(&config.kuma_cp, &certs, config.peers)?;
+        let ids: Vec<u64> = (1..=config.peers as u64).collect();
+        write_certs(&config.kuma_cp, &certs, &ids)?;
 
         let ports = (0..config.peers).map(|_| pick_ports()).collect::<Result<Vec<_>, _>>()?;
         let mut proxies = BTreeMap::new();
@@ -439,9 +425,34 @@ impl ChaosCluster {
     }
 }
 
-/// `kuma-cp raft certs`: the cluster CA and a certificate for each peer.
-fn write_certs(kuma_cp: &Path, dir: &Path, peers: usize) -> Result<(), ChaosError> {
-    let ids = (1..=peers).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+/// The directory a cluster keeps its certificates, data and logs in: `dir` (made if missing), or
+/// a temporary one named `prefix…`, removed when the returned guard is dropped.
+pub(crate) fn work_dir(
+    dir: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), ChaosError> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| ChaosError::Io {
+                what: format!("create {}", dir.display()),
+                source,
+            })?;
+            Ok((dir.to_path_buf(), None))
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|source| ChaosError::Io { what: "create a temp dir".into(), source })?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
+}
+
+/// `kuma-cp raft certs --ids ...`: the cluster CA in `dir` (made once, then reused) and a
+/// certificate for each id.
+pub(crate) fn write_certs(kuma_cp: &Path, dir: &Path, ids: &[u64]) -> Result<(), ChaosError> {
+    let ids = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let out = std::process::Command::new(kuma_cp)
         .args(["raft", "certs", "--dir"])
         .arg(dir)

@@ -26,6 +26,7 @@ pub use checker::{
     check_linearizability, is_linearizable, lost_writes, minority_acks, sent_to_minority,
     LinearizabilityReport, PartitionWindow,
 };
+pub(crate) use cluster::{work_dir, write_certs};
 pub use cluster::{ChaosCluster, ClusterConfig, SmallDiskConfig};
 pub use disk::SmallDisk;
 pub use error::ChaosError;
