@@ -326,7 +326,7 @@ fn plan(inner: &Inner, committed: &BTreeMap<String, Touched>, hook: bool) -> Vec
     let mut jobs = Vec::new();
     for (node, entry) in &inner.nodes {
         let Some(touched) = committed.get(&node.mesh) else { continue };
-        let (Some(inputs), Some(previous)) = (&entry.inputs, entry.tx.borrow().clone()) else {
+        let Some(inputs) = &entry.inputs else {
             jobs.push(job_for(inner, node, JobKind::Full));
             continue;
         };
@@ -344,10 +344,12 @@ fn plan(inner: &Inner, committed: &BTreeMap<String, Touched>, hook: bool) -> Vec
                 && reached
                     .iter()
                     .all(|s| !inputs.subsets.contains(s) && !touched.protocol_changed.contains(s));
-            let kind = if swappable {
-                JobKind::SwapAssignments { previous, inputs: inputs.clone(), services: reached }
-            } else {
-                JobKind::Full
+            let previous = if swappable { entry.tx.borrow().clone() } else { None };
+            let kind = match previous {
+                Some(previous) => {
+                    JobKind::SwapAssignments { previous, inputs: inputs.clone(), services: reached }
+                }
+                None => JobKind::Full,
             };
             jobs.push(job_for(inner, node, kind));
         } else if !touched.policies.is_empty() {
