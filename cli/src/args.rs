@@ -38,6 +38,9 @@ pub enum Command {
     Get(GetArgs),
     /// Delete Kuma resources
     Delete(DeleteArgs),
+    /// Print every Mesh, Dataplane and policy as YAML that `kumactl apply -f` restores into an
+    /// empty control plane
+    Export(ExportArgs),
     /// Inspect Kuma resources
     #[command(subcommand)]
     Inspect(InspectCommand),
@@ -103,6 +106,20 @@ pub struct GetArgs {
     /// The offset of the page to fetch, as printed by a previous paged `get`
     #[arg(long)]
     pub offset: Option<String>,
+}
+
+/// `kumactl export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = ExportFormat::Yaml)]
+    pub output: ExportFormat,
+}
+
+/// How `export` prints the state: one multi-document YAML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Yaml,
 }
 
 /// `kumactl delete`.

@@ -29,6 +29,8 @@ pub enum CliError {
     Install(#[from] crate::install::InstallError),
     #[error(transparent)]
     Snapshot(#[from] crate::raft_snapshot::SnapshotError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
     /// `config control-planes add` reached something that is not a Kuma control plane.
     #[error(
         "{url} is not a Kuma Control Plane API Server ({reason}); check the address, \

@@ -18,6 +18,7 @@ use crate::cluster::{add_peer, inspect_control_planes, remove_peer, transfer_lea
 use crate::config::{Config, ControlPlane, DEFAULT_MESH};
 use crate::delete::delete;
 use crate::error::CliError;
+use crate::export::export;
 use crate::generate::{generate_dataplane_token, generate_signing_key, generate_user_token};
 use crate::get::get;
 use crate::inspect::{inspect_dataplane_config_dump, inspect_dataplanes, inspect_meshes};
@@ -84,6 +85,10 @@ impl<'io> Kumactl<'io> {
             Command::Delete(args) => {
                 let (client, mesh) = self.connect()?;
                 delete(&client, &mesh, args.resource_type, &args.name, self.out).await
+            }
+            Command::Export(args) => {
+                let (client, _) = self.connect()?;
+                export(&client, args, self.out).await
             }
             Command::Inspect(InspectCommand::Dataplanes {
                 name: Some(name),

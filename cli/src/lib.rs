@@ -1,5 +1,5 @@
 //! kumactl: the user CLI of kuma-rs. It owns the command line (`apply`, `get`, `delete`,
-//! `inspect`, `generate`, `install`, `raft`, `config`, `version`, `completion`), the
+//! `export`, `inspect`, `generate`, `install`, `raft`, `config`, `version`, `completion`), the
 //! `~/.kumactl/config` file, the REST client, mustache templating of applied files, the
 //! table/YAML/JSON printers, and the Kubernetes install manifests (`install crds`,
 //! `install control-plane`), built as plain JSON values: kumactl never links kube.
@@ -16,6 +16,7 @@ mod cluster;
 mod config;
 mod delete;
 mod error;
+mod export;
 mod generate;
 mod get;
 mod inspect;

@@ -1,0 +1,218 @@
+//! `kumactl export [-o yaml]`: the state users wrote, as one multi-document YAML that
+//! `kumactl apply -f` restores into an empty control plane of any store type.
+//!
+//! Order: every Mesh (by name) first, since everything else lives in one; then, mesh by mesh (by
+//! name), its Dataplanes and each policy type in the registry's order, each by name. Left out:
+//! status the control plane writes itself (DataplaneInsights), and Secrets and GlobalSecrets,
+//! whose contents the API never serves (a Secret without its bytes cannot be applied). Each
+//! resource is written as a user would write it (`type`, `mesh`, `name`, then the spec), without
+//! the server's timestamps, so two exports of the same state are byte-identical. Nothing is
+//! written before every list has been read to its last page: a failure leaves no partial file.
+
+use std::io::Write;
+
+use kuma_model::{parse_resource, ResourceType, Spec};
+use serde_json::Value;
+
+use crate::args::{ExportArgs, ExportFormat};
+use crate::client::{ApiClient, ClientError};
+use crate::error::CliError;
+
+/// Why `export` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A list could not be read; the API's answer (or why there was none) is the source.
+    #[error("could not list {what}, so nothing was exported")]
+    List {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    /// The API answered something that is not a resource of the listed type.
+    #[error("could not read {what} from the API, so nothing was exported: {reason}")]
+    Unexpected { what: String, reason: String },
+    /// The API never shows an inline CA key, so the exported Mesh would be refused on apply.
+    #[error(
+        "Mesh {mesh:?} cannot be exported: the key of its provided CA backend {backend:?} is \
+         given inline, which the API never shows, so the exported Mesh would not apply; give the \
+         key as conf.key.file or conf.key.secret instead, then export again"
+    )]
+    InlineCaKey { mesh: String, backend: String },
+    /// A resource could not be written as YAML.
+    #[error("could not write {what} as YAML: {reason}")]
+    Yaml { what: String, reason: String },
+}
+
+/// Runs `export` against `client`, writing the YAML to `out` once all of it has been read.
+pub(crate) async fn export(
+    client: &ApiClient,
+    args: ExportArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let ExportFormat::Yaml = args.output;
+    let resources = fetch(client).await?;
+    let text = render(&resources)?;
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The types exported in every mesh, in the registry's order: Dataplanes and every policy.
+/// Reading `is_policy` from the registry means a new policy type is exported without a change
+/// here.
+pub(crate) fn mesh_types() -> impl Iterator<Item = ResourceType> {
+    ResourceType::all().filter(|t| {
+        t.is_mesh_scoped() && (*t == ResourceType::Dataplane || t.descriptor().is_policy)
+    })
+}
+
+/// One exported resource: its canonical REST form, and comments written above it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Exported {
+    pub(crate) value: Value,
+    pub(crate) notes: Vec<String>,
+}
+
+/// Every Mesh, then each mesh's resources, in export order.
+async fn fetch(client: &ApiClient) -> Result<Vec<Exported>, ExportError> {
+    let meshes = list(client, ResourceType::Mesh, None).await?;
+    let names: Vec<String> = meshes.iter().map(|m| name_of(&m.value).to_string()).collect();
+    let mut resources = meshes;
+    for mesh in &names {
+        for resource_type in mesh_types() {
+            resources.extend(list(client, resource_type, Some(mesh)).await?);
+        }
+    }
+    Ok(resources)
+}
+
+fn what(resource_type: ResourceType, mesh: Option<&str>) -> String {
+    match mesh {
+        Some(mesh) => format!("the {}s of mesh {mesh:?}", resource_type.name()),
+        None => format!("the {}es", resource_type.name()),
+    }
+}
+
+/// Every resource of `resource_type` (in `mesh`), every page, canonical and sorted by name.
+async fn list(
+    client: &ApiClient,
+    resource_type: ResourceType,
+    mesh: Option<&str>,
+) -> Result<Vec<Exported>, ExportError> {
+    let segments = ApiClient::collection(resource_type, mesh.unwrap_or_default());
+    let fetched = client
+        .list_all(&segments, &[])
+        .await
+        .map_err(|source| ExportError::List { what: what(resource_type, mesh), source })?;
+    let mut items = fetched
+        .items
+        .into_iter()
+        .map(|item| canonical(resource_type, mesh, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    items.sort_by(|a, b| name_of(&a.value).cmp(name_of(&b.value)));
+    // Paging over a state that changes may hand out one resource twice.
+    items.dedup_by(|a, b| name_of(&a.value) == name_of(&b.value));
+    Ok(items)
+}
+
+fn name_of(value: &Value) -> &str {
+    value.get("name").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A listed item as a user would write it: read as a resource of `resource_type` in `mesh`,
+/// then written back without what the server adds.
+pub(crate) fn canonical(
+    resource_type: ResourceType,
+    mesh: Option<&str>,
+    item: Value,
+) -> Result<Exported, ExportError> {
+    let unexpected = |reason: String| ExportError::Unexpected {
+        what: format!("{} {:?}", resource_type.name(), name_of(&item)),
+        reason,
+    };
+    let input = parse_resource(item.clone()).map_err(|e| unexpected(e.to_string()))?;
+    if input.key.resource_type != resource_type || input.key.mesh.as_deref() != mesh {
+        return Err(unexpected(format!(
+            "the list of {} holds {}",
+            what(resource_type, mesh),
+            input.key
+        )));
+    }
+    let mut notes = Vec::new();
+    if let Spec::Mesh(spec) = &input.spec {
+        for backend in spec.mtls.iter().flat_map(|m| &m.backends) {
+            if backend.kind != "provided" {
+                continue;
+            }
+            let key = backend.conf.as_ref().and_then(|c| c.key.as_ref());
+            if key.is_none_or(|k| k.file.is_none() && k.secret.is_none() && k.inline.is_none()) {
+                return Err(ExportError::InlineCaKey {
+                    mesh: input.key.name.clone(),
+                    backend: backend.name.clone(),
+                });
+            }
+            let conf = backend.conf.iter();
+            for secret in conf.flat_map(|c| [&c.cert, &c.key]).flatten().flat_map(|s| &s.secret) {
+                notes.push(format!(
+                    "The CA backend {:?} reads the Secret {secret:?}, which export leaves out: \
+                     create it in this mesh before dataplanes connect.",
+                    backend.name
+                ));
+            }
+        }
+    }
+    Ok(Exported { value: input.to_rest_json(), notes })
+}
+
+/// The multi-document YAML of `resources`, in their order.
+pub(crate) fn render(resources: &[Exported]) -> Result<String, ExportError> {
+    let mut text = String::new();
+    for (i, resource) in resources.iter().enumerate() {
+        if i > 0 {
+            text.push_str("---\n");
+        }
+        for note in &resource.notes {
+            text.push_str(&format!("# {note}\n"));
+        }
+        text.push_str(&document(&resource.value)?);
+    }
+    Ok(text)
+}
+
+/// One resource as YAML. `apply` fills in `{{ variables }}` before it reads YAML, so a resource
+/// holding `{{` in a string (a log format, say) would not apply as written: that one is written
+/// as a JSON document (JSON is YAML), every `{` inside its strings escaped as `\u007b`.
+fn document(value: &Value) -> Result<String, ExportError> {
+    let yaml_error = |reason: String| ExportError::Yaml {
+        what: format!(
+            "{} {:?}",
+            value.get("type").and_then(Value::as_str).unwrap_or_default(),
+            name_of(value)
+        ),
+        reason,
+    };
+    let yaml = serde_yaml::to_string(value).map_err(|e| yaml_error(e.to_string()))?;
+    if !yaml.contains("{{") {
+        return Ok(yaml);
+    }
+    let json = serde_json::to_string(value).map_err(|e| yaml_error(e.to_string()))?;
+    let mut escaped = String::with_capacity(json.len() + 16);
+    let (mut in_string, mut after_backslash) = (false, false);
+    for c in json.chars() {
+        match c {
+            '{' if in_string => escaped.push_str("\\u007b"),
+            _ => escaped.push(c),
+        }
+        if in_string && after_backslash {
+            after_backslash = false;
+        } else if in_string && c == '\\' {
+            after_backslash = true;
+        } else if c == '"' {
+            in_string = !in_string;
+        }
+    }
+    escaped.push('\n');
+    Ok(escaped)
+}
+
+#[cfg(test)]
+mod tests;
