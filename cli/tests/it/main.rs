@@ -4,6 +4,7 @@
 
 mod apply;
 mod config;
+mod export;
 mod get_delete;
 mod identity;
 mod inspect;

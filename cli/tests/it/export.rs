@@ -1,0 +1,316 @@
+//! `kumactl export`: a filled control plane exported, applied to an empty 3-peer Raft cluster and
+//! exported again gives the same bytes and the same `get` of every type; more than one page of
+//! Dataplanes; a viewer's export; a refused token and an unreachable control plane.
+
+use std::time::Duration;
+
+use kuma_test_support::{poll_until, KumaCp, KumaCpCluster};
+use serde_json::Value;
+
+use crate::support::{Ctl, CLOSED_URL};
+
+/// How long a fresh cluster may take to elect a leader.
+const ELECTION: Duration = Duration::from_secs(10);
+
+/// More than one page of the API's default page size (100).
+const DATAPLANES: usize = 130;
+
+/// The mesh-scoped types export writes, as `kumactl get` names them.
+const MESH_TYPES: &[&str] = &[
+    "dataplanes",
+    "traffic-permissions",
+    "traffic-routes",
+    "health-checks",
+    "traffic-traces",
+    "traffic-logs",
+    "proxytemplates",
+];
+
+const MESHES: &str = "type: Mesh
+name: demo
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+---
+type: Mesh
+name: logs
+logging:
+  defaultBackend: file
+  backends:
+  - name: file
+    type: file
+    format: '{{ format }}'
+    conf:
+      path: /tmp/kuma-export-test.log
+---
+type: Mesh
+name: empty
+";
+
+/// One policy of every type, in `mesh`.
+fn policies(mesh: &str) -> String {
+    format!(
+        "type: TrafficPermission
+mesh: {mesh}
+name: allow-all
+sources:
+- match:
+    service: '*'
+destinations:
+- match:
+    service: '*'
+---
+type: TrafficRoute
+mesh: {mesh}
+name: canary
+sources:
+- match:
+    service: backend
+destinations:
+- match:
+    service: redis
+conf:
+- weight: 90
+  destination:
+    service: redis
+    version: v1
+- weight: 10
+  destination:
+    service: redis
+    version: v2
+---
+type: HealthCheck
+mesh: {mesh}
+name: redis-check
+sources:
+- match:
+    service: '*'
+destinations:
+- match:
+    service: redis
+conf:
+  activeChecks:
+    interval: 1s
+    timeout: 500ms
+    unhealthyThreshold: 2
+    healthyThreshold: 1
+---
+type: TrafficTrace
+mesh: {mesh}
+name: trace-web
+selectors:
+- match:
+    service: web
+---
+type: TrafficLog
+mesh: {mesh}
+name: all
+sources:
+- match:
+    service: '*'
+destinations:
+- match:
+    service: '*'
+---
+type: ProxyTemplate
+mesh: {mesh}
+name: default-only
+selectors:
+- match:
+    service: '*'
+conf:
+  imports:
+  - default-proxy
+"
+    )
+}
+
+/// `count` Dataplanes `web-000`... in `mesh`, named so that their order by name is not the
+/// order they were written in.
+fn dataplanes(mesh: &str, count: usize) -> String {
+    (0..count)
+        .rev()
+        .map(|i| {
+            format!(
+                "type: Dataplane\nmesh: {mesh}\nname: web-{i:03}\nnetworking:\n  inbound:\n  \
+                 - interface: 127.0.0.1:{}:{}\n    tags:\n      service: web\n      \
+                 version: v{}\n",
+                10000 + i,
+                20000 + i,
+                i % 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Meshes (one with a builtin CA, one whose log format holds `{{`), every policy type in two
+/// meshes, and more than a page of Dataplanes.
+fn must_fill(ctl: &Ctl) {
+    let meshes = ctl.must_write_file("meshes.yaml", MESHES);
+    // `{{ upstream }}` reaches the store as written: a variable's value is not rendered again.
+    ctl.must_run(&["apply", "-f", &meshes, "-v", "format=[%START_TIME%] {{ upstream }}"]);
+    let rest = [
+        policies("default"),
+        policies("demo"),
+        dataplanes("demo", DATAPLANES),
+        dataplanes("default", 2),
+    ]
+    .join("---\n");
+    let file = ctl.must_write_file("rest.yaml", &rest);
+    ctl.must_run(&["apply", "-f", &file]);
+}
+
+/// `kumactl get TYPE [-m MESH] -o json` without the server's timestamps.
+fn must_get(ctl: &Ctl, resource_type: &str, mesh: &str) -> Value {
+    let out = ctl.must_run(&["get", resource_type, "--mesh", mesh, "-o", "json"]);
+    let mut list: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    for item in list["items"].as_array_mut().expect("a list") {
+        let item = item.as_object_mut().expect("an object");
+        assert!(item.remove("creationTime").is_some() && item.remove("modificationTime").is_some());
+    }
+    list
+}
+
+/// The `type: X` lines that open documents, in order.
+fn document_types(export: &str) -> Vec<String> {
+    let mut types = Vec::new();
+    let mut starts = true;
+    for line in export.lines() {
+        if line == "---" {
+            starts = true;
+        } else if starts && !line.starts_with('#') {
+            let t = line.strip_prefix("type: ").or_else(|| {
+                line.strip_prefix("{\"type\":\"").and_then(|rest| rest.split('"').next())
+            });
+            types.push(
+                t.unwrap_or_else(|| panic!("a document starts with its type: {line}")).to_string(),
+            );
+            starts = false;
+        }
+    }
+    types
+}
+
+#[test]
+fn an_export_applied_to_an_empty_raft_cluster_exports_the_same_bytes_and_gets() {
+    let source = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&source);
+    must_fill(&ctl);
+
+    let state = ctl.must_run(&["export"]);
+
+    let types = document_types(&state);
+    assert_eq!(&types[..4], ["Mesh"; 4], "every Mesh first: {types:?}");
+    assert!(!types[4..].contains(&"Mesh".to_string()), "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "Dataplane").count(), DATAPLANES + 2);
+    assert_eq!(types.len(), 4 + DATAPLANES + 2 + 2 * 6, "{types:?}");
+    assert!(
+        state.starts_with("type: Mesh\nname: default\n---\ntype: Mesh\nname: demo\n"),
+        "{state}"
+    );
+    assert!(!state.contains("creationTime") && !state.contains("modificationTime"));
+    assert!(!state.contains("{{"), "apply would read {{ as a variable");
+    let web_000 = state.find("name: web-000\n").expect("web-000");
+    assert!(web_000 < state.find("name: web-001\n").expect("web-001"), "by name");
+    assert_eq!(ctl.must_run(&["export", "-o", "yaml"]), state, "the same state, the same bytes");
+
+    let mut cluster = KumaCpCluster::must_start(3);
+    let leader = cluster.must_wait_for_leader(ELECTION);
+    let target = Ctl::for_cp(&cluster.peers[(leader + 1) % 3]);
+    let file = target.must_write_file("state.yaml", &state);
+    assert_eq!(target.must_run(&["apply", "-f", &file]), "");
+
+    assert_eq!(target.must_run(&["export"]), state);
+    assert_eq!(must_get(&target, "meshes", "default"), must_get(&ctl, "meshes", "default"));
+    for mesh in ["default", "demo", "logs", "empty"] {
+        for resource_type in MESH_TYPES {
+            assert_eq!(
+                must_get(&target, resource_type, mesh),
+                must_get(&ctl, resource_type, mesh),
+                "{resource_type} in {mesh}"
+            );
+        }
+    }
+    let logs = must_get(&target, "meshes", "default");
+    let logs = logs["items"].as_array().unwrap().iter().find(|m| m["name"] == "logs").unwrap();
+    assert_eq!(logs["logging"]["backends"][0]["format"], "[%START_TIME%] {{ upstream }}");
+    // The restored mesh with a builtin CA gets one from the cluster's leader.
+    poll_until(Duration::from_secs(20), "the demo mesh's CA on the new cluster", || {
+        let secrets = target.must_run(&["get", "secrets", "--mesh", "demo"]);
+        if secrets.contains("demo.ca-builtin-ca-1") {
+            Ok(())
+        } else {
+            Err(secrets)
+        }
+    });
+}
+
+#[test]
+fn a_viewer_exports_the_same_as_an_admin_and_a_refused_token_writes_nothing() {
+    let cp = KumaCp::must_start();
+    let admin = Ctl::for_cp(&cp);
+    admin.must_apply(&policies("default"));
+    admin.must_apply(&dataplanes("default", 3));
+    let state = admin.must_run(&["export"]);
+    let token = admin.must_run(&[
+        "generate",
+        "user-token",
+        "--name",
+        "auditor",
+        "--group",
+        "auditors",
+        "--valid-for",
+        "1h",
+    ]);
+
+    let viewer = Ctl::new();
+    viewer.must_run(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "cp",
+        "--address",
+        &cp.api_url(),
+        "--auth-type",
+        "tokens",
+        "--auth-conf",
+        &format!("token={}", token.trim()),
+    ]);
+    let refused = viewer.run_with_stdin(&["apply", "-f", "-"], &dataplanes("default", 1));
+    assert!(refused.must_fail().contains("may only read"), "the token is a viewer's");
+    assert_eq!(viewer.must_run(&["export"]), state);
+
+    let config = std::fs::read_to_string(viewer.config_path()).unwrap();
+    std::fs::write(viewer.config_path(), config.replace(token.trim(), "not-a-token")).unwrap();
+    let run = viewer.run(&["export"]);
+    assert_eq!(run.stdout, "", "nothing is written");
+    let stderr = run.must_fail();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("Error: could not list the Meshes, so nothing was exported: ")
+            && stderr.contains("user token is not valid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_control_plane_is_one_line_naming_it_and_nothing_is_written() {
+    let ctl = Ctl::for_url(CLOSED_URL);
+
+    let run = ctl.run(&["export"]);
+
+    assert_eq!(run.stdout, "");
+    let stderr = run.must_fail();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("could not list the Meshes, so nothing was exported")
+            && stderr
+                .contains("could not reach the Control Plane API Server at http://127.0.0.1:1/")
+            && stderr.contains("check that kuma-cp is running there"),
+        "{stderr}"
+    );
+}
