@@ -150,13 +150,22 @@ pub(crate) fn canonical(
                     backend: backend.name.clone(),
                 });
             }
-            let conf = backend.conf.iter();
-            for secret in conf.flat_map(|c| [&c.cert, &c.key]).flatten().flat_map(|s| &s.secret) {
-                notes.push(format!(
-                    "The CA backend {:?} reads the Secret {secret:?}, which export leaves out: \
-                     create it in this mesh before dataplanes connect.",
-                    backend.name
-                ));
+            let sources = backend.conf.iter().flat_map(|c| [&c.cert, &c.key]).flatten();
+            for source in sources {
+                if let Some(secret) = &source.secret {
+                    notes.push(format!(
+                        "The CA backend {:?} reads the Secret {secret:?}, which export leaves \
+                         out: create it in this mesh before dataplanes connect.",
+                        backend.name
+                    ));
+                }
+                if let Some(file) = &source.file {
+                    notes.push(format!(
+                        "The CA backend {:?} reads the file {file:?} on the control plane's \
+                         host: apply refuses this Mesh where it is missing.",
+                        backend.name
+                    ));
+                }
             }
         }
     }

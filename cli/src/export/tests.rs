@@ -111,3 +111,13 @@ fn a_string_with_double_braces_is_applied_back_as_it_was() {
     let applied = Resolved::from_text(&text, &[], "export").unwrap();
     assert_eq!(applied.resources[1].to_rest_json(), out.value);
 }
+
+#[test]
+fn a_mesh_whose_ca_reads_files_is_exported_with_a_note_naming_them() {
+    let item = json!({"type": "Mesh", "name": "prod", "mtls": {"enabledBackend": "ca-1",
+        "backends": [{"name": "ca-1", "type": "provided",
+            "conf": {"cert": {"file": "/etc/ca.crt"}, "key": {"file": "/etc/ca.key"}}}]}});
+    let out = canonical(ResourceType::Mesh, None, item).unwrap();
+    assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
+    assert!(out.notes[1].contains("the file \"/etc/ca.key\""), "{:?}", out.notes);
+}

@@ -314,3 +314,41 @@ fn an_unreachable_control_plane_is_one_line_naming_it_and_nothing_is_written() {
         "{stderr}"
     );
 }
+
+/// The API never shows a provided CA's inline key, so such a Mesh cannot be restored from an
+/// export: export says so rather than write a file that apply refuses.
+#[test]
+fn a_mesh_with_an_inline_ca_key_is_refused_naming_it_and_nothing_is_written() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_str().unwrap();
+    let out = std::process::Command::new(kuma_test_support::bin_path("kuma-cp"))
+        .args(["raft", "certs", "--dir", dir, "--ids", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let indent = |file: &str| {
+        let pem = std::fs::read_to_string(certs.path().join(file)).unwrap();
+        pem.lines().map(|l| format!("          {l}\n")).collect::<String>()
+    };
+    ctl.must_apply(&format!(
+        "type: Mesh\nname: prod\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    \
+         type: provided\n    conf:\n      cert:\n        inline: |\n{}      key:\n        \
+         inline: |\n{}",
+        indent("ca.crt"),
+        indent("ca.key")
+    ));
+
+    let run = ctl.run(&["export"]);
+
+    assert_eq!(run.stdout, "");
+    let stderr = run.must_fail();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "Error: Mesh \"prod\" cannot be exported: the key of its provided CA backend \"ca-1\""
+        ) && stderr.contains("conf.key.file or conf.key.secret"),
+        "{stderr}"
+    );
+}
