@@ -40,6 +40,13 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Print every Mesh, Dataplane and policy as YAML that `kumactl apply -f` restores into an
     /// empty control plane
+    #[command(
+        long_about = "Print every Mesh, then each mesh's Dataplanes and policies (by type, then \
+                      name), as one multi-document YAML that `kumactl apply -f FILE` restores into \
+                      an empty control plane of any store type. Secrets are left out: the API \
+                      never serves their contents. So the new control plane makes its own builtin \
+                      mesh CAs and token signing keys: dataplanes need new tokens from it."
+    )]
     Export(ExportArgs),
     /// Inspect Kuma resources
     #[command(subcommand)]
