@@ -41,6 +41,9 @@ pub enum ExportError {
     /// A resource could not be written as YAML.
     #[error("could not write {what} as YAML: {reason}")]
     Yaml { what: String, reason: String },
+    /// The output went away (a closed pipe too): unlike `get`, an export cut short is a failure.
+    #[error("could not write the export, so what was written is incomplete")]
+    Write(#[source] std::io::Error),
 }
 
 /// Runs `export` against `client`, writing the YAML to `out` once all of it has been read.
@@ -52,7 +55,7 @@ pub(crate) async fn export(
     let ExportFormat::Yaml = args.output;
     let resources = fetch(client).await?;
     let text = render(&resources)?;
-    out.write_all(text.as_bytes())?;
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(ExportError::Write)?;
     Ok(())
 }
 

@@ -352,3 +352,30 @@ fn a_mesh_with_an_inline_ca_key_is_refused_naming_it_and_nothing_is_written() {
         "{stderr}"
     );
 }
+
+/// `kumactl get ... | head` exits 0 when head closes the pipe; an export cut short must not.
+#[test]
+fn an_export_into_a_closed_pipe_fails() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(&dataplanes("default", 3));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kumactl"))
+        .arg("--config-file")
+        .arg(ctl.config_path())
+        .arg("export")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before kumactl has read anything from the control plane, so before it writes.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("Error: could not write the export, so what was written is incomplete")
+            && stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
