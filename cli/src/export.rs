@@ -88,10 +88,15 @@ async fn fetch(client: &ApiClient) -> Result<Vec<Exported>, ExportError> {
     Ok(resources)
 }
 
+/// What a list holds, for messages: `the Meshes`, `the Dataplanes of mesh "demo"`.
 fn what(resource_type: ResourceType, mesh: Option<&str>) -> String {
+    let plural = match resource_type {
+        ResourceType::Mesh => "Meshes".to_string(),
+        other => format!("{}s", other.name()),
+    };
     match mesh {
-        Some(mesh) => format!("the {}s of mesh {mesh:?}", resource_type.name()),
-        None => format!("the {}es", resource_type.name()),
+        Some(mesh) => format!("the {plural} of mesh {mesh:?}"),
+        None => format!("the {plural}"),
     }
 }
 
