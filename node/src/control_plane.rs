@@ -18,6 +18,7 @@ use tracing::info;
 
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
+use crate::raft_runtime::RaftRuntime;
 use crate::user_tokens::StoreUserTokens;
 use crate::{identity_api, leader_work, raft_admin, raft_xds_peers, stale_subscriptions};
 
@@ -283,6 +284,8 @@ impl ControlPlane {
         let provided_cert = provided_certificate(config, &control_plane_cert)?;
         let mut advertised_hosts = vec![config.bootstrap_server.params.xds_host.clone()];
         let mut kubernetes: Option<kube::Client> = None;
+        // Declared before the node so that it outlives every use of it in this function.
+        let mut raft_runtime: Option<RaftRuntime> = None;
         let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
         {
             StoreType::Memory => (Arc::new(MemoryStore::new()), None),
@@ -315,7 +318,8 @@ impl ControlPlane {
                 if let Some(address) = XdsAddress::parse(&raft_config.serves.xds_address) {
                     advertised_hosts.push(address.host);
                 }
-                let node = RaftNode::start(raft_config, listener, stopped(stop_rx.clone())).await?;
+                let runtime = raft_runtime.insert(RaftRuntime::new()?);
+                let node = runtime.start(raft_config, listener, stopped(stop_rx.clone())).await?;
                 (Arc::new(RaftStore::new(node.clone())), Some(node))
             }
         };
@@ -529,6 +533,7 @@ impl ControlPlane {
         if let Some(node) = &raft {
             node.shutdown().await;
         }
+        drop(raft_runtime);
         info!("Control Plane stopped");
         Ok(())
     }

@@ -15,6 +15,7 @@ mod kubernetes;
 mod leader_work;
 pub mod peer_certs;
 mod raft_admin;
+mod raft_runtime;
 mod raft_xds_peers;
 mod stale_subscriptions;
 mod user_tokens;
