@@ -13,6 +13,7 @@ pub mod golden;
 mod kube_apiserver;
 mod kuma_cp;
 mod ports;
+mod postgres;
 mod process;
 
 pub use child::{Exited, Proc, Signal};
@@ -23,4 +24,5 @@ pub use eventually::{poll_until, try_poll_until};
 pub use kube_apiserver::KubeApiServer;
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;
+pub use postgres::{PgServer, PG_DATABASE, PG_PASSWORD, PG_USER};
 pub use process::{bin_path, http_get, http_request, http_request_as, https_request, HttpReply};

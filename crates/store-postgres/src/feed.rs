@@ -1,0 +1,251 @@
+//! The change feed: one dedicated `LISTEN kuma_changes` connection per store, and one task that
+//! reads the change log after each notification and broadcasts the events to every watcher of
+//! the store, in revision order and without gaps. Notifications carry no events; the log does.
+//! When the listening connection drops, the task reconnects, listens again, and reads the log from
+//! the last revision it broadcast, so watchers miss nothing; if the log no longer reaches back
+//! that far, they get `Compacted` (list again).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kuma_store::{Revision, StoreError, WatchEvent, WatchStream, HISTORY};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::AbortHandle;
+use tokio_postgres::AsyncMessage;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+
+use crate::connect::Connector;
+use crate::error::{pool_error, store_error};
+use crate::rows::{event_from, CHANGE_COLUMNS};
+use crate::store::CHANNEL;
+
+/// The `application_name` of the listening connection (what `pg_stat_activity` shows).
+pub const LISTEN_APPLICATION_NAME: &str = "kuma-cp listen";
+
+/// Reads the log anyway this often, should a notification ever not arrive.
+const POLL_EVERY: Duration = Duration::from_secs(5);
+
+type FeedItem = Result<WatchEvent, StoreError>;
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The broadcast of one store's changes; its task stops when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    sender: broadcast::Sender<FeedItem>,
+    _task: AbortOnDrop,
+}
+
+impl Feed {
+    /// Starts feeding the changes after `revision`.
+    pub(crate) fn start(
+        pool: deadpool_postgres::Pool,
+        connector: Connector,
+        revision: u64,
+    ) -> Feed {
+        let (sender, _) = broadcast::channel(HISTORY);
+        let task = tokio::spawn(run(pool, connector, sender.clone(), revision));
+        Feed { sender, _task: AbortOnDrop(task.abort_handle()) }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
+        self.sender.subscribe()
+    }
+}
+
+async fn run(
+    pool: deadpool_postgres::Pool,
+    connector: Connector,
+    sender: broadcast::Sender<FeedItem>,
+    mut last: u64,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut caught_up = false;
+        let ended = listen(&pool, &connector, &sender, &mut last, &mut caught_up).await;
+        match ended {
+            Ok(()) => {
+                tracing::warn!("the PostgreSQL change feed's connection closed; reconnecting")
+            }
+            Err(e) => tracing::warn!(error = %e, "the PostgreSQL change feed failed; reconnecting"),
+        }
+        if caught_up {
+            backoff = Duration::from_millis(50);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One listening session: connect, LISTEN, catch up, then catch up after every notification.
+/// Returns when the connection ends or the log cannot be read.
+async fn listen(
+    pool: &deadpool_postgres::Pool,
+    connector: &Connector,
+    sender: &broadcast::Sender<FeedItem>,
+    last: &mut u64,
+    caught_up: &mut bool,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = connector
+        .connect_raw(LISTEN_APPLICATION_NAME)
+        .await
+        .map_err(|e| StoreError::Unavailable { reason: e.to_string() })?;
+    let (notified, mut notifications) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match futures::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if notified.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %crate::error::describe(&e), "the LISTEN connection failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    let _driver = AbortOnDrop(driver.abort_handle());
+    let limit = connector.timeout();
+    let statement = format!("LISTEN {CHANNEL}");
+    let listening = tokio::time::timeout(limit, client.batch_execute(&statement));
+    match listening.await {
+        Ok(result) => result.map_err(store_error)?,
+        Err(_) => return Err(StoreError::Unavailable { reason: "LISTEN did not return".into() }),
+    }
+    // Listening now: whatever committed while nobody listened is in the log.
+    catch_up(pool, limit, sender, last).await?;
+    *caught_up = true;
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.tick().await;
+    loop {
+        tokio::select! {
+            notification = notifications.recv() => {
+                if notification.is_none() {
+                    return Ok(());
+                }
+                while notifications.try_recv().is_ok() {}
+            }
+            _ = poll.tick() => {}
+        }
+        catch_up(pool, limit, sender, last).await?;
+    }
+}
+
+/// Broadcasts every logged change after `last`; when the log no longer reaches back to it,
+/// broadcasts `Compacted` and goes on from the current revision.
+async fn catch_up(
+    pool: &deadpool_postgres::Pool,
+    limit: Duration,
+    sender: &broadcast::Sender<FeedItem>,
+    last: &mut u64,
+) -> Result<(), StoreError> {
+    let read = async {
+        let client = pool.get().await.map_err(pool_error)?;
+        match read_log(&client, *last).await {
+            Ok(events) => Ok(Ok(events)),
+            Err(StoreError::Compacted { requested }) => {
+                let current: i64 = client
+                    .query_one("SELECT revision FROM kuma_revision", &[])
+                    .await
+                    .map_err(store_error)?
+                    .get(0);
+                Ok(Err((requested, current as u64)))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let read = match tokio::time::timeout(limit, read).await {
+        Ok(read) => read?,
+        Err(_) => {
+            return Err(StoreError::Unavailable {
+                reason: "reading the change log timed out".into(),
+            })
+        }
+    };
+    match read {
+        Ok(events) => {
+            for event in events {
+                *last = event.revision.0;
+                // No receivers is fine: nobody is watching.
+                let _ = sender.send(Ok(event));
+            }
+        }
+        Err((requested, current)) => {
+            tracing::warn!(
+                requested,
+                current,
+                "change events were pruned before the feed read them"
+            );
+            let _ = sender.send(Err(StoreError::Compacted { requested }));
+            *last = current;
+        }
+    }
+    Ok(())
+}
+
+/// The logged changes after `from`, in order, or `Compacted` when some of them were pruned.
+pub(crate) async fn read_log(
+    client: &tokio_postgres::Client,
+    from: u64,
+) -> Result<Vec<WatchEvent>, StoreError> {
+    let current: i64 = client
+        .query_one("SELECT revision FROM kuma_revision", &[])
+        .await
+        .map_err(store_error)?
+        .get(0);
+    let sql =
+        format!("SELECT {CHANGE_COLUMNS} FROM kuma_changes WHERE revision > $1 ORDER BY revision");
+    let rows = client.query(&sql, &[&(from as i64)]).await.map_err(store_error)?;
+    // Revisions have no gaps (the counter advances inside each write's transaction), so the
+    // first one after `from` must be `from + 1`.
+    let first = rows.first().map(|row| row.get::<_, i64>(0) as u64);
+    let complete = match first {
+        Some(first) => first == from + 1,
+        None => from >= current as u64,
+    };
+    if !complete {
+        return Err(StoreError::Compacted { requested: from });
+    }
+    rows.iter().map(event_from).collect()
+}
+
+/// The replayed `events` after `from`, then the live feed past the last of them; a lag or a lost
+/// stretch of the feed ends the stream with `Compacted`.
+pub(crate) fn watch_stream(
+    from: u64,
+    events: Vec<WatchEvent>,
+    live: broadcast::Receiver<FeedItem>,
+) -> WatchStream {
+    let last = events.last().map_or(from, |e| e.revision.0);
+    let live = BroadcastStream::new(live)
+        .filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(Ok(event)) if event.revision <= Revision(last) => None,
+                Ok(item) => Some(item),
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    Some(Err(StoreError::Compacted { requested: last }))
+                }
+            })
+        })
+        .scan(false, |ended, item| {
+            // The stream ends after an error: the watcher must list again.
+            if *ended {
+                return futures::future::ready(None);
+            }
+            *ended = item.is_err();
+            futures::future::ready(Some(item))
+        });
+    Box::pin(futures::stream::iter(events.into_iter().map(Ok)).chain(live))
+}
