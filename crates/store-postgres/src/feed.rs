@@ -5,6 +5,7 @@
 //! the last revision it broadcast, so watchers miss nothing; if the log no longer reaches back
 //! that far, they get `Compacted` (list again).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,7 +26,16 @@ pub const LISTEN_APPLICATION_NAME: &str = "kuma-cp listen";
 /// Reads the log anyway this often, should a notification ever not arrive.
 const POLL_EVERY: Duration = Duration::from_secs(5);
 
-type FeedItem = Result<WatchEvent, StoreError>;
+/// What the feed broadcasts: an event, or that events up to `resumed` were pruned before the feed
+/// could read them (a watcher that has not seen `resumed` must list again).
+#[derive(Clone, Debug)]
+pub(crate) enum FeedItem {
+    /// Shared: the broadcast clones an item for every receiver.
+    Event(Arc<WatchEvent>),
+    Lost {
+        resumed: u64,
+    },
+}
 
 /// Aborts a task when dropped.
 #[derive(Debug)]
@@ -179,7 +189,7 @@ async fn catch_up(
             for event in events {
                 *last = event.revision.0;
                 // No receivers is fine: nobody is watching.
-                let _ = sender.send(Ok(event));
+                let _ = sender.send(FeedItem::Event(Arc::new(event)));
             }
         }
         Err((requested, current)) => {
@@ -188,7 +198,7 @@ async fn catch_up(
                 current,
                 "change events were pruned before the feed read them"
             );
-            let _ = sender.send(Err(StoreError::Compacted { requested }));
+            let _ = sender.send(FeedItem::Lost { resumed: current });
             *last = current;
         }
     }
@@ -221,8 +231,9 @@ pub(crate) async fn read_log(
     rows.iter().map(event_from).collect()
 }
 
-/// The replayed `events` after `from`, then the live feed past the last of them; a lag or a lost
-/// stretch of the feed ends the stream with `Compacted`.
+/// The replayed `events` after `from`, then the live feed past the last of them; a lag, or a
+/// stretch of the feed that was lost before this watcher saw its end, ends the stream with
+/// `Compacted`.
 pub(crate) fn watch_stream(
     from: u64,
     events: Vec<WatchEvent>,
@@ -230,22 +241,25 @@ pub(crate) fn watch_stream(
 ) -> WatchStream {
     let last = events.last().map_or(from, |e| e.revision.0);
     let live = BroadcastStream::new(live)
-        .filter_map(move |item| {
-            futures::future::ready(match item {
-                Ok(Ok(event)) if event.revision <= Revision(last) => None,
-                Ok(item) => Some(item),
-                Err(BroadcastStreamRecvError::Lagged(_)) => {
-                    Some(Err(StoreError::Compacted { requested: last }))
-                }
-            })
-        })
-        .scan(false, |ended, item| {
-            // The stream ends after an error: the watcher must list again.
+        .scan((last, false), |(last, ended), item| {
             if *ended {
                 return futures::future::ready(None);
             }
-            *ended = item.is_err();
+            let item = match item {
+                Ok(FeedItem::Event(event)) if event.revision <= Revision(*last) => None,
+                Ok(FeedItem::Event(event)) => {
+                    *last = event.revision.0;
+                    Some(Ok(Arc::unwrap_or_clone(event)))
+                }
+                Ok(FeedItem::Lost { resumed }) if resumed <= *last => None,
+                Ok(FeedItem::Lost { .. }) | Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    // The stream ends after this: the watcher must list again.
+                    *ended = true;
+                    Some(Err(StoreError::Compacted { requested: *last }))
+                }
+            };
             futures::future::ready(Some(item))
-        });
+        })
+        .filter_map(futures::future::ready);
     Box::pin(futures::stream::iter(events.into_iter().map(Ok)).chain(live))
 }

@@ -82,3 +82,54 @@ impl ResourceStore for StoreWithServer {
         self.store.watch(from).await
     }
 }
+
+/// Polls the async `check` until it returns `Ok`, or panics with its last error after `deadline`.
+pub async fn must_eventually<T, F, Fut>(
+    deadline: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(e) if start.elapsed() >= deadline => {
+                panic!("{what} did not hold within {deadline:?}; last error: {e}")
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The next event within 10 s.
+pub async fn must_next_event(events: &mut WatchStream) -> kuma_store::WatchEvent {
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream is open")
+        .expect("no watch error")
+}
+
+pub async fn must_create_mesh(store: &PostgresStore, name: &str) -> Resource {
+    store
+        .create(ResourceKey::mesh(name), Spec::Mesh(Default::default()))
+        .await
+        .expect("create a mesh")
+}
+
+pub fn route_key(mesh: &str, name: &str) -> ResourceKey {
+    ResourceKey::new(kuma_model::ResourceType::TrafficRoute, mesh, name)
+}
+
+pub fn route() -> Spec {
+    Spec::empty(kuma_model::ResourceType::TrafficRoute)
+}

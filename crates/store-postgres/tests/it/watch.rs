@@ -1,1 +1,95 @@
+//! The change feed across connections and instances.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kuma_store::{EventKind, ResourceStore, Revision, StoreError};
+use kuma_store_postgres::{PostgresStore, LISTEN_APPLICATION_NAME};
+
+use crate::support::{
+    must_create_mesh, must_eventually, must_migrated_store, must_next_event, route, route_key,
+};
+
+/// Terminates every LISTEN connection of the stores on `server`; how many it terminated.
+fn kill_listen_connections(server: &kuma_test_support::PgServer) -> usize {
+    let sql = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE application_name = '{LISTEN_APPLICATION_NAME}'"
+    );
+    server.must_psql("kuma", &sql).parse().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_misses_no_event_when_the_listen_connection_is_killed_during_writes() {
+    let (server, _, store) = must_migrated_store().await;
+    must_create_mesh(&store, "default").await;
+    let mut events = store.watch(None).await.unwrap();
+    let killed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let store = store.clone();
+        let killed = killed.clone();
+        tokio::spawn(async move {
+            let mut written = 0;
+            while written < 50 || !killed.load(Ordering::SeqCst) {
+                let key = route_key("default", &format!("r-{written:04}"));
+                store.create(key, route()).await.unwrap();
+                written += 1;
+            }
+            written
+        })
+    };
+    // Kill the listening connection three times while the writes go on, each time once the
+    // feed has connected again.
+    for _ in 0..3 {
+        must_eventually(Duration::from_secs(10), "a LISTEN connection is killed", || async {
+            match tokio::task::block_in_place(|| kill_listen_connections(&server)) {
+                0 => Err("no LISTEN connection".to_string()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    }
+    killed.store(true, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    let mut last = None::<Revision>;
+    for i in 0..written {
+        let event = must_next_event(&mut events).await;
+        assert_eq!(event.kind, EventKind::Created);
+        assert_eq!(event.key, route_key("default", &format!("r-{i:04}")));
+        if let Some(last) = last {
+            assert_eq!(event.revision.0, last.0 + 1, "no revision skipped");
+        }
+        last = Some(event.revision);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_store_reaches_the_watchers_of_another_on_the_same_database() {
+    let (_server, config, a) = must_migrated_store().await;
+    let b = PostgresStore::connect(&config).await.unwrap();
+    let mut on_b = b.watch(None).await.unwrap();
+    let mesh = must_create_mesh(&a, "default").await;
+    let event = must_next_event(&mut on_b).await;
+    assert_eq!(event.resource.as_ref(), Some(&mesh));
+    assert_eq!(b.get(&mesh.key).await.unwrap(), mesh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_before_the_kept_log_is_compacted() {
+    let (server, _, store) = must_migrated_store().await;
+    must_create_mesh(&store, "default").await;
+    for i in 0..3 {
+        store.create(route_key("default", &format!("r-{i}")), route()).await.unwrap();
+    }
+    // As if the log had been pruned past revision 2.
+    server.must_psql("kuma", "DELETE FROM kuma_changes WHERE revision <= 2");
+    let err = store.watch(Some(Revision(1))).await.err().expect("Compacted");
+    assert_eq!(err, StoreError::Compacted { requested: 1 });
+    let mut from_two = store.watch(Some(Revision(2))).await.unwrap();
+    assert_eq!(must_next_event(&mut from_two).await.revision, Revision(3));
+    assert_eq!(must_next_event(&mut from_two).await.revision, Revision(4));
+    let nothing = tokio::time::timeout(Duration::from_millis(200), from_two.next()).await;
+    assert!(nothing.is_err(), "nothing after the latest write: {nothing:?}");
+}
