@@ -165,26 +165,41 @@ async fn compete(
     let mut tick = tokio::time::interval(config.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let sent = Instant::now();
-        let attempt =
-            tokio::time::timeout(config.renew_every, try_acquire(&store, &config, &holder));
-        match attempt.await {
-            Ok(Ok(true)) => {
+        let iteration = async {
+            tick.tick().await;
+            let sent = Instant::now();
+            let attempt = try_acquire(&store, &config, &holder);
+            (sent, tokio::time::timeout(config.renew_every, attempt).await)
+        };
+        // While held, the lease's end interrupts whatever is in flight: a renewal that hangs
+        // never keeps a lost lease reported as held.
+        let outcome = match held_until {
+            Some(until) => tokio::select! {
+                outcome = iteration => Some(outcome),
+                _ = tokio::time::sleep_until(until) => None,
+            },
+            None => Some(iteration.await),
+        };
+        match outcome {
+            Some((sent, Ok(Ok(true)))) => {
                 if held_until.is_none() {
                     tracing::info!(lock = %config.name, holder = %holder, "leader lock acquired");
                 }
                 held_until = Some(sent + config.lease - margin);
             }
-            Ok(Ok(false)) => {
-                if held_until.take().is_some() {
+            Some((_, Ok(Ok(false)))) => {
+                let was_held = held_until.take().is_some();
+                if was_held {
                     tracing::warn!(lock = %config.name, holder = %holder, "leader lock taken by another instance");
                 }
             }
-            Ok(Err(e)) => {
+            Some((_, Ok(Err(e)))) => {
                 tracing::debug!(lock = %config.name, error = %e, "leader lock not renewed");
             }
-            Err(_) => tracing::debug!(lock = %config.name, "leader lock renewal timed out"),
+            Some((_, Err(_))) => {
+                tracing::debug!(lock = %config.name, "leader lock renewal timed out")
+            }
+            None => {}
         }
         if held_until.is_some_and(|until| Instant::now() >= until) {
             tracing::warn!(lock = %config.name, holder = %holder, "leader lock lost: not renewed within the lease");

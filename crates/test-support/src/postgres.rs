@@ -10,6 +10,10 @@ use crate::{free_port, try_poll_until};
 /// machine; a loaded one running many test processes needs more).
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
+/// Changes when the template's settings change, so a cached template of older settings is not
+/// reused.
+const TEMPLATE_LAYOUT: u32 = 2;
+
 /// The superuser of every test server, its password, and the database it starts with: Kuma's
 /// defaults (`user kuma`, `password kuma`, `dbName kuma`).
 pub const PG_USER: &str = "kuma";
@@ -165,7 +169,7 @@ impl PgServer {
     /// Creates a database owned by `kuma`.
     pub fn must_create_database(&self, name: &str) {
         let sql = format!("CREATE DATABASE \"{}\" OWNER {PG_USER}", name.replace('"', "\"\""));
-        if let Err(e) = self.psql("postgres", &sql) {
+        if let Err(e) = self.psql(PG_DATABASE, &sql) {
             panic!("create database {name}: {e}\n{}", self.log());
         }
     }
@@ -238,7 +242,7 @@ fn must_template(bin: &Path) -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kuma-rs")))
         .unwrap_or_else(std::env::temp_dir)
-        .join(format!("kuma-pg-template-{version}"));
+        .join(format!("kuma-pg-template-{version}-{TEMPLATE_LAYOUT}"));
     if cache.join("PG_VERSION").is_file() {
         return cache;
     }
@@ -255,6 +259,9 @@ fn must_template(bin: &Path) -> PathBuf {
             .arg("-D")
             .arg(&data)
             .args(["-U", PG_USER, "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"])
+            // 1 MiB WAL segments instead of 16: every server copies the template, and copying
+            // is most of a server's start.
+            .arg("--wal-segsize=1")
             .args(["--auth-host=scram-sha-256", "--auth-local=trust"])
             .arg(format!("--pwfile={}", pwfile.display())),
     );
@@ -273,13 +280,14 @@ fn must_template(bin: &Path) -> PathBuf {
         .arg(bin.join("postgres"))
         .args(["--single", "-D"])
         .arg(&data)
-        .arg("postgres")
+        .arg("template1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn postgres --single");
-    let sql = format!("CREATE DATABASE {PG_DATABASE} OWNER {PG_USER};\n");
+    // `kuma` replaces the `postgres` database (one database less to copy per server).
+    let sql = format!("CREATE DATABASE {PG_DATABASE} OWNER {PG_USER};\nDROP DATABASE postgres;\n");
     std::io::Write::write_all(single.stdin.as_mut().expect("stdin"), sql.as_bytes())
         .expect("write to postgres --single");
     let output = single.wait_with_output().expect("postgres --single");

@@ -36,9 +36,11 @@ async fn the_lock_moves_to_the_other_instance_within_seconds_when_its_holder_die
     let died = tokio::time::Instant::now();
     drop(on_a);
     drop(a);
-    must_become_leader(&on_b, Duration::from_secs(8)).await;
+    must_become_leader(&on_b, Duration::from_secs(10)).await;
+    // The lease (5 s from A's last renewal) plus B's next try (every second), with slack for a
+    // loaded machine.
     let took = died.elapsed();
-    assert!(took <= Duration::from_secs(7), "the lock moved after {took:?}");
+    assert!(took <= Duration::from_secs(8), "the lock moved after {took:?}");
     assert_eq!(current_leader(&b, LEADER_LOCK_NAME).await.unwrap().as_deref(), Some("cp-b"));
 }
 
