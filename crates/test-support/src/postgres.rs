@@ -137,6 +137,7 @@ impl PgServer {
     /// Stops the server (fast shutdown: open connections are closed) and waits for it; its data
     /// stays for `must_start_again`.
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
                 let _ = kill_process(pid, Signal::INT);
@@ -159,6 +160,42 @@ impl PgServer {
         if let Err(why) = started {
             panic!("PostgreSQL did not start again: {why}\n{}", self.log());
         }
+    }
+
+    /// Freezes the server and every backend (SIGSTOP): connections stay open and connecting
+    /// still reaches the listen queue, but nothing answers, as with a hung database host.
+    pub fn pause(&self) {
+        for pid in self.processes() {
+            let _ = kill_process(pid, Signal::STOP);
+        }
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        for pid in self.processes() {
+            let _ = kill_process(pid, Signal::CONT);
+        }
+    }
+
+    /// The postmaster and its children (the backends and background workers).
+    fn processes(&self) -> Vec<Pid> {
+        let Some(postmaster) = self.pid() else { return Vec::new() };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parens.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids.into_iter().filter_map(|pid| i32::try_from(pid).ok().and_then(Pid::from_raw)).collect()
     }
 
     /// The process id of the postmaster (for tests that pause it).

@@ -48,3 +48,33 @@ async fn a_database_that_is_not_there_is_unavailable_within_the_connection_timeo
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < config.connection_timeout + Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_makes_operations_unavailable_not_hang() {
+    let (server, config, store) = must_migrated_store().await;
+    must_create_mesh(&store, "default").await;
+    let bound = config.connection_timeout + Duration::from_secs(1);
+    server.pause();
+    for op in ["create", "get", "ping"] {
+        let started = Instant::now();
+        let result = match op {
+            "create" => store.create(route_key("default", "frozen"), route()).await.map(drop),
+            "get" => store.get(&route_key("default", "frozen")).await.map(drop),
+            _ => store.ping().await,
+        };
+        let err = result.expect_err("the database does not answer");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{op}: {err:?}");
+        assert!(started.elapsed() < bound, "{op} took {:?}", started.elapsed());
+    }
+    server.resume();
+    let created = must_eventually(Duration::from_secs(20), "a write succeeds", || async {
+        store.create(route_key("default", "thawed"), route()).await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(store.get(&created.key).await.unwrap(), created);
+    let err = store.get(&route_key("default", "frozen")).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { .. }),
+        "the timed-out write was not applied: {err:?}"
+    );
+}

@@ -93,3 +93,21 @@ async fn a_watch_from_before_the_kept_log_is_compacted() {
     let nothing = tokio::time::timeout(Duration::from_millis(200), from_two.next()).await;
     assert!(nothing.is_err(), "nothing after the latest write: {nothing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_keeps_the_latest_history_entries_and_older_watches_are_compacted() {
+    let (server, _, store) = must_migrated_store().await;
+    must_create_mesh(&store, "default").await;
+    // Jump the counter as if 10,000 writes had happened since.
+    server.must_psql("kuma", "UPDATE kuma_revision SET revision = 10000");
+    let a = store.create(route_key("default", "a"), route()).await.unwrap();
+    store.create(route_key("default", "b"), route()).await.unwrap();
+    assert_eq!(a.version.0, "10001");
+    let kept = server.must_psql("kuma", "SELECT string_agg(revision::text, ',') FROM kuma_changes");
+    assert_eq!(kept, "10001,10002", "revision 1 is more than HISTORY writes old and was pruned");
+    let err = store.watch(Some(Revision(1))).await.err().expect("Compacted");
+    assert_eq!(err, StoreError::Compacted { requested: 1 });
+    let mut events = store.watch(Some(Revision(10000))).await.unwrap();
+    assert_eq!(must_next_event(&mut events).await.key, route_key("default", "a"));
+    assert_eq!(must_next_event(&mut events).await.key, route_key("default", "b"));
+}
