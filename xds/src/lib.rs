@@ -43,7 +43,7 @@ pub use node_id::NodeId;
 pub use raw_resource::{parse_raw_resource, proxy_template_violations, RawResource};
 pub use server::{XdsError, XdsServer};
 pub use snapshot::{Inputs, ResourceSet, Snapshot, TypeSnapshot, VersionedResource};
-pub use status::{FlushReport, StatusTracker, StreamStatus};
+pub use status::{FlushReport, StatusTracker, StreamStatus, COUNTERS_EVERY};
 pub use tokens::{
     control_plane_ca, ensure_control_plane_ca, ensure_signing_keys, issue_dataplane_token,
     rotate_signing_key, IssueError, TokenRequest, CONTROL_PLANE_CA_SECRET, DEFAULT_TOKEN_VALIDITY,

@@ -1,12 +1,16 @@
 //! Dataplane status: every ADS stream is one subscription of its dataplane's DataplaneInsight
 //! (who serves it, since when, responses sent / acknowledged / rejected per type). Streams only
-//! bump counters in memory; a flusher writes what changed, at most once per interval per
-//! dataplane, so a busy mesh never turns ACKs into a write each.
+//! bump counters in memory; a flusher writes what changed, so a busy mesh never turns ACKs into
+//! a write each. What an operator waits for (a stream opened or closed, a config rejected) is
+//! written at the next flush; a change of the counters alone waits for `COUNTERS_EVERY` flush
+//! intervals since the dataplane's last write: a change that reaches every dataplane would
+//! otherwise cost a store write per dataplane per change, which on a replicated store is as much
+//! work as serving the change itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -27,12 +31,28 @@ const KEPT_SUBSCRIPTIONS: usize = 5;
 const WRITE_ATTEMPTS: usize = 5;
 /// Status writes of one flush in flight at once.
 const FLUSH_CONCURRENCY: usize = 64;
+/// Counters alone are written at most once per this many flush intervals (10 s at the default 1 s).
+pub const COUNTERS_EVERY: u32 = 10;
 
 struct Entry {
     node: NodeId,
     subscription: DiscoverySubscription,
+    /// Something changed since the last write.
     dirty: bool,
+    /// What changed must be written at the next flush: the stream opened or closed, or Envoy
+    /// rejected a config.
+    urgent: bool,
+    /// When the subscription was last handed to a write.
+    written: Option<Instant>,
     closed: bool,
+}
+
+impl Entry {
+    fn due(&self, now: Instant, counters_every: Duration) -> bool {
+        self.dirty
+            && (self.urgent
+                || self.written.is_none_or(|at| now.duration_since(at) >= counters_every))
+    }
 }
 
 /// Collects the status of every stream of this peer and writes it to the store.
@@ -42,6 +62,8 @@ pub struct StatusTracker {
     instance_id: String,
     next_id: AtomicU64,
     entries: Mutex<HashMap<String, Entry>>,
+    /// How long a change of counters alone may wait; set by `run` from its interval.
+    counters_every: Mutex<Duration>,
 }
 
 impl std::fmt::Debug for StatusTracker {
@@ -72,6 +94,7 @@ impl StatusTracker {
             instance_id,
             next_id: AtomicU64::new(1),
             entries: Mutex::new(HashMap::new()),
+            counters_every: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -96,16 +119,24 @@ impl StatusTracker {
         };
         self.lock().insert(
             id.clone(),
-            Entry { node: node.clone(), subscription, dirty: true, closed: false },
+            Entry {
+                node: node.clone(),
+                subscription,
+                dirty: true,
+                urgent: true,
+                written: None,
+                closed: false,
+            },
         );
         StreamStatus { id, tracker: self.clone() }
     }
 
-    fn update(&self, id: &str, change: impl FnOnce(&mut DiscoverySubscription)) {
+    fn update(&self, id: &str, urgent: bool, change: impl FnOnce(&mut DiscoverySubscription)) {
         if let Some(entry) = self.lock().get_mut(id) {
             change(&mut entry.subscription);
             entry.subscription.status.last_update_time = Some(Utc::now());
             entry.dirty = true;
+            entry.urgent |= urgent;
         }
     }
 
@@ -113,20 +144,26 @@ impl StatusTracker {
         if let Some(entry) = self.lock().get_mut(id) {
             entry.subscription.disconnect_time = Some(Utc::now());
             entry.dirty = true;
+            entry.urgent = true;
             entry.closed = true;
         }
     }
 
-    /// Writes every changed subscription, one store write per dataplane.
+    /// Writes every subscription whose change is due (see the module's doc), one store write
+    /// per dataplane.
     pub async fn flush(&self) -> FlushReport {
+        let counters_every = *self.counters_every.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         let mut by_node: BTreeMap<NodeId, Vec<DiscoverySubscription>> = BTreeMap::new();
         {
             let mut entries = self.lock();
-            for entry in entries.values_mut().filter(|e| e.dirty) {
+            for entry in entries.values_mut().filter(|e| e.due(now, counters_every)) {
                 entry.dirty = false;
+                entry.urgent = false;
+                entry.written = Some(now);
                 by_node.entry(entry.node.clone()).or_default().push(entry.subscription.clone());
             }
-            entries.retain(|_, e| !e.closed);
+            entries.retain(|_, e| !e.closed || e.dirty);
         }
         // Many writes in flight at once, so a replicated store carries them in few log entries
         // (one at a time, a fleet's statuses would take a commit round each).
@@ -159,6 +196,7 @@ impl StatusTracker {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        *self.counters_every.lock().unwrap_or_else(|p| p.into_inner()) = interval * COUNTERS_EVERY;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -265,19 +303,19 @@ impl StreamStatus {
     }
 
     pub fn sent(&self, kind: XdsType) {
-        self.count(kind, |s| s.responses_sent += 1);
+        self.count(kind, false, |s| s.responses_sent += 1);
     }
 
     pub fn acknowledged(&self, kind: XdsType) {
-        self.count(kind, |s| s.responses_acknowledged += 1);
+        self.count(kind, false, |s| s.responses_acknowledged += 1);
     }
 
     pub fn rejected(&self, kind: XdsType) {
-        self.count(kind, |s| s.responses_rejected += 1);
+        self.count(kind, true, |s| s.responses_rejected += 1);
     }
 
-    fn count(&self, kind: XdsType, bump: impl Fn(&mut DiscoveryServiceStats)) {
-        self.tracker.update(&self.id, |subscription| {
+    fn count(&self, kind: XdsType, urgent: bool, bump: impl Fn(&mut DiscoveryServiceStats)) {
+        self.tracker.update(&self.id, urgent, |subscription| {
             let status = &mut subscription.status;
             bump(&mut status.total);
             match kind {
@@ -331,5 +369,31 @@ mod tests {
         let open: Vec<_> = (0..7).map(|i| sub(&format!("s{i}"), i, false)).collect();
         merge(&mut spec, &open);
         assert_eq!(spec.subscriptions.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn counters_alone_wait_while_opening_rejecting_and_closing_are_written_at_once() {
+        let store = Arc::new(kuma_store::MemoryStore::new());
+        let cache = Arc::new(SnapshotCache::new(None));
+        let tracker = Arc::new(StatusTracker::new(store, cache, "cp-1".into()));
+        *tracker.counters_every.lock().unwrap() = Duration::from_millis(200);
+        let stream = tracker.open(&NodeId::new("default", "web-1"));
+        assert_eq!(tracker.flush().await.written, 1, "a new stream is written at once");
+        assert_eq!(tracker.flush().await.written, 0, "nothing changed");
+
+        stream.sent(XdsType::Endpoint);
+        stream.acknowledged(XdsType::Endpoint);
+        assert_eq!(tracker.flush().await.written, 0, "counters alone wait");
+        stream.rejected(XdsType::Listener);
+        assert_eq!(tracker.flush().await.written, 1, "a rejection is written at once");
+
+        stream.sent(XdsType::Endpoint);
+        assert_eq!(tracker.flush().await.written, 0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(tracker.flush().await.written, 1, "counters are written once they waited");
+
+        drop(stream);
+        assert_eq!(tracker.flush().await.written, 1, "a closed stream is written at once");
+        assert!(tracker.lock().is_empty(), "and forgotten");
     }
 }

@@ -54,6 +54,11 @@ macro_rules! specs {
             ) -> Result<Spec, serde_path_to_error::Error<serde_json::Error>> {
                 match resource_type {
                     $(ResourceType::$variant => {
+                        // Text that reads is the common case (a replica applying its log): read
+                        // it without tracking the path, and track it only to say where it fails.
+                        if let Ok(spec) = serde_json::from_str(text) {
+                            return Ok(Spec::$variant(spec));
+                        }
                         let mut json = serde_json::Deserializer::from_str(text);
                         serde_path_to_error::deserialize(&mut json).map(Spec::$variant)
                     })*

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::util::pack_any;
 use kuma_model::ResourceType;
 use kuma_test_support::{free_port, tcp_roundtrip, try_poll_until, EchoServer, Envoy};
-use kuma_xds::{ConfigHook, XdsApiType, XdsType};
+use kuma_xds::{ConfigHook, XdsApiType, XdsType, COUNTERS_EVERY};
 use prost::Message;
 
 use crate::harness::{backend_dataplane, fast_config, redis_dataplane, Harness};
@@ -151,7 +151,11 @@ async fn a_rejected_config_is_counted_not_resent_and_the_previous_one_keeps_serv
 
     // The old listeners keep serving; the rejected version is not sent again, backoff or not.
     must_echo_through(outbound, "r:");
-    std::thread::sleep(fast_config().nack_backoff * 2);
+    // Long enough for a re-send after the backoff, and for the counters it would have bumped to
+    // be written (counters alone are written every COUNTERS_EVERY flushes).
+    let config = fast_config();
+    let counters_written = config.dataplane_status_flush_interval * (COUNTERS_EVERY + 2);
+    std::thread::sleep((config.nack_backoff * 2).max(counters_written));
     assert_eq!(envoy.stat("listener_manager.lds.update_rejected").unwrap(), "1");
     let later = futures::executor::block_on(h.insight("default", "backend-1")).unwrap();
     assert_eq!(later.subscriptions[0].status.lds.responses_sent, sent, "no re-send loop");
