@@ -51,8 +51,26 @@ impl PgServer {
         PgServer::must_start_with(&[], Some((cert_pem, key_pem)))
     }
 
+    /// Starts a server with `ssl=on` that also asks clients for a certificate signed by
+    /// `client_ca_pem` (checked when one is presented; password authentication stays).
+    pub fn must_start_with_client_ca(
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> PgServer {
+        PgServer::must_start_inner(&[], Some((cert_pem, key_pem)), Some(client_ca_pem))
+    }
+
     /// Starts a server with extra `name=value` settings (and optionally TLS).
     pub fn must_start_with(settings: &[&str], tls: Option<(&str, &str)>) -> PgServer {
+        PgServer::must_start_inner(settings, tls, None)
+    }
+
+    fn must_start_inner(
+        settings: &[&str],
+        tls: Option<(&str, &str)>,
+        client_ca: Option<&str>,
+    ) -> PgServer {
         let bin = must_find_bin_dir();
         let template = must_template(&bin);
         let dir = tempfile::Builder::new().prefix("kuma-pg-").tempdir().expect("a temp dir");
@@ -68,6 +86,11 @@ impl PgServer {
             settings.push("ssl=on".into());
             settings.push(format!("ssl_cert_file={}", cert_file.display()));
             settings.push(format!("ssl_key_file={}", key_file.display()));
+        }
+        if let Some(ca) = client_ca {
+            let ca_file = dir.path().join("client-ca.crt");
+            std::fs::write(&ca_file, ca).expect("write the client CA");
+            settings.push(format!("ssl_ca_file={}", ca_file.display()));
         }
         must_chown_to_postgres(dir.path());
         let mut server = PgServer { child: None, port: 0, bin, dir, settings, starts: 0 };

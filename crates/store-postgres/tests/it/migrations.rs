@@ -76,3 +76,18 @@ async fn a_database_set_up_from_the_printed_schema_is_current_and_usable() {
     let mesh = must_create_mesh(&store, "default").await;
     assert_eq!(store.get(&mesh.key).await.unwrap(), mesh);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_as_not_retryable_and_no_password_is_ever_shown() {
+    let server = must_start_server().await;
+    let mut config = config_for(&server);
+    server.must_psql("kuma", "ALTER ROLE kuma PASSWORD 's3cr3t-Pw'");
+    let err = migrate_up(&config).await.unwrap_err();
+    assert!(!err.is_retryable() && err.to_string().contains("password"), "{err}");
+    config.password = "s3cr3t-Pw".into();
+    migrate_up(&config).await.unwrap();
+    let store = PostgresStore::connect(&config).await.unwrap();
+    store.ping().await.unwrap();
+    let shown = format!("{store:?} {config:?}");
+    assert!(!shown.contains("s3cr3t-Pw"), "{shown}");
+}

@@ -75,7 +75,6 @@ async fn every_tls_mode_connects_to_a_server_whose_certificate_names_its_address
     std::fs::write(&other_file, &other_ca.pem).unwrap();
     let server = must_tls_server(must_server_cert(&ca, &["127.0.0.1"])).await;
 
-    assert_eq!(try_store(&server, &with_tls(&server, TlsMode::Disable, None)).await, Ok(false));
     for (mode, ca) in [
         (TlsMode::Require, None),
         (TlsMode::VerifyCa, Some(ca_file.as_path())),
@@ -84,6 +83,8 @@ async fn every_tls_mode_connects_to_a_server_whose_certificate_names_its_address
         let encrypted = try_store(&server, &with_tls(&server, mode, ca)).await;
         assert_eq!(encrypted, Ok(true), "{mode}");
     }
+    // Last: connections of the stores above may still be closing, and they all use TLS.
+    assert_eq!(try_store(&server, &with_tls(&server, TlsMode::Disable, None)).await, Ok(false));
     for mode in [TlsMode::VerifyCa, TlsMode::VerifyFull] {
         let config = with_tls(&server, mode, Some(&other_file));
         let err = PostgresStore::connect(&config).await.unwrap_err();
@@ -119,4 +120,39 @@ async fn an_unreadable_ca_file_is_a_tls_error_naming_it() {
     let err = PostgresStore::connect(&config).await.unwrap_err();
     assert!(matches!(err, PostgresError::Tls { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_client_certificate_is_presented_to_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = must_ca("kuma test CA");
+    let client_ca = must_ca("client CA");
+    let (server_cert, server_key) = must_server_cert(&ca, &["127.0.0.1"]);
+    let server = tokio::task::spawn_blocking({
+        let client_ca = client_ca.pem.clone();
+        move || PgServer::must_start_with_client_ca(&server_cert, &server_key, &client_ca)
+    })
+    .await
+    .unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "kuma-cp-client");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &client_ca.issuer).unwrap();
+    let (cert_file, key_file) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+
+    let mut config = with_tls(&server, TlsMode::Require, None);
+    config.tls.cert_path = Some(cert_file);
+    config.tls.key_path = Some(key_file);
+    kuma_store_postgres::migrate_up(&config).await.unwrap();
+    let store = PostgresStore::connect(&config).await.unwrap();
+    store.ping().await.unwrap();
+    let dn = server.must_psql(
+        "kuma",
+        "SELECT string_agg(DISTINCT s.client_dn, ',') FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'kuma-cp'",
+    );
+    assert_eq!(dn, "/CN=kuma-cp-client");
+    drop(store);
 }
