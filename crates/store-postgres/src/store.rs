@@ -19,6 +19,7 @@ use kuma_store::{
     check_key, EventKind, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream,
     HISTORY,
 };
+use tokio_postgres::Statement;
 
 use crate::connect::Connector;
 use crate::error::{pool_error, store_error};
@@ -106,16 +107,41 @@ impl PostgresStore {
     }
 }
 
-async fn current_revision(client: &tokio_postgres::Client) -> Result<u64, StoreError> {
-    let row =
-        client.query_one("SELECT revision FROM kuma_revision", &[]).await.map_err(store_error)?;
+async fn current_revision(client: &Object) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(&client.stmt("SELECT revision FROM kuma_revision").await?, &[])
+        .await
+        .map_err(store_error)?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Statements prepared once per connection (deadpool's statement cache): one round trip per
+/// statement instead of two.
+#[async_trait]
+trait Prepared {
+    async fn stmt(&self, sql: &str) -> Result<Statement, StoreError>;
+}
+
+#[async_trait]
+impl Prepared for Transaction<'_> {
+    async fn stmt(&self, sql: &str) -> Result<Statement, StoreError> {
+        self.prepare_cached(sql).await.map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl Prepared for Object {
+    async fn stmt(&self, sql: &str) -> Result<Statement, StoreError> {
+        self.prepare_cached(sql).await.map_err(store_error)
+    }
 }
 
 /// Starts a write transaction: every write holds the one write lock until it commits.
 async fn begin_write(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
     let tx = client.transaction().await.map_err(store_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK]).await.map_err(store_error)?;
+    tx.execute(&tx.stmt("SELECT pg_advisory_xact_lock($1)").await?, &[&WRITE_LOCK])
+        .await
+        .map_err(store_error)?;
     Ok(tx)
 }
 
@@ -123,7 +149,8 @@ async fn begin_write(client: &mut Object) -> Result<Transaction<'_>, StoreError>
 async fn next_revisions(tx: &Transaction<'_>, n: usize) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
-            "UPDATE kuma_revision SET revision = revision + $1 RETURNING revision",
+            &tx.stmt("UPDATE kuma_revision SET revision = revision + $1 RETURNING revision")
+                .await?,
             &[&(n as i64)],
         )
         .await
@@ -141,8 +168,11 @@ async fn log_resource(
     let (t, mesh, name) = key_columns(&resource.key);
     let revision: i64 = resource.version.0.parse().unwrap_or_default();
     tx.execute(
-        "INSERT INTO kuma_changes (revision, kind, type, mesh, name, version, spec, \
+        &tx.stmt(
+            "INSERT INTO kuma_changes (revision, kind, type, mesh, name, version, spec, \
          creation_time, modification_time) VALUES ($1, $2, $3, $4, $5, $1, $6, $7, $8)",
+        )
+        .await?,
         &[
             &revision,
             &kind_name(kind),
@@ -162,15 +192,17 @@ async fn log_resource(
 /// Prunes the change log to `HISTORY` entries, notifies the listeners (delivered at commit), and
 /// commits.
 async fn commit_write(tx: Transaction<'_>, last_revision: i64) -> Result<(), StoreError> {
+    // One round trip: a data-modifying WITH runs whether or not the outer query reads it.
     tx.execute(
-        "DELETE FROM kuma_changes WHERE revision <= $1",
-        &[&(last_revision - HISTORY as i64)],
+        &tx.stmt(
+            "WITH pruned AS (DELETE FROM kuma_changes WHERE revision <= $1) \
+             SELECT pg_notify($2, $3)",
+        )
+        .await?,
+        &[&(last_revision - HISTORY as i64), &CHANNEL, &last_revision.to_string()],
     )
     .await
     .map_err(store_error)?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last_revision.to_string()])
-        .await
-        .map_err(store_error)?;
     tx.commit().await.map_err(store_error)
 }
 
@@ -183,7 +215,10 @@ async fn check_version(
     let (t, mesh, name) = key_columns(key);
     let row = tx
         .query_opt(
-            "SELECT version FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3",
+            &tx.stmt(
+                "SELECT version FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3",
+            )
+            .await?,
             &[&t, &mesh, &name],
         )
         .await
@@ -212,7 +247,10 @@ impl ResourceStore for PostgresStore {
                 "SELECT {RESOURCE_COLUMNS} FROM kuma_resources \
                  WHERE type = $1 AND mesh = $2 AND name = $3"
             );
-            let row = client.query_opt(&sql, &[&t, &mesh, &name]).await.map_err(store_error)?;
+            let row = client
+                .query_opt(&client.stmt(&sql).await?, &[&t, &mesh, &name])
+                .await
+                .map_err(store_error)?;
             match row {
                 Some(row) => resource_from(&row),
                 None => Err(StoreError::NotFound { key: key.clone() }),
@@ -236,8 +274,7 @@ impl ResourceStore for PostgresStore {
             let (total, rows) = match mesh {
                 Some(mesh) => {
                     let total = client
-                        .query_one(
-                            "SELECT count(*) FROM kuma_resources WHERE type = $1 AND mesh = $2",
+                        .query_one(&client.stmt("SELECT count(*) FROM kuma_resources WHERE type = $1 AND mesh = $2").await?,
                             &[&type_name, &mesh],
                         )
                         .await
@@ -248,15 +285,14 @@ impl ResourceStore for PostgresStore {
                          ORDER BY mesh, name LIMIT $5"
                     );
                     let rows = client
-                        .query(&sql, &[&type_name, &mesh, &after_mesh, &after_name, &limit])
+                        .query(&client.stmt(&sql).await?, &[&type_name, &mesh, &after_mesh, &after_name, &limit])
                         .await
                         .map_err(store_error)?;
                     (total, rows)
                 }
                 None => {
                     let total = client
-                        .query_one(
-                            "SELECT count(*) FROM kuma_resources WHERE type = $1",
+                        .query_one(&client.stmt("SELECT count(*) FROM kuma_resources WHERE type = $1").await?,
                             &[&type_name],
                         )
                         .await
@@ -267,7 +303,7 @@ impl ResourceStore for PostgresStore {
                          ORDER BY mesh, name LIMIT $4"
                     );
                     let rows = client
-                        .query(&sql, &[&type_name, &after_mesh, &after_name, &limit])
+                        .query(&client.stmt(&sql).await?, &[&type_name, &after_mesh, &after_name, &limit])
                         .await
                         .map_err(store_error)?;
                     (total, rows)
@@ -294,8 +330,7 @@ impl ResourceStore for PostgresStore {
             let (t, mesh, name) = key_columns(&key);
             if let Some(mesh) = &key.mesh {
                 let exists = tx
-                    .query_opt(
-                        "SELECT 1 FROM kuma_resources WHERE type = $1 AND mesh = '' AND name = $2",
+                    .query_opt(&tx.stmt("SELECT 1 FROM kuma_resources WHERE type = $1 AND mesh = '' AND name = $2").await?,
                         &[&ResourceType::Mesh.name(), mesh],
                     )
                     .await
@@ -306,10 +341,9 @@ impl ResourceStore for PostgresStore {
             }
             let revision = next_revisions(&tx, 1).await?;
             let row = tx
-                .query_opt(
-                    "INSERT INTO kuma_resources (type, mesh, name, version, spec, creation_time, \
+                .query_opt(&tx.stmt("INSERT INTO kuma_resources (type, mesh, name, version, spec, creation_time, \
                      modification_time) VALUES ($1, $2, $3, $4, $5, now(), now()) \
-                     ON CONFLICT DO NOTHING RETURNING creation_time",
+                     ON CONFLICT DO NOTHING RETURNING creation_time").await?,
                     &[&t, &mesh, &name, &revision, &spec_json],
                 )
                 .await
@@ -345,10 +379,9 @@ impl ResourceStore for PostgresStore {
             let revision = next_revisions(&tx, 1).await?;
             let (t, mesh, name) = key_columns(&key);
             let row = tx
-                .query_opt(
-                    "UPDATE kuma_resources SET spec = $4, version = $5, modification_time = now() \
+                .query_opt(&tx.stmt("UPDATE kuma_resources SET spec = $4, version = $5, modification_time = now() \
                      WHERE type = $1 AND mesh = $2 AND name = $3 AND version = $6 \
-                     RETURNING creation_time, modification_time",
+                     RETURNING creation_time, modification_time").await?,
                     &[&t, &mesh, &name, &spec_json, &revision, &current],
                 )
                 .await
@@ -383,17 +416,15 @@ impl ResourceStore for PostgresStore {
             // What the resource owns goes first, so a watcher never sees an orphan.
             let owned = match key.resource_type {
                 ResourceType::Mesh => {
-                    tx.query(
-                        "DELETE FROM kuma_resources WHERE mesh = $1 AND mesh <> '' \
-                         RETURNING type, mesh, name",
+                    tx.query(&tx.stmt("DELETE FROM kuma_resources WHERE mesh = $1 AND mesh <> '' \
+                         RETURNING type, mesh, name").await?,
                         &[&name],
                     )
                     .await
                 }
                 ResourceType::Dataplane => {
-                    tx.query(
-                        "DELETE FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3 \
-                         RETURNING type, mesh, name",
+                    tx.query(&tx.stmt("DELETE FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3 \
+                         RETURNING type, mesh, name").await?,
                         &[&ResourceType::DataplaneInsight.name(), &mesh, &name],
                     )
                     .await
@@ -401,8 +432,7 @@ impl ResourceStore for PostgresStore {
                 _ => Ok(Vec::new()),
             }
             .map_err(store_error)?;
-            tx.execute(
-                "DELETE FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3",
+            tx.execute(&tx.stmt("DELETE FROM kuma_resources WHERE type = $1 AND mesh = $2 AND name = $3").await?,
                 &[&t, &mesh, &name],
             )
             .await
@@ -420,10 +450,9 @@ impl ResourceStore for PostgresStore {
                     cols.2.push(n);
                     cols
                 });
-            tx.execute(
-                "INSERT INTO kuma_changes (revision, kind, type, mesh, name) \
+            tx.execute(&tx.stmt("INSERT INTO kuma_changes (revision, kind, type, mesh, name) \
                  SELECT r, 'deleted', t, m, n FROM unnest($1::bigint[], $2::text[], $3::text[], \
-                 $4::text[]) AS u(r, t, m, n)",
+                 $4::text[]) AS u(r, t, m, n)").await?,
                 &[&revisions, &types, &meshes, &names],
             )
             .await
