@@ -17,7 +17,7 @@ use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 use crate::connect::Connector;
 use crate::error::{pool_error, store_error};
-use crate::rows::{event_from, CHANGE_COLUMNS};
+use crate::rows::{col, event_from, CHANGE_COLUMNS};
 use crate::store::CHANNEL;
 
 /// The `application_name` of the listening connection (what `pg_stat_activity` shows).
@@ -220,7 +220,7 @@ pub(crate) async fn read_log(
     let rows = client.query(&sql, &[&(from as i64)]).await.map_err(store_error)?;
     // Revisions have no gaps (the counter advances inside each write's transaction), so the
     // first one after `from` must be `from + 1`.
-    let first = rows.first().map(|row| row.get::<_, i64>(0) as u64);
+    let first = rows.first().map(|row| col::<i64>(row, 0)).transpose()?.map(|r| r as u64);
     let complete = match first {
         Some(first) => first == from + 1,
         None => from >= current as u64,

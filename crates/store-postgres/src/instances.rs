@@ -8,6 +8,7 @@ use kuma_store::StoreError;
 
 use crate::error::store_error;
 use crate::feed::AbortOnDrop;
+use crate::rows::col;
 use crate::PostgresStore;
 
 /// How often an instance heartbeats its row.
@@ -102,17 +103,18 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(store_error)?;
-            Ok(rows
-                .iter()
-                .map(|row| InstanceInfo {
-                    id: row.get(0),
-                    api_address: row.get(1),
-                    xds_address: row.get(2),
-                    started_at: row.get(3),
-                    last_seen: row.get(4),
-                    alive: row.get(5),
+            rows.iter()
+                .map(|row| {
+                    Ok(InstanceInfo {
+                        id: col(row, 0)?,
+                        api_address: col(row, 1)?,
+                        xds_address: col(row, 2)?,
+                        started_at: col(row, 3)?,
+                        last_seen: col(row, 4)?,
+                        alive: col(row, 5)?,
+                    })
                 })
-                .collect())
+                .collect()
         })
         .await
     }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::error::store_error;
 use crate::feed::AbortOnDrop;
+use crate::rows::col;
 use crate::PostgresStore;
 
 /// The lease of leader-only work in kuma-cp (the name Kuma gives its lock).
@@ -119,7 +120,7 @@ pub async fn current_leader(
                 )
                 .await
                 .map_err(store_error)?;
-            Ok(row.map(|row| row.get(0)))
+            row.map(|row| col(&row, 0)).transpose()
         })
         .await
 }

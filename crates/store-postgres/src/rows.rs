@@ -22,6 +22,15 @@ fn internal(reason: String) -> StoreError {
     StoreError::Internal { reason }
 }
 
+/// Column `i` of `row`: a NULL or a type this schema never stores there is `Internal`, not a
+/// panic.
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| internal(format!("column {i} of a stored row: {e}")))
+}
+
 pub(crate) fn key_from(
     type_name: &str,
     mesh: String,
@@ -35,17 +44,17 @@ pub(crate) fn key_from(
 
 /// A resource from the columns `type..modification_time` starting at `first`.
 fn resource_at(row: &Row, first: usize) -> Result<Resource, StoreError> {
-    let key = key_from(row.get(first), row.get(first + 1), row.get(first + 2))?;
-    let version: i64 = row.get(first + 3);
-    let spec_text: &str = row.get(first + 4);
+    let key = key_from(col(row, first)?, col(row, first + 1)?, col(row, first + 2)?)?;
+    let version: i64 = col(row, first + 3)?;
+    let spec_text: &str = col(row, first + 4)?;
     let spec = Spec::from_json_str(key.resource_type, spec_text)
         .map_err(|e| internal(format!("the stored spec of {key} does not read back: {e}")))?;
     Ok(Resource {
         key,
         spec,
         version: Version(version.to_string()),
-        creation_time: row.get(first + 5),
-        modification_time: row.get(first + 6),
+        creation_time: col(row, first + 5)?,
+        modification_time: col(row, first + 6)?,
     })
 }
 
@@ -56,15 +65,15 @@ pub(crate) fn resource_from(row: &Row) -> Result<Resource, StoreError> {
 
 /// A change event from a row of `CHANGE_COLUMNS`.
 pub(crate) fn event_from(row: &Row) -> Result<WatchEvent, StoreError> {
-    let revision: i64 = row.get(0);
-    let kind = match row.get::<_, &str>(1) {
+    let revision: i64 = col(row, 0)?;
+    let kind = match col::<&str>(row, 1)? {
         "created" => EventKind::Created,
         "updated" => EventKind::Updated,
         "deleted" => EventKind::Deleted,
         other => return Err(internal(format!("unknown change kind {other:?}"))),
     };
     let (resource, key) = if kind == EventKind::Deleted {
-        (None, key_from(row.get(2), row.get(3), row.get(4))?)
+        (None, key_from(col(row, 2)?, col(row, 3)?, col(row, 4)?)?)
     } else {
         let resource = resource_at(row, 2)?;
         let key = resource.key.clone();

@@ -26,7 +26,7 @@ use crate::error::{pool_error, store_error};
 use crate::feed::Feed;
 use crate::migrations::{status_of, SchemaStatus};
 use crate::rows::{
-    decode_offset, encode_offset, key_columns, kind_name, resource_from, version_number,
+    col, decode_offset, encode_offset, key_columns, kind_name, resource_from, version_number,
     RESOURCE_COLUMNS,
 };
 use crate::{PostgresConfig, PostgresError};
@@ -112,7 +112,7 @@ async fn current_revision(client: &Object) -> Result<u64, StoreError> {
         .query_one(&client.stmt("SELECT revision FROM kuma_revision").await?, &[])
         .await
         .map_err(store_error)?;
-    Ok(row.get::<_, i64>(0) as u64)
+    Ok(col::<i64>(&row, 0)? as u64)
 }
 
 /// Statements prepared once per connection (deadpool's statement cache): one round trip per
@@ -155,7 +155,7 @@ async fn next_revisions(tx: &Transaction<'_>, n: usize) -> Result<i64, StoreErro
         )
         .await
         .map_err(store_error)?;
-    Ok(row.get::<_, i64>(0) - n as i64 + 1)
+    Ok(col::<i64>(&row, 0)? - n as i64 + 1)
 }
 
 /// Records a created or updated resource in the change log.
@@ -224,7 +224,7 @@ async fn check_version(
         .await
         .map_err(store_error)?
         .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
-    let actual: i64 = row.get(0);
+    let actual: i64 = col(&row, 0)?;
     if let Some(expected) = expected {
         if version_number(expected) != Some(actual) {
             return Err(StoreError::Conflict {
@@ -349,7 +349,7 @@ impl ResourceStore for PostgresStore {
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| StoreError::AlreadyExists { key: key.clone() })?;
-            let at: DateTime<Utc> = row.get(0);
+            let at: DateTime<Utc> = col(&row, 0)?;
             let resource = Resource {
                 key: key.clone(),
                 spec: spec.clone(),
@@ -393,8 +393,8 @@ impl ResourceStore for PostgresStore {
                 key: key.clone(),
                 spec: spec.clone(),
                 version: Version(revision.to_string()),
-                creation_time: row.get(0),
-                modification_time: row.get(1),
+                creation_time: col(&row, 0)?,
+                modification_time: col(&row, 1)?,
             };
             log_resource(&tx, EventKind::Updated, &resource, &spec_json).await?;
             commit_write(tx, revision).await?;
@@ -438,7 +438,10 @@ impl ResourceStore for PostgresStore {
             .await
             .map_err(store_error)?;
             let mut keys: Vec<(String, String, String)> =
-                owned.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
+                owned
+                    .iter()
+                    .map(|row| Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?)))
+                    .collect::<Result<_, StoreError>>()?;
             keys.sort();
             keys.push((t.to_string(), mesh.to_string(), name.to_string()));
             let first = next_revisions(&tx, keys.len()).await?;

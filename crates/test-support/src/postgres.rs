@@ -24,10 +24,10 @@ pub const PG_DATABASE: &str = "kuma";
 /// on 127.0.0.1 on a free port, with its data in a temp dir. Password authentication (SCRAM) over
 /// TCP for the user `kuma` (password `kuma`), who owns the database `kuma`; no Unix socket.
 ///
-/// The tests run as root and PostgreSQL refuses to run as root, so `initdb` and `postgres` run as
-/// the `postgres` user (`setpriv`). Each test process starts its own server: the cluster is
-/// initialised once into a cached template (`$CARGO_TARGET_DIR` or `~/.cache/kuma-rs`), which each
-/// server copies. Dropping it stops the server (fast shutdown, then SIGKILL) and removes the data.
+/// PostgreSQL refuses to run as root, so when the tests run as root (as here), `initdb` and
+/// `postgres` run as the `postgres` user (`setpriv`). Each test process starts its own server:
+/// the cluster is initialised once into a cached template (`$CARGO_TARGET_DIR` or
+/// `~/.cache/kuma-rs`), which each server copies. Dropping it stops the server (fast shutdown, then SIGKILL) and removes the data.
 #[derive(Debug)]
 pub struct PgServer {
     child: Option<Child>,
@@ -108,10 +108,8 @@ impl PgServer {
     fn try_start(&mut self) -> Result<(), String> {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).expect("a log file");
-        let mut command = Command::new("setpriv");
+        let mut command = as_postgres(&self.bin.join("postgres"));
         command
-            .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
-            .arg(self.bin.join("postgres"))
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-p", &self.port.to_string()])
@@ -313,9 +311,7 @@ fn must_template(bin: &Path) -> PathBuf {
     std::fs::write(&pwfile, PG_PASSWORD).expect("write the password file");
     must_chown_to_postgres(work.path());
     must_run(
-        Command::new("setpriv")
-            .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
-            .arg(bin.join("initdb"))
+        as_postgres(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
             .args(["-U", PG_USER, "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"])
@@ -335,9 +331,7 @@ fn must_template(bin: &Path) -> PathBuf {
         .open(data.join("postgresql.conf"))
         .expect("open postgresql.conf");
     std::io::Write::write_all(&mut file, conf.as_bytes()).expect("write postgresql.conf");
-    let mut single = Command::new("setpriv")
-        .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
-        .arg(bin.join("postgres"))
+    let mut single = as_postgres(&bin.join("postgres"))
         .args(["--single", "-D"])
         .arg(&data)
         .arg("template1")
@@ -368,8 +362,23 @@ fn must_template(bin: &Path) -> PathBuf {
     cache
 }
 
+/// `program` as the `postgres` user when the tests run as root (PostgreSQL refuses to run as
+/// root); as the current user otherwise.
+fn as_postgres(program: &Path) -> Command {
+    if rustix::process::geteuid().is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Hands `path` to the `postgres` user when running as root (see `as_postgres`).
 fn must_chown_to_postgres(path: &Path) {
-    must_run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(path));
+    if rustix::process::geteuid().is_root() {
+        must_run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(path));
+    }
 }
 
 fn must_run(command: &mut Command) {
