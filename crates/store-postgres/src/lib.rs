@@ -30,9 +30,17 @@
 //! print!("{}", schema_sql());
 //! ```
 //!
+//! `PostgresConfig` serializes with Kuma's keys (`host`, `port`, `user`, `password`, `dbName`,
+//! `connectionTimeout` in seconds, `maxOpenConnections`, `tls.{mode,certPath,keyPath,caPath}`),
+//! every field present in its defaults, so kuma-cp's generic `KUMA_*` overlay names them
+//! `KUMA_STORE_POSTGRES_HOST` ... `KUMA_STORE_POSTGRES_TLS_CA_PATH`.
+//!
 //! Failures: a connection error, a pool timeout, or an operation that takes longer than
-//! `connection_timeout` is `StoreError::Unavailable` (retryable; the API answers 503). The pool
+//! `connection_timeout` is `StoreError::Unavailable` (retryable; the API answers 503). A write
+//! that timed out may still have committed, as with any database: retrying a create may then be
+//! `AlreadyExists`. The pool (at most `pool_size()` connections, plus the one LISTEN connection)
 //! opens new connections as needed, so the store recovers by itself when the database returns.
+//! A wrong password or a missing permission is not retryable (`PostgresError::Database`).
 //!
 //! Watch: every write commits under one advisory lock, draws its revisions from one counter, and
 //! logs its events in `kuma_changes` (the latest `kuma_store::HISTORY`). Each store keeps one

@@ -270,7 +270,7 @@ impl ResourceStore for PostgresStore {
         self.bounded(async {
             let client = self.client().await?;
             let type_name = t.name();
-            let limit = (size + 1) as i64;
+            let limit = i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1);
             let (total, rows) = match mesh {
                 Some(mesh) => {
                     let total = client

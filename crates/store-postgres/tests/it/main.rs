@@ -7,6 +7,7 @@ mod conformance;
 mod leader;
 mod migrations;
 mod outage;
+mod store;
 mod support;
 mod tls;
 mod watch;
