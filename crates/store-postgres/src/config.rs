@@ -238,6 +238,17 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_serialize_every_key_and_read_back() {
+        let value = serde_json::to_value(PostgresConfig::default()).unwrap();
+        for pointer in ["/dbName", "/connectionTimeout", "/maxOpenConnections", "/tls/caPath"] {
+            assert!(value.pointer(pointer).is_some(), "{pointer} in {value}");
+        }
+        assert_eq!(value["tls"]["mode"], "disable");
+        let back: PostgresConfig = serde_json::from_value(value).unwrap();
+        assert_eq!(back, PostgresConfig::default());
+    }
+
+    #[test]
     fn verify_modes_need_a_ca_and_a_cert_needs_its_key() {
         let mut config = PostgresConfig::default();
         config.tls.mode = TlsMode::VerifyCa;
