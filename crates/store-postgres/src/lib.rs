@@ -26,7 +26,9 @@
 //! let leader = LeaderLock::start(&store, &id);  // leader.subscribe(): watch::Receiver<bool>
 //! store.instances().await                       // for `kumactl inspect control-planes`
 //!
-//! // `kumactl install postgres-schema`
+//! // `kumactl install postgres-schema`: kumactl must not link the driver (.ci/check-deps), so it
+//! // prints the checked-in `crates/store-postgres/schema.sql` (include_str!), which a test keeps
+//! // equal to schema_sql()
 //! print!("{}", schema_sql());
 //! ```
 //!

@@ -91,3 +91,11 @@ async fn a_wrong_password_is_refused_as_not_retryable_and_no_password_is_ever_sh
     let shown = format!("{store:?} {config:?}");
     assert!(!shown.contains("s3cr3t-Pw"), "{shown}");
 }
+
+/// `schema.sql` beside the crate's manifest is `schema_sql()` checked in, so kumactl (which must
+/// not link the driver) can print the schema with `include_str!` of that file.
+#[test]
+fn the_checked_in_schema_file_is_the_printed_schema() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql");
+    kuma_test_support::golden::must_match(&path, &schema_sql());
+}
