@@ -86,8 +86,15 @@ pub async fn migrate_up(config: &PostgresConfig) -> Result<MigrateReport, Postgr
 /// How the schema of the database `config` names compares with this binary's.
 pub async fn schema_status(config: &PostgresConfig) -> Result<SchemaStatus, PostgresError> {
     let connector = Connector::new(config)?;
-    let client = connector.connect("kuma-cp schema-status").await?;
-    status_of(&client).await
+    let check = async {
+        let client = connector.connect("kuma-cp schema-status").await?;
+        status_of(&client).await
+    };
+    tokio::time::timeout(connector.timeout(), check).await.map_err(|_| {
+        PostgresError::Unavailable {
+            reason: format!("the database did not answer within {:?}", connector.timeout()),
+        }
+    })?
 }
 
 pub(crate) async fn status_of(client: &Client) -> Result<SchemaStatus, PostgresError> {

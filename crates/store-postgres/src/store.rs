@@ -58,16 +58,24 @@ impl PostgresStore {
     pub async fn connect(config: &PostgresConfig) -> Result<PostgresStore, PostgresError> {
         let connector = Connector::new(config)?;
         let pool = connector.pool(config.pool_size());
-        let client = pool.get().await.map_err(|e| PostgresError::from(pool_error(e)))?;
-        match status_of(&client).await? {
-            SchemaStatus::Current => {}
-            SchemaStatus::Unmigrated { db, binary, .. } => {
-                return Err(PostgresError::Unmigrated { db, binary })
+        let check = async {
+            let client = pool.get().await.map_err(|e| PostgresError::from(pool_error(e)))?;
+            match status_of(&client).await? {
+                SchemaStatus::Current => {}
+                SchemaStatus::Unmigrated { db, binary, .. } => {
+                    return Err(PostgresError::Unmigrated { db, binary })
+                }
+                SchemaStatus::Newer { db, binary } => {
+                    return Err(PostgresError::Newer { db, binary })
+                }
             }
-            SchemaStatus::Newer { db, binary } => return Err(PostgresError::Newer { db, binary }),
-        }
-        let revision = current_revision(&client).await.map_err(PostgresError::from)?;
-        drop(client);
+            current_revision(&client).await.map_err(PostgresError::from)
+        };
+        let revision = tokio::time::timeout(connector.timeout(), check).await.map_err(|_| {
+            PostgresError::Unavailable {
+                reason: format!("the database did not answer within {:?}", connector.timeout()),
+            }
+        })??;
         let feed = Feed::start(pool.clone(), connector.clone(), revision);
         Ok(PostgresStore { shared: Arc::new(Shared { pool, connector, feed }) })
     }

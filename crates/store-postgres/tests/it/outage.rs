@@ -66,6 +66,12 @@ async fn a_database_that_stops_answering_makes_operations_unavailable_not_hang()
         assert!(matches!(err, StoreError::Unavailable { .. }), "{op}: {err:?}");
         assert!(started.elapsed() < bound, "{op} took {:?}", started.elapsed());
     }
+    let started = Instant::now();
+    let err = kuma_store_postgres::PostgresStore::connect(&config).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let err = kuma_store_postgres::schema_status(&config).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(started.elapsed() < bound * 2, "connecting took {:?}", started.elapsed());
     server.resume();
     let created = must_eventually(Duration::from_secs(20), "a write succeeds", || async {
         store.create(route_key("default", "thawed"), route()).await.map_err(|e| e.to_string())
