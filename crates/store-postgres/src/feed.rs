@@ -263,3 +263,55 @@ pub(crate) fn watch_stream(
         .filter_map(futures::future::ready);
     Box::pin(futures::stream::iter(events.into_iter().map(Ok)).chain(live))
 }
+
+#[cfg(test)]
+mod tests {
+    use kuma_model::{ResourceKey, ResourceType};
+    use kuma_store::EventKind;
+
+    use super::*;
+
+    fn event(revision: u64) -> WatchEvent {
+        let key = ResourceKey::new(ResourceType::TrafficRoute, "default", &format!("r-{revision}"));
+        WatchEvent { revision: Revision(revision), kind: EventKind::Deleted, key, resource: None }
+    }
+
+    async fn collect(stream: WatchStream) -> Vec<Result<u64, StoreError>> {
+        stream.map(|item| item.map(|e| e.revision.0)).collect().await
+    }
+
+    #[tokio::test]
+    async fn live_events_already_replayed_are_passed_on_once() {
+        let (sender, live) = broadcast::channel(16);
+        for revision in [2, 3, 4] {
+            sender.send(FeedItem::Event(Arc::new(event(revision)))).unwrap();
+        }
+        drop(sender);
+        let stream = watch_stream(1, vec![event(2), event(3)], live);
+        assert_eq!(collect(stream).await, [Ok(2), Ok(3), Ok(4)]);
+    }
+
+    #[tokio::test]
+    async fn a_lost_stretch_ends_only_a_watcher_that_had_not_seen_past_it() {
+        let (sender, behind) = broadcast::channel(16);
+        let ahead = sender.subscribe();
+        sender.send(FeedItem::Lost { resumed: 10 }).unwrap();
+        sender.send(FeedItem::Event(Arc::new(event(11)))).unwrap();
+        drop(sender);
+        let behind = watch_stream(5, vec![], behind);
+        assert_eq!(collect(behind).await, [Err(StoreError::Compacted { requested: 5 })]);
+        let ahead = watch_stream(9, vec![event(10)], ahead);
+        assert_eq!(collect(ahead).await, [Ok(10), Ok(11)]);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_lags_behind_the_broadcast_is_compacted_and_ends() {
+        let (sender, live) = broadcast::channel(2);
+        for revision in 1..=5 {
+            sender.send(FeedItem::Event(Arc::new(event(revision)))).unwrap();
+        }
+        drop(sender);
+        let items = collect(watch_stream(0, vec![], live)).await;
+        assert_eq!(items, [Err(StoreError::Compacted { requested: 0 })]);
+    }
+}
