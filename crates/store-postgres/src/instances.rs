@@ -54,17 +54,27 @@ impl PostgresStore {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut registered = false;
             loop {
                 tick.tick().await;
-                if let Err(e) = store.heartbeat(&id, &api, &xds).await {
-                    tracing::debug!(error = %e, "instance heartbeat failed");
+                match store.heartbeat(&id, &api, &xds, !registered).await {
+                    Ok(()) => registered = true,
+                    Err(e) => tracing::debug!(error = %e, "instance heartbeat failed"),
                 }
             }
         });
         InstanceHeartbeat { _task: AbortOnDrop(task.abort_handle()) }
     }
 
-    async fn heartbeat(&self, id: &str, api: &str, xds: &str) -> Result<(), StoreError> {
+    /// Upserts the row; `starting` (the first beat of this process) also resets `started_at`,
+    /// for an instance that restarted under the same id.
+    async fn heartbeat(
+        &self,
+        id: &str,
+        api: &str,
+        xds: &str,
+        starting: bool,
+    ) -> Result<(), StoreError> {
         let forget = FORGET_AFTER.as_secs_f64();
         self.bounded(async {
             let client = self.client().await?;
@@ -73,8 +83,9 @@ impl PostgresStore {
                     "INSERT INTO kuma_instances (id, api_address, xds_address, started_at, \
                      last_seen) VALUES ($1, $2, $3, now(), now()) ON CONFLICT (id) DO UPDATE \
                      SET api_address = EXCLUDED.api_address, \
-                     xds_address = EXCLUDED.xds_address, last_seen = now()",
-                    &[&id, &api, &xds],
+                     xds_address = EXCLUDED.xds_address, last_seen = now(), \
+                     started_at = CASE WHEN $4 THEN now() ELSE kuma_instances.started_at END",
+                    &[&id, &api, &xds, &starting],
                 )
                 .await
                 .map_err(store_error)?;

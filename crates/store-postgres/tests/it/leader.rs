@@ -103,5 +103,16 @@ async fn instances_heartbeat_their_rows_and_are_listed() {
         }
     })
     .await;
+    // cp-b restarts under the same id: its row says when it started again.
     drop(beat_b);
+    let first_start = listed[1].started_at;
+    let _beat_b = b.register_instance("cp-b", "10.0.0.2:5681", "10.0.0.2:5678");
+    must_eventually(Duration::from_secs(5), "cp-b's start is renewed", || async {
+        let instances = b.instances().await.map_err(|e| e.to_string())?;
+        match instances.iter().find(|i| i.id == "cp-b") {
+            Some(i) if i.started_at > first_start => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
