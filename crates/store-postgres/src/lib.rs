@@ -17,14 +17,14 @@
 //! let report = migrate_up(&config).await?;      // idempotent, safe to run concurrently
 //!
 //! // `kuma-cp run`
-//! let store = PostgresStore::connect(&config).await?;
+//! let pg = PostgresStore::connect(&config).await?;   // cheap to clone
 //! //   PostgresError::Unmigrated / Newer: print it (one line naming `kuma-cp migrate up`), exit 1
 //! //   PostgresError::Unavailable: the database is not reachable (is_retryable())
-//! let store: Arc<dyn ResourceStore> = Arc::new(store.clone());
-//! store.ping().await                            // readiness (Unavailable when the DB is gone)
-//! let _beat = store.register_instance(&id, "10.0.0.1:5681", "10.0.0.1:5678");
-//! let leader = LeaderLock::start(&store, &id);  // leader.subscribe(): watch::Receiver<bool>
-//! store.instances().await                       // for `kumactl inspect control-planes`
+//! let store: Arc<dyn ResourceStore> = Arc::new(pg.clone());
+//! pg.ping().await                               // readiness (Unavailable when the DB is gone)
+//! let _beat = pg.register_instance(&id, "10.0.0.1:5681", "10.0.0.1:5678");  // until dropped
+//! let leader = LeaderLock::start(&pg, &id);     // leader.subscribe(): watch::Receiver<bool>
+//! pg.instances().await                          // for `kumactl inspect control-planes`
 //!
 //! // `kumactl install postgres-schema`: kumactl must not link the driver (.ci/check-deps), so it
 //! // prints the checked-in `crates/store-postgres/schema.sql` (include_str!), which a test keeps
