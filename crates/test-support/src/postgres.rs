@@ -391,3 +391,27 @@ fn must_run(command: &mut Command) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_keeps_its_data_across_a_restart_and_is_gone_once_dropped() {
+        let mut server = PgServer::must_start();
+        server.must_create_database("other");
+        server.must_psql("other", "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('yes')");
+        let port = server.port();
+        server.stop();
+        assert!(server.psql("other", "SELECT 1").is_err(), "a stopped server answers");
+        server.must_start_again();
+        assert_eq!(server.port(), port);
+        assert_eq!(server.must_psql("other", "SELECT v FROM kept"), "yes");
+        let listening = server.must_psql("kuma", "SHOW listen_addresses");
+        assert_eq!(listening, "127.0.0.1");
+        let data = server.dir.path().to_path_buf();
+        drop(server);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening");
+        assert!(!data.exists(), "the data dir is removed");
+    }
+}
