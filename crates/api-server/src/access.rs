@@ -2,8 +2,8 @@
 //! (`Authorization: Bearer`, checked by the [`UserTokens`] kuma-cp supplies), from a client
 //! certificate presented over HTTPS (its common name and organizations), as `localhost` when it
 //! comes from this host and loopback counts as admin, or none. Reads need an identity, except the
-//! index, the OpenAPI document and the control plane's CA certificate; writes and token issuing
-//! need the `admin` role. Every write that succeeds and every refusal is audit-logged once.
+//! index, the OpenAPI document and the control plane's CA certificate; writes, token issuing and
+//! reading secret contents (`include=data`, checked by its route) need the `admin` role. Every write that succeeds and every refusal is audit-logged once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +20,10 @@ pub const ADMIN_GROUP: &str = "mesh-system:admin";
 /// What an identity may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Everything, secrets and token issuing included.
+    /// Everything, secrets and token issuing included; the only role that may read secret
+    /// contents (`?include=data` on a secret list, for backups).
     Admin,
-    /// Reads; secret contents are never served to anyone.
+    /// Reads, but never secret contents.
     Viewer,
 }
 

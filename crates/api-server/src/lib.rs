@@ -3,7 +3,8 @@
 //! model's types.
 //!
 //! Every request is authenticated (user token, client certificate, or loopback as admin) and
-//! writes need the admin role; see `access`. A connected dataplane's Envoy config dump
+//! writes need the admin role; see `access`. Secret contents are served only to admins who list
+//! secrets with `include=data` (backups, `kumactl export --include-secrets`), audit-logged. A connected dataplane's Envoy config dump
 //! (`/meshes/{mesh}/dataplanes/{name}/xds`, admin only) comes from kuma-cp through
 //! [`ConfigDumps`].
 //!

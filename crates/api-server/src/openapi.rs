@@ -47,6 +47,30 @@ fn list_op(t: ResourceType, summary: String, overview: bool) -> Value {
     })
 }
 
+/// A list of Secrets or GlobalSecrets: `include=data` serves their bytes, to admins only.
+fn list_secrets_op(t: ResourceType, summary: String) -> Value {
+    let mut op = list_op(t, summary, false);
+    op["parameters"].as_array_mut().expect("array").push(json!({
+        "name": "include", "in": "query", "required": false,
+        "description": "data: each secret with its bytes (base64), for backups and moving between stores; admins only (group mesh-system:admin), audit-logged",
+        "schema": {"type": "string", "enum": ["data"]}
+    }));
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    op["responses"]["400"] = json!({"description": "invalid paging or include",
+        "content": {"application/json": {"schema": error}}});
+    op["responses"]["403"] = json!({"description": "include=data by a user who is not an admin",
+        "content": {"application/json": {"schema": error}}});
+    op
+}
+
+fn list_of(t: ResourceType, summary: String) -> Value {
+    if matches!(t, ResourceType::Secret | ResourceType::GlobalSecret) {
+        list_secrets_op(t, summary)
+    } else {
+        list_op(t, summary, false)
+    }
+}
+
 fn item_ops(t: ResourceType) -> Value {
     let schema = json!({"$ref": format!("#/components/schemas/{}Resource", t.name())});
     let mut get_responses = error_responses();
@@ -97,7 +121,7 @@ pub(crate) fn document(version: &str) -> Value {
         if t.is_mesh_scoped() {
             let mesh_param = json!({"name": "mesh", "in": "path", "required": true, "schema": {"type": "string"}});
             let name_param = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
-            let mut list = list_op(t, format!("List {} in a mesh", d.path), false);
+            let mut list = list_of(t, format!("List {} in a mesh", d.path));
             list["parameters"].as_array_mut().expect("array").push(mesh_param.clone());
             paths.insert(format!("/meshes/{{mesh}}/{}", d.path), json!({"get": list}));
             let mut item = item_ops(t);
@@ -105,12 +129,12 @@ pub(crate) fn document(version: &str) -> Value {
             paths.insert(format!("/meshes/{{mesh}}/{}/{{name}}", d.path), item);
             paths.insert(
                 format!("/{}", d.path),
-                json!({"get": list_op(t, format!("List {} across meshes", d.path), false)}),
+                json!({"get": list_of(t, format!("List {} across meshes", d.path))}),
             );
         } else {
             paths.insert(
                 format!("/{}", d.path),
-                json!({"get": list_op(t, format!("List {}", d.path), false)}),
+                json!({"get": list_of(t, format!("List {}", d.path))}),
             );
             let mut item = item_ops(t);
             item["parameters"] = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);

@@ -50,6 +50,10 @@ pub(crate) async fn list(
     headers: &HeaderMap,
 ) -> Result<Json<ResourceList>, ApiError> {
     let params = ListParams::parse(uri)?;
+    if params.include_data {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid include")
+            .with_cause("include", "only secrets and global-secrets include data"));
+    }
     let store = state.store.as_ref();
     if params.tags.is_empty() {
         let query = ListQuery {

@@ -1,4 +1,5 @@
-//! Query parameters: paging (`size`, `offset`) and tag filters (`tag=k:v`, repeatable).
+//! Query parameters: paging (`size`, `offset`), tag filters (`tag=k:v`, repeatable), and
+//! `include=data` (secret lists only, admins only: see `resources::list`).
 
 use axum::http::{HeaderMap, StatusCode, Uri};
 use kuma_model::rest::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -10,6 +11,8 @@ pub(crate) struct ListParams {
     pub size: usize,
     pub offset: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// `include=data`: serve secrets with their bytes.
+    pub include_data: bool,
     /// Every other parameter, kept in `next` links.
     other: Vec<(String, String)>,
 }
@@ -35,6 +38,16 @@ impl ListParams {
                             ))
                         }
                     }
+                }
+                "include" if value == "data" => params.include_data = true,
+                "include" => {
+                    return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid include")
+                        .with_cause(
+                            "include",
+                            format!(
+                                "{value:?} is not something a list includes; the one value is data"
+                            ),
+                        ))
                 }
                 "offset" => params.offset = Some(value.into_owned()).filter(|o| !o.is_empty()),
                 "tag" => {
@@ -79,6 +92,9 @@ impl ListParams {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.tags {
             query.append_pair("tag", &format!("{k}:{v}"));
+        }
+        if self.include_data {
+            query.append_pair("include", "data");
         }
         for (k, v) in &self.other {
             query.append_pair(k, v);

@@ -4,7 +4,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use kuma_model::rest::ResourceList;
 use kuma_model::{
     parse_resource, validate, ParseError, Resource, ResourceInput, ResourceKey, ResourceType,
@@ -12,6 +12,7 @@ use kuma_model::{
 };
 use kuma_store::{ListPage, ListQuery, ResourceStore, StoreError};
 
+use crate::access::{Identity, Role, ADMIN_GROUP};
 use crate::error::{ApiError, Op};
 use crate::overview;
 use crate::query::ListParams;
@@ -95,6 +96,7 @@ pub(crate) async fn list(
     mesh: Option<&str>,
     uri: &Uri,
     headers: &HeaderMap,
+    identity: Option<&Identity>,
 ) -> Result<Json<ResourceList>, ApiError> {
     let params = ListParams::parse(uri)?;
     if !params.tags.is_empty() {
@@ -105,6 +107,9 @@ pub(crate) async fn list(
         )
         .with_cause("tag", "remove it, or list /meshes/{mesh}/dataplanes+insights instead"));
     }
+    if params.include_data {
+        secret_contents_allowed(resource_type, mesh, uri, identity)?;
+    }
     let query = ListQuery {
         resource_type,
         mesh: mesh.map(str::to_string),
@@ -112,13 +117,56 @@ pub(crate) async fn list(
         offset: params.offset.clone(),
     };
     let page = list_page(state.store.as_ref(), &query).await?;
+    let rest_form = |resource: &Resource| {
+        let with_data = params.include_data.then(|| resource.to_rest_json_with_secret_data());
+        with_data.flatten().unwrap_or_else(|| resource.to_rest_json())
+    };
+    if params.include_data {
+        let identity = identity.map_or("", |i| i.name.as_str());
+        tracing::info!(target: "audit", %identity, resource_type = %resource_type.name(), mesh = mesh.unwrap_or_default(), path = %uri.path(), count = page.items.len(), "read secret contents");
+    }
     Ok(Json(ResourceList {
         total: page.total as u64,
-        items: page.items.iter().map(Resource::to_rest_json).collect(),
+        items: page.items.iter().map(rest_form).collect(),
         next: page
             .next
             .map(|offset| params.next_url(&state.config.public_url, uri, headers, &offset)),
     }))
+}
+
+/// `include=data` is the one read of secret contents: for backups and moving between stores
+/// (`kumactl export --include-secrets`). Only secret lists have it, and only admins get it.
+fn secret_contents_allowed(
+    resource_type: ResourceType,
+    mesh: Option<&str>,
+    uri: &Uri,
+    identity: Option<&Identity>,
+) -> Result<(), ApiError> {
+    if !matches!(resource_type, ResourceType::Secret | ResourceType::GlobalSecret) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, Op::List, "Invalid include")
+            .with_cause(
+                "include",
+                format!(
+                    "only secrets and global-secrets include data, not {}",
+                    resource_type.descriptor().path
+                ),
+            ));
+    }
+    match identity {
+        Some(identity) if identity.role == Role::Admin => Ok(()),
+        _ => {
+            let user = identity.map_or("this client", |i| i.name.as_str());
+            tracing::warn!(target: "audit", identity = %user, resource_type = %resource_type.name(), mesh = mesh.unwrap_or_default(), path = %uri.path(), "refused: secret contents are for admins");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                Op::List,
+                format!(
+                    "{user} may not read secret contents: include=data needs a user in group \
+                     {ADMIN_GROUP}"
+                ),
+            ))
+        }
+    }
 }
 
 /// One page from the store; an offset the store refuses is the client's mistake (400).
@@ -139,8 +187,10 @@ pub(crate) async fn list_meshes(
     state: State,
     uri: Uri,
     headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
 ) -> Result<Json<ResourceList>, ApiError> {
-    list(&state, ResourceType::Mesh, None, &uri, &headers).await
+    let identity = identity.map(|Extension(i)| i);
+    list(&state, ResourceType::Mesh, None, &uri, &headers, identity.as_ref()).await
 }
 
 pub(crate) async fn get_mesh(state: State, Path(name): Path<String>) -> Result<Response, ApiError> {
@@ -152,6 +202,7 @@ pub(crate) async fn list_in_mesh(
     Path((mesh, collection)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
 ) -> Result<Response, ApiError> {
     if collection == OVERVIEW {
         return overview::list(&state, Some(&mesh), &uri, &headers)
@@ -159,7 +210,8 @@ pub(crate) async fn list_in_mesh(
             .map(IntoResponse::into_response);
     }
     let t = mesh_scoped_type(&collection, Op::List)?;
-    Ok(list(&state, t, Some(&mesh), &uri, &headers).await?.into_response())
+    let identity = identity.map(|Extension(i)| i);
+    Ok(list(&state, t, Some(&mesh), &uri, &headers, identity.as_ref()).await?.into_response())
 }
 
 pub(crate) async fn list_across_meshes(
@@ -167,12 +219,14 @@ pub(crate) async fn list_across_meshes(
     Path(collection): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    identity: Option<Extension<Identity>>,
 ) -> Result<Json<ResourceList>, ApiError> {
     let t = match global_type(&collection, Op::List) {
         Ok(t) => t,
         Err(_) => mesh_scoped_type(&collection, Op::List)?,
     };
-    list(&state, t, None, &uri, &headers).await
+    let identity = identity.map(|Extension(i)| i);
+    list(&state, t, None, &uri, &headers, identity.as_ref()).await
 }
 
 pub(crate) async fn get_global(

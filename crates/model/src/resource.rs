@@ -76,6 +76,16 @@ impl Resource {
         let times = (&self.creation_time, &self.modification_time);
         flat_object(&self.key, Some(times), &self.spec, true)
     }
+
+    /// The REST object of a Secret or GlobalSecret with its bytes (`data`), for the one
+    /// admin-only read that serves them (`?include=data`, for backups and moving between
+    /// stores); `None` for any other type, whose REST form stays [`Resource::to_rest_json`].
+    pub fn to_rest_json_with_secret_data(&self) -> Option<Value> {
+        let secret = self.spec.as_secret()?;
+        let mut object = self.to_rest_json();
+        object.as_object_mut()?.insert("data".into(), secret.data.clone().into());
+        Some(object)
+    }
 }
 
 /// `type`, `mesh` (not for global types), `name`, the timestamps when known, then the spec;
@@ -143,5 +153,32 @@ mod tests {
         assert!(rest.contains("CERT") && !rest.contains("KEY"), "{rest}");
         // What is stored keeps it.
         assert!(resource.spec.to_json().to_string().contains("KEY"));
+        assert_eq!(resource.to_rest_json_with_secret_data(), None, "not a secret");
+    }
+
+    #[test]
+    fn only_the_rest_form_with_secret_data_shows_a_secrets_bytes() {
+        let t = chrono::Utc::now();
+        let secret = crate::SecretSpec::from_bytes(b"KEY");
+        for (key, spec) in [
+            (ResourceKey::new(ResourceType::Secret, "m", "s"), Spec::Secret(secret.clone())),
+            (
+                ResourceKey::new(ResourceType::GlobalSecret, "", "g"),
+                Spec::GlobalSecret(crate::GlobalSecretSpec(secret.clone())),
+            ),
+        ] {
+            let resource = Resource {
+                key,
+                spec,
+                version: Version("1".into()),
+                creation_time: t,
+                modification_time: t,
+            };
+            assert!(resource.to_rest_json().get("data").is_none());
+            let mut with_data = resource.to_rest_json_with_secret_data().unwrap();
+            assert_eq!(with_data["data"], secret.data);
+            with_data.as_object_mut().unwrap().remove("data");
+            assert_eq!(with_data, resource.to_rest_json(), "otherwise the same object");
+        }
     }
 }

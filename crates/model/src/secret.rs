@@ -1,7 +1,8 @@
 //! The Secret resource: bytes the control plane keeps for a mesh, such as the private key of its
 //! builtin CA or its dataplane-token signing keys; and the GlobalSecret, the same for the whole
 //! control plane (its TLS CA). Its `data` is stored and replicated like any spec but never leaves through the REST
-//! form, `Debug` or logs.
+//! form, `Debug` or logs; the one exception is the admin-only list with `?include=data` (backups,
+//! moving between stores), served through `Resource::to_rest_json_with_secret_data`.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
-    /// Base64 of the secret bytes. Write-only: never shown by the API.
+    /// Base64 of the secret bytes. Write-only: the API shows it only to an admin who lists
+    /// secrets with `include=data`.
     #[serde(default)]
     pub data: String,
 }
