@@ -37,6 +37,8 @@ pub enum StoreType {
     Raft,
     /// Kuma's CRDs in the Kubernetes API server (environment kubernetes).
     Kubernetes,
+    /// A PostgreSQL database that several kuma-cp instances may share (`store.postgres`).
+    Postgres,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,9 @@ pub struct StoreConfig {
     pub kind: StoreType,
     pub raft: RaftStoreConfig,
     pub kubernetes: KubernetesStoreConfig,
+    /// Where the database is (`store.postgres`, KUMA_STORE_POSTGRES_*); `Debug` never shows
+    /// the password.
+    pub postgres: kuma_store_postgres::PostgresConfig,
 }
 
 /// Settings of the Kubernetes store (`store.kubernetes`).
@@ -551,6 +556,11 @@ impl KumaCpConfig {
         if self.store.kind == StoreType::Raft {
             problems.extend(self.raft_config().err().into_iter().flatten());
         }
+        if self.store.kind == StoreType::Postgres {
+            if let Err(e) = self.store.postgres.validate() {
+                problems.extend(e.problems);
+            }
+        }
         problems.extend(self.bootstrap_server.problems());
         let general = &self.general;
         if general.tls_cert_file.is_empty() != general.tls_key_file.is_empty() {
@@ -562,9 +572,16 @@ impl KumaCpConfig {
         }
         match (self.environment, self.store.kind) {
             (Environment::Kubernetes, StoreType::Kubernetes)
-            | (Environment::Universal, StoreType::Memory | StoreType::Raft) => {}
+            | (
+                Environment::Universal,
+                StoreType::Memory | StoreType::Raft | StoreType::Postgres,
+            ) => {}
             (Environment::Kubernetes, other) => {
-                let name = if other == StoreType::Raft { "raft" } else { "memory" };
+                let name = match other {
+                    StoreType::Raft => "raft",
+                    StoreType::Postgres => "postgres",
+                    _ => "memory",
+                };
                 problems.push(format!(
                     "store.type: {name} runs in universal mode; on Kubernetes the store is the API \
                      server (unset KUMA_STORE_TYPE or set it to kubernetes)"
@@ -833,5 +850,113 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("KUMA_ENVIRONMENT=kubernetes"), "{err}");
+    }
+
+    #[test]
+    fn postgres_settings_come_from_their_documented_variables() {
+        let c = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "postgres"),
+                ("KUMA_STORE_POSTGRES_HOST", "db.internal"),
+                ("KUMA_STORE_POSTGRES_PORT", "5432"),
+                ("KUMA_STORE_POSTGRES_USER", "kuma-cp"),
+                ("KUMA_STORE_POSTGRES_PASSWORD", "s3cret-pw"),
+                ("KUMA_STORE_POSTGRES_DB_NAME", "mesh"),
+                ("KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "3"),
+                ("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "8"),
+                ("KUMA_STORE_POSTGRES_TLS_MODE", "verify-full"),
+                ("KUMA_STORE_POSTGRES_TLS_CERT_PATH", "/tls/client.crt"),
+                ("KUMA_STORE_POSTGRES_TLS_KEY_PATH", "/tls/client.key"),
+                ("KUMA_STORE_POSTGRES_TLS_CA_PATH", "/tls/ca.crt"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.store.kind, StoreType::Postgres);
+        let pg = &c.store.postgres;
+        assert_eq!((pg.host.as_str(), pg.port), ("db.internal", 5432));
+        assert_eq!((pg.user.as_str(), pg.password.as_str()), ("kuma-cp", "s3cret-pw"));
+        assert_eq!(pg.db_name, "mesh");
+        assert_eq!(pg.connection_timeout, Duration::from_secs(3));
+        assert_eq!(pg.max_open_connections, 8);
+        assert_eq!(pg.tls.mode, kuma_store_postgres::TlsMode::VerifyFull);
+        assert_eq!(pg.tls.cert_path.as_deref(), Some(Path::new("/tls/client.crt")));
+        assert_eq!(pg.tls.key_path.as_deref(), Some(Path::new("/tls/client.key")));
+        assert_eq!(pg.tls.ca_path.as_deref(), Some(Path::new("/tls/ca.crt")));
+    }
+
+    #[test]
+    fn postgres_settings_come_from_the_file_and_the_environment_wins() {
+        let f = file(
+            "store:\n  type: postgres\n  postgres:\n    host: db.file\n    password: from-file\n    \
+             connectionTimeout: 7\n    tls:\n      mode: require\n",
+        );
+        let c = KumaCpConfig::load(Some(f.path()), &env(&[("KUMA_STORE_POSTGRES_HOST", "db.env")]))
+            .unwrap();
+        let pg = &c.store.postgres;
+        assert_eq!((pg.host.as_str(), pg.password.as_str()), ("db.env", "from-file"));
+        assert_eq!(pg.connection_timeout, Duration::from_secs(7));
+        assert_eq!(pg.tls.mode, kuma_store_postgres::TlsMode::Require);
+        assert_eq!((pg.port, pg.db_name.as_str()), (15432, "kuma"));
+    }
+
+    #[test]
+    fn a_bad_postgres_config_reports_every_problem_with_its_variable() {
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "postgres"),
+                ("KUMA_STORE_POSTGRES_HOST", ""),
+                ("KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "0"),
+                ("KUMA_STORE_POSTGRES_TLS_MODE", "verify-ca"),
+                ("KUMA_DIAGNOSTICS_PORT", "5681"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "KUMA_STORE_POSTGRES_HOST",
+            "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT",
+            "KUMA_STORE_POSTGRES_TLS_CA_PATH",
+            "diagnostics.port",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        let err = KumaCpConfig::load(None, &env(&[("KUMA_STORE_POSTGRES_TLS_MODE", "strict")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.postgres.tls.mode") && err.contains("verify-full"), "{err}");
+        // Other stores do not check the postgres section.
+        assert!(KumaCpConfig::load(None, &env(&[("KUMA_STORE_POSTGRES_HOST", "")])).is_ok());
+    }
+
+    #[test]
+    fn the_postgres_password_is_never_shown() {
+        let vars = [("KUMA_STORE_TYPE", "postgres"), ("KUMA_STORE_POSTGRES_PASSWORD", "s3cret-pw")];
+        let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        assert!(!format!("{c:#?}").contains("s3cret-pw"));
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[
+                ("KUMA_STORE_TYPE", "postgres"),
+                ("KUMA_STORE_POSTGRES_PASSWORD", "s3cret-pw"),
+                ("KUMA_STORE_POSTGRES_USER", ""),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("KUMA_STORE_POSTGRES_USER") && !err.contains("s3cret-pw"), "{err}");
+    }
+
+    #[test]
+    fn postgres_runs_in_universal_mode_only() {
+        let err = KumaCpConfig::load(
+            None,
+            &env(&[("KUMA_ENVIRONMENT", "kubernetes"), ("KUMA_STORE_TYPE", "postgres")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("store.type: postgres runs in universal mode"), "{err}");
     }
 }

@@ -46,6 +46,14 @@ pub enum ControlPlaneError {
     Certificate { variable: &'static str, reason: String },
     #[error("{0}")]
     Kubernetes(String),
+    #[error(transparent)]
+    Postgres(Box<crate::postgres::PostgresStartError>),
+}
+
+impl From<crate::postgres::PostgresStartError> for ControlPlaneError {
+    fn from(e: crate::postgres::PostgresStartError) -> ControlPlaneError {
+        ControlPlaneError::Postgres(Box::new(e))
+    }
 }
 
 /// One kuma-cp peer.
@@ -286,9 +294,15 @@ impl ControlPlane {
         let mut kubernetes: Option<kube::Client> = None;
         // Declared before the node so that it outlives every use of it in this function.
         let mut raft_runtime: Option<RaftRuntime> = None;
+        let mut postgres: Option<kuma_store_postgres::PostgresStore> = None;
         let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
         {
             StoreType::Memory => (Arc::new(MemoryStore::new()), None),
+            StoreType::Postgres => {
+                let pg = crate::postgres::connect(&config.store.postgres).await?;
+                postgres = Some(pg.clone());
+                (Arc::new(pg), None)
+            }
             StoreType::Kubernetes => {
                 let client = crate::kubernetes::client().await?;
                 let store = crate::kubernetes::start_store(client.clone(), config).await?;
@@ -362,6 +376,15 @@ impl ControlPlane {
                     replicas,
                     fallback: single_peer.clone(),
                 });
+            }
+            (None, None) if postgres.is_some() => {
+                // The holder of the leader lease creates the default mesh and the identity
+                // secrets (started below, once every server listens).
+                tokio::spawn(stale_subscriptions::close_own_stale_subscriptions(
+                    store.clone(),
+                    config.instance_id(),
+                    started,
+                ));
             }
             (None, None) => {
                 if !config.defaults.skip_mesh_creation {
@@ -439,6 +462,10 @@ impl ControlPlane {
             extra_routes =
                 extra_routes.merge(raft_admin::routes(node.clone(), config.api_server.read_only));
         }
+        if let Some(pg) = &postgres {
+            extra_routes =
+                extra_routes.merge(crate::postgres::routes(pg.clone(), config.instance_id()));
+        }
         let mut api_task = tokio::spawn(api.serve_with(
             extra_routes,
             ApiListeners { http: http_listener, https },
@@ -495,10 +522,14 @@ impl ControlPlane {
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
             diagnostics_listener,
             readiness.clone(),
-            stopped(stop_rx),
+            stopped(stop_rx.clone()),
         ));
 
         readiness.set(true);
+        // From here readiness follows whether the database answers.
+        let mut postgres_instance = postgres.map(|pg| {
+            crate::postgres::start_instance(pg, store.clone(), config, readiness.clone(), stop_rx)
+        });
         info!("Control Plane ready");
 
         let failure = tokio::select! {
@@ -511,6 +542,9 @@ impl ControlPlane {
         };
         readiness.set(false);
         let _ = stop_tx.send(true);
+        if let Some(instance) = &mut postgres_instance {
+            instance.release().await;
+        }
         if let Some((server, result)) = failure {
             let source = match result {
                 Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),

@@ -14,6 +14,7 @@ mod identity_api;
 mod kubernetes;
 mod leader_work;
 pub mod peer_certs;
+pub mod postgres;
 mod raft_admin;
 mod raft_runtime;
 mod raft_xds_peers;

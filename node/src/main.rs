@@ -63,12 +63,33 @@ enum Command {
     /// Raft cluster tools.
     #[command(subcommand)]
     Raft(RaftCommand),
+    /// Schema migrations of the PostgreSQL store.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Print the version.
     Version {
         /// Print build details too.
         #[arg(short = 'a', long)]
         detailed: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum MigrateCommand {
+    /// Bring the PostgreSQL schema (store.postgres, KUMA_STORE_POSTGRES_*) up to this kuma-cp's
+    /// version; safe to run again, and from several instances at once.
+    Up {
+        /// Configuration file (YAML); see kuma-cp.defaults.yaml for every key.
+        #[arg(short = 'c', long = "config-file")]
+        config_file: Option<PathBuf>,
+    },
+}
+
+/// `kuma-cp migrate up`: the line to print.
+fn migrate_up(config_file: Option<PathBuf>) -> anyhow::Result<String> {
+    let config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(kuma_cp::postgres::migrate_up(&config.store.postgres))?)
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,6 +245,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Migrate(MigrateCommand::Up { config_file }) => match migrate_up(config_file) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config_file, force_new_cluster } => {
             if let Err(e) = init_logging(&cli.log_level) {
                 eprintln!("Error: {e}");
