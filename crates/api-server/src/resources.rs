@@ -357,9 +357,26 @@ async fn put(
             Err(StoreError::NotFound { key }) if precondition.is_some() => {
                 return Err(ApiError::store(Op::Put, StoreError::NotFound { key }, true));
             }
-            Err(StoreError::NotFound { .. }) => {
-                (StatusCode::CREATED, store.create(key, spec).await)
-            }
+            Err(StoreError::NotFound { .. }) => match store.create(key.clone(), spec.clone()).await
+            {
+                // Created by another writer between our read and our create (the leader making a
+                // new mesh's signing key while a restore writes the one it saved): a PUT without
+                // If-Match replaces whatever is there, so write once more on what is there now.
+                Err(StoreError::AlreadyExists { key: taken }) if precondition.is_none() => {
+                    match store.get(&key).await {
+                        Ok(current) => {
+                            (StatusCode::OK, store.update(key, spec, &current.version).await)
+                        }
+                        // Taken in another mesh (a store whose names are unique per type).
+                        Err(StoreError::NotFound { .. }) => {
+                            let taken = StoreError::AlreadyExists { key: taken };
+                            return Err(ApiError::store(Op::Put, taken, false));
+                        }
+                        Err(e) => return Err(ApiError::store(Op::Put, e, false)),
+                    }
+                }
+                created => (StatusCode::CREATED, created),
+            },
             Err(e) => return Err(ApiError::store(Op::Put, e, false)),
         },
     };

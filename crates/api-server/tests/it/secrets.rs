@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use kuma_api_server::{ApiServer, ApiServerConfig, ServerInfo};
+use kuma_model::{Resource, ResourceKey, ResourceType, SecretSpec, Spec, Version};
+use kuma_store::{ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream};
 use serde_json::json;
 
 use crate::support::{must_api, Api};
@@ -198,4 +200,73 @@ async fn the_openapi_document_offers_include_data_on_secret_lists_only() {
     for path in ["/meshes/{mesh}/dataplanes", "/meshes", "/meshes/{mesh}/dataplanes+insights"] {
         assert!(include(path).is_none(), "{path}");
     }
+}
+
+/// A store in which another writer creates `key` right after the first read that misses it, as
+/// the leader makes a new mesh's token signing key while a restore writes the saved one.
+struct CreatedByAnotherWriter {
+    inner: Arc<dyn ResourceStore>,
+    key: ResourceKey,
+    spec: Spec,
+}
+
+#[async_trait::async_trait]
+impl ResourceStore for CreatedByAnotherWriter {
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        let found = self.inner.get(key).await;
+        if key == &self.key && matches!(found, Err(StoreError::NotFound { .. })) {
+            self.inner.create(self.key.clone(), self.spec.clone()).await?;
+        }
+        found
+    }
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
+        self.inner.create(key, spec).await
+    }
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError> {
+        self.inner.update(key, spec, expected).await
+    }
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        self.inner.delete(key, expected).await
+    }
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.inner.revision().await
+    }
+    async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
+        self.inner.watch(from).await
+    }
+}
+
+#[tokio::test]
+async fn a_put_without_if_match_that_loses_the_create_to_another_writer_replaces_what_it_wrote() {
+    let api = must_api().await;
+    let key = ResourceKey::new(ResourceType::Secret, "default", "signing-key-1");
+    let store: Arc<dyn ResourceStore> = Arc::new(CreatedByAnotherWriter {
+        inner: api.store.clone(),
+        key: key.clone(),
+        spec: Spec::Secret(SecretSpec::from_bytes(b"the leader's")),
+    });
+    let info = ServerInfo { version: "1".into(), hostname: "cp".into() };
+    let router = ApiServer::new(store, ApiServerConfig::default(), info).router();
+    let api = Api { router, ..api };
+    let saved = SecretSpec::from_bytes(b"the saved one");
+
+    let body =
+        json!({"type": "Secret", "mesh": "default", "name": "signing-key-1", "data": saved.data});
+    let reply = api.put_json("/meshes/default/secrets/signing-key-1", &body).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let stored = api.store.get(&key).await.unwrap();
+    assert_eq!(stored.spec.as_secret(), Some(&saved));
 }
