@@ -192,6 +192,8 @@ pub enum InspectCommand {
 pub enum InstallCommand {
     /// Print Kuma's CustomResourceDefinitions (kumactl install crds | kubectl apply -f -)
     Crds,
+    /// Print the PostgreSQL store's schema (kumactl install postgres-schema | psql -v ON_ERROR_STOP=1), as kuma-cp migrate up creates it
+    PostgresSchema,
     /// Print the manifest of a control plane in Kubernetes mode (kumactl install control-plane |
     /// kubectl apply -f -)
     #[command(

@@ -316,3 +316,25 @@ fn both_manifests_apply_twice_to_a_real_apiserver_and_keep_kumas_object_shape() 
         server.request("GET", "/apis/kuma.io/v1alpha1/namespaces/default/meshes", None).unwrap();
     assert_eq!(namespaced.status, 404, "{}", namespaced.body);
 }
+
+#[test]
+fn install_postgres_schema_prints_the_checked_in_schema_which_psql_applies() {
+    let out = Ctl::new().must_run(&["install", "postgres-schema"]);
+    let checked_in = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/store-postgres/schema.sql"),
+    )
+    .unwrap();
+    assert_eq!(out, checked_in);
+    let version = out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("-- The PostgreSQL schema of kuma-rs, version "))
+        .and_then(|v| v.strip_suffix('.'))
+        .expect("the first line names the schema version");
+
+    // A user pipes it into psql: it applies to an empty database and records its version.
+    let pg = kuma_test_support::PgServer::must_start();
+    pg.must_create_database("fresh");
+    pg.must_psql("fresh", &out);
+    assert_eq!(pg.must_psql("fresh", "SELECT max(version) FROM kuma_schema_migrations"), version);
+}
