@@ -43,9 +43,9 @@ pub enum Command {
     #[command(
         long_about = "Print every Mesh, then each mesh's Dataplanes and policies (by type, then \
                       name), as one multi-document YAML that `kumactl apply -f FILE` restores into \
-                      an empty control plane of any store type. Secrets are left out: the API \
-                      never serves their contents. So the new control plane makes its own builtin \
-                      mesh CAs and token signing keys: dataplanes need new tokens from it."
+                      an empty control plane of any store type. Secrets are left out unless \
+                      --include-secrets is given: then the new control plane makes its own builtin \
+                      mesh CAs and token signing keys, and dataplanes need new tokens from it."
     )]
     Export(ExportArgs),
     /// Inspect Kuma resources
@@ -121,6 +121,10 @@ pub struct ExportArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = ExportFormat::Yaml)]
     pub output: ExportFormat,
+    /// Also export every mesh's Secrets with their contents (mesh CAs, dataplane token signing
+    /// keys) and the GlobalSecrets users wrote; admin only. Keep the file as secret as they are.
+    #[arg(long)]
+    pub include_secrets: bool,
 }
 
 /// How `export` prints the state: one multi-document YAML.

@@ -1,16 +1,26 @@
-//! `kumactl export [-o yaml]`: the state users wrote, as one multi-document YAML that
-//! `kumactl apply -f` restores into an empty control plane of any store type.
+//! `kumactl export [-o yaml] [--include-secrets]`: the state users wrote, as one multi-document
+//! YAML that `kumactl apply -f` restores into an empty control plane of any store type.
 //!
 //! Order: every Mesh (by name) first, since everything else lives in one; then, mesh by mesh (by
 //! name), its Dataplanes and each policy type in the registry's order, each by name. Left out:
 //! status the control plane writes itself (DataplaneInsights), and Secrets and GlobalSecrets,
-//! whose contents the API never serves (a Secret without its bytes cannot be applied). Each
-//! resource is written as a user would write it (`type`, `mesh`, `name`, then the spec), without
-//! the server's timestamps, so two exports of the same state are byte-identical. Nothing is
-//! written before every list has been read to its last page: a failure leaves no partial file.
+//! whose contents the API serves only to an admin who asks (a Secret without its bytes cannot be
+//! applied). Each resource is written as a user would write it (`type`, `mesh`, `name`, then the
+//! spec), without the server's timestamps, so two exports of the same state are byte-identical.
+//! Nothing is written before every list has been read to its last page: a failure leaves no
+//! partial file.
+//!
+//! With `--include-secrets` (admin only: the API's `include=data`), the Secrets of every mesh and
+//! the GlobalSecrets users wrote come too, in an order apply can restore: every Mesh with
+//! `mtls.enabledBackend` removed (a leader that saw mTLS enabled before the CA's Secret exists
+//! would generate a CA of its own), the GlobalSecrets, each mesh's Secrets, then each Mesh that
+//! lost its `enabledBackend` as exported, then the rest. The control plane's own GlobalSecrets
+//! ([`is_control_plane_global_secret`]) are left out: applied to another control plane they
+//! would replace its TLS CA and the keys that sign its user tokens.
 
 use std::io::Write;
 
+use kuma_model::rest::ErrorBody;
 use kuma_model::{parse_resource, ResourceType, Spec};
 use serde_json::Value;
 
@@ -38,6 +48,16 @@ pub enum ExportError {
          key as conf.key.file or conf.key.secret instead, then export again"
     )]
     InlineCaKey { mesh: String, backend: String },
+    /// The control plane would not show secret contents to this user (403).
+    #[error("--include-secrets needs an admin, so nothing was exported: {details}")]
+    SecretsRefused { details: String },
+    /// The API listed a Secret without its bytes: a control plane that does not know
+    /// `include=data`.
+    #[error(
+        "{what} came without its contents, so nothing was exported: this control plane does not \
+         serve secret contents (is it older than this kumactl?); export without --include-secrets"
+    )]
+    NoSecretData { what: String },
     /// A resource could not be written as YAML.
     #[error("could not write {what} as YAML: {reason}")]
     Yaml { what: String, reason: String },
@@ -53,10 +73,35 @@ pub(crate) async fn export(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let ExportFormat::Yaml = args.output;
-    let resources = fetch(client).await?;
-    let text = render(&resources)?;
+    let resources = fetch(client, args.include_secrets).await?;
+    let mut text = String::new();
+    if args.include_secrets {
+        for line in SECRETS_HEADER {
+            text.push_str(&format!("# {line}\n"));
+        }
+    }
+    text.push_str(&render(&resources)?);
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(ExportError::Write)?;
     Ok(())
+}
+
+/// What a file with secrets says above its first document.
+const SECRETS_HEADER: &[&str] = &[
+    "kumactl export --include-secrets: this file holds the private keys of the mesh CAs and the",
+    "dataplane token signing keys; keep it as secret as they are. Dataplane tokens issued by the",
+    "exported control plane stay valid where it is applied. Left out: the control plane's own",
+    "GlobalSecrets (control-plane-ca, user-token-signing-key-N, admin-user-token,",
+    "user-token-revocations): the target keeps its own, so user tokens must be issued again there.",
+];
+
+/// The control plane's own GlobalSecrets (kuma-cp makes them: its TLS CA, the user token signing
+/// keys, the first admin token and the user token revocations), which `--include-secrets` leaves
+/// out. Applied to another control plane they would replace the CA its peers' certificates come
+/// from and the keys that sign its user tokens: tokens it issued would stop working, and the
+/// exported one's would work there.
+pub(crate) fn is_control_plane_global_secret(name: &str) -> bool {
+    matches!(name, "control-plane-ca" | "admin-user-token" | "user-token-revocations")
+        || name.strip_prefix("user-token-signing-key-").is_some_and(|kid| !kid.is_empty())
 }
 
 /// The types exported in every mesh, in the registry's order: Dataplanes and every policy.
@@ -75,17 +120,66 @@ pub(crate) struct Exported {
     pub(crate) notes: Vec<String>,
 }
 
-/// Every Mesh, then each mesh's resources, in export order.
-async fn fetch(client: &ApiClient) -> Result<Vec<Exported>, ExportError> {
-    let meshes = list(client, ResourceType::Mesh, None).await?;
+/// Every Mesh, then each mesh's resources, in export order; with `secrets`, the secrets too.
+async fn fetch(client: &ApiClient, secrets: bool) -> Result<Vec<Exported>, ExportError> {
+    let meshes = list(client, ResourceType::Mesh, None, secrets).await?;
     let names: Vec<String> = meshes.iter().map(|m| name_of(&m.value).to_string()).collect();
-    let mut resources = meshes;
-    for mesh in &names {
-        for resource_type in mesh_types() {
-            resources.extend(list(client, resource_type, Some(mesh)).await?);
+    let mut secret_resources = Vec::new();
+    if secrets {
+        let globals = list(client, ResourceType::GlobalSecret, None, true).await?;
+        secret_resources.extend(
+            globals.into_iter().filter(|g| !is_control_plane_global_secret(name_of(&g.value))),
+        );
+        for mesh in &names {
+            secret_resources.extend(list(client, ResourceType::Secret, Some(mesh), true).await?);
         }
     }
-    Ok(resources)
+    let mut rest = Vec::new();
+    for mesh in &names {
+        for resource_type in mesh_types() {
+            rest.extend(list(client, resource_type, Some(mesh), secrets).await?);
+        }
+    }
+    if !secrets {
+        return Ok(meshes.into_iter().chain(rest).collect());
+    }
+    Ok(restore_order(meshes, secret_resources, rest))
+}
+
+/// The order that restores secrets: every Mesh without `mtls.enabledBackend`, the secrets, each
+/// Mesh that lost its `enabledBackend` as exported, then the rest.
+pub(crate) fn restore_order(
+    meshes: Vec<Exported>,
+    secrets: Vec<Exported>,
+    rest: Vec<Exported>,
+) -> Vec<Exported> {
+    let mut first = Vec::with_capacity(meshes.len());
+    let mut again = Vec::new();
+    for mesh in meshes {
+        let mut without = mesh.clone();
+        let enabled = without
+            .value
+            .get_mut("mtls")
+            .and_then(Value::as_object_mut)
+            .and_then(|mtls| mtls.remove("enabledBackend"));
+        if let Some(backend) = enabled {
+            let backend = backend.as_str().unwrap_or_default();
+            without.notes.insert(
+                0,
+                format!(
+                    "mTLS off until the Secrets below are restored (a control plane would make \
+                     a CA of its own meanwhile); the Mesh with enabledBackend {backend} follows \
+                     them."
+                ),
+            );
+            again.push(Exported {
+                value: mesh.value,
+                notes: vec!["mTLS on again, with the CA Secrets restored above.".to_string()],
+            });
+        }
+        first.push(without);
+    }
+    first.into_iter().chain(secrets).chain(again).chain(rest).collect()
 }
 
 /// What a list holds, for messages: `the Meshes`, `the Dataplanes of mesh "demo"`.
@@ -100,26 +194,45 @@ fn what(resource_type: ResourceType, mesh: Option<&str>) -> String {
     }
 }
 
-/// Every resource of `resource_type` (in `mesh`), every page, canonical and sorted by name.
+/// Every resource of `resource_type` (in `mesh`), every page, canonical and sorted by name. For
+/// secrets, `secrets` asks for their contents (`include=data`); for other types it only says
+/// whether their notes may count on the secrets being in the export.
 async fn list(
     client: &ApiClient,
     resource_type: ResourceType,
     mesh: Option<&str>,
+    secrets: bool,
 ) -> Result<Vec<Exported>, ExportError> {
     let segments = ApiClient::collection(resource_type, mesh.unwrap_or_default());
-    let fetched = client
-        .list_all(&segments, &[])
-        .await
-        .map_err(|source| ExportError::List { what: what(resource_type, mesh), source })?;
-    let mut items = fetched
-        .items
-        .into_iter()
-        .map(|item| canonical(resource_type, mesh, item))
-        .collect::<Result<Vec<_>, _>>()?;
+    let is_secret = matches!(resource_type, ResourceType::Secret | ResourceType::GlobalSecret);
+    let query = if is_secret { vec![("include", "data".to_string())] } else { Vec::new() };
+    let fetched = client.list_all(&segments, &query).await.map_err(|source| match source {
+        ClientError::Api { status: 403, body } if is_secret => {
+            ExportError::SecretsRefused { details: details_of(&body) }
+        }
+        source => ExportError::List { what: what(resource_type, mesh), source },
+    })?;
+    let mut items = Vec::with_capacity(fetched.items.len());
+    for item in fetched.items {
+        if is_secret && item.get("data").is_none() {
+            return Err(ExportError::NoSecretData {
+                what: format!("{} {:?}", resource_type.name(), name_of(&item)),
+            });
+        }
+        items.push(canonical(resource_type, mesh, item, secrets)?);
+    }
     items.sort_by(|a, b| name_of(&a.value).cmp(name_of(&b.value)));
     // Paging over a state that changes may hand out one resource twice.
     items.dedup_by(|a, b| name_of(&a.value) == name_of(&b.value));
     Ok(items)
+}
+
+fn details_of(body: &ErrorBody) -> String {
+    if body.details.is_empty() {
+        body.title.clone()
+    } else {
+        body.details.clone()
+    }
 }
 
 fn name_of(value: &Value) -> &str {
@@ -127,11 +240,12 @@ fn name_of(value: &Value) -> &str {
 }
 
 /// A listed item as a user would write it: read as a resource of `resource_type` in `mesh`,
-/// then written back without what the server adds.
+/// then written back without what the server adds; `secrets`: the export holds the secrets.
 pub(crate) fn canonical(
     resource_type: ResourceType,
     mesh: Option<&str>,
     item: Value,
+    secrets: bool,
 ) -> Result<Exported, ExportError> {
     let unexpected = |reason: String| ExportError::Unexpected {
         what: format!("{} {:?}", resource_type.name(), name_of(&item)),
@@ -160,7 +274,7 @@ pub(crate) fn canonical(
             }
             let sources = backend.conf.iter().flat_map(|c| [&c.cert, &c.key]).flatten();
             for source in sources {
-                if let Some(secret) = &source.secret {
+                if let (Some(secret), false) = (&source.secret, secrets) {
                     notes.push(format!(
                         "The CA backend {:?} reads the Secret {secret:?}, which export leaves \
                          out: create it in this mesh before dataplanes connect.",

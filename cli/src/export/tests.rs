@@ -32,7 +32,7 @@ fn a_listed_item_is_written_as_a_user_would_write_it_without_the_servers_fields(
         "sources": [{"match": {"kuma.io/service": "*"}}],
         "destinations": [{"match": {"kuma.io/service": "*"}}],
     });
-    let out = canonical(ResourceType::TrafficPermission, Some("demo"), item).unwrap();
+    let out = canonical(ResourceType::TrafficPermission, Some("demo"), item, false).unwrap();
     assert_eq!(
         render(&[out]).unwrap(),
         "type: TrafficPermission\nmesh: demo\nname: allow-all\nsources:\n- match:\n    \
@@ -44,13 +44,13 @@ fn a_listed_item_is_written_as_a_user_would_write_it_without_the_servers_fields(
 fn an_item_of_another_type_or_mesh_in_a_list_is_refused() {
     let item = json!({"type": "Dataplane", "mesh": "other", "name": "dp-1",
         "networking": {"inbound": [{"interface": "127.0.0.1:9000:6379", "tags": {"service": "redis"}}]}});
-    let err = canonical(ResourceType::Dataplane, Some("demo"), item.clone()).unwrap_err();
+    let err = canonical(ResourceType::Dataplane, Some("demo"), item.clone(), false).unwrap_err();
     assert!(
         err.to_string()
             .contains("the list of the Dataplanes of mesh \"demo\" holds Dataplane other/dp-1"),
         "{err}"
     );
-    let err = canonical(ResourceType::TrafficRoute, Some("other"), item).unwrap_err();
+    let err = canonical(ResourceType::TrafficRoute, Some("other"), item, false).unwrap_err();
     assert!(matches!(err, ExportError::Unexpected { .. }), "{err}");
 }
 
@@ -60,7 +60,7 @@ fn a_mesh_whose_provided_ca_key_the_api_hid_is_refused_naming_the_mesh_and_backe
     let item = json!({"type": "Mesh", "name": "prod", "mtls": {"enabledBackend": "ca-1",
         "backends": [{"name": "ca-1", "type": "provided",
             "conf": {"cert": {"inline": "CERT"}, "key": {}}}]}});
-    let err = canonical(ResourceType::Mesh, None, item).unwrap_err();
+    let err = canonical(ResourceType::Mesh, None, item, false).unwrap_err();
     assert!(
         err.to_string().starts_with(
             "Mesh \"prod\" cannot be exported: the key of its provided CA backend \"ca-1\""
@@ -74,7 +74,7 @@ fn a_mesh_whose_ca_reads_a_secret_is_exported_with_a_note_naming_the_secret() {
     let item = json!({"type": "Mesh", "name": "prod", "mtls": {"enabledBackend": "ca-1",
         "backends": [{"name": "ca-1", "type": "provided",
             "conf": {"cert": {"secret": "prod-ca-cert"}, "key": {"secret": "prod-ca-key"}}}]}});
-    let out = canonical(ResourceType::Mesh, None, item).unwrap();
+    let out = canonical(ResourceType::Mesh, None, item, false).unwrap();
     let text = render(std::slice::from_ref(&out)).unwrap();
     assert!(
         text.starts_with("# The CA backend \"ca-1\" reads the Secret \"prod-ca-cert\""),
@@ -105,7 +105,7 @@ fn a_string_with_double_braces_is_applied_back_as_it_was() {
     let item = json!({"type": "Mesh", "name": "logs", "logging": {"defaultBackend": "file",
         "backends": [{"name": "file", "format": "{{ \"quoted\\\" {{x}} }} {\\{", "type": "file",
             "conf": {"path": "/tmp/{{mesh}}.log"}}]}});
-    let out = canonical(ResourceType::Mesh, None, item).unwrap();
+    let out = canonical(ResourceType::Mesh, None, item, false).unwrap();
     let text = render(&[exported(json!({"type": "Mesh", "name": "a"})), out.clone()]).unwrap();
     assert!(!text.contains("{{"), "{text}");
     let applied = Resolved::from_text(&text, &[], "export").unwrap();
@@ -117,7 +117,87 @@ fn a_mesh_whose_ca_reads_files_is_exported_with_a_note_naming_them() {
     let item = json!({"type": "Mesh", "name": "prod", "mtls": {"enabledBackend": "ca-1",
         "backends": [{"name": "ca-1", "type": "provided",
             "conf": {"cert": {"file": "/etc/ca.crt"}, "key": {"file": "/etc/ca.key"}}}]}});
-    let out = canonical(ResourceType::Mesh, None, item).unwrap();
+    let out = canonical(ResourceType::Mesh, None, item, false).unwrap();
     assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
     assert!(out.notes[1].contains("the file \"/etc/ca.key\""), "{:?}", out.notes);
+}
+
+fn names_and_types(resources: &[Exported]) -> Vec<String> {
+    resources.iter().map(|r| format!("{} {}", r.value["type"], name_of(&r.value))).collect()
+}
+
+/// A leader that sees mTLS enabled before the CA's Secret exists makes a CA of its own: with
+/// secrets, each such Mesh comes first without `enabledBackend`, then the secrets, then the Mesh
+/// as exported.
+#[test]
+fn with_secrets_meshes_come_without_enabled_backend_then_secrets_then_the_meshes_as_exported() {
+    let builtin = json!({"type": "Mesh", "name": "demo", "mtls": {"enabledBackend": "ca-1",
+        "backends": [{"name": "ca-1", "type": "builtin"}]}});
+    let provided = json!({"type": "Mesh", "name": "prod", "mtls": {"enabledBackend": "ca-1",
+        "backends": [{"name": "ca-1", "type": "provided",
+            "conf": {"cert": {"secret": "prod-ca-cert"}, "key": {"secret": "prod-ca-key"}}}]}});
+    let meshes: Vec<Exported> = [json!({"type": "Mesh", "name": "default"}), builtin, provided]
+        .into_iter()
+        .map(|m| canonical(ResourceType::Mesh, None, m, true).unwrap())
+        .collect();
+    assert!(meshes[2].notes.is_empty(), "the Secrets are in the export: {:?}", meshes[2].notes);
+    let secret = |mesh: &str, name: &str| {
+        let item = json!({"type": "Secret", "mesh": mesh, "name": name, "data": "c2VjcmV0"});
+        canonical(ResourceType::Secret, Some(mesh), item, true).unwrap()
+    };
+    let secrets = vec![secret("demo", "demo.ca-builtin-ca-1"), secret("prod", "prod-ca-key")];
+    let dataplane = json!({"type": "Dataplane", "mesh": "demo", "name": "web",
+        "networking": {"inbound": [{"interface": "127.0.0.1:9000:8080", "tags": {"service": "web"}}]}});
+    let rest = vec![canonical(ResourceType::Dataplane, Some("demo"), dataplane, true).unwrap()];
+
+    let ordered = restore_order(meshes.clone(), secrets, rest);
+
+    assert_eq!(
+        names_and_types(&ordered),
+        [
+            "\"Mesh\" default",
+            "\"Mesh\" demo",
+            "\"Mesh\" prod",
+            "\"Secret\" demo.ca-builtin-ca-1",
+            "\"Secret\" prod-ca-key",
+            "\"Mesh\" demo",
+            "\"Mesh\" prod",
+            "\"Dataplane\" web",
+        ]
+    );
+    assert_eq!(ordered[0], meshes[0], "a Mesh without mTLS comes once, as it was");
+    assert!(ordered[1].value["mtls"].get("enabledBackend").is_none());
+    assert_eq!(ordered[1].value["mtls"]["backends"], meshes[1].value["mtls"]["backends"]);
+    assert!(ordered[1].notes[0].contains("enabledBackend ca-1 follows"), "{:?}", ordered[1].notes);
+    assert_eq!(ordered[5].value, meshes[1].value);
+    assert_eq!(ordered[6].value, meshes[2].value);
+    assert_eq!(ordered[3].value["data"], "c2VjcmV0", "a Secret keeps its bytes");
+
+    // Apply reads it back in this order, and each Mesh without enabledBackend is valid alone.
+    let text = render(&ordered).unwrap();
+    let applied = Resolved::from_text(&text, &[], "export").unwrap();
+    assert_eq!(applied.resources.len(), ordered.len());
+    for (input, exported) in applied.resources.iter().zip(&ordered) {
+        assert_eq!(input.to_rest_json(), exported.value);
+    }
+    let ctx = kuma_model::ValidationContext { mesh: None };
+    for input in &applied.resources[1..3] {
+        kuma_model::validate(input, &ctx).unwrap_or_else(|e| panic!("{}: {e}", input.key));
+    }
+}
+
+#[test]
+fn the_control_planes_own_global_secrets_are_told_from_those_users_wrote() {
+    for own in [
+        "control-plane-ca",
+        "admin-user-token",
+        "user-token-revocations",
+        "user-token-signing-key-1",
+        "user-token-signing-key-12",
+    ] {
+        assert!(is_control_plane_global_secret(own), "{own}");
+    }
+    for written in ["my-ca", "user-token-signing-key-", "control-plane-ca-backup", "vault-token"] {
+        assert!(!is_control_plane_global_secret(written), "{written}");
+    }
 }
