@@ -43,9 +43,10 @@ pub enum Command {
     #[command(
         long_about = "Print every Mesh, then each mesh's Dataplanes and policies (by type, then \
                       name), as one multi-document YAML that `kumactl apply -f FILE` restores into \
-                      an empty control plane of any store type. Secrets are left out unless \
-                      --include-secrets is given: then the new control plane makes its own builtin \
-                      mesh CAs and token signing keys, and dataplanes need new tokens from it."
+                      an empty control plane of any store type. Without --include-secrets (admin \
+                      only) Secrets are left out, so the new control plane makes its own builtin \
+                      mesh CAs and token signing keys and dataplanes need new tokens from it; with \
+                      it they are restored too, and dataplanes keep their tokens."
     )]
     Export(ExportArgs),
     /// Inspect Kuma resources

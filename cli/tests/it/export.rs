@@ -1,6 +1,9 @@
 //! `kumactl export`: a filled control plane exported, applied to an empty 3-peer Raft cluster and
 //! exported again gives the same bytes and the same `get` of every type; more than one page of
-//! Dataplanes; a viewer's export; a refused token and an unreachable control plane.
+//! Dataplanes; a viewer's export; a refused token and an unreachable control plane. With
+//! `--include-secrets`: the mesh CA and the dataplane token signing keys move with the state (a
+//! token of the exported control plane is accepted by the new one), the control plane's own
+//! GlobalSecrets stay behind, and a viewer is refused.
 
 use std::time::Duration;
 
@@ -248,6 +251,89 @@ fn an_export_applied_to_an_empty_raft_cluster_exports_the_same_bytes_and_gets() 
     });
 }
 
+/// Waits until `ctl`'s control plane holds `secret` in `mesh` (the leader makes CAs and signing
+/// keys within a second of a mesh needing them).
+fn must_wait_for_secret(ctl: &Ctl, mesh: &str, secret: &str) {
+    poll_until(Duration::from_secs(20), &format!("the Secret {secret} in {mesh}"), || {
+        let secrets = ctl.must_run(&["get", "secrets", "--mesh", mesh]);
+        if secrets.contains(secret) {
+            Ok(())
+        } else {
+            Err(secrets)
+        }
+    });
+}
+
+#[test]
+fn an_export_with_secrets_moves_the_mesh_ca_and_dataplane_tokens_to_an_empty_raft_cluster() {
+    let source = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&source);
+    let meshes = ctl.must_write_file("meshes.yaml", MESHES);
+    ctl.must_run(&["apply", "-f", &meshes, "-v", "format=[%START_TIME%] {{ upstream }}"]);
+    ctl.must_apply(&[policies("demo"), dataplanes("demo", 3)].join("---\n"));
+    ctl.must_apply(
+        "type: GlobalSecret\nname: vault-token\ndata: dmF1bHQ=\n---\ntype: Secret\nmesh: demo\n\
+         name: db-password\ndata: aHVudGVyMg==\n",
+    );
+    must_wait_for_secret(&ctl, "demo", "demo.ca-builtin-ca-1");
+    for mesh in ["default", "demo", "logs", "empty"] {
+        must_wait_for_secret(&ctl, mesh, &format!("dataplane-token-signing-key-{mesh}-1"));
+    }
+    let token = source.must_token(r#"{"mesh":"demo","name":"web-000"}"#);
+    let own = ctl.must_run(&["get", "global-secrets"]);
+    assert!(own.contains("control-plane-ca") && own.contains("user-token-signing-key-1"), "{own}");
+
+    let state = ctl.must_run(&["export", "--include-secrets"]);
+
+    assert!(state.starts_with("# kumactl export --include-secrets: this file holds"), "{state}");
+    let types = document_types(&state);
+    let secrets = 1 + 4 + 2; // vault-token; a signing key per mesh, demo's CA and db-password
+    assert_eq!(&types[..4], ["Mesh"; 4], "every Mesh first: {types:?}");
+    assert_eq!(types[4], "GlobalSecret", "{types:?}");
+    assert_eq!(&types[5..4 + secrets], ["Secret"; 6], "{types:?}");
+    assert_eq!(types[4 + secrets], "Mesh", "the Mesh with mTLS again: {types:?}");
+    assert_eq!(types.len(), 4 + secrets + 1 + 3 + 6, "{types:?}");
+    let (before_secrets, after) = state.split_at(state.find("type: GlobalSecret").unwrap());
+    assert!(!before_secrets.contains("enabledBackend:"), "{before_secrets}");
+    assert!(after.contains("enabledBackend: ca-1"), "{after}");
+    for left_out in ["control-plane-ca", "user-token-signing-key", "admin-user-token"] {
+        assert!(!state.contains(&format!("name: {left_out}")), "{left_out} is left out");
+    }
+    assert!(state.contains("name: vault-token\ndata: dmF1bHQ=\n"), "{state}");
+    assert!(state.contains("name: db-password\ndata: aHVudGVyMg==\n"), "{state}");
+    assert_eq!(ctl.must_run(&["export", "--include-secrets"]), state, "the same bytes again");
+
+    let mut cluster = KumaCpCluster::must_start(3);
+    let leader = cluster.must_wait_for_leader(ELECTION);
+    let peer = &cluster.peers[(leader + 1) % 3];
+    let target = Ctl::for_cp(peer);
+    let file = target.must_write_file("state.yaml", &state);
+    assert_eq!(target.must_run(&["apply", "-f", &file]), "");
+
+    // The same mesh CA (its Secret's bytes), the same signing keys, the same everything.
+    assert_eq!(target.must_run(&["export", "--include-secrets"]), state);
+    for p in &cluster.peers {
+        assert!(
+            !p.log().contains("generated the mesh's builtin CA"),
+            "a CA of its own:\n{}",
+            p.log()
+        );
+    }
+    // A dataplane token issued by the exported control plane is accepted by the new one.
+    let body = format!(r#"{{"mesh":"demo","name":"web-000","dataplaneToken":"{token}"}}"#);
+    poll_until(
+        Duration::from_secs(20),
+        "the exported control plane's token accepted",
+        || match peer.bootstrap_request(&body) {
+            Ok(reply) if reply.status == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    // The new control plane keeps its own user token machinery.
+    let target_own = target.must_run(&["get", "global-secrets"]);
+    assert!(target_own.contains("admin-user-token"), "{target_own}");
+}
+
 #[test]
 fn a_viewer_exports_the_same_as_an_admin_and_a_refused_token_writes_nothing() {
     let cp = KumaCp::must_start();
@@ -283,6 +369,16 @@ fn a_viewer_exports_the_same_as_an_admin_and_a_refused_token_writes_nothing() {
     let refused = viewer.run_with_stdin(&["apply", "-f", "-"], &dataplanes("default", 1));
     assert!(refused.must_fail().contains("may only read"), "the token is a viewer's");
     assert_eq!(viewer.must_run(&["export"]), state);
+    let run = viewer.run(&["export", "--include-secrets"]);
+    assert_eq!(run.stdout, "", "nothing is written");
+    let stderr = run.must_fail();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("Error: --include-secrets needs an admin, so nothing was exported: ")
+            && stderr.contains("auditor may not read secret contents")
+            && stderr.contains("mesh-system:admin"),
+        "{stderr}"
+    );
 
     let config = std::fs::read_to_string(viewer.config_path()).unwrap();
     std::fs::write(viewer.config_path(), config.replace(token.trim(), "not-a-token")).unwrap();
