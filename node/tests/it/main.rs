@@ -6,6 +6,7 @@ mod failover;
 mod kubernetes;
 mod mesh_ca;
 mod operator_access;
+mod postgres;
 mod process;
 mod proxy_template;
 mod raft;
