@@ -301,6 +301,25 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, Api
     parsed.map_err(|details| ApiError::new(StatusCode::BAD_REQUEST, Op::Put, details))
 }
 
+/// The mesh a resource is written into, or `None` when it does not exist. This peer's copy may
+/// lag a mesh created through another peer a moment ago: a miss is checked again once the copy
+/// holds every write acknowledged before (`sync`), so a write right after its mesh's creation
+/// through another peer is not refused.
+async fn existing_mesh(state: &State, mesh: &str) -> Result<Option<Resource>, ApiError> {
+    let key = ResourceKey::mesh(mesh);
+    match state.store.get(&key).await {
+        Ok(resource) => return Ok(Some(resource)),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(ApiError::store(Op::Put, e, false)),
+    }
+    state.store.sync().await.map_err(|e| ApiError::store(Op::Put, e, false))?;
+    match state.store.get(&key).await {
+        Ok(resource) => Ok(Some(resource)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(ApiError::store(Op::Put, e, false)),
+    }
+}
+
 async fn put(
     state: State,
     url_key: ResourceKey,
@@ -322,11 +341,7 @@ async fn put(
 
     let mut violations = url_mismatches(&url_key, &input);
     let mesh = match &input.key.mesh {
-        Some(mesh) => match state.store.get(&ResourceKey::mesh(mesh)).await {
-            Ok(resource) => Some(resource),
-            Err(StoreError::NotFound { .. }) => None,
-            Err(e) => return Err(ApiError::store(Op::Put, e, false)),
-        },
+        Some(mesh) => existing_mesh(&state, mesh).await?,
         None => None,
     };
     let ctx = ValidationContext { mesh: mesh.as_ref().and_then(|m| m.spec.as_mesh()) };

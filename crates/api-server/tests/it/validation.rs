@@ -1,9 +1,15 @@
 //! Every validation rule, sent through the HTTP API: the reply is 400 in Kuma's error body and
 //! names exactly the violated fields.
 
-use axum::http::StatusCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use crate::support::must_api;
+use axum::http::StatusCode;
+use kuma_api_server::{ApiServer, ApiServerConfig, ServerInfo};
+use kuma_model::{Resource, ResourceKey, ResourceType, Spec, Version};
+use kuma_store::{ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream};
+
+use crate::support::{must_api, Api};
 
 /// PUTs `yaml` (after creating `setup` resources) and checks the 400 names exactly `fields`.
 async fn must_reject(setup: &[&str], yaml: &str, fields: &[&str]) {
@@ -290,4 +296,67 @@ async fn the_seeds_resources_are_accepted() {
         let reply = api.put_yaml(yaml).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{yaml}\n{}", reply.body);
     }
+}
+
+/// A peer's copy of the store that does not yet hold the meshes written through another peer:
+/// they appear once `sync` (the read index) has run.
+struct LaggingReplica {
+    inner: Arc<dyn ResourceStore>,
+    synced: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ResourceStore for LaggingReplica {
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        if key.resource_type == ResourceType::Mesh && !self.synced.load(Ordering::SeqCst) {
+            return Err(StoreError::NotFound { key: key.clone() });
+        }
+        self.inner.get(key).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
+        self.inner.create(key, spec).await
+    }
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError> {
+        self.inner.update(key, spec, expected).await
+    }
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        self.inner.delete(key, expected).await
+    }
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.inner.revision().await
+    }
+    async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
+        self.inner.watch(from).await
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.synced.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_write_into_a_mesh_this_peer_has_not_applied_yet_is_taken_after_a_sync() {
+    let api = must_api().await;
+    let lagging = Arc::new(LaggingReplica { inner: api.store.clone(), synced: false.into() });
+    let info = ServerInfo { version: "1".into(), hostname: "cp".into() };
+    let router = ApiServer::new(lagging.clone(), ApiServerConfig::default(), info).router();
+    let api = Api { router, ..api };
+
+    api.must_put_yaml("type: TrafficPermission\nmesh: default\nname: tp\nsources:\n- match:\n    service: '*'\ndestinations:\n- match:\n    service: '*'\n").await;
+
+    assert!(lagging.synced.load(Ordering::SeqCst), "the miss was checked again after a sync");
+    let key = ResourceKey::new(ResourceType::TrafficPermission, "default", "tp");
+    assert!(api.store.get(&key).await.is_ok());
 }
