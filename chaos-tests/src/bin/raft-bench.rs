@@ -571,7 +571,8 @@ impl KumaCluster {
         {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the cluster did not create the default mesh within 30 s"
+                "the cluster did not create the default mesh within 30 s\n{}",
+                cluster.peer_states()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -612,6 +613,25 @@ impl KumaCluster {
             .spawn()?;
         self.children[m] = Some(child);
         Ok(())
+    }
+
+    /// Each peer: whether it still runs, and the end of its log (for a failed start).
+    fn peer_states(&mut self) -> String {
+        let mut states = String::new();
+        for m in 0..3 {
+            let state = match self.children[m].as_mut().map(|c| c.try_wait()) {
+                Some(Ok(None)) => "running".to_string(),
+                Some(Ok(Some(status))) => format!("exited ({status})"),
+                Some(Err(e)) => format!("unknown ({e})"),
+                None => "not started".to_string(),
+            };
+            let log = std::fs::read_to_string(self.dir.path().join(format!("peer-{}.log", m + 1)))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(8)..].join("\n    ");
+            states.push_str(&format!("peer {}: {state}\n    {tail}\n", m + 1));
+        }
+        states
     }
 
     fn status(&self, m: usize) -> Option<Value> {
