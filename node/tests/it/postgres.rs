@@ -366,6 +366,18 @@ fn an_unmigrated_database_is_refused_in_one_line_until_migrate_up_or_the_printed
     let line = exited.must_error_line();
     assert!(line.contains("version 99") && line.contains("newer"), "{line}");
 
+    // A wrong password is refused in one line naming what to check, and never shown.
+    let mut env = pg_env(&pg, "fresh");
+    env.retain(|(k, _)| k != "KUMA_STORE_POSTGRES_PASSWORD");
+    env.push(("KUMA_STORE_POSTGRES_PASSWORD".into(), "wrong-s3cret".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let exited =
+        Proc::spawn(&bin_path("kuma-cp"), &["run"], &env).must_exit_within(Duration::from_secs(30));
+    assert_ne!(exited.code(), Some(0));
+    let line = exited.must_error_line();
+    assert!(line.contains("KUMA_STORE_POSTGRES_PASSWORD"), "{line}");
+    assert!(!exited.log.contains("wrong-s3cret"), "{}", exited.log);
+
     // An unreachable database is named, with what to check, in one line.
     let nobody = free_port();
     let mut env = pg_env(&pg, "fresh");
@@ -455,4 +467,55 @@ fn export_from_postgres_applies_to_a_raft_cluster_with_identical_resources_and_e
         let text = |v: &Value| serde_json::to_string_pretty(v).unwrap();
         panic!("{}", kuma_test_support::golden::line_diff(&text(&before), &text(&after)));
     }
+}
+
+#[test]
+fn a_frozen_database_never_makes_kuma_cp_unresponsive_and_it_recovers_by_itself() {
+    let pg = PgServer::must_start();
+    must_migrate(&pg, PG_DATABASE);
+    let cp = builder(&pg, PG_DATABASE).must_start();
+    must_put(
+        cp.api_port,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", "127.0.0.1:7000:6379", "redis", None),
+    );
+
+    // A hung database host: connections stay open, nothing answers.
+    pg.pause();
+    let frozen = Instant::now();
+    try_poll_until(Duration::from_secs(10), || if ready(&cp) { Err(()) } else { Ok(()) })
+        .unwrap_or_else(|_| panic!("still ready with a frozen database:\n{}", cp.log()));
+    assert!(frozen.elapsed() < Duration::from_secs(10));
+    for (method, path, body) in [
+        ("GET", "/meshes/default/dataplanes/redis-1", None),
+        (
+            "PUT",
+            "/meshes/default/dataplanes/redis-2",
+            Some(dataplane("redis-2", "127.0.0.1:7001:6379", "redis", None)),
+        ),
+    ] {
+        let started = Instant::now();
+        let reply =
+            http_request(cp.api_port, method, path, body.as_deref()).expect("the API answers");
+        assert_eq!(reply.status, 503, "{method} {path}: {}", reply.body);
+        // The connection timeout (2 s) bounds it.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{method} took {:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let healthy = http_get(cp.diagnostics_port, "/healthy").expect("diagnostics answer");
+    assert_eq!(healthy.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    pg.resume();
+    try_poll_until(CONVERGE, || if ready(&cp) { Ok(()) } else { Err(()) })
+        .unwrap_or_else(|_| panic!("not ready again:\n{}", cp.log()));
+    must_put(
+        cp.api_port,
+        "/meshes/default/dataplanes/redis-2",
+        &dataplane("redis-2", "127.0.0.1:7001:6379", "redis", None),
+    );
 }
