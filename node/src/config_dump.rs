@@ -82,6 +82,17 @@ pub fn config_dumps(
     Arc::new(StreamConfigDumps { cache, store, instance_id, peers })
 }
 
+/// The config dumps of a peer that knows the other peers' API addresses from `peers` (the
+/// instances sharing a PostgreSQL database).
+pub fn config_dumps_with(
+    cache: Arc<SnapshotCache>,
+    store: Arc<dyn ResourceStore>,
+    instance_id: String,
+    peers: Arc<dyn PeerApis>,
+) -> Arc<dyn ConfigDumps> {
+    Arc::new(StreamConfigDumps { cache, store, instance_id, peers })
+}
+
 /// kuma-cp's [`ConfigDumps`]: this peer's streams, else the holding peer's.
 pub struct StreamConfigDumps {
     pub cache: Arc<SnapshotCache>,

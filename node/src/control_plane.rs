@@ -450,13 +450,22 @@ impl ControlPlane {
             auth.clone(),
             None,
         );
-        let api = api.with_config_dumps(crate::config_dump::config_dumps(
-            xds.cache(),
-            store.clone(),
-            config.instance_id(),
-            raft.as_ref(),
-            kubernetes.is_some(),
-        ));
+        let dumps = match &postgres {
+            Some(pg) => crate::config_dump::config_dumps_with(
+                xds.cache(),
+                store.clone(),
+                config.instance_id(),
+                crate::postgres::LiveInstances::follow(pg.clone(), stop_rx.clone()),
+            ),
+            None => crate::config_dump::config_dumps(
+                xds.cache(),
+                store.clone(),
+                config.instance_id(),
+                raft.as_ref(),
+                kubernetes.is_some(),
+            ),
+        };
+        let api = api.with_config_dumps(dumps);
         let mut extra_routes = identity_api::routes(store.clone());
         if let Some(node) = &raft {
             extra_routes =

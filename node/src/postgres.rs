@@ -3,7 +3,7 @@
 //! work on the holder of the leader lease, and the instances as `GET /status/raft` shows them.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use kuma_api_server::ApiError;
 use kuma_store::ResourceStore;
 use kuma_store_postgres::{
-    InstanceHeartbeat, LeaderLock, PostgresConfig, PostgresError, PostgresStore,
+    InstanceHeartbeat, InstanceInfo, LeaderLock, PostgresConfig, PostgresError, PostgresStore,
 };
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -28,6 +28,8 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_secs(1);
 /// How often the leader closes the subscriptions of instances that are gone.
 const ORPHAN_CHECK: Duration = Duration::from_secs(5);
+/// How often each instance re-reads the list of instances (for forwarded config dumps).
+const INSTANCES_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the PostgreSQL store could not be opened or migrated, in one line that says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +242,46 @@ async fn leader_work(
             changed = leading.changed() => if changed.is_err() { return },
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// The instances as last read from the database.
+#[derive(Debug, Default)]
+pub struct LiveInstances(RwLock<Vec<InstanceInfo>>);
+
+impl LiveInstances {
+    /// Re-reads the instances every [`INSTANCES_EVERY`] until `stop`; a failed read keeps the
+    /// last list.
+    pub fn follow(pg: PostgresStore, mut stop: watch::Receiver<bool>) -> Arc<LiveInstances> {
+        let live = Arc::new(LiveInstances::default());
+        let updated = live.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(instances) = pg.instances().await {
+                    *updated.0.write().unwrap_or_else(|p| p.into_inner()) = instances;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(INSTANCES_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        live
+    }
+}
+
+/// Another instance's API, for a config dump of a dataplane connected to it.
+impl crate::config_dump::PeerApis for LiveInstances {
+    fn api_url(&self, instance_id: &str) -> Result<String, String> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|i| i.id == instance_id && i.alive)
+            .map(|i| format!("http://{}", i.api_address))
+            .ok_or_else(|| {
+                format!("no live kuma-cp instance {instance_id} is registered in the database")
+            })
     }
 }
 

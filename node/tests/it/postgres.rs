@@ -43,6 +43,8 @@ fn builder(pg: &PgServer, db: &str) -> KumaCpBuilder {
         .iter()
         .fold(KumaCp::builder(), |b, (k, v)| b.env(k, v))
         .env("KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL", "100ms")
+        // Where the instances announce themselves to each other (and Envoy dials).
+        .env("KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST", "127.0.0.1")
 }
 
 /// `kuma-cp <args>` with the environment of database `db`, run to its end.
@@ -179,6 +181,17 @@ fn two_instances_share_one_database_and_the_leader_only_work_moves_when_its_hold
         2,
         "one leader, 2 healthy:\n{table}"
     );
+    // A config dump asked of A comes from B, which holds the Envoy's stream.
+    // (A learns of B's registration within a second or two.)
+    let dump: Value = try_poll_until(CONVERGE, || {
+        let out = ctl.run(&["inspect", "dataplane", "backend-1", "--config-dump"], "");
+        match serde_json::from_slice::<Value>(&out.stdout) {
+            Ok(dump) if out.status.success() => Ok(dump),
+            _ => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    })
+    .unwrap_or_else(|e| panic!("config dump through A: {e}"));
+    assert!(dump.to_string().contains("redis"), "{dump}");
     let holder = status["leaderInstance"].as_str().unwrap().to_string();
     let victim = instances
         .iter()
