@@ -339,6 +339,9 @@ impl ControlPlane {
         };
 
         let mut peers: Arc<dyn XdsPeers> = Arc::new(single_peer.clone());
+        let live_instances = postgres
+            .as_ref()
+            .map(|pg| crate::postgres::LiveInstances::follow(pg.clone(), stop_rx.clone()));
         match (&raft, &kubernetes) {
             (Some(node), _) => {
                 tokio::spawn(leader_work::leader_work(
@@ -377,9 +380,15 @@ impl ControlPlane {
                     fallback: single_peer.clone(),
                 });
             }
-            (None, None) if postgres.is_some() => {
+            (None, None) if live_instances.is_some() => {
                 // The holder of the leader lease creates the default mesh and the identity
                 // secrets (started below, once every server listens).
+                if let Some(instances) = &live_instances {
+                    peers = Arc::new(crate::postgres::PostgresXdsPeers {
+                        instances: instances.clone(),
+                        fallback: single_peer.clone(),
+                    });
+                }
                 tokio::spawn(stale_subscriptions::close_own_stale_subscriptions(
                     store.clone(),
                     config.instance_id(),
@@ -450,12 +459,12 @@ impl ControlPlane {
             auth.clone(),
             None,
         );
-        let dumps = match &postgres {
-            Some(pg) => crate::config_dump::config_dumps_with(
+        let dumps = match &live_instances {
+            Some(instances) => crate::config_dump::config_dumps_with(
                 xds.cache(),
                 store.clone(),
                 config.instance_id(),
-                crate::postgres::LiveInstances::follow(pg.clone(), stop_rx.clone()),
+                instances.clone(),
             ),
             None => crate::config_dump::config_dumps(
                 xds.cache(),

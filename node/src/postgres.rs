@@ -270,6 +270,37 @@ impl LiveInstances {
     }
 }
 
+/// The xDS addresses a bootstrap names: every live instance's, when the instances announce
+/// addresses Envoy can dial (`xdsHost` set), so an Envoy moves to another instance when its own
+/// dies; else (and until the first read) this instance's own.
+#[derive(Debug)]
+pub struct PostgresXdsPeers {
+    pub instances: Arc<LiveInstances>,
+    pub fallback: kuma_xds::SinglePeer,
+}
+
+impl kuma_xds::XdsPeers for PostgresXdsPeers {
+    fn xds_addresses(&self, request_host: &str) -> Vec<kuma_xds::XdsAddress> {
+        if self.fallback.host.is_empty() {
+            return self.fallback.xds_addresses(request_host);
+        }
+        let announced: Vec<kuma_xds::XdsAddress> = self
+            .instances
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|i| i.alive)
+            .filter_map(|i| kuma_xds::XdsAddress::parse(&i.xds_address))
+            .collect();
+        if announced.is_empty() {
+            self.fallback.xds_addresses(request_host)
+        } else {
+            announced
+        }
+    }
+}
+
 /// Another instance's API, for a config dump of a dataplane connected to it.
 impl crate::config_dump::PeerApis for LiveInstances {
     fn api_url(&self, instance_id: &str) -> Result<String, String> {

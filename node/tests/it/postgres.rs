@@ -532,3 +532,69 @@ fn a_frozen_database_never_makes_kuma_cp_unresponsive_and_it_recovers_by_itself(
         &dataplane("redis-2", "127.0.0.1:7001:6379", "redis", None),
     );
 }
+
+/// The xDS addresses (`host:port`) a bootstrap from `cp` names.
+fn bootstrap_xds_addresses(cp: &KumaCp, body: &str) -> Result<BTreeSet<String>, String> {
+    let reply = cp.bootstrap_request(body).map_err(|e| e.to_string())?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&reply.body).map_err(|e| e.to_string())?;
+    let endpoints = yaml["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+        ["lb_endpoints"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    Ok(endpoints
+        .iter()
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            format!(
+                "{}:{}",
+                a["address"].as_str().unwrap_or(""),
+                a["port_value"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn an_envoy_moves_to_another_instance_when_its_own_dies_and_takes_later_changes() {
+    let pg = PgServer::must_start();
+    must_migrate(&pg, PG_DATABASE);
+    let a = builder(&pg, PG_DATABASE).must_start();
+    let b = builder(&pg, PG_DATABASE).must_start();
+    let (first, second) = (EchoServer::start("a:"), EchoServer::start("b:"));
+    let outbound = must_create_backend_and_redis(a.api_port, &first);
+
+    // B's bootstrap names every live instance once B has read A's registration.
+    let token = b.must_token(r#"{"mesh":"default","name":"backend-1"}"#);
+    let body = format!(
+        r#"{{"mesh":"default","name":"backend-1","adminPort":9901,"dataplaneToken":"{token}"}}"#
+    );
+    let expected: BTreeSet<String> =
+        [&a, &b].iter().map(|cp| format!("127.0.0.1:{}", cp.xds_port)).collect();
+    try_poll_until(CONVERGE, || match bootstrap_xds_addresses(&b, &body) {
+        Ok(seen) if seen == expected => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("B's bootstrap names both instances: {e}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = must_spawn_sidecar(&b, "backend-1", dir.path());
+    must_reach(outbound, b"a:ping", "traffic through B's Envoy", &sidecar);
+    b.signal("KILL");
+    for _ in 0..20 {
+        assert_eq!(tcp_roundtrip(outbound, b"ping").unwrap(), b"a:ping", "traffic after B died");
+    }
+    // A change written through A after B died reaches the Envoy: it is A's now.
+    must_put(
+        a.api_port,
+        "/meshes/default/dataplanes/redis-2",
+        &dataplane("redis-2", &format!("127.0.0.1:{}:6379", second.port), "redis", None),
+    );
+    try_poll_until(CONVERGE, || match replies(outbound, 10) {
+        seen if seen.len() == 2 => Ok(()),
+        seen => Err(seen),
+    })
+    .unwrap_or_else(|seen| {
+        panic!("the Envoy never took A's change ({seen:?}):\n{}", sidecar.log())
+    });
+}
