@@ -302,6 +302,12 @@ fn an_export_with_secrets_moves_the_mesh_ca_and_dataplane_tokens_to_an_empty_raf
     assert!(state.contains("name: vault-token\ndata: dmF1bHQ=\n"), "{state}");
     assert!(state.contains("name: db-password\ndata: aHVudGVyMg==\n"), "{state}");
     assert_eq!(ctl.must_run(&["export", "--include-secrets"]), state, "the same bytes again");
+    let log = source.log();
+    let reads: Vec<&str> = log.lines().filter(|l| l.contains("read secret contents")).collect();
+    assert!(
+        reads.iter().any(|l| l.contains("localhost") && l.contains("GlobalSecret")),
+        "who read secret contents is logged: {reads:?}"
+    );
 
     let mut cluster = KumaCpCluster::must_start(3);
     let leader = cluster.must_wait_for_leader(ELECTION);
