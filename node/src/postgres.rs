@@ -325,8 +325,30 @@ struct StatusState {
 /// `GET /status/raft` on a control plane of the PostgreSQL store: its instances in the shape of
 /// the Raft cluster status, so `kumactl inspect control-planes` shows them (ADDRESS is the
 /// instance id, LEADER the holder of the leader lease). `store: postgres` tells them apart.
+/// The Raft cluster's other routes answer 400 saying what to do instead.
 pub fn routes(pg: PostgresStore, instance_id: String) -> Router {
-    Router::new().route("/status/raft", get(status)).with_state(StatusState { pg, instance_id })
+    let no_peers = || async {
+        ApiError::request(
+            StatusCode::BAD_REQUEST,
+            "this control plane keeps its state in PostgreSQL, not in Raft: it has no peers to \
+             add, remove or hand leadership to. Another instance joins by running kuma-cp with \
+             the same KUMA_STORE_POSTGRES_* settings; the leader lease moves by itself",
+        )
+    };
+    let no_snapshot = || async {
+        ApiError::request(
+            StatusCode::BAD_REQUEST,
+            "this control plane keeps its state in PostgreSQL, not in Raft: back it up with \
+             pg_dump, or with kumactl export (--include-secrets for the secrets too)",
+        )
+    };
+    Router::new()
+        .route("/status/raft", get(status))
+        .route("/status/raft/snapshot", get(no_snapshot))
+        .route("/status/raft/peers", axum::routing::post(no_peers))
+        .route("/status/raft/peers/{id}", axum::routing::delete(no_peers))
+        .route("/status/raft/transfer-leader", axum::routing::post(no_peers))
+        .with_state(StatusState { pg, instance_id })
 }
 
 async fn status(State(state): State<StatusState>) -> Result<Json<Value>, ApiError> {

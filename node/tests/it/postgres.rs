@@ -192,6 +192,9 @@ fn two_instances_share_one_database_and_the_leader_only_work_moves_when_its_hold
     })
     .unwrap_or_else(|e| panic!("config dump through A: {e}"));
     assert!(dump.to_string().contains("redis"), "{dump}");
+    // Raft's membership commands say what to do instead.
+    let err = ctl.must_fail(&["raft", "add-peer", "--id", "3", "--address", "127.0.0.1:1"], "");
+    assert!(err.contains("PostgreSQL") && err.contains("KUMA_STORE_POSTGRES_"), "{err}");
     let holder = status["leaderInstance"].as_str().unwrap().to_string();
     let victim = instances
         .iter()
