@@ -8,6 +8,13 @@
 //! successful write through a survivor (etcd's kills first, then kuma-cp's). Prints each figure
 //! with its ratio to etcd's. Everything on 127.0.0.1; every loop is bounded.
 //!
+//! Beside them (unless `--no-postgres`): one kuma-cp on the PostgreSQL store, on a real
+//! PostgreSQL server started for the run (fsync and synchronous_commit on, schema applied with
+//! `kuma-cp migrate up`), given the same writes by the same client. Its write figures are printed
+//! in a third column with their ratio to the Raft store's; its server CPU includes every
+//! PostgreSQL process. It has no follower and no leader to kill, so it has no read or failover
+//! figures.
+//!
 //! The writes and reads alternate between the two systems in short rounds, so a change in the
 //! machine's load (other processes on a shared machine) falls on both alike. Before that it
 //! prints the fsync floor of the disk the members write to: what one small synced write costs
@@ -22,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kuma_chaos_tests::Percentiles;
+use kuma_test_support::{PgServer, PG_DATABASE, PG_PASSWORD, PG_USER};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -51,6 +59,10 @@ struct Args {
     /// Where etcd and etcdctl are (Debian's etcd-server unpacked).
     #[arg(long)]
     etcd_bin: Option<PathBuf>,
+    /// Leave out the kuma-cp on PostgreSQL (measured by default; needs Debian's postgresql
+    /// package, which `make setup-tests` installs).
+    #[arg(long = "no-postgres", action = clap::ArgAction::SetFalse)]
+    postgres: bool,
 }
 
 /// One system under test: three members reachable over HTTP.
@@ -65,6 +77,10 @@ trait System {
     fn kill(&mut self, member: usize);
     /// Process ids of the running members.
     fn pids(&self) -> Vec<u32>;
+    /// CPU time (user + system) the system's processes have used so far.
+    fn cpu(&self) -> Duration {
+        cpu_time(&self.pids())
+    }
     fn restart(&mut self, member: usize) -> anyhow::Result<()>;
 }
 
@@ -100,20 +116,53 @@ async fn must_succeed(request: reqwest::RequestBuilder) -> anyhow::Result<()> {
     Ok(())
 }
 
+// Clock ticks per second in /proc/<pid>/stat: 100 on Linux for every architecture this runs on.
+const TICKS: u64 = 100;
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces and
+/// parentheses): the state is field 0, the parent's pid 1, utime 11, stime 12, cutime 13 and
+/// cstime 14.
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // The state (a letter) reads as 0.
+    Some(rest.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0)).collect())
+}
+
 /// CPU time (user + system) the processes `pids` have used so far, from `/proc/<pid>/stat`.
 fn cpu_time(pids: &[u32]) -> Duration {
-    // Clock ticks per second: 100 on Linux for every architecture this runs on.
-    const TICKS: u64 = 100;
     let ticks: u64 = pids
         .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command name (which may hold spaces) in parentheses.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
+        .filter_map(|pid| stat_fields(*pid))
+        .filter_map(|fields| Some(fields.get(11)? + fields.get(12)?))
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS)
+}
+
+/// CPU time (user + system) of the process `root` and all its descendants so far, including
+/// those that already exited and were waited for (their time is in their parent's cutime and
+/// cstime), so a PostgreSQL backend that ends between two readings is still counted.
+fn tree_cpu_time(root: u32) -> Duration {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).copied()) {
+            parents.push((pid, ppid as u32));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    let ticks: u64 = tree
+        .iter()
+        .filter_map(|pid| stat_fields(*pid))
+        .filter_map(|f| Some(f.get(11)? + f.get(12)? + f.get(13)? + f.get(14)?))
         .sum();
     Duration::from_millis(ticks * 1000 / TICKS)
 }
@@ -176,14 +225,14 @@ impl<S: System + Send + Sync + 'static> Subject<S> {
     }
 
     async fn writes(&mut self, writers: usize, per_writer: usize, run: &str) -> anyhow::Result<()> {
-        let cpu_before = cpu_time(&self.system.pids());
+        let cpu_before = self.system.cpu();
         let (took, latencies) =
             write_load(&self.system, &self.client, self.leader, writers, per_writer, run).await?;
         let into = if writers == 1 { &mut self.single } else { &mut self.concurrent };
         into.0 += took;
         into.1.extend(latencies);
         if writers > 1 {
-            self.concurrent_cpu += cpu_time(&self.system.pids()).saturating_sub(cpu_before);
+            self.concurrent_cpu += self.system.cpu().saturating_sub(cpu_before);
         }
         Ok(())
     }
@@ -229,45 +278,52 @@ fn share(total: usize, rounds: usize, round: usize) -> usize {
     total / rounds + usize::from(round < total % rounds)
 }
 
-/// Writes and reads on both systems, alternating between them round by round (the order too),
-/// so that both see the same machine.
-async fn measure_side_by_side<A, B>(
+/// Writes and reads on both systems (and the writes on the third, `c`, when there is one),
+/// alternating between them round by round (the order too: each round starts with the next
+/// system), so that all see the same machine.
+async fn measure_side_by_side<A, B, C>(
     a: &mut Subject<A>,
     b: &mut Subject<B>,
+    mut c: Option<&mut Subject<C>>,
     args: &Args,
 ) -> anyhow::Result<()>
 where
     A: System + Send + Sync + 'static,
     B: System + Send + Sync + 'static,
+    C: System + Send + Sync + 'static,
 {
     let rounds = args.rounds.max(1);
+    let systems = if c.is_some() { 3 } else { 2 };
+    // Writes of `writers` x `n` keys of `run` on each system, starting with system `round`.
+    macro_rules! writes_in_turn {
+        ($round:expr, $writers:expr, $n:expr, $run:expr) => {
+            for turn in 0..systems {
+                match ($round + turn) % systems {
+                    0 => a.writes($writers, $n, $run).await?,
+                    1 => b.writes($writers, $n, $run).await?,
+                    _ => {
+                        if let Some(c) = c.as_deref_mut() {
+                            c.writes($writers, $n, $run).await?;
+                        }
+                    }
+                }
+            }
+        };
+    }
     // Warm up connections and caches.
-    a.writes(4, 25, "warmup").await?;
-    b.writes(4, 25, "warmup").await?;
+    writes_in_turn!(0, 4, 25, "warmup");
     // Each single-writer round writes keys single-<round>-0-<i>, at most 100 per round.
     let per_round = args.single_writes.div_ceil(rounds).min(100);
     let single_rounds = args.single_writes.div_ceil(per_round.max(1));
     for round in 0..single_rounds {
         let n = per_round.min(args.single_writes - round * per_round);
         let run = format!("single-{round}");
-        if round % 2 == 0 {
-            a.writes(1, n, &run).await?;
-            b.writes(1, n, &run).await?;
-        } else {
-            b.writes(1, n, &run).await?;
-            a.writes(1, n, &run).await?;
-        }
+        writes_in_turn!(round, 1, n, &run);
     }
     for round in 0..rounds {
         let n = share(args.concurrent_writes, rounds, round);
         let run = format!("concurrent-{round}");
-        if round % 2 == 0 {
-            a.writes(32, n, &run).await?;
-            b.writes(32, n, &run).await?;
-        } else {
-            b.writes(32, n, &run).await?;
-            a.writes(32, n, &run).await?;
-        }
+        writes_in_turn!(round, 32, n, &run);
     }
     let mut from = 0;
     for round in 0..rounds {
@@ -691,23 +747,11 @@ impl System for KumaCluster {
     }
 
     fn write(&self, client: &reqwest::Client, member: usize, key: &str) -> reqwest::RequestBuilder {
-        client
-            .put(format!(
-                "http://127.0.0.1:{}/meshes/default/traffic-permissions/{key}",
-                self.ports[member][0]
-            ))
-            .json(&json!({
-                "type": "TrafficPermission", "mesh": "default", "name": key,
-                "sources": [{"match": {"service": value()}}],
-                "destinations": [{"match": {"service": "*"}}],
-            }))
+        kuma_cp_write(client, self.ports[member][0], key)
     }
 
     fn read(&self, client: &reqwest::Client, member: usize, key: &str) -> reqwest::RequestBuilder {
-        client.get(format!(
-            "http://127.0.0.1:{}/meshes/default/traffic-permissions/{key}",
-            self.ports[member][0]
-        ))
+        kuma_cp_read(client, self.ports[member][0], key)
     }
 
     fn kill(&mut self, member: usize) {
@@ -722,29 +766,269 @@ impl System for KumaCluster {
     }
 }
 
+/// The write of record `key` through the resource API of the kuma-cp at `api_port`: a
+/// TrafficPermission of ~300 B in the default mesh.
+fn kuma_cp_write(client: &reqwest::Client, api_port: u16, key: &str) -> reqwest::RequestBuilder {
+    client
+        .put(format!("http://127.0.0.1:{api_port}/meshes/default/traffic-permissions/{key}"))
+        .json(&json!({
+            "type": "TrafficPermission", "mesh": "default", "name": key,
+            "sources": [{"match": {"service": value()}}],
+            "destinations": [{"match": {"service": "*"}}],
+        }))
+}
+
+fn kuma_cp_read(client: &reqwest::Client, api_port: u16, key: &str) -> reqwest::RequestBuilder {
+    client.get(format!("http://127.0.0.1:{api_port}/meshes/default/traffic-permissions/{key}"))
+}
+
+/// Waits until the kuma-cp at `api_port` has created the default mesh (the writes go in it).
+fn wait_for_default_mesh(api_port: u16, what: impl Fn() -> String) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !blocking_get(api_port, "/meshes/default").is_some_and(|b| b.contains("\"default\"")) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the default mesh was not created within 30 s\n{}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// kuma-cp with the PostgreSQL store
+
+/// Whether Debian's PostgreSQL server is installed (`/usr/lib/postgresql/<version>/bin`, where
+/// `PgServer` looks for it).
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.path().join("bin/postgres").is_file())
+}
+
+/// A real PostgreSQL on 127.0.0.1 with its durability at PostgreSQL's defaults, and one kuma-cp
+/// on it (`KUMA_STORE_TYPE=postgres`), its schema applied with `kuma-cp migrate up`.
+struct PostgresKuma {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    ports: [u16; 6],
+    child: Option<Child>,
+    /// Dropped after the kuma-cp (see `Drop`).
+    pg: PgServer,
+}
+
+impl PostgresKuma {
+    /// The test launcher's template turns durability off for speed; these put PostgreSQL's
+    /// defaults back (and its default cache).
+    const SETTINGS: [&'static str; 4] =
+        ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "shared_buffers=128MB"];
+
+    fn start(binary: &Path) -> anyhow::Result<PostgresKuma> {
+        let pg = PgServer::must_start_with(&Self::SETTINGS, None);
+        let mut kuma = PostgresKuma {
+            binary: binary.to_path_buf(),
+            dir: tempfile::tempdir()?,
+            ports: std::array::from_fn(|_| free_port()),
+            child: None,
+            pg,
+        };
+        let out = kuma.command().args(["migrate", "up"]).stdin(Stdio::null()).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kuma-cp migrate up: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        kuma.spawn()?;
+        wait_for_default_mesh(kuma.ports[0], || kuma.log_tail())?;
+        Ok(kuma)
+    }
+
+    /// `kuma-cp` with the environment of this database, as a user sets it.
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .env_clear()
+            .env("KUMA_STORE_TYPE", "postgres")
+            .env("KUMA_STORE_POSTGRES_HOST", self.pg.host())
+            .env("KUMA_STORE_POSTGRES_PORT", self.pg.port().to_string())
+            .env("KUMA_STORE_POSTGRES_USER", PG_USER)
+            .env("KUMA_STORE_POSTGRES_PASSWORD", PG_PASSWORD)
+            .env("KUMA_STORE_POSTGRES_DB_NAME", PG_DATABASE);
+        command
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let p = self.ports;
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kuma-cp.log"))?;
+        let child = self
+            .command()
+            .args(["run", "--log-level", "warn"])
+            .env("KUMA_API_SERVER_PORT", p[0].to_string())
+            .env("KUMA_DIAGNOSTICS_PORT", p[1].to_string())
+            .env("KUMA_BOOTSTRAP_SERVER_PORT", p[2].to_string())
+            .env("KUMA_XDS_SERVER_GRPC_PORT", p[3].to_string())
+            .env("KUMA_SDS_SERVER_GRPC_PORT", p[4].to_string())
+            .env("KUMA_API_SERVER_HTTPS_PORT", p[5].to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The end of kuma-cp's and PostgreSQL's logs (for a failed start).
+    fn log_tail(&self) -> String {
+        let tail = |log: String| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(8)..].join("\n    ")
+        };
+        let kuma = std::fs::read_to_string(self.dir.path().join("kuma-cp.log")).unwrap_or_default();
+        format!("kuma-cp:\n    {}\npostgres:\n    {}", tail(kuma), tail(self.pg.log()))
+    }
+
+    /// PostgreSQL's version and durability settings, as the server reports them.
+    fn settings(&self) -> String {
+        let show = |setting: &str| {
+            self.pg.psql(PG_DATABASE, &format!("SHOW {setting}")).unwrap_or_else(|e| e)
+        };
+        format!(
+            "PostgreSQL {}, fsync={}, synchronous_commit={}, full_page_writes={}, wal_sync_method={}",
+            show("server_version"),
+            show("fsync"),
+            show("synchronous_commit"),
+            show("full_page_writes"),
+            show("wal_sync_method")
+        )
+    }
+}
+
+impl Drop for PostgresKuma {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl System for PostgresKuma {
+    fn name(&self) -> &'static str {
+        "kuma-cp (PostgreSQL)"
+    }
+
+    /// The kuma-cp and the postmaster.
+    fn pids(&self) -> Vec<u32> {
+        self.child.iter().map(Child::id).chain(self.pg.pid()).collect()
+    }
+
+    /// The kuma-cp's, and that of every PostgreSQL process: the postmaster and all its
+    /// backends and workers, including those that ended.
+    fn cpu(&self) -> Duration {
+        cpu_time(&self.child.iter().map(Child::id).collect::<Vec<_>>())
+            + self.pg.pid().map(tree_cpu_time).unwrap_or_default()
+    }
+
+    /// One instance: it is member 0, and every member.
+    fn leader(&mut self) -> anyhow::Result<usize> {
+        Ok(0)
+    }
+
+    fn write(&self, client: &reqwest::Client, _: usize, key: &str) -> reqwest::RequestBuilder {
+        kuma_cp_write(client, self.ports[0], key)
+    }
+
+    fn read(&self, client: &reqwest::Client, _: usize, key: &str) -> reqwest::RequestBuilder {
+        kuma_cp_read(client, self.ports[0], key)
+    }
+
+    fn kill(&mut self, _: usize) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self, _: usize) -> anyhow::Result<()> {
+        self.spawn()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn print(etcd: &Figures, kuma: &Figures) {
-    let row = |what: &str, e: f64, k: f64, unit: &str, higher_is_better: bool| {
+/// The table: etcd, kuma-cp on Raft and its ratio to etcd, and (with `pg`) kuma-cp on PostgreSQL
+/// and its ratio to Raft, for the writes (it has no follower reads and no failover).
+fn print(etcd: &Figures, kuma: &Figures, pg: Option<&Figures>) {
+    let row = |what: &str, e: f64, k: f64, unit: &str, higher_is_better: bool, p: Option<f64>| {
         let ratio = if e > 0.0 { k / e } else { f64::NAN };
         let verdict = if higher_is_better == (ratio >= 1.0) { "ok" } else { "behind" };
-        println!("{what:<36} {e:>10.1} {k:>10.1} {unit:<5} ratio {ratio:>5.2}  {verdict}");
+        let line =
+            format!("{what:<36} {e:>10.1} {k:>10.1} {unit:<5} ratio {ratio:>5.2}  {verdict}");
+        match (pg, p) {
+            (None, _) => println!("{line}"),
+            (Some(_), None) => println!("{line:<84} | {:>10}", "-"),
+            (Some(_), Some(p)) => {
+                let ratio = if k > 0.0 { p / k } else { f64::NAN };
+                println!("{line:<84} | {p:>10.1} {unit:<5} vs Raft {ratio:>5.2}");
+            }
+        }
     };
-    println!("{:<36} {:>10} {:>10}", "", "etcd", "kuma-cp");
-    row("writes/s, 1 writer", etcd.single_ops, kuma.single_ops, "op/s", true);
-    row("write p50, 1 writer", ms(etcd.single.at(50.0)), ms(kuma.single.at(50.0)), "ms", false);
-    row("write p99, 1 writer", ms(etcd.single.at(99.0)), ms(kuma.single.at(99.0)), "ms", false);
-    row("writes/s, 32 writers", etcd.concurrent_ops, kuma.concurrent_ops, "op/s", true);
+    let header = format!("{:<36} {:>10} {:>10}", "", "etcd", "kuma-cp");
+    match pg {
+        None => println!("{header}"),
+        Some(_) => println!("{header:<84} | {:>10}", "kuma-cp on PostgreSQL"),
+    }
+    let pg_at = |f: fn(&Figures) -> f64| pg.map(f);
+    row(
+        "writes/s, 1 writer",
+        etcd.single_ops,
+        kuma.single_ops,
+        "op/s",
+        true,
+        pg_at(|f| f.single_ops),
+    );
+    row(
+        "write p50, 1 writer",
+        ms(etcd.single.at(50.0)),
+        ms(kuma.single.at(50.0)),
+        "ms",
+        false,
+        pg_at(|f| ms(f.single.at(50.0))),
+    );
+    row(
+        "write p99, 1 writer",
+        ms(etcd.single.at(99.0)),
+        ms(kuma.single.at(99.0)),
+        "ms",
+        false,
+        pg_at(|f| ms(f.single.at(99.0))),
+    );
+    row(
+        "writes/s, 32 writers",
+        etcd.concurrent_ops,
+        kuma.concurrent_ops,
+        "op/s",
+        true,
+        pg_at(|f| f.concurrent_ops),
+    );
     row(
         "server CPU per write, 32 writers",
         etcd.concurrent_cpu_per_write.as_secs_f64() * 1e6,
         kuma.concurrent_cpu_per_write.as_secs_f64() * 1e6,
         "us",
         false,
+        pg_at(|f| f.concurrent_cpu_per_write.as_secs_f64() * 1e6),
     );
     row(
         "write p50, 32 writers",
@@ -752,6 +1036,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.concurrent.at(50.0)),
         "ms",
         false,
+        pg_at(|f| ms(f.concurrent.at(50.0))),
     );
     row(
         "write p99, 32 writers",
@@ -759,6 +1044,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.concurrent.at(99.0)),
         "ms",
         false,
+        pg_at(|f| ms(f.concurrent.at(99.0))),
     );
     row(
         "consistent read p50, follower",
@@ -766,6 +1052,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.reads.at(50.0)),
         "ms",
         false,
+        None,
     );
     row(
         "consistent read p99, follower",
@@ -773,6 +1060,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.reads.at(99.0)),
         "ms",
         false,
+        None,
     );
     row(
         "leader kill -> first write, median",
@@ -780,6 +1068,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.failover.at(50.0)),
         "ms",
         false,
+        None,
     );
     row(
         "leader kill -> first write, max",
@@ -787,6 +1076,7 @@ fn print(etcd: &Figures, kuma: &Figures) {
         ms(kuma.failover.max()),
         "ms",
         false,
+        None,
     );
     println!(
         "raft-bench targets: 1-writer throughput >= etcd: {}; 1-writer p50 <= etcd: {}; 32-writer throughput >= 1.5 x etcd: {}; p99 <= etcd: {}; failover median < 1 s: {}; max < 2 s: {}",
@@ -821,6 +1111,12 @@ fn main() -> ExitCode {
         eprintln!("Error: no kuma-cp next to raft-bench (or at --kuma-cp): build the workspace binaries first (make bench does)");
         return ExitCode::FAILURE;
     };
+    if args.postgres && !postgres_installed() {
+        eprintln!(
+            "Error: no PostgreSQL server in /usr/lib/postgresql/<version>/bin: run `make setup-tests` (installs Debian's postgresql package) or pass --no-postgres"
+        );
+        return ExitCode::FAILURE;
+    }
     println!("raft-bench: load average {} at the start", load_average());
     if args.fsync_writes > 0 {
         let floors = tempfile::tempdir()
@@ -853,19 +1149,29 @@ fn main() -> ExitCode {
         println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store)...");
         let mut etcd = Subject::new(Etcd::start(&etcd_bin)?)?;
         let mut kuma = Subject::new(KumaCluster::start(&kuma_cp)?)?;
-        println!("raft-bench: measuring both, alternating in {} rounds...", args.rounds.max(1));
-        measure_side_by_side(&mut etcd, &mut kuma, &args).await?;
+        let mut pg = None;
+        if args.postgres {
+            println!("raft-bench: starting PostgreSQL and one kuma-cp on it (PostgreSQL store)...");
+            let system = PostgresKuma::start(&kuma_cp)?;
+            println!("raft-bench: {}", system.settings());
+            pg = Some(Subject::new(system)?);
+        }
+        let all = if pg.is_some() { "all three" } else { "both" };
+        println!("raft-bench: measuring {all}, alternating in {} rounds...", args.rounds.max(1));
+        measure_side_by_side(&mut etcd, &mut kuma, pg.as_mut(), &args).await?;
         let (mut etcd_figures, mut kuma_figures) = (etcd.figures(), kuma.figures());
+        let pg_figures = pg.as_mut().map(Subject::figures);
+        drop(pg);
         let (mut etcd, mut kuma) = (unwrap_system(etcd)?, unwrap_system(kuma)?);
         println!("raft-bench: failovers ({} leader kills each)...", args.kills);
         etcd_figures.failover = failovers(&mut etcd, args.kills).await?;
         drop(etcd);
         kuma_figures.failover = failovers(&mut kuma, args.kills).await?;
-        anyhow::Ok((etcd_figures, kuma_figures))
+        anyhow::Ok((etcd_figures, kuma_figures, pg_figures))
     });
     match result {
-        Ok((etcd, kuma)) => {
-            print(&etcd, &kuma);
+        Ok((etcd, kuma, pg)) => {
+            print(&etcd, &kuma, pg.as_ref());
             println!("raft-bench: load average {} at the end", load_average());
             ExitCode::SUCCESS
         }
