@@ -341,7 +341,7 @@ impl ControlPlane {
         let mut peers: Arc<dyn XdsPeers> = Arc::new(single_peer.clone());
         let live_instances = postgres
             .as_ref()
-            .map(|pg| crate::postgres::LiveInstances::follow(pg.clone(), stop_rx.clone()));
+            .map(|pg| crate::postgres_peers::LiveInstances::follow(pg.clone(), stop_rx.clone()));
         match (&raft, &kubernetes) {
             (Some(node), _) => {
                 tokio::spawn(leader_work::leader_work(
@@ -384,7 +384,7 @@ impl ControlPlane {
                 // The holder of the leader lease creates the default mesh and the identity
                 // secrets (started below, once every server listens).
                 if let Some(instances) = &live_instances {
-                    peers = Arc::new(crate::postgres::PostgresXdsPeers {
+                    peers = Arc::new(crate::postgres_peers::PostgresXdsPeers {
                         instances: instances.clone(),
                         fallback: single_peer.clone(),
                     });
@@ -482,7 +482,7 @@ impl ControlPlane {
         }
         if let Some(pg) = &postgres {
             extra_routes =
-                extra_routes.merge(crate::postgres::routes(pg.clone(), config.instance_id()));
+                extra_routes.merge(crate::postgres_admin::routes(pg.clone(), config.instance_id()));
         }
         let mut api_task = tokio::spawn(api.serve_with(
             extra_routes,
@@ -546,7 +546,13 @@ impl ControlPlane {
         readiness.set(true);
         // From here readiness follows whether the database answers.
         let mut postgres_instance = postgres.map(|pg| {
-            crate::postgres::start_instance(pg, store.clone(), config, readiness.clone(), stop_rx)
+            crate::postgres_instance::start_instance(
+                pg,
+                store.clone(),
+                config,
+                readiness.clone(),
+                stop_rx,
+            )
         });
         info!("Control Plane ready");
 
