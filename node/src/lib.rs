@@ -1,6 +1,7 @@
-//! kuma-cp: one control-plane peer. Loads the configuration, builds the store (in memory, or
-//! replicated through Raft), and runs the HTTP API, xDS, bootstrap, diagnostics and Raft peer
-//! servers, plus the work only the Raft leader does.
+//! kuma-cp: one control-plane peer. Loads the configuration, builds the store (in memory,
+//! replicated through Raft, the Kubernetes API server, or a PostgreSQL database shared with other
+//! instances), and runs the HTTP API, xDS, bootstrap, diagnostics and Raft peer servers, plus the
+//! work only the leader does (the Raft leader, the holder of a Lease or of the PostgreSQL lease).
 //!
 //! This is the only crate that names a concrete store backend; every other crate sees the
 //! `ResourceStore` trait.
