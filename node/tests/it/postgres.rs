@@ -235,7 +235,7 @@ fn the_database_going_away_makes_writes_503_and_instances_unready_and_both_recov
     must_migrate(&pg, PG_DATABASE);
     let a = builder(&pg, PG_DATABASE).must_start();
     let b = builder(&pg, PG_DATABASE).must_start();
-    let echo = EchoServer::start("a:");
+    let (echo, second) = (EchoServer::start("a:"), EchoServer::start("b:"));
     let outbound = must_create_backend_and_redis(a.api_port, &echo);
     let dir = tempfile::tempdir().unwrap();
     let sidecar = must_spawn_sidecar(&b, "backend-1", dir.path());
@@ -325,6 +325,18 @@ fn the_database_going_away_makes_writes_503_and_instances_unready_and_both_recov
         }
     }
     assert_eq!(tcp_roundtrip(outbound, b"ping").unwrap(), b"a:ping");
+    // Both instances follow the database's changes again: one written through A reaches the
+    // Envoy connected to B.
+    must_put(
+        a.api_port,
+        "/meshes/default/dataplanes/redis-2",
+        &dataplane("redis-2", &format!("127.0.0.1:{}:6379", second.port), "redis", None),
+    );
+    try_poll_until(CONVERGE, || match replies(outbound, 10) {
+        seen if seen.len() == 2 => Ok(()),
+        seen => Err(seen),
+    })
+    .unwrap_or_else(|seen| panic!("B's Envoy never reached redis-2 ({seen:?}):\n{}", b.log()));
 }
 
 #[test]
