@@ -613,3 +613,38 @@ fn an_envoy_moves_to_another_instance_when_its_own_dies_and_takes_later_changes(
         panic!("the Envoy never took A's change ({seen:?}):\n{}", sidecar.log())
     });
 }
+
+/// The lease holder by `GET /status/raft` of `cp`.
+fn lease_holder(cp: &KumaCp) -> Option<String> {
+    let reply = http_get(cp.api_port, "/status/raft").ok()?;
+    let status: Value = serde_json::from_str(&reply.body).ok()?;
+    status["leaderInstance"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_lease_holder_stopped_with_sigterm_hands_the_leader_only_work_over_at_once() {
+    let pg = PgServer::must_start();
+    must_migrate(&pg, PG_DATABASE);
+    let mut instances =
+        [builder(&pg, PG_DATABASE).must_start(), builder(&pg, PG_DATABASE).must_start()];
+    let holder = try_poll_until(CONVERGE, || lease_holder(&instances[0]).ok_or(()))
+        .expect("an instance holds the lease");
+    let victim = instances
+        .iter()
+        .position(|i| holder.ends_with(&format!(":{}", i.xds_port)))
+        .expect("the holder is one of the instances");
+    let survivor = 1 - victim;
+
+    let status = instances[victim].must_stop_with("TERM");
+    assert!(status.success(), "{status:?}");
+    let stopped = Instant::now();
+    let next = try_poll_until(CONVERGE, || match lease_holder(&instances[survivor]) {
+        Some(h) if h != holder => Ok(h),
+        other => Err(other),
+    })
+    .expect("the survivor takes the lease");
+    // Without the hand-over it would wait for the 5 s lease to run out.
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3500), "the lease moved after {took:?}");
+    assert!(next.ends_with(&format!(":{}", instances[survivor].xds_port)), "{next}");
+}
