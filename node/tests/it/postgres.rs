@@ -648,3 +648,40 @@ fn a_lease_holder_stopped_with_sigterm_hands_the_leader_only_work_over_at_once()
     assert!(took < Duration::from_millis(3500), "the lease moved after {took:?}");
     assert!(next.ends_with(&format!(":{}", instances[survivor].xds_port)), "{next}");
 }
+
+#[test]
+fn the_database_password_never_reaches_the_log_even_at_debug_level_and_through_an_outage() {
+    const PASSWORD: &str = "Pw-7f3a9c-never-logged";
+    let mut pg = PgServer::must_start();
+    pg.must_psql(PG_DATABASE, &format!("CREATE ROLE operator LOGIN PASSWORD '{PASSWORD}'"));
+    pg.must_psql(PG_DATABASE, "CREATE DATABASE mesh OWNER operator");
+    let with_operator = |b: KumaCpBuilder| {
+        b.env("KUMA_STORE_POSTGRES_USER", "operator").env("KUMA_STORE_POSTGRES_PASSWORD", PASSWORD)
+    };
+    let exited = {
+        let mut env = pg_env(&pg, "mesh");
+        env.retain(|(k, _)| !k.starts_with("KUMA_STORE_POSTGRES_USER") && !k.ends_with("PASSWORD"));
+        env.push(("KUMA_STORE_POSTGRES_USER".into(), "operator".into()));
+        env.push(("KUMA_STORE_POSTGRES_PASSWORD".into(), PASSWORD.into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Proc::spawn(&bin_path("kuma-cp"), &["migrate", "up", "--log-level", "debug"], &env)
+            .must_exit_within(Duration::from_secs(30))
+    };
+    assert_eq!(exited.code(), Some(0), "{}", exited.log);
+    let cp = with_operator(builder(&pg, "mesh")).arg("--log-level").arg("debug").must_start();
+    must_put(
+        cp.api_port,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", "127.0.0.1:7000:6379", "redis", None),
+    );
+    pg.stop();
+    try_poll_until(Duration::from_secs(10), || if ready(&cp) { Err(()) } else { Ok(()) })
+        .unwrap_or_else(|_| panic!("still ready without its database:\n{}", cp.log()));
+    pg.must_start_again();
+    try_poll_until(CONVERGE, || if ready(&cp) { Ok(()) } else { Err(()) })
+        .unwrap_or_else(|_| panic!("not ready again:\n{}", cp.log()));
+    let log = cp.log();
+    assert!(log.contains("operator") || log.contains("PostgreSQL"), "a debug log: {log}");
+    assert!(!log.contains(PASSWORD), "the password is in the log:\n{log}");
+    assert!(!exited.log.contains(PASSWORD), "{}", exited.log);
+}
