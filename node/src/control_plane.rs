@@ -18,8 +18,8 @@ use tracing::info;
 
 use crate::config::{KumaCpConfig, StoreType};
 use crate::diagnostics::{self, Readiness};
-use crate::raft_runtime::RaftRuntime;
 use crate::user_tokens::StoreUserTokens;
+use crate::xds_runtime::XdsRuntime;
 use crate::{identity_api, leader_work, raft_admin, raft_xds_peers, stale_subscriptions};
 
 /// Why the control plane could not start or stopped with an error. A variant with a cause says
@@ -292,8 +292,6 @@ impl ControlPlane {
         let provided_cert = provided_certificate(config, &control_plane_cert)?;
         let mut advertised_hosts = vec![config.bootstrap_server.params.xds_host.clone()];
         let mut kubernetes: Option<kube::Client> = None;
-        // Declared before the node so that it outlives every use of it in this function.
-        let mut raft_runtime: Option<RaftRuntime> = None;
         let mut postgres: Option<kuma_store_postgres::PostgresStore> = None;
         let (store, raft): (Arc<dyn ResourceStore>, Option<Arc<RaftNode>>) = match config.store.kind
         {
@@ -332,8 +330,7 @@ impl ControlPlane {
                 if let Some(address) = XdsAddress::parse(&raft_config.serves.xds_address) {
                     advertised_hosts.push(address.host);
                 }
-                let runtime = raft_runtime.insert(RaftRuntime::new()?);
-                let node = runtime.start(raft_config, listener, stopped(stop_rx.clone())).await?;
+                let node = RaftNode::start(raft_config, listener, stopped(stop_rx.clone())).await?;
                 (Arc::new(RaftStore::new(node.clone())), Some(node))
             }
         };
@@ -510,9 +507,19 @@ impl ControlPlane {
             xds = xds.with_tls(control_plane_cert.server_cert());
         }
         info!(port = config.sds_server.grpc_port, "sds-server starting");
-        xds = xds.with_sds(sds_listener, control_plane_cert.server_cert());
         info!(port = config.xds_server.grpc_port, "xds-server starting");
-        let mut xds_task = tokio::spawn(xds.serve(xds_listener, stopped(stop_rx.clone())));
+        let sds_cert = control_plane_cert.server_cert();
+        let xds_stop = stopped(stop_rx.clone());
+        let xds_runtime = XdsRuntime::new()
+            .map_err(|source| ControlPlaneError::Serve { server: "xds-server", source })?;
+        let mut xds_task = xds_runtime
+            .serve([xds_listener, sds_listener], move |[xds_listener, sds_listener]| async move {
+                xds.with_sds(sds_listener, sds_cert)
+                    .serve(xds_listener, xds_stop)
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(|source| ControlPlaneError::Serve { server: "xds-server", source })?;
         let mut admission_task = match &kubernetes {
             Some(client) => {
                 let port = config.runtime.kubernetes.admission_server.port;
@@ -561,7 +568,7 @@ impl ControlPlane {
             r = &mut api_task => Some(("api-server", r)),
             r = &mut diagnostics_task => Some(("diagnostics server", r)),
             r = &mut bootstrap_task => Some(("bootstrap-server", r)),
-            r = &mut xds_task => Some(("xds-server", r.map(|r| r.map_err(std::io::Error::other)))),
+            r = &mut xds_task => Some(("xds-server", r)),
             r = &mut admission_task => Some(("admission server", r)),
         };
         readiness.set(false);
@@ -591,7 +598,7 @@ impl ControlPlane {
         if let Some(node) = &raft {
             node.shutdown().await;
         }
-        drop(raft_runtime);
+        drop(xds_runtime);
         info!("Control Plane stopped");
         Ok(())
     }

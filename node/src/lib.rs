@@ -20,10 +20,10 @@ mod postgres_admin;
 mod postgres_instance;
 mod postgres_peers;
 mod raft_admin;
-mod raft_runtime;
 mod raft_xds_peers;
 mod stale_subscriptions;
 mod user_tokens;
+mod xds_runtime;
 
 pub use cluster_work::ensure_default_mesh;
 pub use config::{env_var_name, ConfigError, KumaCpConfig, StoreType, DEFAULTS_YAML};
