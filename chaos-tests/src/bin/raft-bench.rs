@@ -81,6 +81,10 @@ trait System {
     fn cpu(&self) -> Duration {
         cpu_time(&self.pids())
     }
+    /// The part of `cpu` a database behind the system used (none for etcd and Raft).
+    fn database_cpu(&self) -> Duration {
+        Duration::ZERO
+    }
     fn restart(&mut self, member: usize) -> anyhow::Result<()>;
 }
 
@@ -92,6 +96,8 @@ struct Figures {
     concurrent: Percentiles,
     /// CPU time (user + system) the three members spent per write in the 32-writer run.
     concurrent_cpu_per_write: Duration,
+    /// The database's part of it (PostgreSQL's processes).
+    concurrent_database_cpu_per_write: Duration,
     reads: Percentiles,
     failover: Percentiles,
 }
@@ -207,6 +213,7 @@ struct Subject<S> {
     single: (Duration, Vec<Duration>),
     concurrent: (Duration, Vec<Duration>),
     concurrent_cpu: Duration,
+    concurrent_database_cpu: Duration,
     reads: Vec<Duration>,
 }
 
@@ -220,12 +227,14 @@ impl<S: System + Send + Sync + 'static> Subject<S> {
             single: Default::default(),
             concurrent: Default::default(),
             concurrent_cpu: Duration::ZERO,
+            concurrent_database_cpu: Duration::ZERO,
             reads: Vec::new(),
         })
     }
 
     async fn writes(&mut self, writers: usize, per_writer: usize, run: &str) -> anyhow::Result<()> {
         let cpu_before = self.system.cpu();
+        let database_cpu_before = self.system.database_cpu();
         let (took, latencies) =
             write_load(&self.system, &self.client, self.leader, writers, per_writer, run).await?;
         let into = if writers == 1 { &mut self.single } else { &mut self.concurrent };
@@ -233,6 +242,8 @@ impl<S: System + Send + Sync + 'static> Subject<S> {
         into.1.extend(latencies);
         if writers > 1 {
             self.concurrent_cpu += self.system.cpu().saturating_sub(cpu_before);
+            self.concurrent_database_cpu +=
+                self.system.database_cpu().saturating_sub(database_cpu_before);
         }
         Ok(())
     }
@@ -267,6 +278,7 @@ impl<S: System + Send + Sync + 'static> Subject<S> {
             concurrent_ops: ops(&self.concurrent),
             concurrent: Percentiles::new(std::mem::take(&mut self.concurrent.1)),
             concurrent_cpu_per_write: self.concurrent_cpu / writes,
+            concurrent_database_cpu_per_write: self.concurrent_database_cpu / writes,
             reads: Percentiles::new(std::mem::take(&mut self.reads)),
             failover: Percentiles::default(),
         }
@@ -932,8 +944,11 @@ impl System for PostgresKuma {
     /// The kuma-cp's, and that of every PostgreSQL process: the postmaster and all its
     /// backends and workers, including those that ended.
     fn cpu(&self) -> Duration {
-        cpu_time(&self.child.iter().map(Child::id).collect::<Vec<_>>())
-            + self.pg.pid().map(tree_cpu_time).unwrap_or_default()
+        cpu_time(&self.child.iter().map(Child::id).collect::<Vec<_>>()) + self.database_cpu()
+    }
+
+    fn database_cpu(&self) -> Duration {
+        self.pg.pid().map(tree_cpu_time).unwrap_or_default()
     }
 
     /// One instance: it is member 0, and every member.
@@ -1078,6 +1093,13 @@ fn print(etcd: &Figures, kuma: &Figures, pg: Option<&Figures>) {
         false,
         None,
     );
+    if let Some(pg) = pg {
+        println!(
+            "kuma-cp on PostgreSQL, server CPU per write at 32 writers: {:.1} us in kuma-cp, {:.1} us in PostgreSQL's processes",
+            pg.concurrent_cpu_per_write.saturating_sub(pg.concurrent_database_cpu_per_write).as_secs_f64() * 1e6,
+            pg.concurrent_database_cpu_per_write.as_secs_f64() * 1e6,
+        );
+    }
     println!(
         "raft-bench targets: 1-writer throughput >= etcd: {}; 1-writer p50 <= etcd: {}; 32-writer throughput >= 1.5 x etcd: {}; p99 <= etcd: {}; failover median < 1 s: {}; max < 2 s: {}",
         kuma.single_ops >= etcd.single_ops,
