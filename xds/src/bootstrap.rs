@@ -186,6 +186,19 @@ pub fn generate(
     if request.admin_port > 0 {
         bootstrap["admin"] = json!({"address": {"socket_address": {
             "address": params.admin_address, "port_value": request.admin_port}}});
+        // The metrics listener (generator::metrics) reaches the admin's stats through it.
+        let admin = crate::generator::metrics::ENVOY_ADMIN_CLUSTER;
+        if let Some(clusters) = bootstrap["static_resources"]["clusters"].as_array_mut() {
+            clusters.push(json!({
+                "name": admin,
+                "type": "STATIC",
+                "connect_timeout": connect_timeout,
+                "load_assignment": {"cluster_name": admin, "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {
+                        "address": params.admin_address, "port_value": request.admin_port}}}},
+                ]}]},
+            }));
+        }
     }
     bootstrap
 }

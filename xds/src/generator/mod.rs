@@ -9,6 +9,7 @@ mod health_check;
 mod http;
 mod inbound;
 mod mesh_context;
+pub mod metrics;
 mod outbound;
 mod rbac;
 pub mod tls;
@@ -62,6 +63,10 @@ pub fn generate(proxy: &Proxy<'_>, mesh: &MeshContext) -> ResourceSet {
         }
         inbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
         outbound::generate(proxy, mesh, &selected, zipkin.as_ref(), &mut resources);
+        if let Some(endpoint) = metrics::prometheus_endpoint(&mesh.spec, proxy.spec) {
+            let listener = metrics::metrics_listener(&endpoint);
+            resources.add(XdsType::Listener, metrics::METRICS_LISTENER, pack_any(listener));
+        }
         if mesh.mtls() {
             if let Some(identity) = proxy.identity {
                 let secret =
