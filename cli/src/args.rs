@@ -14,7 +14,11 @@ use kuma_model::ResourceType;
     name = "kumactl",
     about = "Management tool for Kuma",
     long_about = "kumactl is a CLI to interact with Kuma: it reads and changes the state of a \
-                  control plane through its HTTP API."
+                  control plane through its HTTP API.",
+    after_long_help = "Exit status: 0 when the command did what it was asked (also when --watch \
+                       is stopped with Ctrl-C or reached --watch-count); 1 when it failed, with \
+                       one line on stderr starting with \"Error:\"; 2 when the command line is \
+                       wrong. Colours only on a terminal, never with NO_COLOR set."
 )]
 pub struct Args {
     /// Path to the configuration file to use [default: ~/.kumactl/config]
@@ -167,6 +171,23 @@ pub enum InspectCommand {
         /// it, as Envoy's config dump JSON (private keys redacted; admin only)
         #[arg(long, requires = "name", conflicts_with_all = ["tags", "wide", "policies"])]
         config_dump: bool,
+        /// Keep watching: on a terminal the table is redrawn in place every --interval; on a
+        /// pipe a new table is printed, after a blank line, whenever more than its ages changed.
+        /// Ctrl-C stops it (exit 0)
+        #[arg(short = 'w', long, conflicts_with_all = ["policies", "config_dump"])]
+        watch: bool,
+        /// How often --watch asks the control plane, e.g. 2s or 1m
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "2s",
+            value_parser = parse_interval,
+            requires = "watch"
+        )]
+        interval: std::time::Duration,
+        /// Stop --watch after printing this many tables (for scripts)
+        #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        watch_count: Option<u64>,
     },
     /// Inspect Meshes: how many dataplanes and policies each has
     #[command(visible_alias = "mesh")]
@@ -190,6 +211,15 @@ pub enum InspectCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+/// A `--interval` of at least a second.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = kuma_model::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < std::time::Duration::from_secs(1) {
+        return Err(format!("{text} is too short: use 1s or more"));
+    }
+    Ok(interval)
 }
 
 /// `kumactl install ...`.

@@ -15,17 +15,66 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::get::{not_found, text};
 use crate::table::Table;
+use crate::terminal::{Terminal, GREEN, RED};
+use crate::watch::{View, WatchOptions};
 
-/// `inspect dataplanes [NAME] [--tag k=v]...` in `mesh`.
+/// Which dataplanes `inspect dataplanes` shows and how.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DataplanesQuery<'a> {
+    pub mesh: &'a str,
+    pub name: Option<&'a str>,
+    pub tags: &'a [(String, String)],
+    pub wide: bool,
+}
+
+/// The columns of the `inspect dataplanes` table that change by themselves (ages).
+const AGE_COLUMNS: [usize; 2] = [4, 5];
+/// The STATUS column.
+const STATUS_COLUMN: usize = 3;
+
+/// `inspect dataplanes [NAME] [--tag k=v]...`: the table once, or with `watch` again and again
+/// (see [`crate::watch`]). Statuses are coloured on a terminal.
 pub(crate) async fn inspect_dataplanes(
     client: &ApiClient,
-    mesh: &str,
-    name: Option<&str>,
-    tags: &[(String, String)],
-    wide: bool,
+    query: DataplanesQuery<'_>,
+    watch: Option<WatchOptions>,
+    terminal: Terminal,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let overviews = match name {
+    let draw = || async move {
+        let table =
+            dataplanes_table(&dataplane_overviews(client, &query).await?, Utc::now(), query.wide)?;
+        let painted = if terminal.colour { paint_status(&table) } else { table.to_string() };
+        Ok(View {
+            painted,
+            plain: table.to_string(),
+            key: table.without_columns(&AGE_COLUMNS).to_string(),
+        })
+    };
+    match watch {
+        Some(options) => crate::watch::watch(draw, options, terminal, out).await,
+        None => {
+            write!(out, "{}", draw().await?.painted)?;
+            Ok(())
+        }
+    }
+}
+
+/// The table with Online green and Offline red.
+fn paint_status(table: &Table) -> String {
+    table.painted(|column, cell| match (column, cell) {
+        (STATUS_COLUMN, "Online") => Some(GREEN),
+        (STATUS_COLUMN, "Offline") => Some(RED),
+        _ => None,
+    })
+}
+
+async fn dataplane_overviews(
+    client: &ApiClient,
+    query: &DataplanesQuery<'_>,
+) -> Result<Vec<Value>, CliError> {
+    let mesh = query.mesh;
+    Ok(match query.name {
         Some(name) => {
             let overview = client
                 .get(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS, name])
@@ -40,12 +89,11 @@ pub(crate) async fn inspect_dataplanes(
             vec![overview]
         }
         None => {
-            let query: Vec<_> = tags.iter().map(|(k, v)| ("tag", format!("{k}:{v}"))).collect();
+            let query: Vec<_> =
+                query.tags.iter().map(|(k, v)| ("tag", format!("{k}:{v}"))).collect();
             client.list_all(&["meshes", mesh, DATAPLANES_WITH_INSIGHTS], &query).await?.items
         }
-    };
-    write!(out, "{}", dataplanes_table(&overviews, Utc::now(), wide)?)?;
-    Ok(())
+    })
 }
 
 /// `inspect dataplane NAME --config-dump`: the Envoy config of dataplane `name` in `mesh`, as

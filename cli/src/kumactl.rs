@@ -21,10 +21,14 @@ use crate::error::CliError;
 use crate::export::export;
 use crate::generate::{generate_dataplane_token, generate_signing_key, generate_user_token};
 use crate::get::get;
-use crate::inspect::{inspect_dataplane_config_dump, inspect_dataplanes, inspect_meshes};
+use crate::inspect::{
+    inspect_dataplane_config_dump, inspect_dataplanes, inspect_meshes, DataplanesQuery,
+};
 use crate::inspect_policies::inspect_dataplane_policies;
 use crate::install::install;
 use crate::table::Table;
+use crate::terminal::Terminal;
+use crate::watch::WatchOptions;
 
 /// One kumactl invocation: the global flags and where output goes.
 pub struct Kumactl<'io> {
@@ -32,6 +36,7 @@ pub struct Kumactl<'io> {
     mesh: Option<String>,
     out: &'io mut dyn Write,
     stdin: &'io mut dyn Read,
+    terminal: Terminal,
 }
 
 impl std::fmt::Debug for Kumactl<'_> {
@@ -43,9 +48,21 @@ impl std::fmt::Debug for Kumactl<'_> {
     }
 }
 
-/// Runs parsed command-line `args`, printing to `out` and reading `apply -f -` from `stdin`.
+/// Runs parsed command-line `args`, printing plain text to `out` and reading `apply -f -` from
+/// `stdin`.
 pub async fn run(args: Args, out: &mut dyn Write, stdin: &mut dyn Read) -> Result<(), CliError> {
+    run_on(args, out, stdin, Terminal::plain()).await
+}
+
+/// `run`, printing for `terminal` (colours, `--watch` redrawing in place).
+pub async fn run_on(
+    args: Args,
+    out: &mut dyn Write,
+    stdin: &mut dyn Read,
+    terminal: Terminal,
+) -> Result<(), CliError> {
     let mut kumactl = Kumactl::new(args.config_file, args.mesh, out, stdin);
+    kumactl.terminal = terminal;
     kumactl.execute(args.command).await?;
     kumactl.out.flush()?;
     Ok(())
@@ -59,7 +76,7 @@ impl<'io> Kumactl<'io> {
         out: &'io mut dyn Write,
         stdin: &'io mut dyn Read,
     ) -> Kumactl<'io> {
-        Kumactl { config_file, mesh, out, stdin }
+        Kumactl { config_file, mesh, out, stdin, terminal: Terminal::plain() }
     }
 
     fn load_config(&self) -> Result<(PathBuf, Config), CliError> {
@@ -106,9 +123,20 @@ impl<'io> Kumactl<'io> {
                 let (client, mesh) = self.connect()?;
                 inspect_dataplane_config_dump(&client, &mesh, &name, self.out).await
             }
-            Command::Inspect(InspectCommand::Dataplanes { name, tags, wide, .. }) => {
+            Command::Inspect(InspectCommand::Dataplanes {
+                name,
+                tags,
+                wide,
+                watch,
+                interval,
+                watch_count,
+                ..
+            }) => {
                 let (client, mesh) = self.connect()?;
-                inspect_dataplanes(&client, &mesh, name.as_deref(), &tags, wide, self.out).await
+                let query =
+                    DataplanesQuery { mesh: &mesh, name: name.as_deref(), tags: &tags, wide };
+                let watch = watch.then_some(WatchOptions { interval, count: watch_count });
+                inspect_dataplanes(&client, query, watch, self.terminal, self.out).await
             }
             Command::Inspect(InspectCommand::Meshes) => {
                 let (client, _) = self.connect()?;

@@ -26,11 +26,14 @@ mod kumactl;
 mod output;
 mod raft_snapshot;
 mod table;
+mod terminal;
+mod watch;
 
 pub use args::{Args, Command};
 pub use client::{ApiClient, ClientError};
 pub use config::{Config, ConfigError};
 pub use error::CliError;
 pub use kuma_model::{render_template, TemplateError};
-pub use kumactl::{run, Kumactl};
+pub use kumactl::{run, run_on, Kumactl};
 pub use table::Table;
+pub use terminal::Terminal;

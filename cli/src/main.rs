@@ -16,7 +16,12 @@ fn main() -> ExitCode {
     };
     let mut stdout = std::io::stdout().lock();
     let mut stdin = std::io::stdin().lock();
-    match runtime.block_on(kumactl::run(args, &mut stdout, &mut stdin)) {
+    match runtime.block_on(kumactl::run_on(
+        args,
+        &mut stdout,
+        &mut stdin,
+        kumactl::Terminal::detect(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {

@@ -39,10 +39,41 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-impl fmt::Display for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The same table without the given columns (e.g. ages, to tell whether anything else
+    /// changed).
+    pub fn without_columns(&self, columns: &[usize]) -> Table {
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !columns.contains(i))
+                    .map(|(_, cell)| cell.clone())
+                    .collect()
+            })
+            .collect();
+        Table { rows }
+    }
+
+    /// The table as text with data cells coloured by `colour(column, cell)` (an ANSI escape, or
+    /// `None` for none); widths are those of the plain text, so columns stay aligned.
+    pub fn painted(&self, colour: impl Fn(usize, &str) -> Option<&'static str>) -> String {
+        let mut text = String::new();
+        self.render(
+            &mut text,
+            |row, column, cell| if row == 0 { None } else { colour(column, cell) },
+        )
+        .expect("writing to a String cannot fail");
+        text
+    }
+
+    fn render(
+        &self,
+        f: &mut dyn fmt::Write,
+        colour: impl Fn(usize, usize, &str) -> Option<&'static str>,
+    ) -> fmt::Result {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut widths = vec![0; columns];
         for row in &self.rows {
@@ -50,10 +81,17 @@ impl fmt::Display for Table {
                 widths[i] = widths[i].max(cell.chars().count());
             }
         }
-        for row in &self.rows {
+        for (r, row) in self.rows.iter().enumerate() {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {
-                line.push_str(cell);
+                match colour(r, i, cell) {
+                    Some(code) => {
+                        line.push_str(code);
+                        line.push_str(cell);
+                        line.push_str(crate::terminal::RESET);
+                    }
+                    None => line.push_str(cell),
+                }
                 if i + 1 < row.len() {
                     let pad = widths[i] + PADDING - cell.chars().count();
                     line.extend(std::iter::repeat_n(' ', pad));
@@ -62,6 +100,12 @@ impl fmt::Display for Table {
             writeln!(f, "{line}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, |_, _, _| None)
     }
 }
 
@@ -102,6 +146,15 @@ mod tests {
         let mut table = Table::new(["A", "B"]);
         table.push(["ünï", "x"]);
         assert_eq!(table.to_string(), "A     B\nünï   x\n");
+    }
+
+    #[test]
+    fn painted_cells_keep_the_columns_of_the_plain_table() {
+        let mut table = Table::new(["NAME", "STATUS", "AGE"]);
+        table.push(["a", "Online", "1s"]);
+        let painted = table.painted(|column, _| (column == 1).then_some("\x1b[32m"));
+        assert_eq!(painted, "NAME   STATUS   AGE\na      \x1b[32mOnline\x1b[0m   1s\n");
+        assert_eq!(table.without_columns(&[2]).to_string(), "NAME   STATUS\na      Online\n");
     }
 
     #[test]

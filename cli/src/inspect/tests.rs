@@ -103,3 +103,25 @@ fn inspect_meshes_shows_the_policy_columns_in_kuma_1_0s_order() {
         ]
     );
 }
+
+#[test]
+fn on_a_terminal_offline_is_red_and_ages_do_not_count_as_a_change() {
+    let overview = |connected: &str| {
+        json!({
+            "type": "DataplaneOverview", "mesh": "default", "name": "dp-1",
+            "dataplane": {"networking": {"inbound": [{"interface": "127.0.0.1:10000:9000", "tags": {"service": "echo"}}]}},
+            "dataplaneInsight": {"subscriptions": [{"id": "1", "controlPlaneInstanceId": "cp",
+                "connectTime": connected, "disconnectTime": "2026-11-21T11:59:00Z"}]}
+        })
+    };
+    let table = dataplanes_table(&[overview("2026-11-21T11:00:00Z")], now(), false).unwrap();
+    let painted = paint_status(&table);
+    assert!(painted.contains("\x1b[31mOffline\x1b[0m   1h "), "{painted}");
+    assert_eq!(painted.replace("\x1b[31m", "").replace("\x1b[0m", ""), table.to_string());
+    let later = dataplanes_table(&[overview("2026-11-21T11:30:00Z")], now(), false).unwrap();
+    assert_ne!(later.to_string(), table.to_string());
+    assert_eq!(
+        later.without_columns(&AGE_COLUMNS).to_string(),
+        table.without_columns(&AGE_COLUMNS).to_string()
+    );
+}

@@ -13,3 +13,4 @@ mod offline;
 mod raft;
 mod support;
 mod walkthrough;
+mod watch;
