@@ -115,7 +115,7 @@ pub(crate) fn document(version: &str) -> Value {
     }));
 
     let mut paths = Map::new();
-    paths.insert("/".into(), json!({"get": {"summary": "Index", "responses": {"200": {"description": "{tagline, version, hostname}"}}}}));
+    paths.insert("/".into(), json!({"get": {"summary": "Index", "responses": {"200": {"description": "{tagline, version, hostname, gui: where the web GUI is}"}}}}));
     for t in ResourceType::all() {
         let d = t.descriptor();
         if t.is_mesh_scoped() {

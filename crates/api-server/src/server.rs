@@ -18,7 +18,7 @@ use kuma_listener::{
 use crate::access::{self, UserTokens};
 use crate::config_dumps::{self, ConfigDumps, OverTls};
 use crate::error::{ApiError, Op};
-use crate::{openapi, overview, policies, resources, ApiServerConfig};
+use crate::{gui, openapi, overview, policies, resources, ApiServerConfig};
 
 /// What the index (`GET /`) reports about this control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +170,8 @@ impl ApiServer {
     }
 
     /// The API's routes plus `extra` (e.g. the Raft status of a replicated control plane), all
-    /// behind the access check.
+    /// behind the access check; and the GUI, which holds no data (its script reads the API with
+    /// the operator's credentials), outside it.
     pub fn router_with(&self, extra: Router) -> Router {
         self.routes()
             .merge(extra)
@@ -181,6 +182,7 @@ impl ApiServer {
                 },
                 access::authorize,
             ))
+            .merge(gui::routes())
             .layer(axum::middleware::from_fn(log_request))
     }
 
@@ -297,12 +299,16 @@ async fn log_request(
     response
 }
 
-async fn index(state: State) -> Json<Index> {
-    Json(Index {
+/// Kuma's index, with where the GUI is (`gui`, as later Kuma versions say it).
+async fn index(state: State) -> Json<serde_json::Value> {
+    let index = Index {
         hostname: state.info.hostname.clone(),
         tagline: TAGLINE.to_string(),
         version: state.info.version.clone(),
-    })
+    };
+    let mut body = serde_json::to_value(index).unwrap_or_default();
+    body["gui"] = format!("The gui is available at {}", gui::GUI_PATH).into();
+    Json(body)
 }
 
 async fn openapi_json(state: State) -> impl IntoResponse {

@@ -2,6 +2,7 @@
 
 mod access;
 mod config_dumps;
+mod gui;
 mod support;
 
 mod paging;
