@@ -14,6 +14,7 @@ mod diagnostics;
 mod identity_api;
 mod kubernetes;
 mod leader_work;
+pub mod metrics;
 pub mod peer_certs;
 pub mod postgres;
 mod postgres_admin;

@@ -186,6 +186,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn run(config_file: Option<PathBuf>, force_new_cluster: bool) -> anyhow::Result<()> {
+    // Before anything records: handles made earlier would record nothing.
+    kuma_cp::metrics::install().map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
     let mut config = KumaCpConfig::load(config_file.as_deref(), &|k| std::env::var(k).ok())?;
     if force_new_cluster {
         if config.store.kind != StoreType::Raft {

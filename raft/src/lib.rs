@@ -17,6 +17,7 @@ mod disk;
 mod election;
 mod formation;
 mod log_store;
+mod metrics;
 mod network;
 mod node;
 mod recovery;

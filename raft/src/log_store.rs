@@ -145,7 +145,7 @@ impl LogStore {
         for (key, value) in rows {
             batch.put_cf(self.logs(), key, value);
         }
-        self.db.write_opt(batch, &synced())
+        crate::metrics::fsync(|| self.db.write_opt(batch, &synced()))
     }
 
     pub fn new(db: Arc<DB>) -> LogStore {
@@ -201,8 +201,11 @@ impl LogStore {
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let options = if sync { synced() } else { WriteOptions::default() };
         self.disk
-            .until_written("Raft metadata", || {
-                self.db.put_cf_opt(self.meta(), key, &bytes, &options)
+            .until_written("Raft metadata", || match sync {
+                true => {
+                    crate::metrics::fsync(|| self.db.put_cf_opt(self.meta(), key, &bytes, &options))
+                }
+                false => self.db.put_cf_opt(self.meta(), key, &bytes, &options),
             })
             .await
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))
@@ -295,6 +298,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        crate::metrics::RECORDED.commit_index.set(committed.map_or(0, |c| c.index) as f64);
         // Not synced: it is only a hint that lets a restart apply sooner.
         self.put_meta(KEY_COMMITTED, &committed, false).await
     }

@@ -184,6 +184,8 @@ impl StateMachine {
             .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         let keep = file.name.clone();
         *current = Some(Current { meta: meta.clone(), file: Some(file) });
+        crate::metrics::RECORDED.snapshots.increment(1);
+        crate::metrics::RECORDED.snapshot_bytes.set(data.len() as f64);
         let files = self.files.clone();
         joined(tokio::task::spawn_blocking(move || files.remove_others(Some(&keep))).await)?;
         Ok(data)

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kuma_model::{Resource, ResourceKey, Spec, Version};
 use kuma_store::{
-    check_key, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream,
+    check_key, ListPage, ListQuery, ResourceStore, Revision, StoreError, StoreMetrics, StoreOp,
+    WatchStream,
 };
 
 use crate::command::{Op, Outcome};
@@ -16,11 +17,12 @@ use crate::writer::WriteError;
 #[derive(Debug, Clone)]
 pub struct RaftStore {
     node: Arc<RaftNode>,
+    metrics: StoreMetrics,
 }
 
 impl RaftStore {
     pub fn new(node: Arc<RaftNode>) -> RaftStore {
-        RaftStore { node }
+        RaftStore { node, metrics: StoreMetrics::new("raft") }
     }
 
     async fn write(&self, op: Op) -> Result<Outcome, StoreError> {
@@ -42,17 +44,17 @@ impl RaftStore {
 #[async_trait]
 impl ResourceStore for RaftStore {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
-        self.node.replica().get(key)
+        self.metrics.time(StoreOp::Get, async { self.node.replica().get(key) }).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
-        self.node.replica().list(query)
+        self.metrics.time(StoreOp::List, async { self.node.replica().list(query) }).await
     }
 
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let op = Op::create(key.clone(), &spec);
-        self.written(key, spec, op).await
+        self.metrics.time(StoreOp::Create, self.written(key, spec, op)).await
     }
 
     async fn update(
@@ -63,7 +65,7 @@ impl ResourceStore for RaftStore {
     ) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let op = Op::update(key.clone(), &spec, expected.clone());
-        self.written(key, spec, op).await
+        self.metrics.time(StoreOp::Update, self.written(key, spec, op)).await
     }
 
     async fn delete(
@@ -71,7 +73,8 @@ impl ResourceStore for RaftStore {
         key: &ResourceKey,
         expected: Option<&Version>,
     ) -> Result<(), StoreError> {
-        self.write(Op::Delete { key: key.clone(), expected: expected.cloned() }).await.map(|_| ())
+        let op = Op::Delete { key: key.clone(), expected: expected.cloned() };
+        self.metrics.time(StoreOp::Delete, self.write(op)).await.map(|_| ())
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
@@ -83,8 +86,8 @@ impl ResourceStore for RaftStore {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.node
-            .read_barrier()
+        self.metrics
+            .time(StoreOp::Sync, self.node.read_barrier())
             .await
             .map_err(|WriteError::Unavailable(reason)| StoreError::Unavailable { reason })
     }

@@ -196,6 +196,7 @@ impl Committer {
 
     /// Commits `ops` as one command through whichever peer leads, within the write timeout.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<CommandResult, WriteError> {
+        crate::metrics::RECORDED.write_batch_size.record(ops.len() as f64);
         let command = Command {
             request_id: RequestId {
                 origin: self.origin,
@@ -236,7 +237,12 @@ impl Committer {
                     .call_leader(leader, PeerRequest::Write(command.clone()), remaining)
                     .await?
                 {
-                    PeerResponse::Write(Ok(done)) => Ok(done),
+                    PeerResponse::Write(Ok(done)) => {
+                        crate::metrics::RECORDED
+                            .forwarded_writes
+                            .increment(command.ops.len() as u64);
+                        Ok(done)
+                    }
                     PeerResponse::Write(Err(e)) => {
                         Err(Attempt::Leader { leader, message: e.to_string() })
                     }

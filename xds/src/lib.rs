@@ -13,6 +13,7 @@ mod config;
 mod config_dump;
 pub mod generator;
 mod mesh_ca;
+mod metrics;
 pub mod names;
 mod node_id;
 mod raw_resource;

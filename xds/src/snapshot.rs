@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::google::protobuf::Any;
 use kuma_model::ResourceType;
@@ -35,9 +36,19 @@ pub struct TypeSnapshot {
 }
 
 /// Every type of one dataplane's config.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     types: [TypeSnapshot; 5],
+    /// When this peer saw the store change the config was made for (`None`: made for a
+    /// connecting dataplane, a listing or a certificate rotation): the start of its delivery time.
+    changed_at: Option<Instant>,
+}
+
+/// Two snapshots are equal when they hold the same config, whenever it was made.
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.types == other.types
+    }
 }
 
 /// What a generated config was made from, beyond the dataplane itself and the mesh's settings:
@@ -128,11 +139,30 @@ impl ResourceSet {
     pub fn into_snapshot(self) -> Arc<Snapshot> {
         let types =
             self.types.map(|resources| TypeSnapshot { version: version_of(&resources), resources });
-        Arc::new(Snapshot { types })
+        Arc::new(Snapshot { types, changed_at: None })
     }
 }
 
 impl Snapshot {
+    /// When this peer saw the store change the config was made for, if it was made for one.
+    pub fn changed_at(&self) -> Option<Instant> {
+        self.changed_at
+    }
+
+    /// `snapshot`, marked as made for the store change seen at `changed_at`.
+    pub(crate) fn made_for(
+        mut snapshot: Arc<Snapshot>,
+        changed_at: Option<Instant>,
+    ) -> Arc<Snapshot> {
+        match Arc::get_mut(&mut snapshot) {
+            Some(fresh) => fresh.changed_at = changed_at,
+            None => {
+                snapshot = Arc::new(Snapshot { changed_at, ..(*snapshot).clone() });
+            }
+        }
+        snapshot
+    }
+
     pub fn get(&self, kind: XdsType) -> &TypeSnapshot {
         &self.types[kind.index()]
     }
@@ -153,7 +183,7 @@ impl Snapshot {
             }
         }
         set.version = version_of(&set.resources);
-        Arc::new(Snapshot { types })
+        Arc::new(Snapshot { types, changed_at: None })
     }
 
     /// The versions of every type, e.g. for logs: `cds=… eds=…`.

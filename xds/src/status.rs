@@ -303,6 +303,7 @@ impl StreamStatus {
     }
 
     pub fn sent(&self, kind: XdsType) {
+        crate::metrics::XDS.sent(kind);
         self.count(kind, false, |s| s.responses_sent += 1);
     }
 

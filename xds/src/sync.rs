@@ -60,10 +60,10 @@ async fn sync_once(
     generating(move || loading.reset(all)).await;
     debug!("xDS view of the store loaded");
     loop {
-        let batch = next_batch(&mut feed, debounce).await?;
+        let (batch, seen_at) = next_batch(&mut feed, debounce).await?;
         auth.apply(&batch);
         let applying = cache.clone();
-        generating(move || applying.apply(&batch)).await;
+        generating(move || applying.apply_seen_at(&batch, seen_at)).await;
     }
 }
 
@@ -90,7 +90,8 @@ async fn list_all(store: &dyn ResourceStore) -> Result<Vec<Resource>, StoreError
 /// are never part of a config: they are dropped as they come, so a burst of them cannot make
 /// the feed fall behind while configs are being generated.
 struct ConfigChanges {
-    rx: mpsc::UnboundedReceiver<Result<WatchEvent, StoreError>>,
+    /// Each change with when this peer read it off the store's feed.
+    rx: mpsc::UnboundedReceiver<(std::time::Instant, Result<WatchEvent, StoreError>)>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -106,7 +107,7 @@ fn config_changes(mut feed: WatchStream) -> ConfigChanges {
         while let Some(event) = feed.next().await {
             let observed =
                 matches!(&event, Ok(e) if e.key.resource_type == ResourceType::DataplaneInsight);
-            if !observed && tx.send(event).is_err() {
+            if !observed && tx.send((std::time::Instant::now(), event)).is_err() {
                 return;
             }
         }
@@ -114,25 +115,27 @@ fn config_changes(mut feed: WatchStream) -> ConfigChanges {
     ConfigChanges { rx, reader }
 }
 
-/// Waits for a change, then gathers what follows within the debounce window.
+/// Waits for a change, then gathers what follows within the debounce window; with when the
+/// first change was seen.
 async fn next_batch(
     feed: &mut ConfigChanges,
     debounce: Duration,
-) -> Result<Vec<(ResourceKey, Option<Resource>)>, StoreError> {
+) -> Result<(Vec<(ResourceKey, Option<Resource>)>, std::time::Instant), StoreError> {
     let feed = &mut feed.rx;
     let mut batch = Vec::new();
-    let first = feed
+    let (seen_at, first) = feed
         .recv()
         .await
-        .ok_or(StoreError::Unavailable { reason: "the store's change feed ended".to_string() })??;
+        .ok_or(StoreError::Unavailable { reason: "the store's change feed ended".to_string() })?;
+    let first = first?;
     batch.push((first.key, first.resource));
     let deadline = Instant::now() + MAX_BATCH_DELAY;
     loop {
         let quiet = (Instant::now() + debounce).min(deadline);
         match tokio::time::timeout_at(quiet, feed.recv()).await {
-            Err(_elapsed) => return Ok(batch),
-            Ok(None) => return Ok(batch),
-            Ok(Some(event)) => {
+            Err(_elapsed) => return Ok((batch, seen_at)),
+            Ok(None) => return Ok((batch, seen_at)),
+            Ok(Some((_, event))) => {
                 let event = event?;
                 batch.push((event.key, event.resource));
             }

@@ -15,6 +15,7 @@ mod access;
 mod config;
 mod config_dumps;
 mod error;
+mod metrics;
 mod gui;
 mod openapi;
 mod overview;

@@ -183,6 +183,7 @@ impl ApiServer {
                 access::authorize,
             ))
             .merge(gui::routes())
+            .layer(axum::middleware::from_fn(crate::metrics::record))
             .layer(axum::middleware::from_fn(log_request))
     }
 

@@ -8,12 +8,14 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod metrics;
 mod state;
 mod store;
 mod watch;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use metrics::{StoreMetrics, StoreOp, STORE_METRIC};
 pub use state::{StoreState, HISTORY};
 pub use store::{check_key, list_all, ListPage, ListQuery, NameScope, ResourceStore};
 pub use watch::{EventKind, Revision, WatchEvent, WatchStream};

@@ -9,13 +9,18 @@ use kuma_model::{Resource, ResourceKey, Spec, Version};
 use tokio::sync::broadcast;
 
 use crate::state::{StoreState, HISTORY};
-use crate::{ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchEvent, WatchStream};
+use crate::{
+    ListPage, ListQuery, ResourceStore, Revision, StoreError, StoreMetrics, StoreOp, WatchEvent,
+    WatchStream,
+};
+use std::time::Instant;
 
 /// The in-memory `ResourceStore`.
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<StoreState>,
     events: broadcast::Sender<WatchEvent>,
+    metrics: StoreMetrics,
 }
 
 impl Default for MemoryStore {
@@ -29,6 +34,7 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(StoreState::default()),
             events: broadcast::channel(HISTORY).0,
+            metrics: StoreMetrics::new("memory"),
         }
     }
 
@@ -49,18 +55,27 @@ impl MemoryStore {
 #[async_trait]
 impl ResourceStore for MemoryStore {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
-        self.lock().get(key)
+        let started = Instant::now();
+        let result = self.lock().get(key);
+        self.metrics.record(StoreOp::Get, started);
+        result
     }
 
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
-        self.lock().list(query)
+        let started = Instant::now();
+        let result = self.lock().list(query);
+        self.metrics.record(StoreOp::List, started);
+        result
     }
 
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
-        let mut state = self.lock();
-        let (resource, events) = state.create(key, spec, Utc::now())?;
-        self.publish(events);
-        Ok(resource)
+        let started = Instant::now();
+        let result = self.lock().create(key, spec, Utc::now()).map(|(resource, events)| {
+            self.publish(events);
+            resource
+        });
+        self.metrics.record(StoreOp::Create, started);
+        result
     }
 
     async fn update(
@@ -69,10 +84,14 @@ impl ResourceStore for MemoryStore {
         spec: Spec,
         expected: &Version,
     ) -> Result<Resource, StoreError> {
-        let mut state = self.lock();
-        let (resource, events) = state.update(key, spec, expected, Utc::now())?;
-        self.publish(events);
-        Ok(resource)
+        let started = Instant::now();
+        let result =
+            self.lock().update(key, spec, expected, Utc::now()).map(|(resource, events)| {
+                self.publish(events);
+                resource
+            });
+        self.metrics.record(StoreOp::Update, started);
+        result
     }
 
     async fn delete(
@@ -80,10 +99,10 @@ impl ResourceStore for MemoryStore {
         key: &ResourceKey,
         expected: Option<&Version>,
     ) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let events = state.delete(key, expected)?;
-        self.publish(events);
-        Ok(())
+        let started = Instant::now();
+        let result = self.lock().delete(key, expected).map(|events| self.publish(events));
+        self.metrics.record(StoreOp::Delete, started);
+        result
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {

@@ -5,6 +5,7 @@ mod dataplane_identity;
 mod failover;
 mod kubernetes;
 mod mesh_ca;
+mod metrics;
 mod operator_access;
 mod postgres;
 mod process;

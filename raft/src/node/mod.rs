@@ -235,6 +235,7 @@ impl RaftNode {
         tokio::spawn(announce(node.clone()));
         tokio::spawn(leadership::check_quorum(node.clone()));
         tokio::spawn(upkeep::run(node.clone()));
+        tokio::spawn(crate::metrics::follow(node.raft.metrics()));
         Ok(node)
     }
 

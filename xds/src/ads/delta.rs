@@ -14,6 +14,7 @@ use futures::SinkExt;
 
 use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
+use crate::metrics::Delivery;
 use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
@@ -34,6 +35,7 @@ struct TypeState {
     nonce: String,
     awaiting_answer: bool,
     rejected_at: Option<Instant>,
+    delivery: Delivery,
 }
 
 pub(super) struct DeltaStream {
@@ -112,10 +114,12 @@ impl Protocol for DeltaStream {
                         error = %error.message, "Envoy rejected the config"
                     );
                     state.rejected_at = Some(Instant::now());
+                    state.delivery.answered(kind, false);
                     self.status.rejected(kind);
                 }
                 None => {
                     state.rejected_at = None;
+                    state.delivery.answered(kind, true);
                     self.status.acknowledged(kind);
                 }
             }
@@ -184,6 +188,14 @@ impl Protocol for DeltaStream {
                     continue;
                 }
             }
+            // A store change: a new version of, or the removal of, something Envoy holds. What a
+            // (re)subscription asks for is no change.
+            let by_change = state.answered
+                && (removed.iter().any(|name| state.client_versions.contains_key(name))
+                    || updates.iter().any(|u| {
+                        !state.resend.contains(&u.name)
+                            && state.client_versions.get(&u.name).is_some_and(|v| *v != u.version)
+                    }));
             self.nonces += 1;
             for update in &updates {
                 state.client_versions.insert(update.name.clone(), update.version.clone());
@@ -211,6 +223,7 @@ impl Protocol for DeltaStream {
             if tx.send(Ok(response)).await.is_err() {
                 return Err(());
             }
+            state.delivery.sent(snapshot.changed_at().filter(|_| by_change));
             self.status.sent(kind);
         }
         Ok(retry_at)

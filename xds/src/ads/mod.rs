@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::DataplaneAuth;
 use crate::cache::SnapshotCache;
+use crate::metrics::StreamApi;
 use crate::node_id::NodeId;
 use crate::status::StatusTracker;
 
@@ -97,6 +98,7 @@ impl AggregatedDiscoveryService for AdsService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let token = token_of(&request);
         tokio::spawn(stream::serve::<sotw::SotwStream>(
+            StreamApi::Ads,
             self.shared.clone(),
             request.into_inner(),
             token,
@@ -112,6 +114,7 @@ impl AggregatedDiscoveryService for AdsService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let token = token_of(&request);
         tokio::spawn(stream::serve::<delta::DeltaStream>(
+            StreamApi::DeltaAds,
             self.shared.clone(),
             request.into_inner(),
             token,

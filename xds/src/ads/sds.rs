@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::delta::DeltaStream;
 use super::sotw::SotwStream;
 use super::{stream, token_of, ResponseStream, Shared, STREAM_BUFFER};
+use crate::metrics::StreamApi;
 use crate::xds_type::XdsType;
 
 /// The tonic service; one task per stream.
@@ -52,6 +53,7 @@ impl SecretDiscoveryService for SdsService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let token = token_of(&request);
         tokio::spawn(stream::serve::<SotwStream>(
+            StreamApi::Sds,
             self.shared.clone(),
             request.into_inner(),
             token,
@@ -67,6 +69,7 @@ impl SecretDiscoveryService for SdsService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let token = token_of(&request);
         tokio::spawn(stream::serve::<DeltaStream>(
+            StreamApi::DeltaSds,
             self.shared.clone(),
             request.into_inner(),
             token,

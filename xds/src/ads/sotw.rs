@@ -12,6 +12,7 @@ use futures::SinkExt;
 
 use super::stream::{Protocol, Sender};
 use super::subscription::Subscription;
+use crate::metrics::Delivery;
 use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
@@ -32,6 +33,7 @@ struct TypeState {
     awaiting_answer: bool,
     /// When Envoy last rejected a response of this type, and which version it rejected.
     rejected: Option<(String, Instant)>,
+    delivery: Delivery,
 }
 
 pub(super) struct SotwStream {
@@ -83,10 +85,12 @@ impl Protocol for SotwStream {
                         state.rejected = Some((version, Instant::now()));
                         // Envoy dropped the whole response: the next one carries everything.
                         state.sent_resources.clear();
+                        state.delivery.answered(kind, false);
                         self.status.rejected(kind);
                     }
                     None => {
                         state.rejected = None;
+                        state.delivery.answered(kind, true);
                         self.status.acknowledged(kind);
                     }
                 }
@@ -154,6 +158,10 @@ impl Protocol for SotwStream {
                 state.sent_resources =
                     selected.iter().map(|(name, r)| ((*name).clone(), r.version.clone())).collect();
             }
+            // A new version of what Envoy already holds carries a store change; the answer to
+            // a request (a stream's first, a subscription's change) does not.
+            let by_change = !state.must_respond
+                && state.sent_version.as_ref().is_some_and(|sent| *sent != current.version);
             self.nonces += 1;
             let response = DiscoveryResponse {
                 version_info: current.version.clone(),
@@ -174,6 +182,7 @@ impl Protocol for SotwStream {
             if tx.send(Ok(response)).await.is_err() {
                 return Err(());
             }
+            state.delivery.sent(snapshot.changed_at().filter(|_| by_change));
             self.status.sent(kind);
         }
         Ok(retry_at)

@@ -15,6 +15,7 @@ use tonic::{Code, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::{node_of, Registration, Shared};
+use crate::metrics::{StreamApi, XDS};
 use crate::node_id::NodeId;
 use crate::snapshot::Snapshot;
 use crate::status::StreamStatus;
@@ -68,6 +69,7 @@ async fn authenticate(
 }
 
 pub(super) async fn serve<P: Protocol>(
+    api: StreamApi,
     shared: Arc<Shared>,
     mut inbound: Streaming<P::Request>,
     token: Option<String>,
@@ -96,6 +98,7 @@ pub(super) async fn serve<P: Protocol>(
     let mut watch = shared.cache.subscribe(&node);
     let _registration = Registration { cache: shared.cache.clone(), node: node.clone() };
     let status = shared.status.open(&node);
+    let _connected = XDS.stream_opened(api);
     info!(dataplane = %node, stream = status.id(), "{} stream opened", P::NAME);
     let mut stream = P::new(node.clone(), status, shared.nack_backoff);
     stream.on_request(first);

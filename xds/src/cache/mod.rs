@@ -13,6 +13,7 @@ mod work;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use kuma_model::{MtlsInsight, Resource, ResourceKey, ResourceType, Version};
 use tokio::sync::watch;
@@ -201,6 +202,12 @@ impl SnapshotCache {
     /// Applies a batch of changes (`None` = deleted) and regenerates the dataplanes whose config
     /// they may change. A dataplane whose config comes out the same is not woken.
     pub fn apply(&self, changes: &[(ResourceKey, Option<Resource>)]) {
+        self.apply_seen_at(changes, Instant::now())
+    }
+
+    /// `apply` for changes this peer saw at `seen_at`: the configs made for them are delivered
+    /// in `xds_delivery` from then until Envoy's ACK.
+    pub fn apply_seen_at(&self, changes: &[(ResourceKey, Option<Resource>)], seen_at: Instant) {
         let jobs = {
             let mut inner = self.lock();
             let mut touched = BTreeSet::new();
@@ -214,7 +221,11 @@ impl SnapshotCache {
             }
             let touched: Vec<String> = touched.into_iter().collect();
             let committed = commit(&mut inner, &touched);
-            plan(&inner, &committed, self.hook.is_some())
+            let mut jobs = plan(&inner, &committed, self.hook.is_some());
+            for job in &mut jobs {
+                job.changed_at = Some(seen_at);
+            }
+            jobs
         };
         self.run(jobs);
     }
@@ -369,7 +380,7 @@ fn job_for(inner: &Inner, node: &NodeId, kind: JobKind) -> Job {
         .meshes
         .get(&node.mesh)
         .and_then(|mesh| Some((mesh.dataplane(&node.name)?.clone(), mesh.context().clone())));
-    Job { node: node.clone(), epoch: inner.epoch, dataplane, kind }
+    Job { node: node.clone(), epoch: inner.epoch, dataplane, kind, changed_at: None }
 }
 
 /// What turns the view `known` into `listing`: changed and new resources (Meshes first), then

@@ -29,6 +29,8 @@ pub(super) struct Job {
     /// `None`: the Dataplane or its mesh is gone.
     pub dataplane: Option<(Arc<DataplaneSpec>, Arc<MeshContext>)>,
     pub kind: JobKind,
+    /// When this peer saw the store change the job is for; `None` when it is for none.
+    pub changed_at: Option<std::time::Instant>,
 }
 
 pub(super) enum JobKind {
@@ -187,9 +189,10 @@ fn run_one(job: &Job, identities: &Identities, hook: Option<&ConfigHook>) -> Out
                 (crate::names::service_cluster(service), context.assignment(service))
             });
             let snapshot = previous.with_replaced(XdsType::Endpoint, assignments);
-            return Outcome::Swapped(snapshot, inputs.clone());
+            return Outcome::Swapped(Snapshot::made_for(snapshot, job.changed_at), inputs.clone());
         }
     }
+    let started = std::time::Instant::now();
     let identity = identities.for_dataplane(&job.node, spec, context);
     let proxy =
         Proxy { mesh: &job.node.mesh, name: &job.node.name, spec, identity: identity.as_ref() };
@@ -198,7 +201,9 @@ fn run_one(job: &Job, identities: &Identities, hook: Option<&ConfigHook>) -> Out
         hook(&proxy, &mut resources);
     }
     let inputs = resources.inputs();
-    Outcome::Generated(resources.into_snapshot(), inputs)
+    let snapshot = Snapshot::made_for(resources.into_snapshot(), job.changed_at);
+    crate::metrics::XDS.generated(started);
+    Outcome::Generated(snapshot, inputs)
 }
 
 /// A dataplane's identity certificate and what it was issued for: it is reused (so the config's
