@@ -5,6 +5,7 @@
 //! panic on failure are named `must_*`.
 
 mod child;
+mod chromium;
 mod cluster;
 mod echo;
 mod envoy;
@@ -17,6 +18,7 @@ mod postgres;
 mod process;
 
 pub use child::{Exited, Proc, Signal};
+pub use chromium::Chromium;
 pub use cluster::KumaCpCluster;
 pub use echo::{tcp_roundtrip, EchoServer};
 pub use envoy::{envoy_path, Envoy};

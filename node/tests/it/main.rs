@@ -3,6 +3,7 @@
 mod config_dump;
 mod dataplane_identity;
 mod failover;
+mod gui_browser;
 mod kubernetes;
 mod mesh_ca;
 mod metrics;
