@@ -250,6 +250,11 @@ pub struct GeneralConfig {
     pub tls_key_file: String,
 }
 
+/// Kuma's MADS port. Unlike the other servers', a taken default port does not stop kuma-cp
+/// (MADS is then not served, and the log says so): several peers of one host each set their ports,
+/// and only an operator who asked for MADS on a port needs it there.
+pub const DEFAULT_MADS_PORT: u16 = 5676;
+
 /// The whole configuration of one kuma-cp.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -260,6 +265,9 @@ pub struct KumaCpConfig {
     pub api_server: ApiServerConfig,
     pub bootstrap_server: BootstrapServerConfig,
     pub sds_server: GrpcPortConfig,
+    /// MADS, the monitoring assignments kuma-prometheus-sd follows
+    /// (KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT; 0 turns it off).
+    pub monitoring_assignment_server: GrpcPortConfig,
     pub xds_server: XdsServerConfig,
     pub dp_server: DpServerConfig,
     pub diagnostics: PortConfig,
@@ -277,6 +285,7 @@ impl Default for KumaCpConfig {
             api_server: ApiServerConfig::default(),
             bootstrap_server: BootstrapServerConfig::default(),
             sds_server: GrpcPortConfig { grpc_port: 5677 },
+            monitoring_assignment_server: GrpcPortConfig { grpc_port: DEFAULT_MADS_PORT },
             xds_server: XdsServerConfig::default(),
             dp_server: DpServerConfig::default(),
             diagnostics: PortConfig { port: 5680 },
@@ -593,6 +602,12 @@ impl KumaCpConfig {
             ),
         }
         let ports = self.ports();
+        let mads = self.monitoring_assignment_server.grpc_port;
+        if let Some((other, _)) = ports.iter().find(|(_, p)| mads != 0 && *p == mads) {
+            problems.push(format!(
+                "monitoringAssignmentServer.grpcPort: port {mads} is already used by {other}; give each server its own port"
+            ));
+        }
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {
                 problems.push(format!("{name}: 0 is not a port; use 1-65535"));
@@ -803,6 +818,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("store.raft.peers") && err.contains("HOST:PORT"), "{err}");
+    }
+
+    #[test]
+    fn the_mads_port_is_kumas_and_set_by_its_variable() {
+        let c = KumaCpConfig::load(None, &env(&[])).unwrap();
+        assert_eq!(c.monitoring_assignment_server.grpc_port, 5676);
+        let vars = [("KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT", "6676")];
+        let c = KumaCpConfig::load(None, &env(&vars)).unwrap();
+        assert_eq!(c.monitoring_assignment_server.grpc_port, 6676);
+        let clash = [("KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT", "5681")];
+        match KumaCpConfig::load(None, &env(&clash)) {
+            Err(ConfigError::Invalid { problems }) => assert!(
+                problems.iter().any(|p| p.starts_with("monitoringAssignmentServer.grpcPort")),
+                "{problems:?}"
+            ),
+            other => panic!("a MADS port taken by the API is refused, not {other:?}"),
+        }
     }
 
     #[test]

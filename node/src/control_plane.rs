@@ -5,10 +5,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kuma_api_server::{ApiListeners, ApiServer, HttpsListener, ServerInfo};
+use kuma_api_server::{ApiListeners, ApiServer, HttpsListener, ServerInfo, UserTokens};
 use kuma_model::Spec;
 use kuma_raft::{RaftNode, RaftStore};
 use kuma_store::{MemoryStore, ResourceStore, StoreError};
+use kuma_xds::mads::{MadsServer, OperatorTokens};
 use kuma_xds::{
     BootstrapServer, ControlPlaneCert, DataplaneAuth, SinglePeer, XdsAddress, XdsPeers, XdsServer,
 };
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::config::{KumaCpConfig, StoreType};
+use crate::config::{KumaCpConfig, StoreType, DEFAULT_MADS_PORT};
 use crate::diagnostics::{self, Readiness};
 use crate::user_tokens::StoreUserTokens;
 use crate::xds_runtime::XdsRuntime;
@@ -92,6 +93,33 @@ async fn bind_on(
         variable,
         source,
     })
+}
+
+/// MADS's listener: `None` when turned off (port 0), or when Kuma's default port is taken
+/// (logged: several peers on one host need not all serve it); any other port must bind.
+async fn bind_mads(port: u16) -> Result<Option<TcpListener>, ControlPlaneError> {
+    const VARIABLE: &str = "KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT";
+    if port == 0 {
+        return Ok(None);
+    }
+    match bind("mads-server", port, VARIABLE).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(ControlPlaneError::Bind { source, .. }) if port == DEFAULT_MADS_PORT => {
+            tracing::warn!(port, error = %source, "MADS is not served: its default port is taken (set {VARIABLE} to a free port)");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// MADS takes the API's user tokens: any operator, viewer or admin, may read the assignments.
+struct MadsTokens(StoreUserTokens);
+
+#[async_trait::async_trait]
+impl OperatorTokens for MadsTokens {
+    async fn authenticate(&self, token: &str) -> Result<String, String> {
+        UserTokens::authenticate(&self.0, token).await.map(|identity| identity.name)
+    }
 }
 
 /// A single control plane is its own leader: identity secrets every second until `stop`.
@@ -276,6 +304,7 @@ impl ControlPlane {
             bind("xds-server", config.xds_server.grpc_port, "KUMA_XDS_SERVER_GRPC_PORT").await?;
         let sds_listener =
             bind("sds-server", config.sds_server.grpc_port, "KUMA_SDS_SERVER_GRPC_PORT").await?;
+        let mads_listener = bind_mads(config.monitoring_assignment_server.grpc_port).await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -543,6 +572,34 @@ impl ControlPlane {
                 })
             }
         };
+        let mut mads_task = match mads_listener {
+            Some(listener) => {
+                let tokens: Arc<dyn OperatorTokens> =
+                    Arc::new(MadsTokens(StoreUserTokens { store: store.clone() }));
+                let mut mads = MadsServer::new(
+                    store.clone(),
+                    Some(tokens),
+                    config.api_server.auth.localhost_is_admin,
+                );
+                // With the operator's API certificate, MADS is TLS too: the same name, the
+                // same CA for kuma-prometheus-sd to trust.
+                if !config.api_server.https.tls_cert_file.is_empty() {
+                    mads = mads.with_tls(api_certificate(config, &control_plane_cert)?);
+                }
+                info!(port = config.monitoring_assignment_server.grpc_port, "mads-server starting");
+                let stop = stopped(stop_rx.clone());
+                tokio::spawn(async move {
+                    mads.serve(listener, stop).await.map_err(std::io::Error::other)
+                })
+            }
+            None => {
+                let stop = stopped(stop_rx.clone());
+                tokio::spawn(async move {
+                    stop.await;
+                    Ok(())
+                })
+            }
+        };
         info!(port = config.diagnostics.port, "diagnostics server starting");
         let mut diagnostics_task = tokio::spawn(diagnostics::serve(
             diagnostics_listener,
@@ -570,6 +627,7 @@ impl ControlPlane {
             r = &mut bootstrap_task => Some(("bootstrap-server", r)),
             r = &mut xds_task => Some(("xds-server", r)),
             r = &mut admission_task => Some(("admission server", r)),
+            r = &mut mads_task => Some(("mads-server", r)),
         };
         readiness.set(false);
         let _ = stop_tx.send(true);
@@ -593,6 +651,7 @@ impl ControlPlane {
             let _ = bootstrap_task.await;
             let _ = xds_task.await;
             let _ = admission_task.await;
+            let _ = mads_task.await;
         })
         .await;
         if let Some(node) = &raft {

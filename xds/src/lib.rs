@@ -11,6 +11,7 @@ pub mod bootstrap;
 mod cache;
 mod config;
 mod config_dump;
+pub mod mads;
 pub mod generator;
 mod mesh_ca;
 mod metrics;

@@ -8,6 +8,7 @@ mod envoy;
 mod golden;
 mod harness;
 mod identity;
+mod mads;
 mod metrics;
 mod mtls;
 mod permissions;
