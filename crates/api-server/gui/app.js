@@ -117,6 +117,7 @@
     if (status.store === 'postgres') {
       return {
         store: 'postgres',
+        this: status.thisInstance,
         rows: (status.instances || []).map((i) => ({
           id: i.id, instance: i.id, leader: !!i.leader, healthy: !!i.alive,
           api: i.apiUrl, xds: i.xdsAddress, lastSeen: i.lastSeen,
@@ -155,9 +156,9 @@
     }
     if (peers.store === 'postgres') {
       $('peers').replaceChildren(table(['Instance', 'Leader', 'Alive', 'API', 'xDS', 'Last seen'],
-        peers.rows.map((p) => h('tr', { 'data-peer': p.id, 'data-healthy': p.healthy },
-          h('td', null, p.id), h('td', null, yesNo(p.leader)), h('td', null, yesNo(p.healthy)),
-          h('td', null, p.api), h('td', null, p.xds), h('td', null, ago(p.lastSeen)))),
+        peers.rows.map((p) => h('tr', { 'data-peer': p.id, 'data-leader': p.leader, 'data-healthy': p.healthy },
+          h('td', null, p.id + (p.id === peers.this ? ' (this one)' : '')), h('td', null, p.leader ? 'yes' : 'no'),
+          h('td', null, yesNo(p.healthy)), h('td', null, p.api), h('td', null, p.xds), h('td', null, ago(p.lastSeen) + ' ago'))),
         'No instances registered.'));
       return;
     }
@@ -188,9 +189,31 @@
     const known = matched.get(id);
     if (known && known.key === key) return known.names;
     const path = '/meshes/' + encodeURIComponent(mesh) + '/dataplanes/' + encodeURIComponent(overview.name) + '/policies';
-    const names = policyNames(await api(path));
+    let names;
+    try {
+      names = policyNames(await api(path));
+    } catch (e) {
+      // Deleted since the list was read: the next refresh drops it.
+      if (e.status === 404) return [];
+      throw e;
+    }
     matched.set(id, { key, names });
     return names;
+  }
+
+  // fn over every item, at most `limit` at a time, results in order: a mesh of many
+  // dataplanes is not asked for all their policies at once.
+  async function mapLimited(items, limit, fn) {
+    const results = new Array(items.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i]);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return results;
   }
 
   async function refresh() {
@@ -206,7 +229,7 @@
     ]);
     const policies = policyLists.flat();
     const peers = readPeers(status);
-    const names = await Promise.all(overviews.map((o) => matchedPolicies(o, policies)));
+    const names = await mapLimited(overviews, 6, (o) => matchedPolicies(o, policies));
     const present = new Set(overviews.map((o) => o.mesh + '/' + o.name));
     for (const id of matched.keys()) if (!present.has(id)) matched.delete(id);
 

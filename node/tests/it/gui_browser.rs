@@ -3,14 +3,15 @@
 //! the page lists the dataplanes with their status, the peer holding the online one's stream and
 //! its matched policies, and the three peers with their Raft role and health, as the API reports
 //! them; from the leader and from a follower. Screenshots are kept under the target dir.
-//! Without loopback as admin, the page asks for a token and shows the data once given one.
+//! Without loopback as admin, the page asks for a token and shows the data once given one. On
+//! PostgreSQL it shows the instances sharing the database and which one holds the lease.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kuma_test_support::{
     bin_path, envoy_path, free_port, http_request, http_request_as, try_poll_until, Chromium,
-    KumaCp, KumaCpCluster, Proc,
+    KumaCp, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 use serde_json::Value;
 
@@ -229,4 +230,53 @@ fn without_loopback_as_admin_the_page_asks_for_a_token_and_shows_the_data_with_o
     });
     assert!(page.contains("data-state=\"ready\""), "{page}");
     assert!(!page.contains(&token), "the token leaves the page's address and DOM");
+}
+
+#[test]
+fn on_postgresql_the_page_shows_the_instances_and_the_lease_holder() {
+    let chromium = Chromium::must_find();
+    let pg = PgServer::must_start();
+    let env = [
+        ("KUMA_STORE_TYPE", "postgres".to_string()),
+        ("KUMA_STORE_POSTGRES_HOST", pg.host().to_string()),
+        ("KUMA_STORE_POSTGRES_PORT", pg.port().to_string()),
+        ("KUMA_STORE_POSTGRES_USER", PG_USER.to_string()),
+        ("KUMA_STORE_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
+        ("KUMA_STORE_POSTGRES_DB_NAME", PG_DATABASE.to_string()),
+        ("KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST", "127.0.0.1".to_string()),
+    ];
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let migrated = Proc::spawn(&bin_path("kuma-cp"), &["migrate", "up"], &pairs)
+        .must_exit_within(Duration::from_secs(30));
+    assert_eq!(migrated.code(), Some(0), "{}", migrated.log);
+    let builder = env.iter().fold(KumaCp::builder(), |b, (k, v)| b.env(k, v));
+    let instances = [builder.clone().must_start(), builder.must_start()];
+    let port = instances[1].api_port;
+    let status = try_poll_until(CONVERGE, || {
+        let status = must_get(port, "/status/raft");
+        let alive =
+            status["instances"].as_array().into_iter().flatten().filter(|i| i["alive"] == true);
+        if alive.count() == 2 && status["leaderInstance"].is_string() {
+            Ok(status)
+        } else {
+            Err(status)
+        }
+    })
+    .unwrap_or_else(|s| panic!("two live instances and a lease holder: {s}"));
+
+    let url = format!("{}/gui/", instances[1].api_url());
+    must_show(&chromium, &url, |page| {
+        if !page.contains("data-state=\"ready\"") {
+            return Err("the page has no data yet".into());
+        }
+        for instance in status["instances"].as_array().into_iter().flatten() {
+            let id = instance["id"].as_str().unwrap_or_default();
+            let leader = status["leaderInstance"].as_str() == Some(id);
+            let expected =
+                format!("<tr data-peer=\"{id}\" data-leader=\"{leader}\" data-healthy=\"true\"");
+            row(page, &expected)?;
+        }
+        Ok(())
+    });
+    must_screenshot(&chromium, &url, "postgres");
 }
