@@ -4,6 +4,10 @@
 //!
 //! `ClusterStatus` is kumactl's own reading of the answer, only the fields it shows, so that
 //! kumactl never links the Raft crate; `-o yaml|json` prints the answer exactly as it came.
+//! Control planes sharing a PostgreSQL database answer the same request in a shape of their own
+//! (`store: postgres`), which `instances::PostgresInstances` reads.
+
+mod instances;
 
 use std::io::Write;
 
@@ -15,6 +19,7 @@ use crate::client::{ApiClient, ClientError};
 use crate::error::CliError;
 use crate::output::print_value;
 use crate::table::Table;
+use instances::PostgresInstances;
 
 /// `GET` here is the cluster as the asked peer sees it.
 const STATUS: [&str; 2] = ["status", "raft"];
@@ -228,7 +233,8 @@ fn yes_no(yes: bool) -> String {
     if yes { "yes" } else { "no" }.to_string()
 }
 
-/// `inspect control-planes [-o table|yaml|json]`.
+/// `inspect control-planes [-o table|yaml|json]`: a Raft cluster's peers, or the instances
+/// sharing a PostgreSQL database.
 pub(crate) async fn inspect_control_planes(
     client: &ApiClient,
     format: OutputFormat,
@@ -236,6 +242,9 @@ pub(crate) async fn inspect_control_planes(
 ) -> Result<(), CliError> {
     let answer = client.get(&STATUS).await.map_err(|e| not_replicated(client, e))?;
     match format {
+        OutputFormat::Table if PostgresInstances::is_answer(&answer) => {
+            PostgresInstances::from_answer(&answer)?.print(chrono::Utc::now(), out)
+        }
         OutputFormat::Table => ClusterStatus::from_answer(&answer)?.print(out),
         format => print_value(out, format, &answer),
     }

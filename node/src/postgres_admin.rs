@@ -1,5 +1,6 @@
 //! `GET /status/raft` on a control plane of the PostgreSQL store: the instances sharing the
-//! database, in the shape `kumactl inspect control-planes` shows; Raft's membership and snapshot
+//! database and the holder of the leader lease, in a shape of their own (`store: postgres`) that
+//! `kumactl inspect control-planes` tells from a Raft cluster's; Raft's membership and snapshot
 //! routes answer what to do instead.
 
 use axum::extract::State;
@@ -16,10 +17,10 @@ struct StatusState {
     instance_id: String,
 }
 
-/// `GET /status/raft` on a control plane of the PostgreSQL store: its instances in the shape of
-/// the Raft cluster status, so `kumactl inspect control-planes` shows them (ADDRESS is the
-/// instance id, LEADER the holder of the leader lease). `store: postgres` tells them apart.
-/// The Raft cluster's other routes answer 400 saying what to do instead.
+/// `GET /status/raft` on a control plane of the PostgreSQL store: its instances and the holder of
+/// the leader lease (see [`status_body`]), at the path `kumactl inspect control-planes` asks of
+/// every store that has several control planes. The Raft cluster's other routes answer 400
+/// saying what to do instead.
 pub fn routes(pg: PostgresStore, instance_id: String) -> Router {
     let no_peers = || async {
         ApiError::request(
@@ -58,45 +59,34 @@ async fn status(State(state): State<StatusState>) -> Result<Json<Value>, ApiErro
     Ok(Json(status_body(&instances, holder.as_deref(), &state.instance_id)))
 }
 
-/// The instances, numbered 1.. by when they started.
+/// `{store: postgres, thisInstance, leaderInstance, instances: [{id, apiUrl, xdsAddress,
+/// startedAt, lastSeen, alive, leader}]}`, the instances in the order given. Instances are named
+/// by their id, which stays the same for as long as they run; `leaderInstance` is null while no
+/// instance holds the lease.
 fn status_body(
     instances: &[kuma_store_postgres::InstanceInfo],
     holder: Option<&str>,
     this: &str,
 ) -> Value {
-    let number = |id: &str| instances.iter().position(|i| i.id == id).map(|n| n as u64 + 1);
-    let alive = instances.iter().filter(|i| i.alive).count();
-    let members: Vec<Value> = instances
+    let instances: Vec<Value> = instances
         .iter()
-        .enumerate()
-        .map(|(n, i)| {
+        .map(|i| {
             json!({
-                "id": n as u64 + 1,
-                "raftAddress": i.id,
-                "membership": "voter",
-                "healthy": i.alive,
-                "status": null,
-                "serves": {
-                    "instanceId": i.id,
-                    "xdsAddress": i.xds_address,
-                    "apiUrl": format!("http://{}", i.api_address),
-                },
+                "id": i.id,
+                "apiUrl": format!("http://{}", i.api_address),
+                "xdsAddress": i.xds_address,
                 "startedAt": i.started_at,
                 "lastSeen": i.last_seen,
-                "leaderLease": holder == Some(i.id.as_str()),
+                "alive": i.alive,
+                "leader": holder == Some(i.id.as_str()),
             })
         })
         .collect();
     json!({
         "store": "postgres",
-        "this": number(this).unwrap_or(0),
         "thisInstance": this,
-        "leader": holder.and_then(number),
         "leaderInstance": holder,
-        "term": 0,
-        "members": members,
-        // Any instance may fail while one is left.
-        "failureTolerance": alive.saturating_sub(1),
+        "instances": instances,
     })
 }
 
@@ -118,14 +108,32 @@ mod tests {
     }
 
     #[test]
-    fn instances_are_numbered_by_start_and_the_lease_holder_leads() {
-        let instances = [instance("a:1", 10, true), instance("b:1", 20, true)];
+    fn instances_are_named_by_id_in_the_order_given_and_the_lease_holder_leads() {
+        let instances = [instance("a:1", 10, true), instance("b:1", 20, false)];
         let body = status_body(&instances, Some("b:1"), "a:1");
-        assert_eq!((body["this"].as_u64(), body["leader"].as_u64()), (Some(1), Some(2)));
-        assert_eq!(body["members"][1]["raftAddress"], "b:1");
-        assert_eq!(body["members"][1]["serves"]["apiUrl"], "http://b:1-api");
-        assert_eq!(body["failureTolerance"], 1);
-        let body = status_body(&instances[..1], None, "c:1");
-        assert_eq!((body["this"].as_u64(), body["leader"].as_u64()), (Some(0), None));
+        assert_eq!(
+            body,
+            json!({
+                "store": "postgres",
+                "thisInstance": "a:1",
+                "leaderInstance": "b:1",
+                "instances": [
+                    {"id": "a:1", "apiUrl": "http://a:1-api", "xdsAddress": "a:1-xds",
+                     "startedAt": "1970-01-01T00:00:10Z", "lastSeen": "1970-01-01T00:00:15Z",
+                     "alive": true, "leader": false},
+                    {"id": "b:1", "apiUrl": "http://b:1-api", "xdsAddress": "b:1-xds",
+                     "startedAt": "1970-01-01T00:00:20Z", "lastSeen": "1970-01-01T00:00:25Z",
+                     "alive": false, "leader": true},
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_lease_holder_no_instance_leads() {
+        let body = status_body(&[instance("a:1", 10, true)], None, "c:1");
+        assert_eq!(body["leaderInstance"], Value::Null);
+        assert_eq!(body["instances"][0]["leader"], false);
+        assert_eq!(body["thisInstance"], "c:1");
     }
 }

@@ -164,8 +164,8 @@ fn two_instances_share_one_database_and_the_leader_only_work_moves_when_its_hold
     let ctl = Kumactl::must_connect(&a.api_url());
     let status = try_poll_until(CONVERGE, || {
         let status = control_planes(&ctl);
-        let members = status["members"].as_array().map_or(0, Vec::len);
-        if members == 2 && status["leaderInstance"].is_string() {
+        let count = status["instances"].as_array().map_or(0, Vec::len);
+        if count == 2 && status["leaderInstance"].is_string() {
             Ok(status)
         } else {
             Err(status)
