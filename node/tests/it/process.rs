@@ -48,6 +48,28 @@ fn starts_with_defaults_and_creates_the_default_mesh() {
     assert_eq!(http_get(cp.diagnostics_port, "/ready").unwrap().status, 200);
 }
 
+/// The value of `name` in the environment the running process `pid` was executed with.
+fn environment_of(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("/proc/<pid>/environ");
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_string))
+}
+
+#[test]
+fn it_runs_its_allocator_without_huge_pages_unless_the_operator_chose() {
+    // kuma-cp executes itself again with the variable set, before anything else runs.
+    let cp = KumaCp::must_start();
+    let pid = cp.pid().expect("running");
+    assert_eq!(environment_of(pid, "MIMALLOC_ALLOW_THP").as_deref(), Some("0"));
+
+    let chosen = KumaCp::builder().env("MIMALLOC_ALLOW_THP", "1").must_start();
+    let pid = chosen.pid().expect("running");
+    assert_eq!(environment_of(pid, "MIMALLOC_ALLOW_THP").as_deref(), Some("1"));
+}
+
 #[test]
 fn skip_mesh_creation_leaves_no_default_mesh() {
     let cp = KumaCp::builder().env("KUMA_DEFAULTS_SKIP_MESH_CREATION", "true").must_start();
