@@ -118,6 +118,26 @@ pub struct GetArgs {
     /// The offset of the page to fetch, as printed by a previous paged `get`
     #[arg(long)]
     pub offset: Option<String>,
+
+    /// Keep watching: on a terminal the output is redrawn in place every --interval; on a pipe
+    /// it is printed again, after a blank line, whenever more than its ages changed. Ctrl-C
+    /// stops it (exit 0)
+    #[arg(short = 'w', long, conflicts_with_all = ["size", "offset"])]
+    pub watch: bool,
+
+    /// How often --watch asks the control plane, e.g. 2s or 1m
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_interval,
+        requires = "watch"
+    )]
+    pub interval: std::time::Duration,
+
+    /// Stop --watch after printing this many times (for scripts)
+    #[arg(long, value_name = "N", requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch_count: Option<u64>,
 }
 
 /// `kumactl export`.

@@ -12,14 +12,44 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::print_value;
 use crate::table::Table;
+use crate::terminal::Terminal;
+use crate::watch::{View, WatchOptions};
 
-/// Runs `get` against `client` in `mesh`.
+/// Runs `get` against `client` in `mesh`, once or with `--watch` again and again (see
+/// [`crate::watch`]; in a table, ages alone are no change).
 pub(crate) async fn get(
     client: &ApiClient,
     mesh: &str,
     args: GetArgs,
+    terminal: Terminal,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let Some(options) =
+        args.watch.then_some(WatchOptions { interval: args.interval, count: args.watch_count })
+    else {
+        return print(client, mesh, &args, out).await.map(|_| ());
+    };
+    let args = &args;
+    let draw = || async move {
+        let mut text = Vec::new();
+        let table = print(client, mesh, args, &mut text).await?;
+        let plain = String::from_utf8_lossy(&text).into_owned();
+        let key = match table {
+            Some(table) => table.without_columns(&table.columns_titled("AGE")).to_string(),
+            None => plain.clone(),
+        };
+        Ok(View { painted: plain.clone(), plain, key })
+    };
+    crate::watch::watch(draw, options, terminal, out).await
+}
+
+/// Prints what `get` shows once; returns the table when it printed one.
+async fn print(
+    client: &ApiClient,
+    mesh: &str,
+    args: &GetArgs,
+    out: &mut dyn Write,
+) -> Result<Option<Table>, CliError> {
     let resource_type = args.resource_type;
     if let Some(name) = &args.name {
         let segments = ApiClient::item(resource_type, mesh, name);
@@ -35,9 +65,9 @@ pub(crate) async fn get(
                 let table =
                     resource_table(resource_type, std::slice::from_ref(&value), Utc::now())?;
                 write!(out, "{table}")?;
-                Ok(())
+                Ok(Some(table))
             }
-            format => print_value(out, format, &value),
+            format => print_value(out, format, &value).map(|()| None),
         };
     }
 
@@ -67,9 +97,10 @@ pub(crate) async fn get(
                     "Rerun command with --offset={offset} argument to retrieve more resources"
                 )?;
             }
-            Ok(())
+            Ok(Some(table))
         }
-        format => print_value(out, format, &json!({"total": total, "items": items, "next": next})),
+        format => print_value(out, format, &json!({"total": total, "items": items, "next": next}))
+            .map(|()| None),
     }
 }
 

@@ -97,7 +97,7 @@ impl<'io> Kumactl<'io> {
             }
             Command::Get(args) => {
                 let (client, mesh) = self.connect()?;
-                get(&client, &mesh, args, self.out).await
+                get(&client, &mesh, args, self.terminal, self.out).await
             }
             Command::Delete(args) => {
                 let (client, mesh) = self.connect()?;

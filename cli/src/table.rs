@@ -40,6 +40,12 @@ impl Table {
         self.len() == 0
     }
 
+    /// The indices of the columns whose header is `title`.
+    pub fn columns_titled(&self, title: &str) -> Vec<usize> {
+        let header = self.rows.first().map(Vec::as_slice).unwrap_or_default();
+        header.iter().enumerate().filter(|(_, h)| *h == title).map(|(i, _)| i).collect()
+    }
+
     /// The same table without the given columns (e.g. ages, to tell whether anything else
     /// changed).
     pub fn without_columns(&self, columns: &[usize]) -> Table {
@@ -155,6 +161,7 @@ mod tests {
         let painted = table.painted(|column, _| (column == 1).then_some("\x1b[32m"));
         assert_eq!(painted, "NAME   STATUS   AGE\na      \x1b[32mOnline\x1b[0m   1s\n");
         assert_eq!(table.without_columns(&[2]).to_string(), "NAME   STATUS\na      Online\n");
+        assert_eq!(table.columns_titled("AGE"), [2]);
     }
 
     #[test]

@@ -84,3 +84,31 @@ fn the_help_documents_the_exit_status() {
     let help = Ctl::new().run(&["--help"]).must_succeed();
     assert!(help.contains("Exit status: 0") && help.contains("NO_COLOR"), "{help}");
 }
+
+#[test]
+fn get_watch_on_a_pipe_prints_the_list_again_when_a_mesh_appears() {
+    let cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    let home = tempfile::tempdir().unwrap();
+    let mut watch = spawn_kumactl(
+        &ctl,
+        home.path(),
+        &["get", "meshes", "-w", "--interval", "1s", "--watch-count", "2"],
+    );
+    let first = try_poll_until(DEADLINE, || {
+        let log = watch.log();
+        log.contains("NAME ").then_some(log.clone()).ok_or(log)
+    })
+    .unwrap_or_else(|log| panic!("no table:\n{log}"));
+    assert!(!first.contains("other"), "{first}");
+    ctl.must_apply("type: Mesh\nname: other\n");
+    let exited = watch.must_exit_within(DEADLINE);
+    assert_eq!(exited.code(), Some(0), "{}", watch.log());
+    let log = watch.log();
+    let (before, after) = log.split_once("\n\n").unwrap_or_else(|| panic!("no blank line:\n{log}"));
+    assert!(before.starts_with("NAME ") && !before.contains("other"), "{log}");
+    assert!(after.starts_with("NAME ") && after.contains("other"), "{log}");
+
+    let usage = ctl.run(&["get", "meshes", "-w", "--size", "1"]);
+    assert_eq!(usage.code, Some(2), "--watch reads every page: {usage:?}");
+}
