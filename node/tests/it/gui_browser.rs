@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kuma_test_support::{
     bin_path, envoy_path, free_port, http_request, http_request_as, try_poll_until, Chromium,
-    KumaCp, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
+    KumaCp, KumaCpCluster, Page, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 use serde_json::Value;
 
@@ -279,4 +279,46 @@ fn on_postgresql_the_page_shows_the_instances_and_the_lease_holder() {
         Ok(())
     });
     must_screenshot(&chromium, &url, "postgres");
+}
+
+#[test]
+fn in_real_time_the_page_paints_shows_its_data_and_refreshes_by_itself() {
+    let chromium = Chromium::must_find();
+    let cp = KumaCp::must_start();
+    put(
+        cp.api_port,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", "127.0.0.1:16379:6379", "redis", None),
+    );
+    let mut page = chromium.must_open(&format!("{}/gui/", cp.api_url()));
+    let timings = "({data: Number(document.body.dataset.firstData), paint: Number(document.body.dataset.firstPaint)})";
+    let shown = try_poll_until(CONVERGE, || match page.evaluate(timings) {
+        Ok(t) if t["data"].as_f64().is_some_and(|ms| ms > 0.0) => Ok(t),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("the page never showed its data: {e}"));
+    println!(
+        "the GUI in real time: first contentful paint {} ms, the data in the page {} ms after navigation",
+        shown["paint"], shown["data"]
+    );
+    let has = |page: &mut Page, name: &str| {
+        let selector =
+            format!("document.querySelector('tr[data-dataplane=\"default/{name}\"]') !== null");
+        page.evaluate(&selector)
+    };
+    assert_eq!(has(&mut page, "redis-1"), Ok(Value::Bool(true)));
+
+    // A dataplane added now appears within a refresh (every 5 s), with nothing reloaded.
+    put(
+        cp.api_port,
+        "/meshes/default/dataplanes/late-1",
+        &dataplane("late-1", "127.0.0.1:16380:6379", "redis", None),
+    );
+    try_poll_until(Duration::from_secs(15), || match has(&mut page, "late-1") {
+        Ok(Value::Bool(true)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("the page did not refresh by itself: {e}"));
+    let first = page.evaluate("Number(document.body.dataset.firstData)").unwrap();
+    assert_eq!(first, shown["data"], "the page was not reloaded");
 }
