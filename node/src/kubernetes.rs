@@ -79,14 +79,14 @@ impl kuma_xds::TokenReviewer for Reviewer {
     }
 }
 
-/// The store, once every type's first listing is in.
+/// The store, once every type's first listing is in, its operations timed (`store` metric).
 pub async fn start_store(
     client: kube::Client,
     config: &KumaCpConfig,
-) -> Result<Arc<KubernetesStore>, ControlPlaneError> {
+) -> Result<Arc<dyn ResourceStore>, ControlPlaneError> {
     let namespace = &config.store.kubernetes.system_namespace;
     let store = KubernetesStore::start(client, namespace).await.map_err(kubernetes_error)?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(kuma_store::MeteredStore::new(Arc::new(store), "kubernetes")))
 }
 
 /// The xDS address this replica announces: the advertised host (the control plane's Service on

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Object, Pool, Transaction};
 use kuma_model::{Resource, ResourceKey, ResourceType, Spec, Version};
 use kuma_store::{
-    check_key, EventKind, ListPage, ListQuery, ResourceStore, Revision, StoreError, WatchStream,
-    HISTORY,
+    check_key, EventKind, ListPage, ListQuery, ResourceStore, Revision, StoreError, StoreMetrics,
+    StoreOp, WatchStream, HISTORY,
 };
 use tokio_postgres::Statement;
 
@@ -49,6 +49,7 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) connector: Connector,
     feed: Feed,
+    metrics: StoreMetrics,
 }
 
 impl PostgresStore {
@@ -77,7 +78,8 @@ impl PostgresStore {
             }
         })??;
         let feed = Feed::start(pool.clone(), connector.clone(), revision);
-        Ok(PostgresStore { shared: Arc::new(Shared { pool, connector, feed }) })
+        let metrics = StoreMetrics::new("postgres");
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, connector, feed, metrics }) })
     }
 
     /// Readiness: `Ok` when the database answers a query within the connection timeout.
@@ -112,6 +114,15 @@ impl PostgresStore {
                 reason: format!("the database did not answer within {limit:?}"),
             }),
         }
+    }
+
+    /// `bounded`, timed as `op` in the `store` histogram.
+    async fn timed<T>(
+        &self,
+        op: StoreOp,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.shared.metrics.time(op, self.bounded(operation)).await
     }
 }
 
@@ -248,7 +259,7 @@ async fn check_version(
 #[async_trait]
 impl ResourceStore for PostgresStore {
     async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
-        self.bounded(async {
+        self.timed(StoreOp::Get, async {
             let client = self.client().await?;
             let (t, mesh, name) = key_columns(key);
             let sql = format!(
@@ -275,7 +286,7 @@ impl ResourceStore for PostgresStore {
             Some(offset) => decode_offset(offset)?,
             None => (String::new(), String::new()),
         };
-        self.bounded(async {
+        self.timed(StoreOp::List, async {
             let client = self.client().await?;
             let type_name = t.name();
             let limit = i64::try_from(size).unwrap_or(i64::MAX).saturating_add(1);
@@ -332,7 +343,7 @@ impl ResourceStore for PostgresStore {
     async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let spec_json = spec.to_raw_json().get().to_string();
-        self.bounded(async {
+        self.timed(StoreOp::Create, async {
             let mut client = self.client().await?;
             let tx = begin_write(&mut client).await?;
             let (t, mesh, name) = key_columns(&key);
@@ -380,7 +391,7 @@ impl ResourceStore for PostgresStore {
     ) -> Result<Resource, StoreError> {
         check_key(&key, &spec)?;
         let spec_json = spec.to_raw_json().get().to_string();
-        self.bounded(async {
+        self.timed(StoreOp::Update, async {
             let mut client = self.client().await?;
             let tx = begin_write(&mut client).await?;
             let current = check_version(&tx, &key, Some(expected)).await?;
@@ -416,7 +427,7 @@ impl ResourceStore for PostgresStore {
         key: &ResourceKey,
         expected: Option<&Version>,
     ) -> Result<(), StoreError> {
-        self.bounded(async {
+        self.timed(StoreOp::Delete, async {
             let mut client = self.client().await?;
             let tx = begin_write(&mut client).await?;
             check_version(&tx, key, expected).await?;
@@ -474,7 +485,7 @@ impl ResourceStore for PostgresStore {
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
-        self.bounded(async {
+        self.timed(StoreOp::Revision, async {
             let client = self.client().await?;
             Ok(Revision(current_revision(&client).await?))
         })

@@ -15,7 +15,7 @@ mod watch;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use metrics::{StoreMetrics, StoreOp, STORE_METRIC};
+pub use metrics::{MeteredStore, StoreMetrics, StoreOp, STORE_METRIC};
 pub use state::{StoreState, HISTORY};
 pub use store::{check_key, list_all, ListPage, ListQuery, NameScope, ResourceStore};
 pub use watch::{EventKind, Revision, WatchEvent, WatchStream};

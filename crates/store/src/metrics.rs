@@ -1,12 +1,18 @@
 //! The latency of store operations, as the `store` histogram (Kuma's name) labelled by
-//! `operation` and `store_type`. Each backend times its own operations with a [`StoreMetrics`]
-//! made once: the histogram handles are looked up when it is made, so timing an operation is a
-//! clock read and an atomic append, with no registry lookup or label allocation per call.
+//! `operation` and `store_type`. A backend times its own operations with a [`StoreMetrics`]
+//! made once, or is wrapped in a [`MeteredStore`]: the histogram handles are looked up when it is
+//! made, so timing an operation is a clock read and an atomic append, with no registry lookup or
+//! label allocation per call.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
+use kuma_model::{Resource, ResourceKey, Spec, Version};
 use metrics::Histogram;
+
+use crate::{ListPage, ListQuery, NameScope, ResourceStore, Revision, StoreError, WatchStream};
 
 /// The histogram's name.
 pub const STORE_METRIC: &str = "store";
@@ -91,6 +97,72 @@ impl StoreMetrics {
     }
 }
 
+/// Any backend with its operations timed: for a backend that does not time its own.
+pub struct MeteredStore {
+    inner: Arc<dyn ResourceStore>,
+    metrics: StoreMetrics,
+}
+
+impl std::fmt::Debug for MeteredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeteredStore")
+    }
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn ResourceStore>, store_type: &'static str) -> MeteredStore {
+        MeteredStore { inner, metrics: StoreMetrics::new(store_type) }
+    }
+}
+
+#[async_trait]
+impl ResourceStore for MeteredStore {
+    async fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
+        self.metrics.time(StoreOp::Get, self.inner.get(key)).await
+    }
+
+    fn name_scope(&self) -> NameScope {
+        self.inner.name_scope()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.metrics.time(StoreOp::List, self.inner.list(query)).await
+    }
+
+    async fn create(&self, key: ResourceKey, spec: Spec) -> Result<Resource, StoreError> {
+        self.metrics.time(StoreOp::Create, self.inner.create(key, spec)).await
+    }
+
+    async fn update(
+        &self,
+        key: ResourceKey,
+        spec: Spec,
+        expected: &Version,
+    ) -> Result<Resource, StoreError> {
+        self.metrics.time(StoreOp::Update, self.inner.update(key, spec, expected)).await
+    }
+
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected: Option<&Version>,
+    ) -> Result<(), StoreError> {
+        self.metrics.time(StoreOp::Delete, self.inner.delete(key, expected)).await
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        self.metrics.time(StoreOp::Revision, self.inner.revision()).await
+    }
+
+    async fn watch(&self, from: Option<Revision>) -> Result<WatchStream, StoreError> {
+        self.metrics.time(StoreOp::Watch, self.inner.watch(from)).await
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.metrics.time(StoreOp::Sync, self.inner.sync()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,4 +176,9 @@ mod tests {
             assert_eq!(op.index(), i, "{op:?} is not at its own index");
         }
     }
+
+    crate::conformance_suite!(async {
+        let inner = Arc::new(crate::MemoryStore::new()) as Arc<dyn ResourceStore>;
+        Arc::new(MeteredStore::new(inner, "memory")) as Arc<dyn ResourceStore>
+    });
 }

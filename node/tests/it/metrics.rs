@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kuma_test_support::{
     bin_path, envoy_path, free_port, http_get, http_request, tcp_roundtrip, try_poll_until,
-    EchoServer, KumaCpCluster, Proc,
+    EchoServer, KumaCp, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 
 use crate::support::dataplane;
@@ -252,6 +252,57 @@ fn metrics_follow_streams_acks_deliveries_api_requests_and_raft() {
         sum(&leader_now, "raft_write_batch_size_count", &[]) >= 3.0,
         "every write is a command"
     );
+}
+
+/// Polls `/metrics` of `cp` until it has timed a `create` on `store_type` (the default mesh,
+/// created by the control plane itself) and a `get` (the API's read of it).
+fn must_time_store_operations(cp: &KumaCp, store_type: &str) {
+    let reply = http_get(cp.api_port, "/meshes/default").expect("the API answers");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    try_poll_until(CONVERGE, || {
+        let s = scrape(cp.diagnostics_port)?;
+        let count = |op| sum(&s, "store_count", &[("operation", op), ("store_type", store_type)]);
+        match (count("create"), count("get")) {
+            (c, g) if c >= 1.0 && g >= 1.0 => Ok(()),
+            other => Err(format!("{store_type} create and get timed: {other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", cp.log()));
+}
+
+#[test]
+fn a_memory_store_times_its_operations() {
+    let cp = KumaCp::must_start();
+    try_poll_until(CONVERGE, || match http_get(cp.api_port, "/meshes/default") {
+        Ok(r) if r.status == 200 => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .expect("the default mesh");
+    must_time_store_operations(&cp, "memory");
+}
+
+#[test]
+fn a_postgres_store_times_its_operations() {
+    let pg = PgServer::must_start();
+    let env = [
+        ("KUMA_STORE_TYPE", "postgres".to_string()),
+        ("KUMA_STORE_POSTGRES_HOST", pg.host().to_string()),
+        ("KUMA_STORE_POSTGRES_PORT", pg.port().to_string()),
+        ("KUMA_STORE_POSTGRES_USER", PG_USER.to_string()),
+        ("KUMA_STORE_POSTGRES_PASSWORD", PG_PASSWORD.to_string()),
+        ("KUMA_STORE_POSTGRES_DB_NAME", PG_DATABASE.to_string()),
+    ];
+    let args: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let migrated =
+        Proc::spawn(&bin_path("kuma-cp"), &["migrate", "up"], &args).must_exit_within(CONVERGE);
+    assert_eq!(migrated.code(), Some(0), "{}", migrated.log);
+    let cp = env.iter().fold(KumaCp::builder(), |b, (k, v)| b.env(k, v)).must_start();
+    try_poll_until(CONVERGE, || match http_get(cp.api_port, "/meshes/default") {
+        Ok(r) if r.status == 200 => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("no default mesh ({e}):\n{}", cp.log()));
+    must_time_store_operations(&cp, "postgres");
 }
 
 #[test]
