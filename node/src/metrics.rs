@@ -23,12 +23,13 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// seconds for the others, counts for batch sizes.
 const BUCKETS: &[(&str, &[f64])] = &[
     // From a store change seen by this peer to Envoy's ACK: the debounce, generation, the send
-    // and Envoy applying it; up to a loaded fleet's seconds.
+    // and Envoy applying it; up to a loaded fleet's seconds, finely around the 0.1-1 s that a
+    // fleet's p99 falls in (BENCHMARKS.md), so a quantile read off the buckets is close.
     (
         "xds_delivery",
         &[
-            1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-            30000.0,
+            1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0,
+            700.0, 800.0, 1000.0, 1250.0, 1500.0, 2000.0, 3000.0, 5000.0, 10000.0, 30000.0,
         ],
     ),
     // One dataplane's config: sub-millisecond to tens of milliseconds (an identity certificate).
