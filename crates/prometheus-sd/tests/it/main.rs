@@ -2,3 +2,4 @@
 //! Envoy, and a real Prometheus reading its file.
 
 mod cli;
+mod prometheus;
