@@ -39,10 +39,14 @@
     throw error;
   }
 
+  // This peer's copy (consistency=stale): the page keeps working while the cluster has no
+  // leader, which is when an operator most needs to look at it.
+  const STALE = 'consistency=stale';
+
   // Every page of a list; `next` is an absolute URL of the same API.
   async function all(path) {
     let items = [];
-    let url = path + '?size=1000';
+    let url = path + '?size=1000&' + STALE;
     for (let pages = 0; url && pages < 1000; pages++) {
       const page = await api(url);
       items = items.concat(page.items || []);
@@ -188,7 +192,7 @@
     const id = mesh + '/' + overview.name;
     const known = matched.get(id);
     if (known && known.key === key) return known.names;
-    const path = '/meshes/' + encodeURIComponent(mesh) + '/dataplanes/' + encodeURIComponent(overview.name) + '/policies';
+    const path = '/meshes/' + encodeURIComponent(mesh) + '/dataplanes/' + encodeURIComponent(overview.name) + '/policies?' + STALE;
     let names;
     try {
       names = policyNames(await api(path));

@@ -4,7 +4,9 @@
 //! its matched policies, and the three peers with their Raft role and health, as the API reports
 //! them; from the leader and from a follower. Screenshots are kept under the target dir.
 //! Without loopback as admin, the page asks for a token and shows the data once given one. On
-//! PostgreSQL it shows the instances sharing the database and which one holds the lease.
+//! PostgreSQL it shows the instances sharing the database and which one holds the lease. A peer
+//! that lost its majority still shows its copy, with the other peers down. Through the DevTools
+//! protocol, in real time: first paint and data are measured, and the page refreshes by itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -321,4 +323,49 @@ fn in_real_time_the_page_paints_shows_its_data_and_refreshes_by_itself() {
     .unwrap_or_else(|e| panic!("the page did not refresh by itself: {e}"));
     let first = page.evaluate("Number(document.body.dataset.firstData)").unwrap();
     assert_eq!(first, shown["data"], "the page was not reloaded");
+}
+
+#[test]
+fn with_its_majority_gone_a_peer_still_shows_its_copy_and_which_peers_are_down() {
+    let chromium = Chromium::must_find();
+    let mut cluster = KumaCpCluster::must_start(3);
+    let leader = cluster.must_wait_for_leader(CONVERGE);
+    let api = cluster.peers[leader].api_port;
+    put(
+        api,
+        "/meshes/default/dataplanes/redis-1",
+        &dataplane("redis-1", "127.0.0.1:16379:6379", "redis", None),
+    );
+    let survivor = (leader + 1) % 3;
+    let port = cluster.peers[survivor].api_port;
+    // Replicated to the survivor before the others go.
+    try_poll_until(CONVERGE, || {
+        let reply =
+            http_request(port, "GET", "/meshes/default/dataplanes/redis-1?consistency=stale", None);
+        reply.map_err(|e| e.to_string()).and_then(|r| (r.status == 200).then_some(()).ok_or(r.body))
+    })
+    .expect("redis-1 reaches the survivor");
+    let survivor_id = survivor as u64 + 1;
+    for (i, peer) in cluster.peers.iter_mut().enumerate() {
+        if i != survivor {
+            peer.must_stop_with("KILL");
+        }
+    }
+
+    let url = format!("{}/gui/", cluster.peers[survivor].api_url());
+    must_show(&chromium, &url, |page| {
+        if !page.contains("data-state=\"ready\"") {
+            return Err("the page has no data".into());
+        }
+        row(page, "<tr data-dataplane=\"default/redis-1\" data-status=\"Offline\"")?;
+        for id in 1..=3u64 {
+            let peer = row(page, &format!("<tr data-peer=\"{id}\""))?;
+            let healthy = format!("data-healthy=\"{}\"", id == survivor_id);
+            if !peer.contains(&healthy) {
+                return Err(format!("peer {id} is not shown {healthy}: {peer}"));
+            }
+        }
+        Ok(())
+    });
+    must_screenshot(&chromium, &url, "no-majority");
 }
