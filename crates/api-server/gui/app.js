@@ -270,6 +270,8 @@
 
   async function tick() {
     clearTimeout(timer);
+    // A tab nobody looks at asks nothing; it catches up when shown again.
+    if (document.hidden) return;
     try {
       await refresh();
       wait = EVERY;
@@ -309,6 +311,9 @@
     sessionStorage.removeItem(TOKEN);
     matched.clear();
     tick();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) tick();
   });
   tick();
 })();

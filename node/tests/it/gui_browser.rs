@@ -369,3 +369,29 @@ fn with_its_majority_gone_a_peer_still_shows_its_copy_and_which_peers_are_down()
     });
     must_screenshot(&chromium, &url, "no-majority");
 }
+
+#[test]
+fn while_its_control_plane_is_down_the_page_says_so_backs_off_and_recovers_by_itself() {
+    let chromium = Chromium::must_find();
+    let mut cp = KumaCp::must_start();
+    let mut page = chromium.must_open(&format!("{}/gui/", cp.api_url()));
+    let state = "[document.body.dataset.state, document.getElementById('state').textContent]";
+    let wait_for = |page: &mut Page, want: &str, deadline: Duration| {
+        try_poll_until(deadline, || match page.evaluate(state) {
+            Ok(Value::Array(s)) if s[0] == want => {
+                Ok(s[1].as_str().unwrap_or_default().to_string())
+            }
+            other => Err(format!("{other:?}")),
+        })
+        .unwrap_or_else(|e| panic!("the page never got to {want}: {e}"))
+    };
+    wait_for(&mut page, "ready", CONVERGE);
+
+    cp.must_stop_with("KILL");
+    // The next refresh fails; the page says so and waits longer before the one after.
+    let said = wait_for(&mut page, "error", Duration::from_secs(15));
+    assert!(said.contains("retrying in 10s"), "{said}");
+
+    cp.must_restart();
+    wait_for(&mut page, "ready", CONVERGE);
+}
