@@ -265,3 +265,71 @@ fn a_forged_token_is_refused_in_one_line() {
     assert!(last.contains("refused") && last.contains("--auth-token-file"), "{stderr}");
     drop(cp);
 }
+
+#[test]
+fn with_the_operators_api_certificate_mads_is_tls_and_grpcs_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = kuma_ca::ControlPlaneCa::generate().unwrap();
+    let issued = ca.issue_server(&["127.0.0.1".to_string()]).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca_file, cert, key) = (
+        write("ca.crt", ca.cert_pem()),
+        write("api.crt", &issued.cert_pem),
+        write("api.key", &issued.key_pem),
+    );
+    let port = free_port();
+    let cp = KumaCp::builder()
+        .env("KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT", &port.to_string())
+        .env("KUMA_API_SERVER_HTTPS_TLS_CERT_FILE", &cert)
+        .env("KUMA_API_SERVER_HTTPS_TLS_KEY_FILE", &key)
+        .must_start();
+    must_put(
+        cp.api_port,
+        "/meshes/default",
+        r#"{"type":"Mesh","name":"default","metrics":{"prometheus":{"port":1234}}}"#,
+    );
+    must_put(
+        cp.api_port,
+        "/meshes/default/dataplanes/web-1",
+        &dataplane_json("web-1", "127.0.0.2"),
+    );
+    let output = dir.path().join("kuma.file_sd.json");
+    let _sd = Proc::spawn(
+        &bin_path("kuma-prometheus-sd"),
+        &[
+            "run",
+            "--cp-address",
+            &format!("grpcs://127.0.0.1:{port}"),
+            "--ca-cert-file",
+            &ca_file,
+            "--output-file",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    );
+    try_poll_until(CONVERGE, || match file_dataplanes(&output) {
+        Ok(seen) if seen == set(&["web-1"]) => Ok(()),
+        other => Err(other),
+    })
+    .expect("the target arrives over TLS");
+    let text = std::fs::read_to_string(&output).unwrap();
+    assert!(text.contains("127.0.0.2:1234"), "{text}");
+    // Plain gRPC gets nothing from a TLS port.
+    let plain = std::process::Command::new(bin_path("kuma-prometheus-sd"))
+        .args([
+            "run",
+            "--cp-address",
+            &format!("grpc://127.0.0.1:{port}"),
+            "--startup-timeout",
+            "2s",
+        ])
+        .args(["--output-file", dir.path().join("plain.json").to_str().unwrap()])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(1), "{}", String::from_utf8_lossy(&plain.stderr));
+}
