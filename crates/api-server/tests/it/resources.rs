@@ -17,7 +17,10 @@ async fn index_identifies_kuma() {
     let api = must_api().await;
     let reply = api.get("/").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.body, json!({"hostname": "cp-1", "tagline": "Kuma", "version": "1.2.3"}));
+    assert_eq!(
+        reply.body,
+        json!({"hostname": "cp-1", "tagline": "Kuma", "version": "1.2.3", "gui": "The gui is available at /gui"})
+    );
 }
 
 #[tokio::test]
