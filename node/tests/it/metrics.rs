@@ -115,8 +115,10 @@ const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssig
 
 #[test]
 fn metrics_follow_streams_acks_deliveries_api_requests_and_raft() {
+    // A snapshot every 5 entries: the setup and the writes below make some.
     let mut cluster = KumaCpCluster::must_start_with(3, |b| {
         b.env("KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL", "100ms")
+            .env("KUMA_STORE_RAFT_SNAPSHOT_ENTRIES", "5")
     });
     let leader = cluster.must_wait_for_leader(Duration::from_secs(15));
     let follower = (leader + 1) % 3;
@@ -252,6 +254,16 @@ fn metrics_follow_streams_acks_deliveries_api_requests_and_raft() {
         sum(&leader_now, "raft_write_batch_size_count", &[]) >= 3.0,
         "every write is a command"
     );
+    try_poll_until(CONVERGE, || {
+        let s = scrape(diagnostics[leader])?;
+        let (built, bytes) =
+            (sum(&s, "raft_snapshots_total", &[]), sum(&s, "raft_snapshot_size_bytes", &[]));
+        match built >= 1.0 && bytes > 0.0 {
+            true => Ok(()),
+            false => Err(format!("{built} snapshots, the latest {bytes} bytes")),
+        }
+    })
+    .expect("the leader stored a snapshot and its size");
 }
 
 /// Polls `/metrics` of `cp` until it has timed a `create` on `store_type` (the default mesh,
