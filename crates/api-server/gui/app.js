@@ -131,6 +131,8 @@
     return {
       store: 'raft',
       this: status.this,
+      leader: status.leader,
+      tolerance: status.failureTolerance,
       rows: (status.members || []).map((m) => ({
         id: m.id,
         instance: m.serves ? m.serves.instanceId : '',
@@ -166,7 +168,12 @@
         'No instances registered.'));
       return;
     }
-    $('peers').replaceChildren(table(['Peer', 'Role', 'Term', 'Applied index', 'Healthy', 'Raft', 'xDS', 'API'],
+    // A follower cut off from the others still names the leader it last heard from.
+    const leader = peers.rows.find((p) => p.id === peers.leader && p.healthy);
+    const summary = !leader
+      ? h('p', { id: 'cluster', class: 'no' }, 'No leader reachable: writes wait until a majority of peers is back.')
+      : h('p', { id: 'cluster' }, 'Leader: peer ' + peers.leader + '. Peers that may fail with a majority left: ' + peers.tolerance + '.');
+    $('peers').replaceChildren(summary, table(['Peer', 'Role', 'Term', 'Applied index', 'Healthy', 'Raft', 'xDS', 'API'],
       peers.rows.map((p) => h('tr', { 'data-peer': p.id, 'data-role': p.role, 'data-healthy': p.healthy },
         h('td', null, p.id + (p.id === peers.this ? ' (this one)' : '')), h('td', null, p.role),
         h('td', null, p.term), h('td', null, p.applied), h('td', null, yesNo(p.healthy)),

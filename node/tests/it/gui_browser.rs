@@ -5,8 +5,9 @@
 //! them; from the leader and from a follower. Screenshots are kept under the target dir.
 //! Without loopback as admin, the page asks for a token and shows the data once given one. On
 //! PostgreSQL it shows the instances sharing the database and which one holds the lease. A peer
-//! that lost its majority still shows its copy, with the other peers down. Through the DevTools
-//! protocol, in real time: first paint and data are measured, and the page refreshes by itself.
+//! that lost its majority still shows its copy, with the other peers down and no leader. Through
+//! the DevTools protocol, in real time: first paint and data are measured, the page refreshes by
+//! itself, and it backs off and recovers while its control plane is down.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -136,6 +137,10 @@ fn check_page(
         return Err(format!("redis-1 is not shown Offline: {redis}"));
     }
     let status = must_get(port, "/status/raft");
+    let leader = format!("Leader: peer {}.", status["leader"]);
+    if !page.contains(&leader) {
+        return Err(format!("the page does not say {leader}"));
+    }
     let members = status["members"].as_array().cloned().unwrap_or_default();
     if members.len() != 3 {
         return Err(format!("the API reports {} members", members.len()));
@@ -358,6 +363,9 @@ fn with_its_majority_gone_a_peer_still_shows_its_copy_and_which_peers_are_down()
             return Err("the page has no data".into());
         }
         row(page, "<tr data-dataplane=\"default/redis-1\" data-status=\"Offline\"")?;
+        if !page.contains("No leader reachable: writes wait") {
+            return Err("the page does not say the cluster has no leader".into());
+        }
         for id in 1..=3u64 {
             let peer = row(page, &format!("<tr data-peer=\"{id}\""))?;
             let healthy = format!("data-healthy=\"{}\"", id == survivor_id);
