@@ -209,14 +209,16 @@ async fn follow(
             }
         };
         let groups = target_groups(&assignments);
+        let targets = groups.as_array().map_or(0, Vec::len);
         let text = serde_json::to_string_pretty(&groups).unwrap_or_default() + "\n";
         if state.written.as_deref() != Some(text.as_str()) {
             if let Err(e) = write_atomically(&config.output_file, &text) {
                 return StreamError::Write(e.to_string());
             }
-            let targets = groups.as_array().map_or(0, Vec::len);
             info!(file = %config.output_file.display(), targets, version = %response.version_info, "file_sd targets written");
             state.written = Some(text);
+        } else {
+            info!(peer = %url, targets, version = %response.version_info, "targets unchanged; file left as it is");
         }
         state.ever_answered = true;
         *answered = true;

@@ -200,21 +200,23 @@ fn prometheus_scrapes_every_dataplane_kuma_prometheus_sd_finds_and_drops_a_delet
         .unwrap_or_else(|e| panic!("no {query} in Prometheus: {e:?}"));
     }
 
-    // The peer it follows dies: it follows the next, and the file keeps the targets.
+    // The peer it follows dies: it follows the next, whose answer leaves the file as it is.
+    let written = |log: &str| log.matches("file_sd targets written").count();
+    let writes_before = written(&sd.log());
+    let modified = std::fs::metadata(&output).unwrap().modified().unwrap();
     cluster.peers[0].must_stop_with("KILL");
     assert_eq!(file_dataplanes(&output).unwrap(), both);
-    let moved_on = format!("grpc://127.0.0.1:{}", mads_ports[1]);
+    let moved_on = format!("peer=grpc://127.0.0.1:{}", mads_ports[1]);
     try_poll_until(CONVERGE, || {
         let log = sd.log();
-        match log
-            .lines()
-            .any(|l| l.contains("following the control plane") && l.contains(&moved_on))
-        {
+        match log.lines().any(|l| l.contains("targets unchanged") && l.contains(&moved_on)) {
             true => Ok(()),
             false => Err(log),
         }
     })
     .unwrap_or_else(|log| panic!("kuma-prometheus-sd did not follow {moved_on}:\n{log}"));
+    assert_eq!(written(&sd.log()), writes_before, "{}", sd.log());
+    assert_eq!(std::fs::metadata(&output).unwrap().modified().unwrap(), modified);
 
     // A deleted Dataplane leaves the file and Prometheus's targets.
     drop(web2);
