@@ -112,3 +112,33 @@ fn get_watch_on_a_pipe_prints_the_list_again_when_a_mesh_appears() {
     let usage = ctl.run(&["get", "meshes", "-w", "--size", "1"]);
     assert_eq!(usage.code, Some(2), "--watch reads every page: {usage:?}");
 }
+
+#[test]
+fn a_watch_outlives_a_control_plane_restart_saying_so_on_stderr() {
+    let mut cp = KumaCp::must_start();
+    let ctl = Ctl::for_cp(&cp);
+    ctl.must_apply(REDIS_1);
+    let home = tempfile::tempdir().unwrap();
+    let mut watch = spawn_kumactl(
+        &ctl,
+        home.path(),
+        &["inspect", "dataplanes", "-w", "--interval", "1s", "--watch-count", "2"],
+    );
+    assert!(must_see_tables(&watch, 1).contains("redis-1"));
+
+    cp.must_stop_with("KILL");
+    try_poll_until(DEADLINE, || {
+        let log = watch.log();
+        log.contains("kumactl: could not reach").then_some(()).ok_or(log)
+    })
+    .unwrap_or_else(|log| panic!("the watch did not report the outage:\n{log}"));
+    // Its store was in memory: the restarted control plane has no dataplanes, a change.
+    cp.must_restart();
+    let exited = watch.must_exit_within(Duration::from_secs(60));
+    assert_eq!(exited.code(), Some(0), "{}", watch.log());
+    let log = watch.log();
+    let last = log.rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.starts_with("MESH ") && !last.contains("redis-1"), "{log}");
+    let outage = log.lines().find(|l| l.starts_with("kumactl: ")).unwrap_or_default();
+    assert!(outage.contains("trying again in"), "one line per failed attempt: {outage}");
+}
