@@ -1,6 +1,7 @@
 //! `kumactl inspect dataplanes --watch` as a script sees it (stdout a pipe): a new table, after a
 //! blank line, when a dataplane appears; `--watch-count` and Ctrl-C end it with exit 0; a first
-//! attempt that fails exits 1 with one line; no colours on a pipe.
+//! attempt that fails exits 1 with one line; later failures are one stderr line each and the watch
+//! goes on; no colours on a pipe. `get -w` the same way.
 
 use std::path::Path;
 use std::time::Duration;
