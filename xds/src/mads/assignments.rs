@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use kuma_model::{DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType};
 
-use super::proto::{MonitoringAssignment, Target};
+use super::proto::{v1alpha1, MonitoringAssignment, Target};
 use crate::generator::metrics::prometheus_endpoint;
 
 /// The Meshes and Dataplanes MADS needs, as the store has them.
@@ -82,6 +82,37 @@ pub fn assignment(
     })
 }
 
+/// The same assignment in the v1alpha1 shape: the target only `__address__`, everything else
+/// (tags, `mesh`, `dataplane`, `job`, `instance`, `__scheme__`, `__metrics_path__`) in the
+/// assignment's labels.
+pub fn as_v1alpha1(assignment: &MonitoringAssignment) -> Vec<v1alpha1::MonitoringAssignment> {
+    assignment
+        .targets
+        .iter()
+        .map(|target| {
+            let mut labels = target.labels.clone();
+            labels.extend(assignment.labels.clone());
+            for (key, value) in [
+                ("__scheme__", &target.scheme),
+                ("__metrics_path__", &target.metrics_path),
+                ("job", &assignment.service),
+                ("instance", &target.name),
+                ("mesh", &assignment.mesh),
+                ("dataplane", &target.name),
+            ] {
+                labels.insert(key.to_string(), value.clone());
+            }
+            v1alpha1::MonitoringAssignment {
+                name: format!("/meshes/{}/dataplanes/{}", assignment.mesh, target.name),
+                targets: vec![v1alpha1::Target {
+                    labels: BTreeMap::from([("__address__".to_string(), target.address.clone())]),
+                }],
+                labels,
+            }
+        })
+        .collect()
+}
+
 fn address(ip: IpAddr, port: u16) -> String {
     SocketAddr::new(ip, port).to_string()
 }
@@ -121,6 +152,21 @@ mod tests {
         assert_eq!(target.labels["kuma_io_service"], "web");
         assert_eq!(target.labels["kuma_io_services"], ",web,web-admin,");
         assert_eq!(target.labels["version"], "v1");
+    }
+
+    #[test]
+    fn the_v1alpha1_shape_keeps_only_the_address_on_the_target() {
+        let mesh: MeshSpec = serde_yaml::from_str("metrics:\n  prometheus: {}\n").unwrap();
+        let a = assignment("default", "web-1", &mesh, &dataplane(WEB)).unwrap();
+        let legacy = &as_v1alpha1(&a)[0];
+        assert_eq!(legacy.name, "/meshes/default/dataplanes/web-1");
+        assert_eq!(legacy.targets[0].labels["__address__"], "10.0.0.7:5670");
+        assert_eq!(legacy.targets[0].labels.len(), 1);
+        assert_eq!(legacy.labels["job"], "web");
+        assert_eq!(legacy.labels["dataplane"], "web-1");
+        assert_eq!(legacy.labels["mesh"], "default");
+        assert_eq!(legacy.labels["__metrics_path__"], "/metrics");
+        assert_eq!(legacy.labels["kuma_io_service"], "web");
     }
 
     #[test]

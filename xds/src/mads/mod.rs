@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-pub use assignments::{assignment, sanitize_label, Inventory};
-pub use proto::{MonitoringAssignment, Target, SERVICE, STREAM_PATH, TYPE_URL};
+pub use assignments::{as_v1alpha1, assignment, sanitize_label, Inventory};
+pub use proto::{v1alpha1, MonitoringAssignment, Target, SERVICE, STREAM_PATH, TYPE_URL};
 
 use crate::server::XdsError;
 
@@ -54,6 +54,8 @@ pub(crate) struct Published {
     /// version it has is not sent the same again.
     pub version: String,
     pub resources: Vec<Any>,
+    /// The same assignments for v1alpha1 clients.
+    pub v1alpha1: Vec<Any>,
 }
 
 impl Published {
@@ -69,7 +71,12 @@ impl Published {
                 hash = hash.wrapping_mul(0x0100_0000_01b3);
             }
         }
-        Published { version: format!("{hash:016x}"), resources }
+        let v1alpha1 = assignments
+            .iter()
+            .flat_map(as_v1alpha1)
+            .map(|a| Any { type_url: v1alpha1::TYPE_URL.to_string(), value: a.encode_to_vec() })
+            .collect();
+        Published { version: format!("{hash:016x}"), resources, v1alpha1 }
     }
 }
 
@@ -124,12 +131,14 @@ impl MadsServer {
         let (published_tx, published_rx) = watch::channel(None);
         let follower = tokio::spawn(follow(self.store.clone(), published_tx, stop_rx.clone()));
         let service = service::MadsService::new(published_rx, self.access, stop_rx.clone());
+        let legacy = service::MadsV1Alpha1(service.clone());
         info!(address = ?listener.local_addr().ok(), tls = self.tls.is_some(), "MADS server listening");
         let builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(15)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-            .add_service(service);
+            .add_service(service)
+            .add_service(legacy);
         let mut grpc_stop = stop_rx.clone();
         let stopped = async move {
             let _ = grpc_stop.wait_for(|stop| *stop).await;

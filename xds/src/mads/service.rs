@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 use tracing::{info, warn};
 
-use super::{Access, Published, SERVICE, STREAM_PATH, TYPE_URL};
+use super::{v1alpha1, Access, Published, SERVICE, STREAM_PATH, TYPE_URL};
 
 type Responses = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
 
@@ -48,6 +48,37 @@ impl NamedService for MadsService {
     const NAME: &'static str = SERVICE;
 }
 
+/// The MADS API a stream speaks.
+#[derive(Clone, Copy, Debug)]
+enum Api {
+    V1,
+    V1Alpha1,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::V1 => STREAM_PATH,
+            Api::V1Alpha1 => v1alpha1::STREAM_PATH,
+        }
+    }
+
+    fn type_url(self) -> &'static str {
+        match self {
+            Api::V1 => TYPE_URL,
+            Api::V1Alpha1 => v1alpha1::TYPE_URL,
+        }
+    }
+}
+
+/// The v1alpha1 service (Kuma 0.4-0.5's kuma-prometheus-sd), from the same assignments.
+#[derive(Clone)]
+pub(super) struct MadsV1Alpha1(pub(super) MadsService);
+
+impl NamedService for MadsV1Alpha1 {
+    const NAME: &'static str = v1alpha1::SERVICE;
+}
+
 impl<B> Service<http::Request<B>> for MadsService
 where
     B: Body + Send + 'static,
@@ -62,22 +93,54 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != STREAM_PATH {
-            let status = Status::unimplemented(format!(
-                "no method {}: MADS serves {STREAM_PATH}",
-                request.uri().path()
-            ));
-            return Box::pin(async move { Ok(status.into_http()) });
-        }
-        let handler = StreamHandler(self.shared.clone());
-        Box::pin(async move {
-            let mut grpc = Grpc::new(ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default());
-            Ok(grpc.streaming(handler, request).await)
-        })
+        dispatch(self.shared.clone(), Api::V1, request)
     }
 }
 
-struct StreamHandler(Arc<Shared>);
+impl<B> Service<http::Request<B>> for MadsV1Alpha1
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        dispatch(self.0.shared.clone(), Api::V1Alpha1, request)
+    }
+}
+
+/// Serves the stream method of `api`; any other method is unimplemented.
+fn dispatch<B>(
+    shared: Arc<Shared>,
+    api: Api,
+    request: http::Request<B>,
+) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    if request.uri().path() != api.path() {
+        let status = Status::unimplemented(format!(
+            "no method {}: MADS serves {}",
+            request.uri().path(),
+            api.path()
+        ));
+        return Box::pin(async move { Ok(status.into_http()) });
+    }
+    let handler = StreamHandler(shared, api);
+    Box::pin(async move {
+        let mut grpc = Grpc::new(ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default());
+        Ok(grpc.streaming(handler, request).await)
+    })
+}
+
+struct StreamHandler(Arc<Shared>, Api);
 
 impl StreamingService<DiscoveryRequest> for StreamHandler {
     type Response = DiscoveryResponse;
@@ -85,12 +148,12 @@ impl StreamingService<DiscoveryRequest> for StreamHandler {
     type Future = BoxFuture<Response<Responses>, Status>;
 
     fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let shared = self.0.clone();
+        let (shared, api) = (self.0.clone(), self.1);
         Box::pin(async move {
             let who = authorize(&shared.access, &request).await?;
             let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            tokio::spawn(serve_stream(shared, request.into_inner(), tx, who, peer));
+            tokio::spawn(serve_stream(shared, api, request.into_inner(), tx, who, peer));
             Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Responses))
         })
     }
@@ -126,6 +189,7 @@ async fn authorize<T>(access: &Access, request: &Request<T>) -> Result<String, S
 /// One stream, until the client goes or the server stops.
 async fn serve_stream(
     shared: Arc<Shared>,
+    api: Api,
     mut requests: Streaming<DiscoveryRequest>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     who: String,
@@ -158,11 +222,12 @@ async fn serve_stream(
             Some(Some(Ok(request))) => {
                 if client.is_empty() {
                     client = request.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
-                    info!(user = %who, %peer, %client, "MADS stream opened");
+                    info!(user = %who, %peer, %client, ?api, "MADS stream opened");
                 }
-                if !request.type_url.is_empty() && request.type_url != TYPE_URL {
+                if !request.type_url.is_empty() && request.type_url != api.type_url() {
                     let status = Status::invalid_argument(format!(
-                        "MADS serves {TYPE_URL}, not {}",
+                        "MADS serves {} here, not {}",
+                        api.type_url(),
                         request.type_url
                     ));
                     let _ = tx.send(Err(status)).await;
@@ -190,8 +255,11 @@ async fn serve_stream(
         last_nonce = nonces.to_string();
         let response = DiscoveryResponse {
             version_info: current.version.clone(),
-            resources: current.resources.clone(),
-            type_url: TYPE_URL.to_string(),
+            resources: match api {
+                Api::V1 => current.resources.clone(),
+                Api::V1Alpha1 => current.v1alpha1.clone(),
+            },
+            type_url: api.type_url().to_string(),
             nonce: last_nonce.clone(),
             ..Default::default()
         };

@@ -9,7 +9,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use kuma_model::{parse_resource, MeshSpec, ResourceKey, ResourceType, Spec};
 use kuma_store::{MemoryStore, ResourceStore};
-use kuma_xds::mads::{MadsServer, MonitoringAssignment, OperatorTokens, STREAM_PATH, TYPE_URL};
+use kuma_xds::mads::{
+    v1alpha1, MadsServer, MonitoringAssignment, OperatorTokens, STREAM_PATH, TYPE_URL,
+};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -66,16 +68,29 @@ struct Client {
 }
 
 fn request(version: &str, nonce: &str) -> DiscoveryRequest {
+    request_of(TYPE_URL, version, nonce)
+}
+
+fn request_of(type_url: &str, version: &str, nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: version.into(),
         response_nonce: nonce.into(),
-        type_url: TYPE_URL.into(),
+        type_url: type_url.into(),
         node: Some(Node { id: "test-sd".into(), ..Default::default() }),
         ..Default::default()
     }
 }
 
 async fn connect(port: u16, token: Option<&str>) -> Result<Client, tonic::Status> {
+    connect_to(port, token, STREAM_PATH, TYPE_URL).await
+}
+
+async fn connect_to(
+    port: u16,
+    token: Option<&str>,
+    path: &'static str,
+    type_url: &str,
+) -> Result<Client, tonic::Status> {
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
@@ -84,14 +99,13 @@ async fn connect(port: u16, token: Option<&str>) -> Result<Client, tonic::Status
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let (tx, rx) = mpsc::channel(4);
-    tx.send(request("", "")).await.unwrap();
+    tx.send(request_of(type_url, "", "")).await.unwrap();
     let mut outgoing = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(token) = token {
         outgoing.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     let codec = tonic_prost::ProstCodec::<DiscoveryRequest, DiscoveryResponse>::default();
-    let rx =
-        grpc.streaming(outgoing, PathAndQuery::from_static(STREAM_PATH), codec).await?.into_inner();
+    let rx = grpc.streaming(outgoing, PathAndQuery::from_static(path), codec).await?.into_inner();
     Ok(Client { tx, rx })
 }
 
@@ -102,7 +116,6 @@ impl Client {
             .expect("an answer in time")
             .expect("no error")
             .expect("the stream goes on");
-        assert_eq!(response.type_url, TYPE_URL);
         let assignments = response
             .resources
             .iter()
@@ -183,4 +196,31 @@ async fn a_stream_without_a_valid_user_token_is_refused_unless_loopback_is_admin
     let open = start(true).await;
     let mut client = connect(open.port, None).await.expect("loopback counts as admin");
     client.must_receive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_0_5s_v1alpha1_clients_get_the_same_targets_in_their_shape() {
+    let server = start(true).await;
+    apply(&server.store, &web("web-1", "10.0.0.1")).await;
+    let mut client = connect_to(server.port, None, v1alpha1::STREAM_PATH, v1alpha1::TYPE_URL)
+        .await
+        .expect("the v1alpha1 service answers");
+    let assignment = loop {
+        let response = tokio::time::timeout(ANSWER, client.rx.message())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.type_url, v1alpha1::TYPE_URL);
+        if let Some(any) = response.resources.first() {
+            break v1alpha1::MonitoringAssignment::decode(any.value.as_slice()).unwrap();
+        }
+        let ack = request_of(v1alpha1::TYPE_URL, &response.version_info, &response.nonce);
+        client.tx.send(ack).await.unwrap();
+    };
+    assert_eq!(assignment.name, "/meshes/default/dataplanes/web-1");
+    assert_eq!(assignment.targets[0].labels["__address__"], "10.0.0.1:5670");
+    assert_eq!(assignment.labels["mesh"], "default");
+    assert_eq!(assignment.labels["job"], "web");
+    assert_eq!(assignment.labels["__metrics_path__"], "/metrics");
 }
