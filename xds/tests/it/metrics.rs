@@ -122,3 +122,20 @@ async fn a_real_envoy_serves_its_stats_on_the_backends_port_and_path_until_the_b
         .any(|c| c["name"] == METRICS_LISTENER);
     assert!(!active, "{dump}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_without_an_admin_port_still_takes_the_listener_and_answers_503() {
+    let h = Harness::start().await;
+    let (inbound, base_id, metrics) = (free_port(), free_port(), free_port());
+    h.apply(&redis_dataplane("redis-1", inbound, inbound + 1)).await;
+    h.apply(&format!("type: Mesh\nname: default\nmetrics:\n  prometheus:\n    port: {metrics}\n"))
+        .await;
+    // No admin in the bootstrap, so no admin cluster; the port given only keeps Envoys apart.
+    let _envoy =
+        Envoy::must_start(&h.bootstrap("default", "redis-1", 0, XdsApiType::Grpc), base_id);
+    try_poll_until(LIVE, || match http_get(metrics, "/metrics") {
+        Ok(reply) if reply.status == 503 => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .expect("the metrics listener answers 503 without Envoy's admin");
+}
