@@ -201,22 +201,36 @@ fn prometheus_scrapes_every_dataplane_kuma_prometheus_sd_finds_and_drops_a_delet
     }
 
     // The peer it follows dies: it follows the next, whose answer leaves the file as it is.
+    let peer_of = |port: u16| format!("peer=grpc://127.0.0.1:{port}");
+    let log = sd.log();
+    let followed = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("following the control plane"))
+        .and_then(|l| mads_ports.iter().position(|p| l.contains(&peer_of(*p))))
+        .unwrap_or_else(|| panic!("kuma-prometheus-sd names the peer it follows:\n{log}"));
+    let next = (followed + 1) % mads_ports.len();
+    let unchanged_from = |log: &str, port: u16| {
+        log.lines()
+            .filter(|l| l.contains("targets unchanged") && l.contains(&peer_of(port)))
+            .count()
+    };
     let written = |log: &str| log.matches("file_sd targets written").count();
-    let writes_before = written(&sd.log());
+    let (writes_before, unchanged_before) = (written(&log), unchanged_from(&log, mads_ports[next]));
     let modified = std::fs::metadata(&output).unwrap().modified().unwrap();
-    cluster.peers[0].must_stop_with("KILL");
+    cluster.peers[followed].must_stop_with("KILL");
     assert_eq!(file_dataplanes(&output).unwrap(), both);
-    let moved_on = format!("peer=grpc://127.0.0.1:{}", mads_ports[1]);
     try_poll_until(CONVERGE, || {
         let log = sd.log();
-        match log.lines().any(|l| l.contains("targets unchanged") && l.contains(&moved_on)) {
+        match unchanged_from(&log, mads_ports[next]) > unchanged_before {
             true => Ok(()),
             false => Err(log),
         }
     })
-    .unwrap_or_else(|log| panic!("kuma-prometheus-sd did not follow {moved_on}:\n{log}"));
+    .unwrap_or_else(|log| panic!("kuma-prometheus-sd did not follow peer {next}:\n{log}"));
     assert_eq!(written(&sd.log()), writes_before, "{}", sd.log());
     assert_eq!(std::fs::metadata(&output).unwrap().modified().unwrap(), modified);
+    let writer = cluster.peers[next].api_port;
 
     // A deleted Dataplane leaves the file and Prometheus's targets.
     drop(web2);
