@@ -150,8 +150,15 @@ impl StreamingService<DiscoveryRequest> for StreamHandler {
     fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
         let (shared, api) = (self.0.clone(), self.1);
         Box::pin(async move {
-            let who = authorize(&shared.access, &request).await?;
             let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+            let who = match authorize(&shared.access, &request).await {
+                Ok(who) => who,
+                Err(status) => {
+                    // Refusals are audit-logged, as the API's are.
+                    warn!(target: "audit", %peer, ?api, reason = %status.message(), "MADS stream refused");
+                    return Err(status);
+                }
+            };
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             tokio::spawn(serve_stream(shared, api, request.into_inner(), tx, who, peer));
             Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Responses))
