@@ -1,6 +1,7 @@
 //! MADS, Kuma's Monitoring Assignment Discovery Service (`monitoringAssignmentServer`, port
 //! 5676): a gRPC state-of-the-world xDS stream of [`MonitoringAssignment`]s, one per dataplane
 //! whose Envoy serves metrics, which kuma-prometheus-sd turns into Prometheus `file_sd` targets.
+//! Kuma's `v1` API, and `v1alpha1` (Kuma 0.4-0.5's kuma-prometheus-sd) from the same assignments.
 //!
 //! Pushed, not polled: one task per server follows the store's change feed (Meshes and
 //! Dataplanes), and every stream is answered again as soon as the set of assignments changes and
