@@ -28,5 +28,5 @@ pub use kube_apiserver::KubeApiServer;
 pub use kuma_cp::{KumaCp, KumaCpBuilder};
 pub use ports::free_port;
 pub use postgres::{PgServer, PG_DATABASE, PG_PASSWORD, PG_USER};
-pub use prometheus::{prometheus_path, Prometheus};
 pub use process::{bin_path, http_get, http_request, http_request_as, https_request, HttpReply};
+pub use prometheus::{prometheus_path, Prometheus};
