@@ -28,6 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// HTTP/2 pings find a peer that went away without closing the connection.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer taken: tonic's default (4 MiB) is about 18,000 dataplanes' assignments.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Pause after every peer failed in a row, before asking the first again.
 const ROUND_PAUSE: Duration = Duration::from_secs(1);
 
@@ -155,7 +157,7 @@ async fn follow(
         Ok(channel) => channel,
         Err(e) => return other(&format!("cannot connect: {e}")),
     };
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
     if let Err(e) = grpc.ready().await {
         return other(&e);
     }
