@@ -612,7 +612,27 @@ struct KumaCluster {
 }
 
 impl KumaCluster {
+    /// Starts the cluster on fresh ports, again (up to 3 times) when a port chosen free was taken
+    /// by another process before a peer could bind it.
     fn start(binary: &Path) -> anyhow::Result<KumaCluster> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match KumaCluster::start_once(binary) {
+                Err(e)
+                    if attempt < ATTEMPTS && e.to_string().contains("Address already in use") =>
+                {
+                    eprintln!(
+                        "raft-bench: a port chosen free was taken before a peer bound it; starting the cluster again on fresh ports ({attempt} of {ATTEMPTS})"
+                    );
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(binary: &Path) -> anyhow::Result<KumaCluster> {
         let dir = tempfile::tempdir()?;
         let certs = dir.path().join("certs");
         let out = Command::new(binary)
