@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::admin_port::AdminPort;
 use crate::config::{
     check_ca_pem, ConfigError, KumaDpConfig, UrlSetting, BOOTSTRAP_URL_ENV, CONTROL_PLANE_URL_ENV,
     DEFAULT_BOOTSTRAP_URL, STOP_MARGIN,
@@ -59,9 +61,17 @@ pub struct RunArgs {
     /// --dataplane-file names it).
     #[arg(long, env = "KUMA_DATAPLANE_NAME")]
     pub name: Option<String>,
-    /// Port of the Envoy admin server on 127.0.0.1; 0 means no admin server.
-    #[arg(long, env = "KUMA_DATAPLANE_ADMIN_PORT", default_value_t = 0)]
-    pub admin_port: u16,
+    /// Port of Envoy's admin server, on 127.0.0.1 only: a port (9901), a range to take a free
+    /// port from (9901-9999, 9901- or -9901), or "" (or 0) for none (a mesh's prometheus metrics
+    /// then answer 503 on this dataplane).
+    #[arg(
+        long,
+        env = "KUMA_DATAPLANE_ADMIN_PORT",
+        default_value = "30001-65535",
+        value_name = "PORT|FIRST-LAST",
+        value_parser = AdminPort::from_str
+    )]
+    pub admin_port: AdminPort,
     /// Path to the Envoy binary. Default: `envoy` next to kuma-dp, then `envoy` on PATH.
     #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_BINARY_PATH", value_name = "PATH")]
     pub binary_path: Option<PathBuf>,
@@ -438,7 +448,7 @@ Y3k395fwETz/tsr7l9oM\n\
         assert_eq!(config.bootstrap_server_urls.len(), 1);
         assert_eq!(config.bootstrap_server_urls[0].as_str(), "https://localhost:5682/");
         assert_eq!(config.mesh, "default");
-        assert_eq!(config.admin_port, 0);
+        assert_eq!(config.admin_port, AdminPort::DEFAULT);
         assert_eq!(config.retry_backoff, Duration::from_secs(3));
         assert_eq!(config.retry_max_duration, Duration::from_secs(300));
         assert!(config.config_dir.ends_with("kuma.io/envoy"));
@@ -507,6 +517,27 @@ Y3k395fwETz/tsr7l9oM\n\
         assert_eq!(
             bootstrap_urls(None, Some("http://new".into())),
             ("http://new".to_string(), UrlSetting::ControlPlaneUrl)
+        );
+    }
+
+    #[test]
+    fn the_admin_port_takes_a_port_a_range_or_nothing() {
+        let admin = |value: &str| run_args(&["run", "--name=a", "--admin-port", value]);
+        assert_eq!(admin("9901").unwrap().admin_port, AdminPort::Range { first: 9901, last: 9901 });
+        assert_eq!(
+            admin("9901-").unwrap().admin_port,
+            AdminPort::Range { first: 9901, last: 65535 }
+        );
+        assert_eq!(admin("").unwrap().admin_port, AdminPort::Disabled);
+        assert_eq!(admin("0").unwrap().admin_port, AdminPort::Disabled);
+        let err = admin("99o1").unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+        let line = err.to_string();
+        let line = line.lines().next().unwrap();
+        assert!(line.contains("--admin-port") && line.contains("\"99o1\" is not a port"), "{line}");
+        assert!(
+            line.contains("9901-9999, 9901- or -9901") && line.contains("\"\" (or 0)"),
+            "{line}"
         );
     }
 

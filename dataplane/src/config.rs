@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::admin_port::AdminPort;
 use crate::args::LogLevel;
 
 /// The environment variable that holds the bootstrap server URL(s), named in error messages.
@@ -44,8 +45,8 @@ pub struct KumaDpConfig {
     pub bootstrap_server_urls: Vec<Url>,
     pub mesh: String,
     pub name: String,
-    /// Envoy admin port on 127.0.0.1; 0 means none.
-    pub admin_port: u16,
+    /// Envoy's admin port on 127.0.0.1, or a range to take a free one from, or none.
+    pub admin_port: AdminPort,
     /// `--binary-path`; `None` looks next to kuma-dp, then on `PATH`.
     pub binary_path: Option<PathBuf>,
     /// Where the bootstrap file is written.
@@ -79,7 +80,7 @@ impl Default for KumaDpConfig {
             bootstrap_server_urls: vec![Url::parse(DEFAULT_BOOTSTRAP_URL).expect("a valid URL")],
             mesh: "default".to_string(),
             name: String::new(),
-            admin_port: 0,
+            admin_port: AdminPort::DEFAULT,
             binary_path: None,
             config_dir: KumaDpConfig::default_config_dir(),
             dataplane_token_path: String::new(),

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admin_port::AdminPortError;
 use crate::supervisor::EnvoyExit;
 
 /// A failed `kuma-dp run`.
@@ -75,13 +76,23 @@ pub enum KumaDpError {
     Supervise(#[source] std::io::Error),
     #[error("Envoy {exit} (its log is above); the bootstrap it was given is {bootstrap}")]
     EnvoyFailed { exit: EnvoyExit, bootstrap: PathBuf },
+    #[error(transparent)]
+    NoAdminPort(#[from] AdminPortError),
+    #[error(
+        "Envoy {exit}: another process took its admin port 127.0.0.1:{port} after kuma-dp found \
+         it free; start kuma-dp again (a range picks another free port) or pass a free port with \
+         --admin-port (or KUMA_DATAPLANE_ADMIN_PORT)"
+    )]
+    AdminPortTaken { exit: EnvoyExit, port: u16 },
 }
 
 impl KumaDpError {
     /// The process exit code: Envoy's own status when Envoy failed, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            KumaDpError::EnvoyFailed { exit, .. } => exit.code(),
+            KumaDpError::EnvoyFailed { exit, .. } | KumaDpError::AdminPortTaken { exit, .. } => {
+                exit.code()
+            }
             _ => 1,
         }
     }
@@ -218,6 +229,14 @@ mod tests {
             bootstrap: PathBuf::from("/tmp/b.yaml"),
         };
         assert_eq!(failed.exit_code(), 137);
+        let taken = KumaDpError::AdminPortTaken { exit: EnvoyExit::Exited(1), port: 30417 };
+        assert_eq!(taken.exit_code(), 1);
+        assert_eq!(
+            taken.to_string(),
+            "Envoy exited with status 1: another process took its admin port 127.0.0.1:30417 \
+             after kuma-dp found it free; start kuma-dp again (a range picks another free port) \
+             or pass a free port with --admin-port (or KUMA_DATAPLANE_ADMIN_PORT)"
+        );
         assert_eq!(KumaDpError::HttpClient("x".into()).exit_code(), 1);
     }
 }

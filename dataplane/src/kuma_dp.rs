@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::access_log_streamer::{access_log_socket_path, AccessLogStreamer};
+use crate::admin_port::{is_taken, AdminPortReservation};
 use crate::bootstrap_client::{display_url, BootstrapClient, BootstrapRequest};
 use crate::config::KumaDpConfig;
 use crate::envoy::{find_envoy, EnvoyCommand};
 use crate::error::{with_causes, KumaDpError};
 use crate::stop_signals::StopSignals;
-use crate::supervisor::supervise;
+use crate::supervisor::{supervise, EnvoyExit};
 
 /// The data-plane launcher: finds Envoy, fetches the bootstrap, writes it, runs Envoy and waits.
 #[derive(Debug)]
@@ -45,10 +46,23 @@ impl KumaDp {
             config.request_timeout,
             config.ca_cert_pem.as_deref(),
         )?;
+        // Held from here until Envoy starts, so the port stays free while the bootstrap is fetched.
+        let admin = config.admin_port.reserve()?;
+        match &admin {
+            Some(admin) => tracing::info!(
+                admin = %admin.address(),
+                from = %config.admin_port,
+                "Envoy's admin server gets this port"
+            ),
+            None => tracing::info!(
+                "Envoy gets no admin server (--admin-port \"\"): a mesh's prometheus metrics \
+                 answer 503 on this dataplane"
+            ),
+        }
         let request = BootstrapRequest {
             mesh: config.mesh.clone(),
             name: config.name.clone(),
-            admin_port: config.admin_port,
+            admin_port: admin.as_ref().map_or(0, AdminPortReservation::port),
             dataplane_token_path: config.dataplane_token_path.clone(),
             dataplane_token: config.dataplane_token.clone().unwrap_or_default(),
             ca_cert: config.ca_cert_pem.clone().unwrap_or_default(),
@@ -92,6 +106,7 @@ impl KumaDp {
             drain_time: config.drain_time,
             log_level: config.envoy_log_level,
         };
+        let admin_port = admin.map(AdminPortReservation::release);
         let mut child = envoy
             .command()
             .spawn()
@@ -114,7 +129,14 @@ impl KumaDp {
                 tracing::info!("Envoy exited on its own with status 0");
                 Ok(0)
             }
-            None => Err(KumaDpError::EnvoyFailed { exit: ended.exit, bootstrap: bootstrap_file }),
+            // An admin port another process holds now was taken before Envoy could bind it (its
+            // own socket is closed): Envoy exits 1 then. A signal is another story.
+            None => match admin_port {
+                Some(port) if matches!(ended.exit, EnvoyExit::Exited(_)) && is_taken(port) => {
+                    Err(KumaDpError::AdminPortTaken { exit: ended.exit, port })
+                }
+                _ => Err(KumaDpError::EnvoyFailed { exit: ended.exit, bootstrap: bootstrap_file }),
+            },
         }
     }
 }

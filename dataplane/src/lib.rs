@@ -5,10 +5,13 @@
 //! a file, runs `envoy` as a child, forwards stop signals to it and exits with its status. It talks
 //! to kuma-cp over HTTP only: it depends on the model and build info, never on the store, xDS or
 //! RocksDB. For `tcp` logging backends it also runs the access log streamer: Envoy streams entries
-//! to it over gRPC on a unix socket and it writes lines to the backend's TCP address.
+//! to it over gRPC on a unix socket and it writes lines to the backend's TCP address. Envoy's admin
+//! server listens on 127.0.0.1 only, at a port of `--admin-port` that kuma-dp found free (by
+//! default one of 30001-65535), which a mesh's prometheus metrics listener reads the stats from.
 
 mod access_log_format;
 mod access_log_streamer;
+mod admin_port;
 mod args;
 mod bootstrap_client;
 mod config;
@@ -22,6 +25,7 @@ mod tcp_log_writer;
 
 pub use access_log_format::format_tcp_entry;
 pub use access_log_streamer::{access_log_socket_path, AccessLogStreamer, AccessLogStreamerError};
+pub use admin_port::{AdminPort, AdminPortError, AdminPortReservation, ADMIN_ADDRESS};
 pub use args::{Args, Command, LogLevel, RunArgs};
 pub use bootstrap_client::{Bootstrap, BootstrapClient, BootstrapRequest};
 pub use config::{ConfigError, KumaDpConfig};

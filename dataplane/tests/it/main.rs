@@ -4,6 +4,7 @@
 //! small fake bootstrap server where the test is about kuma-dp's side of the bootstrap contract.
 //! The walkthrough against a real kuma-cp is tested with the control plane.
 
+mod admin_port;
 mod bootstrap;
 mod command_line;
 mod envoy_child;
