@@ -185,8 +185,14 @@ impl PgServer {
 
     /// Freezes the server and every backend (SIGSTOP): connections stay open and connecting
     /// still reaches the listen queue, but nothing answers, as with a hung database host.
+    /// The postmaster is stopped first and its children listed after, so a backend it forks
+    /// meanwhile (a pool opening a connection) is frozen too instead of answering.
     pub fn pause(&self) {
-        for pid in self.processes() {
+        let mut processes = self.processes().into_iter();
+        if let Some(postmaster) = processes.next() {
+            let _ = kill_process(postmaster, Signal::STOP);
+        }
+        for pid in self.processes().into_iter().skip(1) {
             let _ = kill_process(pid, Signal::STOP);
         }
     }
