@@ -130,6 +130,10 @@ impl BenchCluster {
         self.peers[peer].ports.xds
     }
 
+    pub fn diagnostics_port(&self, peer: usize) -> u16 {
+        self.peers[peer].ports.diagnostics
+    }
+
     pub fn raft_port(&self, peer: usize) -> u16 {
         self.peers[peer].ports.raft
     }

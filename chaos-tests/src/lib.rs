@@ -11,6 +11,7 @@ mod kuma_cp_process;
 mod large_state;
 mod percentiles;
 mod proc_stats;
+pub mod scrape;
 mod simulated_envoy;
 mod xds_load;
 

@@ -16,6 +16,7 @@ use tonic::transport::Endpoint;
 
 use crate::bench_api::BenchApi;
 use crate::bench_cluster::{BenchCluster, BenchClusterConfig};
+use crate::scrape::{self, Buckets};
 use crate::{
     proc_stats, KumaCpProcess, KumaCpProcessConfig, LoadError, Percentiles, SimulatedEnvoy,
     StreamEvent, StreamEventKind,
@@ -45,6 +46,11 @@ const SETTLE: Duration = Duration::from_millis(1500);
 const BETWEEN_ROUNDS: Duration = Duration::from_millis(300);
 /// How often (every 50 ms) kuma-cp is checked for an exit after a failure.
 const EXIT_CHECKS: usize = 20;
+/// How long reading one peer's `/metrics` may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The label of kuma-cp's `xds_delivery` histogram for EDS, the type every round changes.
+const EDS_TYPE_LABEL: &str =
+    "type_url=\"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\"";
 /// File descriptors each process needs besides one socket per stream.
 const SPARE_FDS: u64 = 256;
 
@@ -171,6 +177,9 @@ pub struct XdsLoadReport {
     pub client_cpu_per_change: Duration,
     /// This load process' RSS with every stream connected.
     pub client_rss_connected: u64,
+    /// kuma-cp's own `xds_delivery` histogram for EDS over the rounds (all peers; from its
+    /// `/metrics`, in milliseconds), or why it could not be read.
+    pub reported_delivery: Result<Buckets, String>,
     pub targets: Targets,
 }
 
@@ -271,6 +280,16 @@ impl XdsLoadReport {
             ms(c.max()),
             rounds.join(", ")
         ));
+        lines.push(match &self.reported_delivery {
+            Ok(reported) => format!(
+                "kuma-cp's own xds_delivery for EDS over the rounds (GET /metrics on every peer, \
+                 change seen -> ACK, read off its buckets): {} samples, p50 {} ms, p99 {} ms",
+                reported.count(),
+                quantile_ms(reported, 0.5),
+                quantile_ms(reported, 0.99),
+            ),
+            Err(why) => format!("kuma-cp's own xds_delivery: not read ({why})"),
+        });
         lines.push(format!(
             "CPU per change: {} ms of kuma-cp (all peers, user + system), {} ms of this load \
              process (the simulated Envoys; its RSS {} MiB with every stream)",
@@ -331,6 +350,11 @@ impl XdsLoadReport {
     }
 }
 
+/// A quantile of a histogram in milliseconds, rounded, or `-` without samples.
+fn quantile_ms(buckets: &Buckets, q: f64) -> String {
+    buckets.quantile(q).map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -387,6 +411,26 @@ impl ControlPlane {
             ControlPlane::Single(cp) => cp.ports.xds,
             ControlPlane::Cluster(cluster) => cluster.xds_port(peer),
         }
+    }
+
+    fn diagnostics_port(&self, peer: usize) -> u16 {
+        match self {
+            ControlPlane::Single(cp) => cp.ports.diagnostics,
+            ControlPlane::Cluster(cluster) => cluster.diagnostics_port(peer),
+        }
+    }
+
+    /// Every peer's `xds_delivery` buckets for EDS from its `/metrics`; `Err` says why they
+    /// could not be read (a kuma-cp built before it had `/metrics`, for one).
+    async fn delivery(&self) -> Result<Vec<Buckets>, String> {
+        let mut all = Vec::with_capacity(self.len());
+        for peer in 0..self.len() {
+            let text = scrape::metrics_text(self.diagnostics_port(peer), SCRAPE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            all.push(Buckets::parse(&text, "xds_delivery", EDS_TYPE_LABEL));
+        }
+        Ok(all)
     }
 
     fn pid(&self, peer: usize) -> u32 {
@@ -509,6 +553,7 @@ impl XdsLoad {
         let mut samples = Vec::with_capacity(n * config.rounds);
         let mut per_peer: Vec<Vec<Duration>> = vec![Vec::new(); peers];
         let mut round_p99 = Vec::with_capacity(config.rounds);
+        let delivery_before = cp.delivery().await;
         let cpu_before = cp.cpu_time();
         let client_cpu_before = proc_stats::own_cpu_time().unwrap_or_default();
         for round in 1..=config.rounds {
@@ -530,6 +575,14 @@ impl XdsLoad {
         let client_cpu_per_change =
             proc_stats::own_cpu_time().unwrap_or_default().saturating_sub(client_cpu_before)
                 / rounds;
+        let delivery_after = cp.delivery().await;
+        // What kuma-cp itself measured for the same changes, from the same moments.
+        let reported_delivery = delivery_before.and_then(|before| {
+            let after = delivery_after?;
+            Ok(Buckets::sum(
+                &after.iter().zip(&before).map(|(a, b)| a.since(b)).collect::<Vec<_>>(),
+            ))
+        });
         cp.check_running()?;
         let rss_end = cp.rss()?;
         tasks.shutdown().await;
@@ -559,6 +612,7 @@ impl XdsLoad {
             cpu_per_change,
             client_cpu_per_change,
             client_rss_connected,
+            reported_delivery,
             targets: config.targets,
         })
     }

@@ -47,6 +47,10 @@ async fn xds_load_across_three_peers_reports_every_peer_and_every_stream_of_ever
         assert_eq!(peer.convergence.len(), peer.streams * 2, "{peer:?}");
         assert!(peer.pid > 0 && peer.rss_connected > 0, "{peer:?}");
     }
+    // kuma-cp's own delivery histogram saw every stream's EDS update of every round.
+    let reported = report.reported_delivery.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert!(reported.count() >= 7 * 2, "{reported:?}");
+    assert!(report.human_lines().iter().any(|l| l.contains("kuma-cp's own xds_delivery for EDS")));
     let line = report.machine_line();
     for field in
         ["peers=3 n=7 rounds=2", "peer3_streams=2", "cpu_ms_per_change=", "client_rss_mib="]
