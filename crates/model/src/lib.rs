@@ -10,6 +10,7 @@ mod crd;
 mod dataplane;
 mod duration;
 mod insight;
+pub mod mads;
 mod mesh;
 mod parse;
 pub mod policy;

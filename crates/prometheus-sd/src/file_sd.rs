@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::proto::MonitoringAssignment;
+use kuma_model::mads::MonitoringAssignment;
 
 /// Every target of `assignments` as its own group, ordered by mesh, then dataplane. Labels are
 /// the assignment's and the target's (names made valid for Prometheus), then `mesh`, `service`,
@@ -65,7 +65,7 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Target;
+    use kuma_model::mads::Target;
 
     fn assignment(mesh: &str, name: &str, address: &str) -> MonitoringAssignment {
         MonitoringAssignment {

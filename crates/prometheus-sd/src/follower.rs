@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, CpUrl};
 use crate::file_sd::{target_groups, write_atomically};
-use crate::proto::{MonitoringAssignment, STREAM_PATH, TYPE_URL};
+use kuma_model::mads::{MonitoringAssignment, STREAM_PATH, TYPE_URL};
 
 /// How long a connection attempt to one peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

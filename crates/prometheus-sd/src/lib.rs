@@ -3,14 +3,14 @@
 //! whose Envoy serves metrics. When its control-plane peer goes away it follows the next one it
 //! was given, and the file keeps the last targets until that peer answers.
 //!
-//! Depends on no other crate of the workspace but build info: it talks to kuma-cp over gRPC only.
+//! Depends on no other crate of the workspace but the model (the MADS messages, shared with
+//! kuma-cp's server) and build info: it talks to kuma-cp over gRPC only.
 
 mod config;
 mod file_sd;
 mod follower;
-mod proto;
 
 pub use config::{Args, Command, Config, ConfigError, CpUrl, RunArgs};
 pub use file_sd::{target_groups, write_atomically};
 pub use follower::{run, RunError};
-pub use proto::{MonitoringAssignment, Target, STREAM_PATH, TYPE_URL};
+pub use kuma_model::mads::{MonitoringAssignment, Target, STREAM_PATH, TYPE_URL};
