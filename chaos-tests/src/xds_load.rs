@@ -48,6 +48,8 @@ const BETWEEN_ROUNDS: Duration = Duration::from_millis(300);
 const EXIT_CHECKS: usize = 20;
 /// How long reading one peer's `/metrics` may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the last round's ACKs may take to reach kuma-cp's histogram.
+const SCRAPE_SETTLE: Duration = Duration::from_secs(10);
 /// The label of kuma-cp's `xds_delivery` histogram for EDS, the type every round changes.
 const EDS_TYPE_LABEL: &str =
     "type_url=\"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\"";
@@ -433,6 +435,21 @@ impl ControlPlane {
         Ok(all)
     }
 
+    /// The delivery buckets added since `before`, summed over the peers, once they hold
+    /// `expected` samples or after [`SCRAPE_SETTLE`] with what they hold then.
+    async fn delivery_since(&self, before: &[Buckets], expected: u64) -> Result<Buckets, String> {
+        let deadline = Instant::now() + SCRAPE_SETTLE;
+        loop {
+            let after = self.delivery().await?;
+            let added: Vec<Buckets> = after.iter().zip(before).map(|(a, b)| a.since(b)).collect();
+            let total = Buckets::sum(&added);
+            if total.count() >= expected || Instant::now() >= deadline {
+                return Ok(total);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn pid(&self, peer: usize) -> u32 {
         match self {
             ControlPlane::Single(cp) => cp.pid(),
@@ -575,14 +592,13 @@ impl XdsLoad {
         let client_cpu_per_change =
             proc_stats::own_cpu_time().unwrap_or_default().saturating_sub(client_cpu_before)
                 / rounds;
-        let delivery_after = cp.delivery().await;
-        // What kuma-cp itself measured for the same changes, from the same moments.
-        let reported_delivery = delivery_before.and_then(|before| {
-            let after = delivery_after?;
-            Ok(Buckets::sum(
-                &after.iter().zip(&before).map(|(a, b)| a.since(b)).collect::<Vec<_>>(),
-            ))
-        });
+        // What kuma-cp itself measured for the same changes: one delivery per stream and round,
+        // each counted when kuma-cp has handled the ACK, which may come a moment after this
+        // program had the response.
+        let reported_delivery = match delivery_before {
+            Ok(before) => cp.delivery_since(&before, (n * config.rounds) as u64).await,
+            Err(why) => Err(why),
+        };
         cp.check_running()?;
         let rss_end = cp.rss()?;
         tasks.shutdown().await;
