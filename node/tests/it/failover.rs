@@ -3,28 +3,16 @@
 //! another, and applies a change made after the kill.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use kuma_test_support::{
-    bin_path, envoy_path, free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer,
-    KumaCpCluster, Proc,
+    free_port, http_request, tcp_roundtrip, try_poll_until, EchoServer, KumaCpCluster,
 };
 use serde_json::Value;
 
-use crate::support::dataplane;
+use crate::support::{dataplane, must_create_backend_and_redis, must_spawn_sidecar, put};
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn put(port: u16, path: &str, body: &str) {
-    let reply = http_request(port, "PUT", path, Some(body)).expect("the API answers");
-    assert!(
-        reply.status == 201 || reply.status == 200,
-        "PUT {path}: {} {}",
-        reply.status,
-        reply.body
-    );
-}
 
 /// The xDS port of the peer the dataplane's open subscription is with.
 fn connected_xds_port(api_port: u16, name: &str) -> Result<u16, String> {
@@ -44,22 +32,6 @@ fn connected_xds_port(api_port: u16, name: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("no open subscription in {body}"))
 }
 
-/// A kuma-dp for `name` given every peer's bootstrap URL, as a user runs it: TLS with the
-/// control plane's CA and a token issued through the leader; Envoy verifies every peer against
-/// the one CA.
-fn must_spawn_sidecar(cluster: &KumaCpCluster, leader: usize, name: &str, dir: &Path) -> Proc {
-    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
-    let mut env = cluster.peers[leader].must_kuma_dp_env("default", name);
-    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
-    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
-    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = envoy_path();
-    let args =
-        ["run", "--binary-path", envoy.to_str().unwrap(), "--config-dir", dir.to_str().unwrap()];
-    Proc::spawn(&bin_path("kuma-dp"), &args, &env)
-}
-
 fn replies(port: u16, n: usize) -> BTreeSet<String> {
     (0..n)
         .filter_map(|_| tcp_roundtrip(port, b"ping").ok())
@@ -75,24 +47,7 @@ fn envoy_keeps_traffic_through_a_peer_kill_reconnects_and_takes_later_changes() 
     let leader = cluster.must_wait_for_leader(Duration::from_secs(15));
     let api = cluster.peers[leader].api_port;
     let (first, second) = (EchoServer::start("a:"), EchoServer::start("b:"));
-    let outbound = free_port();
-    // redis-1's inbound is the echo server itself: only the backend needs a sidecar here.
-    put(
-        api,
-        "/meshes/default/dataplanes/redis-1",
-        &dataplane("redis-1", &format!("127.0.0.1:{}:6379", first.port), "redis", None),
-    );
-    let backend_in = free_port();
-    put(
-        api,
-        "/meshes/default/dataplanes/backend-1",
-        &dataplane(
-            "backend-1",
-            &format!("127.0.0.1:{backend_in}:{}", backend_in + 1),
-            "backend",
-            Some(outbound),
-        ),
-    );
+    let outbound = must_create_backend_and_redis(api, &first);
 
     let dir = tempfile::tempdir().unwrap();
     let sidecar = must_spawn_sidecar(&cluster, leader, "backend-1", dir.path());

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kuma_test_support::{
-    bin_path, envoy_path, free_port, http_request, http_request_as, try_poll_until, Chromium,
-    KumaCp, KumaCpCluster, Page, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
+    bin_path, free_port, http_request, http_request_as, try_poll_until, Chromium, KumaCp,
+    KumaCpCluster, Page, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 use serde_json::Value;
 
-use crate::support::dataplane;
+use crate::support::{dataplane, must_spawn_sidecar, put};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// Virtual time the page's scripts get per load: its first refresh needs none, later ones run
@@ -29,16 +29,6 @@ fn must_get(port: u16, path: &str) -> Value {
     let reply = http_request(port, "GET", path, None).expect("the API answers");
     assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
     serde_json::from_str(&reply.body).expect("JSON")
-}
-
-fn put(port: u16, path: &str, body: &str) {
-    let reply = http_request(port, "PUT", path, Some(body)).expect("the API answers");
-    assert!(
-        reply.status == 201 || reply.status == 200,
-        "PUT {path}: {} {}",
-        reply.status,
-        reply.body
-    );
 }
 
 /// The control-plane instance holding `name`'s open stream, as the API reports it.
@@ -95,20 +85,6 @@ fn must_screenshot(chromium: &Chromium, url: &str, name: &str) -> PathBuf {
     chromium.screenshot(url, BUDGET, &file, (1400, 1000)).expect("a screenshot");
     println!("screenshot of {url}: {}", file.display());
     file
-}
-
-/// A kuma-dp for `name`, as a user runs it: every peer's bootstrap URL, the CA, its own token.
-fn must_spawn_sidecar(cluster: &KumaCpCluster, leader: usize, name: &str, dir: &Path) -> Proc {
-    let urls = cluster.peers.iter().map(|p| p.bootstrap_url()).collect::<Vec<_>>().join(",");
-    let mut env = cluster.peers[leader].must_kuma_dp_env("default", name);
-    env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
-    env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
-    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = envoy_path();
-    let args =
-        ["run", "--binary-path", envoy.to_str().unwrap(), "--config-dir", dir.to_str().unwrap()];
-    Proc::spawn(&bin_path("kuma-dp"), &args, &env)
 }
 
 /// What the page must show, from the API of `port`: the dataplanes with their status, peer and

@@ -3,15 +3,14 @@
 //! times, API requests, Raft roles, forwarded writes, fsyncs).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kuma_test_support::{
-    bin_path, envoy_path, free_port, http_get, http_request, tcp_roundtrip, try_poll_until,
-    EchoServer, KumaCp, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
+    bin_path, http_get, tcp_roundtrip, try_poll_until, EchoServer, KumaCp, KumaCpCluster, PgServer,
+    Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 
-use crate::support::dataplane;
+use crate::support::{dataplane, must_create_backend_and_redis, must_spawn_sidecar, put};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -92,23 +91,6 @@ fn scrape(diagnostics_port: u16) -> Result<Vec<Sample>, String> {
     parse(&reply.body)
 }
 
-fn put(port: u16, path: &str, body: &str) {
-    let reply = http_request(port, "PUT", path, Some(body)).expect("the API answers");
-    assert!(reply.status == 201, "PUT {path}: {} {}", reply.status, reply.body);
-}
-
-/// A kuma-dp for `name` bootstrapped from `peer`, with a dataplane token (TLS toward the peers
-/// with the control plane's CA).
-fn must_spawn_sidecar(cluster: &KumaCpCluster, peer: usize, name: &str, dir: &Path) -> Proc {
-    let mut env = cluster.peers[peer].must_kuma_dp_env("default", name);
-    env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = envoy_path();
-    let args =
-        ["run", "--binary-path", envoy.to_str().unwrap(), "--config-dir", dir.to_str().unwrap()];
-    Proc::spawn(&bin_path("kuma-dp"), &args, &env)
-}
-
 const ACK: &[(&str, &str)] = &[("confirmation", "ACK")];
 const ITEM_ROUTE: &str = "/meshes/{mesh}/{collection}/{name}";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -137,23 +119,7 @@ fn metrics_follow_streams_acks_deliveries_api_requests_and_raft() {
     assert_eq!(leaders, vec![leader], "the peers that report the leader role");
 
     let (first, second) = (EchoServer::start("a:"), EchoServer::start("b:"));
-    let outbound = free_port();
-    put(
-        api,
-        "/meshes/default/dataplanes/redis-1",
-        &dataplane("redis-1", &format!("127.0.0.1:{}:6379", first.port), "redis", None),
-    );
-    let backend_in = free_port();
-    put(
-        api,
-        "/meshes/default/dataplanes/backend-1",
-        &dataplane(
-            "backend-1",
-            &format!("127.0.0.1:{backend_in}:{}", backend_in + 1),
-            "backend",
-            Some(outbound),
-        ),
-    );
+    let outbound = must_create_backend_and_redis(api, &first);
     let dir = tempfile::tempdir().unwrap();
     let sidecar = must_spawn_sidecar(&cluster, leader, "backend-1", dir.path());
     try_poll_until(CONVERGE, || match tcp_roundtrip(outbound, b"ping") {

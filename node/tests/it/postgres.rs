@@ -18,7 +18,7 @@ use kuma_test_support::{
 };
 use serde_json::Value;
 
-use crate::support::{dataplane, Kumactl};
+use crate::support::{dataplane, must_create_backend_and_redis, must_put, Kumactl};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -63,16 +63,6 @@ fn must_migrate(pg: &PgServer, db: &str) -> String {
     lines[0].to_string()
 }
 
-/// A PUT through the API (as admin, from loopback), retried until the mesh exists: the lease
-/// holder creates the default mesh shortly after it starts.
-fn must_put(port: u16, path: &str, body: &str) {
-    try_poll_until(CONVERGE, || match http_request(port, "PUT", path, Some(body)) {
-        Ok(r) if (200..300).contains(&r.status) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
-    .unwrap_or_else(|e| panic!("PUT {path}: {e}"));
-}
-
 /// A kuma-dp for `name` that bootstraps from `cp`, with its CA and a token issued by it.
 fn must_spawn_sidecar(cp: &KumaCp, name: &str, dir: &Path) -> Proc {
     let mut env = cp.must_kuma_dp_env("default", name);
@@ -97,29 +87,6 @@ fn must_reach(port: u16, expected: &[u8], what: &str, sidecar: &Proc) {
         other => Err(format!("{other:?}")),
     })
     .unwrap_or_else(|e| panic!("{what} ({e}):\n{}", sidecar.log()));
-}
-
-/// redis-1 (its inbound is the echo server itself) and backend-1 with an outbound to redis on
-/// a free port, which is returned.
-fn must_create_backend_and_redis(api: u16, echo: &EchoServer) -> u16 {
-    let outbound = free_port();
-    must_put(
-        api,
-        "/meshes/default/dataplanes/redis-1",
-        &dataplane("redis-1", &format!("127.0.0.1:{}:6379", echo.port), "redis", None),
-    );
-    let backend_in = free_port();
-    must_put(
-        api,
-        "/meshes/default/dataplanes/backend-1",
-        &dataplane(
-            "backend-1",
-            &format!("127.0.0.1:{backend_in}:{}", backend_in + 1),
-            "backend",
-            Some(outbound),
-        ),
-    );
-    outbound
 }
 
 /// `GET /status/raft` of an instance, as `kumactl inspect control-planes -o json` prints it.
