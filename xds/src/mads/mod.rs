@@ -16,7 +16,7 @@ mod proto;
 mod service;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use envoy_types::pb::google::protobuf::Any;
@@ -55,12 +55,14 @@ pub(crate) struct Published {
     /// version it has is not sent the same again.
     pub version: String,
     pub resources: Vec<Any>,
-    /// The same assignments for v1alpha1 clients.
-    pub v1alpha1: Vec<Any>,
+    assignments: Vec<MonitoringAssignment>,
+    /// The same assignments for v1alpha1 clients, encoded when the first one asks: most
+    /// deployments have none, and at 10,000 dataplanes the encoding is as long as v1's.
+    v1alpha1: OnceLock<Vec<Any>>,
 }
 
 impl Published {
-    fn of(assignments: &[MonitoringAssignment]) -> Published {
+    fn of(assignments: Vec<MonitoringAssignment>) -> Published {
         let resources: Vec<Any> = assignments
             .iter()
             .map(|a| Any { type_url: TYPE_URL.to_string(), value: a.encode_to_vec() })
@@ -72,12 +74,23 @@ impl Published {
                 hash = hash.wrapping_mul(0x0100_0000_01b3);
             }
         }
-        let v1alpha1 = assignments
-            .iter()
-            .flat_map(as_v1alpha1)
-            .map(|a| Any { type_url: v1alpha1::TYPE_URL.to_string(), value: a.encode_to_vec() })
-            .collect();
-        Published { version: format!("{hash:016x}"), resources, v1alpha1 }
+        Published {
+            version: format!("{hash:016x}"),
+            resources,
+            assignments,
+            v1alpha1: OnceLock::new(),
+        }
+    }
+
+    /// The assignments as v1alpha1 resources.
+    pub fn v1alpha1(&self) -> &[Any] {
+        self.v1alpha1.get_or_init(|| {
+            self.assignments
+                .iter()
+                .flat_map(as_v1alpha1)
+                .map(|a| Any { type_url: v1alpha1::TYPE_URL.to_string(), value: a.encode_to_vec() })
+                .collect()
+        })
     }
 }
 
@@ -214,13 +227,13 @@ async fn follow_once(
 
 /// Publishes the inventory's assignments, unless they are the ones already published.
 fn publish(published: &watch::Sender<Option<Arc<Published>>>, inventory: &Inventory) {
-    let assignments = inventory.assignments();
-    let next = Published::of(&assignments);
+    let next = Published::of(inventory.assignments());
+    let count = next.resources.len();
     published.send_if_modified(|current| {
         if current.as_ref().is_some_and(|c| c.version == next.version) {
             return false;
         }
-        debug!(version = %next.version, assignments = assignments.len(), "MADS assignments changed");
+        debug!(version = %next.version, assignments = count, "MADS assignments changed");
         *current = Some(Arc::new(next));
         true
     });

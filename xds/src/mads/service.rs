@@ -264,7 +264,7 @@ async fn serve_stream(
             version_info: current.version.clone(),
             resources: match api {
                 Api::V1 => current.resources.clone(),
-                Api::V1Alpha1 => current.v1alpha1.clone(),
+                Api::V1Alpha1 => current.v1alpha1().to_vec(),
             },
             type_url: api.type_url().to_string(),
             nonce: last_nonce.clone(),
