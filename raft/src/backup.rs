@@ -22,7 +22,7 @@ use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 
 use crate::node::RaftNode;
-use crate::replica::{ReplicaImage, ReplicaState};
+use crate::replica::{ImageView, ReplicaImage, ReplicaState};
 use crate::types::NodeId;
 
 /// The first line's format name.
@@ -115,6 +115,8 @@ pub enum BackupError {
     Empty { peer: NodeId },
     #[error("could not encode the replicated state")]
     Encode(#[source] serde_json::Error),
+    #[error("the snapshot's encoding stopped before it was done ({reason}); ask again")]
+    Interrupted { reason: String },
 }
 
 impl BackupError {
@@ -134,7 +136,28 @@ fn magic_line() -> String {
 }
 
 impl SnapshotFile {
-    /// The file of a replica image taken on peer `taken_on`.
+    /// The file of a replica taken on peer `taken_on`: its image encoded in one pass (the
+    /// document a Raft snapshot holds), then its checksum.
+    pub(crate) fn of_view(
+        view: &ImageView,
+        taken_on: NodeId,
+        created_at: DateTime<Utc>,
+    ) -> Result<SnapshotFile, BackupError> {
+        let applied = view.applied.ok_or(BackupError::Empty { peer: taken_on })?;
+        let body = view.encode().map_err(BackupError::Encode)?;
+        Ok(SnapshotFile::of_body(
+            body,
+            view.cluster_id.clone(),
+            applied,
+            view.resources.len(),
+            taken_on,
+            created_at,
+        ))
+    }
+
+    /// The file of a replica image taken on peer `taken_on`, the image encoded as it is (its
+    /// specs as `serde_json::Value`s): what earlier versions wrote.
+    #[cfg(test)]
     pub(crate) fn of_image(
         image: &ReplicaImage,
         taken_on: NodeId,
@@ -142,17 +165,29 @@ impl SnapshotFile {
     ) -> Result<SnapshotFile, BackupError> {
         let applied = image.applied.ok_or(BackupError::Empty { peer: taken_on })?;
         let body = serde_json::to_vec(image).map_err(BackupError::Encode)?;
+        let (cluster_id, resources) = (image.cluster_id.clone(), image.resources.len());
+        Ok(SnapshotFile::of_body(body, cluster_id, applied, resources, taken_on, created_at))
+    }
+
+    fn of_body(
+        body: Vec<u8>,
+        cluster_id: Option<String>,
+        applied: crate::types::LogId,
+        resources: usize,
+        taken_on: NodeId,
+        created_at: DateTime<Utc>,
+    ) -> SnapshotFile {
         let header = SnapshotHeader {
-            cluster_id: image.cluster_id.clone(),
+            cluster_id,
             index: applied.index,
             term: applied.leader_id.term,
             created_at,
             taken_on,
-            resources: image.resources.len() as u64,
+            resources: resources as u64,
             body_bytes: body.len() as u64,
             sha256: sha256_hex(&body),
         };
-        Ok(SnapshotFile { header, body })
+        SnapshotFile { header, body }
     }
 
     pub fn header(&self) -> &SnapshotHeader {
@@ -272,9 +307,13 @@ impl RaftNode {
         self.read_barrier()
             .await
             .map_err(|e| BackupError::Unavailable { peer: self.id(), reason: e.to_string() })?;
-        // Copied under the replica's lock, encoded outside it.
-        let image = self.replica().read(ReplicaState::image);
-        SnapshotFile::of_image(&image, self.id(), Utc::now())
+        // A view under the replica's lock (reference counts, no copies), encoded after it on a
+        // blocking thread: applies, reads and the runtime's workers go on meanwhile.
+        let view = self.replica().read(ReplicaState::view);
+        let (peer, created_at) = (self.id(), Utc::now());
+        tokio::task::spawn_blocking(move || SnapshotFile::of_view(&view, peer, created_at))
+            .await
+            .map_err(|e| BackupError::Interrupted { reason: e.to_string() })?
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -29,7 +30,10 @@ fn order_key(key: &ResourceKey) -> OrderKey {
 /// Resources, the revision of the latest write, and the latest events.
 #[derive(Debug, Default, Clone)]
 pub struct StoreState {
-    resources: BTreeMap<OrderKey, Resource>,
+    /// Shared, never changed in place (a write puts a new `Arc`): a consistent view of every
+    /// resource is a reference count each (`shared`), taken under whatever lock guards the state
+    /// and read after it is released (a Raft snapshot's encoding, issue 16).
+    resources: BTreeMap<OrderKey, Arc<Resource>>,
     /// How many resources each (type, mesh) holds, so a list page says its total without
     /// counting them: a page costs its own size, not the size of the list (issue 16).
     counts: BTreeMap<(ResourceType, String), usize>,
@@ -58,13 +62,13 @@ impl StoreState {
     ) -> StoreState {
         let mut state = StoreState { revision: revision.0, ..StoreState::default() };
         for resource in resources {
-            state.insert(order_key(&resource.key), resource);
+            state.insert(order_key(&resource.key), Arc::new(resource));
         }
         state
     }
 
     /// Inserts or replaces the resource at `key`, keeping the counts.
-    fn insert(&mut self, key: OrderKey, resource: Resource) {
+    fn insert(&mut self, key: OrderKey, resource: Arc<Resource>) {
         let group = (key.0, key.1.clone());
         if self.resources.insert(key, resource).is_none() {
             *self.counts.entry(group).or_default() += 1;
@@ -72,7 +76,7 @@ impl StoreState {
     }
 
     /// Removes the resource at `key`, keeping the counts.
-    fn take(&mut self, key: &OrderKey) -> Option<Resource> {
+    fn take(&mut self, key: &OrderKey) -> Option<Arc<Resource>> {
         let removed = self.resources.remove(key)?;
         let group = (key.0, key.1.clone());
         if let Some(count) = self.counts.get_mut(&group) {
@@ -86,7 +90,23 @@ impl StoreState {
 
     /// Every resource, in list order.
     pub fn resources(&self) -> impl Iterator<Item = &Resource> {
-        self.resources.values()
+        self.resources.values().map(Arc::as_ref)
+    }
+
+    /// Every resource, in list order, as it is now: later writes to this state do not change
+    /// it. It costs a reference count per resource, no copy, so it may be taken under a lock
+    /// that applies wait for and read (encoded, say) after the lock is released.
+    pub fn shared(&self) -> Vec<Arc<Resource>> {
+        self.resources.values().cloned().collect()
+    }
+
+    /// How many resources the state holds.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
     }
 
     pub fn revision(&self) -> Revision {
@@ -96,7 +116,7 @@ impl StoreState {
     pub fn get(&self, key: &ResourceKey) -> Result<Resource, StoreError> {
         self.resources
             .get(&order_key(key))
-            .cloned()
+            .map(|r| Resource::clone(r))
             .ok_or_else(|| StoreError::NotFound { key: key.clone() })
     }
 
@@ -123,7 +143,7 @@ impl StoreState {
             Some(after) if after > list_start => Bound::Excluded(after),
             _ => Bound::Included(list_start),
         };
-        let mut page: Vec<(&OrderKey, &Resource)> = self
+        let mut page: Vec<(&OrderKey, &Arc<Resource>)> = self
             .resources
             .range((start, Bound::Unbounded))
             .take_while(|(k, _)| k.0 == t && mesh.is_none_or(|m| k.1 == m))
@@ -131,7 +151,11 @@ impl StoreState {
             .collect();
         let next = (page.len() > size).then(|| encode_offset(page[size - 1].0));
         page.truncate(size);
-        Ok(ListPage { items: page.into_iter().map(|(_, r)| r.clone()).collect(), total, next })
+        Ok(ListPage {
+            items: page.into_iter().map(|(_, r)| Resource::clone(r)).collect(),
+            total,
+            next,
+        })
     }
 
     fn record(
@@ -174,7 +198,7 @@ impl StoreState {
             creation_time: at,
             modification_time: at,
         };
-        self.insert(ok, resource.clone());
+        self.insert(ok, Arc::new(resource.clone()));
         let mut events = Vec::with_capacity(1);
         self.record(EventKind::Created, key, Some(resource.clone()), &mut events);
         Ok((resource, events))
@@ -201,10 +225,15 @@ impl StoreState {
                 actual: current.version.clone(),
             });
         }
-        current.spec = spec;
-        current.version = Version(revision.to_string());
-        current.modification_time = at;
-        let resource = current.clone();
+        // A new value, not a change in place: a view taken before still sees the old one.
+        let resource = Resource {
+            key: current.key.clone(),
+            spec,
+            version: Version(revision.to_string()),
+            creation_time: current.creation_time,
+            modification_time: at,
+        };
+        *current = Arc::new(resource.clone());
         self.revision = revision;
         let mut events = Vec::with_capacity(1);
         self.record(EventKind::Updated, key, Some(resource.clone()), &mut events);
@@ -246,7 +275,7 @@ impl StoreState {
         for k in owned.iter().chain(std::iter::once(&ok)) {
             if let Some(removed) = self.take(k) {
                 self.revision += 1;
-                self.record(EventKind::Deleted, removed.key, None, &mut events);
+                self.record(EventKind::Deleted, removed.key.clone(), None, &mut events);
             }
         }
         Ok(events)
@@ -263,7 +292,7 @@ impl StoreState {
             None => EventKind::Created,
         };
         self.revision += 1;
-        self.insert(ok, resource.clone());
+        self.insert(ok, Arc::new(resource.clone()));
         let mut events = Vec::with_capacity(1);
         self.record(kind, resource.key.clone(), Some(resource), &mut events);
         events.pop()
@@ -275,7 +304,7 @@ impl StoreState {
         let removed = self.take(&order_key(key))?;
         self.revision += 1;
         let mut events = Vec::with_capacity(1);
-        self.record(EventKind::Deleted, removed.key, None, &mut events);
+        self.record(EventKind::Deleted, removed.key.clone(), None, &mut events);
         events.pop()
     }
 
@@ -363,6 +392,31 @@ mod tests {
         state.delete(&ResourceKey::mesh("a"), None).unwrap();
         assert_eq!((total(&state, Some("a")), total(&state, None)), (0, 1));
         assert_eq!(state.list(&ListQuery::new(ResourceType::Mesh, None, 10)).unwrap().total, 1);
+    }
+
+    /// A Raft snapshot is encoded from a view taken under the replica's lock and read after the
+    /// lock is released (issue 16): writes after the view do not show through it, and what did
+    /// not change is shared with the state, not copied.
+    #[test]
+    fn a_shared_view_keeps_what_it_saw_while_the_state_moves_on() {
+        let mut state = with_meshes(&["a"]);
+        must_route(&mut state, "a", "r1");
+        must_route(&mut state, "a", "r2");
+        let before: Vec<Resource> = state.resources().cloned().collect();
+        let view = state.shared();
+
+        let r1 = state.get(&ResourceKey::new(ResourceType::TrafficRoute, "a", "r1")).unwrap();
+        let spec = Spec::empty(ResourceType::TrafficRoute);
+        state.update(r1.key.clone(), spec, &r1.version, Utc::now()).unwrap();
+        state.delete(&ResourceKey::new(ResourceType::TrafficRoute, "a", "r2"), None).unwrap();
+        must_route(&mut state, "a", "r3");
+
+        let seen: Vec<Resource> = view.iter().map(|r| Resource::clone(r)).collect();
+        assert_eq!(seen, before);
+        let now = state.shared();
+        assert_eq!(state.len(), 3);
+        assert_ne!(now[1].version, view[1].version, "r1 was updated");
+        assert!(Arc::ptr_eq(&now[0], &view[0]), "the unchanged mesh is shared");
     }
 
     #[test]

@@ -118,3 +118,19 @@ fn a_replica_that_applied_nothing_gives_no_snapshot() {
     let err = SnapshotFile::of_image(&image, 1, Utc::now()).unwrap_err();
     assert!(matches!(err, BackupError::Empty { peer: 1 }) && err.is_retryable(), "{err}");
 }
+
+/// `kumactl raft snapshot save` is now encoded in one pass from a view of the replica (outside its
+/// lock), not through `serde_json::Value`s under it: the same document, read back the same way.
+#[test]
+fn a_file_encoded_from_a_view_holds_what_the_image_did() {
+    let image = image_with(6);
+    let state = ReplicaState::from_image(image).unwrap();
+    let from_view = SnapshotFile::of_view(&state.view(), 2, Utc::now()).unwrap();
+    let read = SnapshotFile::from_bytes(&from_view.to_bytes()).unwrap();
+    assert_eq!((read.header().index, read.header().term), (42, 3));
+    assert_eq!(read.header().resources, 6);
+    assert_eq!(read.header().cluster_id.as_deref(), Some("old-cluster"));
+    let as_image = |file: &SnapshotFile| serde_json::to_value(file.image().unwrap()).unwrap();
+    let old_way = SnapshotFile::of_image(&state.image(), 2, Utc::now()).unwrap();
+    assert_eq!(as_image(&read), as_image(&old_way));
+}
