@@ -2,20 +2,26 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::client::Grpc;
+use tonic::codec::Codec;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
+use tracing::warn;
 
-use super::codec::JsonCodec;
-use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER};
+use super::codec::{ChunkCodec, JsonCodec, RawChunk};
+use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SNAPSHOT_PATH};
 use crate::config::PeerTls;
 use crate::formation::Admission;
 
 /// How long a connection to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long snapshot chunks go to a peer as JSON after it answered that it takes no raw ones (an
+/// earlier kuma-cp, during a rolling upgrade) before the raw form is tried again.
+const EARLIER_PEER_RECHECK: Duration = Duration::from_secs(60);
 
 /// Why no client could be made for a peer.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -33,6 +39,9 @@ pub struct PeerClient {
     grpc: Grpc<Channel>,
     /// Says which cluster the caller belongs to, once it knows.
     admission: Option<Admission>,
+    address: Arc<str>,
+    /// When the peer last answered `SNAPSHOT_PATH` with `Unimplemented`; shared by the clones.
+    raw_refused: Arc<Mutex<Option<Instant>>>,
 }
 
 impl PeerClient {
@@ -69,17 +78,63 @@ impl PeerClient {
         let grpc = Grpc::new(endpoint.connect_lazy())
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024);
-        Ok(PeerClient { grpc, admission })
+        Ok(PeerClient { grpc, admission, address: address.into(), raw_refused: Arc::default() })
     }
 
-    /// Sends one request; fails after `timeout`.
+    /// Whether snapshot chunks go raw (`SNAPSHOT_PATH`): unless the peer refused them lately.
+    fn takes_raw_chunks(&self) -> bool {
+        let refused = self.raw_refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.is_none_or(|at| at.elapsed() >= EARLIER_PEER_RECHECK)
+    }
+
+    /// Sends one request; fails after `timeout`. A snapshot chunk goes with its bytes raw
+    /// (`SNAPSHOT_PATH`); to a peer of an earlier version, which knows only `CALL_PATH`, the first
+    /// fails with a message saying so (openraft sends the chunk again) and the next go as JSON.
     pub async fn call(
         &self,
         request: PeerRequest,
         timeout: Duration,
     ) -> Result<PeerResponse, Status> {
+        match request {
+            PeerRequest::InstallSnapshot(chunk) if self.takes_raw_chunks() => {
+                let codec = ChunkCodec::<RawChunk, PeerResponse>::default();
+                match self.unary(RawChunk(chunk), SNAPSHOT_PATH, codec, timeout).await {
+                    Err(status) if status.code() == Code::Unimplemented => {
+                        *self.raw_refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(Instant::now());
+                        let message = format!(
+                            "peer at {} does not take Raft snapshot chunks as raw bytes (it \
+                             answered {SNAPSHOT_PATH} with {:?}: an earlier kuma-cp); they go to \
+                             it as JSON on {CALL_PATH} until it is upgraded",
+                            self.address,
+                            status.message()
+                        );
+                        warn!(peer = %self.address, "{message}");
+                        Err(Status::unimplemented(message))
+                    }
+                    answer => answer,
+                }
+            }
+            request => {
+                let codec = JsonCodec::<PeerRequest, PeerResponse>::default();
+                self.unary(request, CALL_PATH, codec, timeout).await
+            }
+        }
+    }
+
+    async fn unary<M, C>(
+        &self,
+        message: M,
+        path: &'static str,
+        codec: C,
+        timeout: Duration,
+    ) -> Result<PeerResponse, Status>
+    where
+        M: Send + Sync + 'static,
+        C: Codec<Encode = M, Decode = PeerResponse>,
+    {
         let mut grpc = self.grpc.clone();
-        let mut request = Request::new(request);
+        let mut request = Request::new(message);
         request.set_timeout(timeout);
         if let Some(id) = self.admission.as_ref().and_then(Admission::cluster_id) {
             if let Ok(value) = id.parse() {
@@ -88,13 +143,9 @@ impl PeerClient {
         }
         let call = async move {
             grpc.ready().await.map_err(|e| Status::unavailable(format!("peer not ready: {e}")))?;
-            grpc.unary(
-                request,
-                PathAndQuery::from_static(CALL_PATH),
-                JsonCodec::<PeerRequest, PeerResponse>::default(),
-            )
-            .await
-            .map(tonic::Response::into_inner)
+            grpc.unary(request, PathAndQuery::from_static(path), codec)
+                .await
+                .map(tonic::Response::into_inner)
         };
         tokio::time::timeout(timeout, call)
             .await

@@ -1,9 +1,12 @@
 //! Peer RPC: one gRPC method carrying JSON-encoded requests between kuma-cp peers: Raft's own
-//! messages, writes forwarded to the leader, read-index requests and status.
+//! messages, writes forwarded to the leader, read-index requests and status. Snapshot chunks go
+//! on a second method with their bytes raw (`SNAPSHOT_PATH`, see `codec::RawChunk`).
 
 mod client;
 mod codec;
 mod server;
+#[cfg(test)]
+mod tests;
 
 pub use client::{DialError, PeerClient, PeerClients};
 pub use server::{PeerHandler, PeerServer};
@@ -23,8 +26,12 @@ use crate::types::{LogId, NodeId, TypeConfig};
 /// The metadata key carrying the caller's cluster id, once it has one.
 pub const CLUSTER_HEADER: &str = "kuma-raft-cluster";
 
-/// The gRPC path of the one method.
+/// The gRPC path of the method that carries every request as JSON.
 pub const CALL_PATH: &str = "/kuma.raft.Peer/Call";
+/// The gRPC path of `PeerRequest::InstallSnapshot` with the chunk's bytes raw. A path of its own,
+/// not a new form on `CALL_PATH`: a peer of an earlier version answers it `Unimplemented` (it
+/// knows no other path) instead of misreading the bytes, and the sender falls back to JSON.
+pub const SNAPSHOT_PATH: &str = "/kuma.raft.Peer/InstallSnapshot";
 pub const SERVICE_NAME: &str = "kuma.raft.Peer";
 
 #[derive(Debug, Serialize, Deserialize)]

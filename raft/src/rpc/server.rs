@@ -9,9 +9,12 @@ use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::codec::JsonCodec;
-use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SERVICE_NAME};
+use super::codec::{ChunkCodec, JsonCodec, RawChunk};
+use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SERVICE_NAME, SNAPSHOT_PATH};
 use crate::formation::{Admission, Refusal};
+
+/// The largest message either way.
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Serves peer requests; implemented by the Raft node.
 #[async_trait::async_trait]
@@ -42,6 +45,26 @@ impl NamedService for PeerServer {
     const NAME: &'static str = SERVICE_NAME;
 }
 
+/// Serves one request of either path, if the caller's cluster and this peer's gate admit it.
+fn serve(
+    handler: Arc<dyn PeerHandler>,
+    admission: &Admission,
+    request: Request<PeerRequest>,
+) -> BoxFuture<Response<PeerResponse>, Status> {
+    let their_cluster =
+        request.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let admitted = admission.admits(request.get_ref(), their_cluster.as_deref());
+    Box::pin(async move {
+        match admitted {
+            Ok(()) => Ok(Response::new(handler.handle(request.into_inner()).await)),
+            Err(refusal @ Refusal::OtherCluster { .. }) => {
+                Err(Status::permission_denied(refusal.to_string()))
+            }
+            Err(refusal) => Err(Status::unavailable(refusal.to_string())),
+        }
+    })
+}
+
 struct Call(Arc<dyn PeerHandler>, Admission);
 
 impl UnaryService<PeerRequest> for Call {
@@ -49,22 +72,21 @@ impl UnaryService<PeerRequest> for Call {
     type Future = BoxFuture<Response<PeerResponse>, Status>;
 
     fn call(&mut self, request: Request<PeerRequest>) -> Self::Future {
-        let handler = self.0.clone();
-        let their_cluster = request
-            .metadata()
-            .get(CLUSTER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let admitted = self.1.admits(request.get_ref(), their_cluster.as_deref());
-        Box::pin(async move {
-            match admitted {
-                Ok(()) => Ok(Response::new(handler.handle(request.into_inner()).await)),
-                Err(refusal @ Refusal::OtherCluster { .. }) => {
-                    Err(Status::permission_denied(refusal.to_string()))
-                }
-                Err(refusal) => Err(Status::unavailable(refusal.to_string())),
-            }
-        })
+        serve(self.0.clone(), &self.1, request)
+    }
+}
+
+/// `SNAPSHOT_PATH`: a snapshot chunk with its bytes raw, served as the same request on
+/// `CALL_PATH` would be.
+struct Chunk(Arc<dyn PeerHandler>, Admission);
+
+impl UnaryService<RawChunk> for Chunk {
+    type Response = PeerResponse;
+    type Future = BoxFuture<Response<PeerResponse>, Status>;
+
+    fn call(&mut self, request: Request<RawChunk>) -> Self::Future {
+        let request = request.map(|RawChunk(chunk)| PeerRequest::InstallSnapshot(chunk));
+        serve(self.0.clone(), &self.1, request)
     }
 }
 
@@ -82,6 +104,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let handler = self.handler.clone();
+        let admission = self.admission.clone();
+        if request.uri().path() == SNAPSHOT_PATH {
+            return Box::pin(async move {
+                let mut grpc = Grpc::new(ChunkCodec::<PeerResponse, RawChunk>::default())
+                    .apply_max_message_size_config(Some(MAX_MESSAGE), Some(MAX_MESSAGE));
+                Ok(grpc.unary(Chunk(handler, admission), request).await)
+            });
+        }
         if request.uri().path() != CALL_PATH {
             return Box::pin(async move {
                 let mut response = http::Response::new(Body::default());
@@ -94,11 +125,9 @@ where
                 Ok(response)
             });
         }
-        let handler = self.handler.clone();
-        let admission = self.admission.clone();
         Box::pin(async move {
             let mut grpc = Grpc::new(JsonCodec::<PeerResponse, PeerRequest>::default())
-                .apply_max_message_size_config(Some(256 * 1024 * 1024), Some(256 * 1024 * 1024));
+                .apply_max_message_size_config(Some(MAX_MESSAGE), Some(MAX_MESSAGE));
             Ok(grpc.unary(Call(handler, admission), request).await)
         })
     }
