@@ -104,10 +104,9 @@ impl PeerClient {
                             Some(Instant::now());
                         let message = format!(
                             "peer at {} does not take Raft snapshot chunks as raw bytes (it \
-                             answered {SNAPSHOT_PATH} with {:?}: an earlier kuma-cp); they go to \
-                             it as JSON on {CALL_PATH} until it is upgraded",
-                            self.address,
-                            status.message()
+                             answered {SNAPSHOT_PATH} Unimplemented: an earlier kuma-cp); they go \
+                             to it as JSON on {CALL_PATH} until it is upgraded",
+                            self.address
                         );
                         warn!(peer = %self.address, "{message}");
                         Err(Status::unimplemented(message))
