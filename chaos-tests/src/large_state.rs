@@ -119,6 +119,17 @@ pub struct LargeStateReport {
     /// the leader's purged log index (the new peer could not have been sent the log from 1).
     pub join_snapshot_index: Option<u64>,
     pub leader_purged_index: Option<u64>,
+    /// Raft snapshots the peers built during the run (their `built a Raft snapshot` lines).
+    pub snapshots_built: usize,
+    /// The longest any build held the replica's lock (applies and reads wait meanwhile): its view
+    /// (`view_us`), or, from a kuma-cp that logs no view, its whole encoding (`encode_ms`: the
+    /// image was encoded under the lock).
+    pub snapshot_lock_max: Option<Duration>,
+    /// The longest encoding of an image (`encode_ms`).
+    pub snapshot_encode_max: Option<Duration>,
+    /// Snapshots installed (`installed a Raft snapshot`) and the longest decoding among them.
+    pub snapshots_installed: usize,
+    pub snapshot_decode_max: Option<Duration>,
 }
 
 impl LargeStateReport {
@@ -181,7 +192,51 @@ impl LargeStateReport {
         if let Some(d) = self.kumactl_save {
             figures.push(Figure::linear("kumactl raft snapshot save", "ms", ms(d)));
         }
+        let logged = [
+            ("snapshot: lock held per build (max)", self.snapshot_lock_max),
+            ("snapshot: encoding (max)", self.snapshot_encode_max),
+            ("snapshot: install decoding (max)", self.snapshot_decode_max),
+        ];
+        for (name, value) in logged {
+            if let Some(d) = value {
+                figures.push(Figure::linear(name, "ms", ms(d)));
+            }
+        }
         figures
+    }
+
+    /// Adds what a peer's log says of the snapshots it built and installed.
+    pub fn read_snapshot_log(&mut self, log: &str) {
+        let longest = |kept: &mut Option<Duration>, d: Duration| {
+            *kept = Some(kept.map_or(d, |k| k.max(d)));
+        };
+        for line in log.lines() {
+            let built = line.contains("built a Raft snapshot");
+            if !built && !line.contains("installed a Raft snapshot") {
+                continue;
+            }
+            let line = without_ansi(line);
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let encode = field("encode_ms").map(Duration::from_millis);
+            if built {
+                self.snapshots_built += 1;
+                if let Some(d) = encode {
+                    longest(&mut self.snapshot_encode_max, d);
+                }
+                if let Some(d) = field("view_us").map(Duration::from_micros).or(encode) {
+                    longest(&mut self.snapshot_lock_max, d);
+                }
+            } else {
+                self.snapshots_installed += 1;
+                if let Some(d) = field("decode_ms").map(Duration::from_millis) {
+                    longest(&mut self.snapshot_decode_max, d);
+                }
+            }
+        }
     }
 
     /// What a person reads.
@@ -253,6 +308,17 @@ impl LargeStateReport {
             self.leader_purged_index.map_or("none".to_string(), |i| i.to_string()),
             ms(self.join_read)
         ));
+        let most = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", ms(d)));
+        lines.push(format!(
+            "snapshots (the peers' logs): {} built, the replica's lock held up to {} per build, \
+             encoded in up to {}; {} installed, decoded in up to {}",
+            self.snapshots_built,
+            self.snapshot_lock_max
+                .map_or("-".to_string(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)),
+            most(self.snapshot_encode_max),
+            self.snapshots_installed,
+            most(self.snapshot_decode_max)
+        ));
         lines
     }
 
@@ -272,7 +338,9 @@ impl LargeStateReport {
              list_deepest_page_ms={} list_all_pages_ms={} list_first_10k_ms={} \
              mesh_list_first_page_ms={} snapshot_build_ms={} snapshot_bytes={} \
              kumactl_save_ms={} restart_ready_ms={} restart_caught_up_ms={} restart_read_ms={} \
-             join_ready_ms={} add_peer_ms={} join_read_ms={} join_snapshot_index={}",
+             join_ready_ms={} add_peer_ms={} join_read_ms={} join_snapshot_index={} \
+             snapshots_built={} snapshot_lock_max_ms={} snapshot_encode_max_ms={} \
+             snapshots_installed={} snapshot_decode_max_ms={}",
             self.resources,
             self.writers,
             ms(self.load_time),
@@ -299,8 +367,32 @@ impl LargeStateReport {
             ms(self.add_peer),
             ms(self.join_read),
             self.join_snapshot_index.map_or("-".to_string(), |i| i.to_string()),
+            self.snapshots_built,
+            self.snapshot_lock_max.map_or("-".to_string(), ms),
+            self.snapshot_encode_max.map_or("-".to_string(), ms),
+            self.snapshots_installed,
+            self.snapshot_decode_max.map_or("-".to_string(), ms),
         )
     }
+}
+
+/// `line` without its terminal colour codes (kuma-cp colours its log fields).
+fn without_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One figure of the table and how it should grow with the number of resources.
@@ -424,6 +516,9 @@ impl LargeState {
         let last = r - 1;
         self.measure_restart(cluster, &api, follower, last, &mut report).await?;
         self.measure_join(cluster, &api, last, &mut report).await?;
+        for log in peer_logs(cluster.dir()) {
+            report.read_snapshot_log(&log);
+        }
         Ok(report)
     }
 
@@ -539,6 +634,19 @@ impl LargeState {
         cluster.discard(joiner);
         Ok(())
     }
+}
+
+/// The text of every peer's log in `dir` (`peer-<id>.log`, the added peer's too).
+fn peer_logs(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("peer-") && name.ends_with(".log")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
 }
 
 /// `PUT` of `n` resources, `writers` at a time, each through the next peer; the latency of each.
@@ -759,6 +867,31 @@ mod tests {
         assert!(growth_verdict(&constant, 10_000, 100_000, 10.0, 11.0).starts_with("ok"));
         assert!(growth_verdict(&constant, 10_000, 100_000, 10.0, 80.0).starts_with("WORSE"));
         assert!(growth_verdict(&constant, 10_000, 100_000, 0.5, 1.5).starts_with("ok (small)"));
+    }
+
+    /// The peers' log lines as kuma-cp writes them (fields coloured), of this version (the view
+    /// under the lock, the encoding after it) and of the earlier one (the encoding under the lock).
+    #[test]
+    fn snapshot_lines_of_both_versions_are_read_from_the_peers_logs() {
+        let now = "2026-12-03T11:28:16.113235Z \u{1b}[32m INFO\u{1b}[0m \
+                   \u{1b}[2mkuma_raft::state_machine\u{1b}[0m\u{1b}[2m:\u{1b}[0m built a Raft \
+                   snapshot \u{1b}[3mindex\u{1b}[0m\u{1b}[2m=\u{1b}[0m15004 \
+                   \u{1b}[3mview_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m16856 \
+                   \u{1b}[3mencode_ms\u{1b}[0m\u{1b}[2m=\u{1b}[0m1272 store_ms=258";
+        let before =
+            "built a Raft snapshot index=15003 resources=95996 encode_ms=1701 store_ms=220\n\
+                      INFO openraft: something else encode_ms=99999\n\
+                      installed a Raft snapshot index=15003 bytes=42525102 decode_ms=1795";
+        let mut report = LargeStateReport::default();
+        report.read_snapshot_log(now);
+        assert_eq!(report.snapshot_lock_max, Some(Duration::from_micros(16856)));
+        assert_eq!(report.snapshot_encode_max, Some(Duration::from_millis(1272)));
+        report.read_snapshot_log(before);
+        assert_eq!((report.snapshots_built, report.snapshots_installed), (2, 1));
+        assert_eq!(report.snapshot_lock_max, Some(Duration::from_millis(1701)));
+        assert_eq!(report.snapshot_encode_max, Some(Duration::from_millis(1701)));
+        assert_eq!(report.snapshot_decode_max, Some(Duration::from_millis(1795)));
+        assert!(report.machine_line().contains("snapshots_built=2 snapshot_lock_max_ms=1701.0"));
     }
 
     #[test]
