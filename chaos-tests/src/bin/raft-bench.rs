@@ -63,6 +63,17 @@ struct Args {
     /// package, which `make setup-tests` installs).
     #[arg(long = "no-postgres", action = clap::ArgAction::SetFalse)]
     postgres: bool,
+    /// An extra environment variable for the Raft peers, NAME=VALUE (repeatable): compares a
+    /// setting with one binary, e.g. KUMA_STORE_RAFT_EARLY_REPLICATION=false.
+    #[arg(long = "cp-env", value_parser = parse_env)]
+    cp_env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 /// One system under test: three members reachable over HTTP.
@@ -609,16 +620,17 @@ struct KumaCluster {
     dir: tempfile::TempDir,
     ports: [[u16; 7]; 3],
     children: [Option<Child>; 3],
+    env: Vec<(String, String)>,
 }
 
 impl KumaCluster {
     /// Starts the cluster on fresh ports, again (up to 3 times) when a port chosen free was taken
     /// by another process before a peer could bind it.
-    fn start(binary: &Path) -> anyhow::Result<KumaCluster> {
+    fn start(binary: &Path, env: &[(String, String)]) -> anyhow::Result<KumaCluster> {
         const ATTEMPTS: usize = 3;
         let mut attempt = 1;
         loop {
-            match KumaCluster::start_once(binary) {
+            match KumaCluster::start_once(binary, env) {
                 Err(e)
                     if attempt < ATTEMPTS && e.to_string().contains("Address already in use") =>
                 {
@@ -632,7 +644,7 @@ impl KumaCluster {
         }
     }
 
-    fn start_once(binary: &Path) -> anyhow::Result<KumaCluster> {
+    fn start_once(binary: &Path, env: &[(String, String)]) -> anyhow::Result<KumaCluster> {
         let dir = tempfile::tempdir()?;
         let certs = dir.path().join("certs");
         let out = Command::new(binary)
@@ -648,6 +660,7 @@ impl KumaCluster {
             dir,
             ports: std::array::from_fn(|_| std::array::from_fn(|_| free_port())),
             children: [None, None, None],
+            env: env.to_vec(),
         };
         for m in 0..3 {
             cluster.spawn(m)?;
@@ -665,6 +678,30 @@ impl KumaCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(cluster)
+    }
+
+    /// How many early AppendEntries requests the peers sent (`raft_early_appends_total` on each
+    /// peer's `/metrics`), by outcome: whether early replication took part in the run.
+    async fn early_appends(&self) -> String {
+        let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+        for m in 0..3 {
+            let Ok(text) =
+                kuma_chaos_tests::scrape::metrics_text(self.ports[m][1], Duration::from_secs(2))
+                    .await
+            else {
+                continue;
+            };
+            for line in text.lines().filter(|l| l.starts_with("raft_early_appends_total{")) {
+                let outcome = line.split('"').nth(1).unwrap_or("?").to_string();
+                let count = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                *totals.entry(outcome).or_default() += count;
+            }
+        }
+        let counts: Vec<String> = totals.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        match counts.is_empty() {
+            true => "early appends: none (early replication off, or a kuma-cp without it)".into(),
+            false => format!("early appends: {}", counts.join(", ")),
+        }
     }
 
     fn spawn(&mut self, m: usize) -> anyhow::Result<()> {
@@ -695,6 +732,7 @@ impl KumaCluster {
             .env("KUMA_STORE_RAFT_TLS_CA_FILE", certs.join("ca.crt"))
             .env("KUMA_STORE_RAFT_TLS_CERT_FILE", certs.join(format!("peer-{}.crt", m + 1)))
             .env("KUMA_STORE_RAFT_TLS_KEY_FILE", certs.join(format!("peer-{}.key", m + 1)))
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -1190,7 +1228,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store)...");
         let mut etcd = Subject::new(Etcd::start(&etcd_bin)?)?;
-        let mut kuma = Subject::new(KumaCluster::start(&kuma_cp)?)?;
+        let mut kuma = Subject::new(KumaCluster::start(&kuma_cp, &args.cp_env)?)?;
         let mut pg = None;
         if args.postgres {
             println!("raft-bench: starting PostgreSQL and one kuma-cp on it (PostgreSQL store)...");
@@ -1205,6 +1243,7 @@ fn main() -> ExitCode {
         let pg_figures = pg.as_mut().map(Subject::figures);
         drop(pg);
         let (mut etcd, mut kuma) = (unwrap_system(etcd)?, unwrap_system(kuma)?);
+        println!("raft-bench: {}", kuma.early_appends().await);
         println!("raft-bench: failovers ({} leader kills each)...", args.kills);
         etcd_figures.failover = failovers(&mut etcd, args.kills).await?;
         drop(etcd);
