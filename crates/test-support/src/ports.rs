@@ -6,9 +6,11 @@ use std::time::Duration;
 
 /// Ports are taken below Linux's ephemeral range (32768-60999), where the kernel also picks the
 /// source ports of the tests' own client connections; a port from that range could be taken by
-/// a client socket between this check and the server binding it.
+/// a client socket between this check and the server binding it. They also stay below 30001,
+/// where kuma-dp picks its Envoy's admin port by default (30001-65535): a dataplane started by
+/// one test must not take a port another test was handed.
 const FIRST: u16 = 16_000;
-const LAST: u16 = 32_000;
+const LAST: u16 = 30_000;
 
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
