@@ -193,9 +193,9 @@ impl LargeStateReport {
             figures.push(Figure::linear("kumactl raft snapshot save", "ms", ms(d)));
         }
         let logged = [
-            ("snapshot: lock held per build (max)", self.snapshot_lock_max),
+            ("snapshot: lock held (max)", self.snapshot_lock_max),
             ("snapshot: encoding (max)", self.snapshot_encode_max),
-            ("snapshot: install decoding (max)", self.snapshot_decode_max),
+            ("snapshot: install decode (max)", self.snapshot_decode_max),
         ];
         for (name, value) in logged {
             if let Some(d) = value {
