@@ -67,6 +67,10 @@ struct Args {
     /// setting with one binary, e.g. KUMA_STORE_RAFT_SNAPSHOT_ENTRIES=1000.
     #[arg(long = "cp-env", value_parser = parse_env)]
     cp_env: Vec<(String, String)>,
+    /// Let the etcd members talk plain HTTP to each other (before 2026-12-03 they always did,
+    /// while the kuma-cp peers talk mutual TLS, which kuma-cp requires of a cluster).
+    #[arg(long)]
+    etcd_plain_peers: bool,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -476,17 +480,50 @@ struct Etcd {
     clients: [u16; 3],
     peers: [u16; 3],
     children: [Option<Child>; 3],
+    /// The members talk mutual TLS to each other (certificates under `dir`).
+    peer_tls: bool,
+}
+
+/// A CA and a certificate per etcd member for 127.0.0.1, for server and client authentication,
+/// written to `dir` as ca.crt and m<N>.crt / m<N>.key: the members' peer traffic is then
+/// encrypted and authenticated as the kuma-cp peers' is.
+fn etcd_peer_certs(dir: &Path) -> anyhow::Result<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    std::fs::write(dir.join("ca.crt"), ca.self_signed(&ca_key)?.pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+    for m in 0..3 {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
+        params.key_usages =
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        std::fs::write(dir.join(format!("m{m}.crt")), params.signed_by(&key, &issuer)?.pem())?;
+        std::fs::write(dir.join(format!("m{m}.key")), key.serialize_pem())?;
+    }
+    Ok(())
 }
 
 impl Etcd {
-    fn start(bin: &Path) -> anyhow::Result<Etcd> {
+    fn start(bin: &Path, peer_tls: bool) -> anyhow::Result<Etcd> {
         let mut etcd = Etcd {
             bin: bin.to_path_buf(),
             dir: tempfile::tempdir()?,
             clients: [free_port(), free_port(), free_port()],
             peers: [free_port(), free_port(), free_port()],
             children: [None, None, None],
+            peer_tls,
         };
+        if peer_tls {
+            etcd_peer_certs(etcd.dir.path())?;
+        }
         for m in 0..3 {
             etcd.spawn(m, true)?;
         }
@@ -494,8 +531,9 @@ impl Etcd {
     }
 
     fn spawn(&mut self, m: usize, new: bool) -> anyhow::Result<()> {
+        let scheme = if self.peer_tls { "https" } else { "http" };
         let cluster = (0..3)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", self.peers[i]))
+            .map(|i| format!("m{i}={scheme}://127.0.0.1:{}", self.peers[i]))
             .collect::<Vec<_>>()
             .join(",");
         let log = std::fs::File::options()
@@ -508,8 +546,8 @@ impl Etcd {
             .arg(format!("--data-dir={}", self.dir.path().join(format!("m{m}")).display()))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{}", self.clients[m]))
             .arg(format!("--advertise-client-urls=http://127.0.0.1:{}", self.clients[m]))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", self.peers[m]))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", self.peers[m]))
+            .arg(format!("--listen-peer-urls={scheme}://127.0.0.1:{}", self.peers[m]))
+            .arg(format!("--initial-advertise-peer-urls={scheme}://127.0.0.1:{}", self.peers[m]))
             .arg(format!("--initial-cluster={cluster}"))
             .arg("--initial-cluster-token=kuma-rs-bench")
             // The same timing class as the Raft store's defaults (50 ms heartbeat, 200-400 ms
@@ -520,6 +558,14 @@ impl Etcd {
             .stderr(log);
         if new {
             command.arg("--initial-cluster-state=new");
+        }
+        if self.peer_tls {
+            let file = |name: String| self.dir.path().join(name).display().to_string();
+            command
+                .arg(format!("--peer-cert-file={}", file(format!("m{m}.crt"))))
+                .arg(format!("--peer-key-file={}", file(format!("m{m}.key"))))
+                .arg(format!("--peer-trusted-ca-file={}", file("ca.crt".to_string())))
+                .arg("--peer-client-cert-auth");
         }
         self.children[m] = Some(command.spawn()?);
         Ok(())
@@ -1202,8 +1248,12 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async {
-        println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store)...");
-        let mut etcd = Subject::new(Etcd::start(&etcd_bin)?)?;
+        let peers = match args.etcd_plain_peers {
+            false => "both with mutual TLS between members",
+            true => "etcd's members in plain HTTP (--etcd-plain-peers), kuma-cp's in mutual TLS",
+        };
+        println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store), {peers}...");
+        let mut etcd = Subject::new(Etcd::start(&etcd_bin, !args.etcd_plain_peers)?)?;
         let mut kuma = Subject::new(KumaCluster::start(&kuma_cp, &args.cp_env)?)?;
         let mut pg = None;
         if args.postgres {
