@@ -13,6 +13,10 @@ pub const MESH: &str = "kuma.io/mesh";
 pub const SERVICE_PROTOCOL_SUFFIX: &str = ".service.kuma.io/protocol";
 /// The mesh every pod joins when nothing names one.
 pub const DEFAULT_MESH: &str = "default";
+/// On a pod: the port its Envoy serves Prometheus metrics on, over the mesh's backend's.
+pub const METRICS_PORT: &str = "prometheus.metrics.kuma.io/port";
+/// On a pod: the path its Envoy serves Prometheus metrics at, over the mesh's backend's.
+pub const METRICS_PATH: &str = "prometheus.metrics.kuma.io/path";
 
 type Map = BTreeMap<String, String>;
 
@@ -72,6 +76,75 @@ pub fn mesh_of(pod: Meta<'_>, namespace: Meta<'_>) -> String {
         .to_string()
 }
 
+/// A pod annotation whose value cannot be used, and why: reported, and the pod gets its Dataplane
+/// as if the annotation were not there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadAnnotation {
+    pub key: &'static str,
+    pub value: String,
+    /// What the value has to be.
+    pub wanted: &'static str,
+    /// What the pod's Dataplane goes without meanwhile.
+    pub left_out: &'static str,
+}
+
+impl std::fmt::Display for BadAnnotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let BadAnnotation { key, value, wanted, left_out } = self;
+        write!(
+            f,
+            "annotation {key}: {value:?} is not {wanted}, so the Dataplane has no {left_out}; \
+             fix or remove it"
+        )
+    }
+}
+
+const METRICS_OVERRIDE: &str = "metrics override";
+
+/// The pod's own Prometheus metrics settings, from [`METRICS_PORT`] and [`METRICS_PATH`] (pod
+/// annotations only, as Kuma reads them): the Dataplane's `metrics` override, a `prometheus`
+/// backend with what the pod sets (the rest comes from the mesh's backend). `None` when neither
+/// is set, or when either is bad: a half-applied override would serve metrics somewhere the pod
+/// did not ask for, so a bad value drops the override and is returned to be reported.
+pub fn metrics_override(pod: Meta<'_>) -> (Option<kuma_model::MetricsBackend>, Vec<BadAnnotation>) {
+    let get = |key| pod.annotations.and_then(|a| a.get(key)).map(String::as_str);
+    let mut bad = Vec::new();
+    let port = get(METRICS_PORT).and_then(|value| {
+        let port = value.trim().parse::<u32>().ok().filter(|p| (1..=65535).contains(p));
+        if port.is_none() {
+            bad.push(BadAnnotation {
+                key: METRICS_PORT,
+                value: value.into(),
+                wanted: "a port (1-65535)",
+                left_out: METRICS_OVERRIDE,
+            });
+        }
+        port
+    });
+    let path = get(METRICS_PATH).and_then(|value| {
+        let path = value.trim();
+        if path.starts_with('/') {
+            Some(path.to_string())
+        } else {
+            bad.push(BadAnnotation {
+                key: METRICS_PATH,
+                value: value.into(),
+                wanted: "a path starting with \"/\"",
+                left_out: METRICS_OVERRIDE,
+            });
+            None
+        }
+    });
+    if !bad.is_empty() || (port.is_none() && path.is_none()) {
+        return (None, bad);
+    }
+    // Through JSON: kuma-model keeps the conf's type to itself; this is the shape it parses.
+    let conf = serde_json::json!({"type": "prometheus", "conf": {"port": port, "path": path}});
+    let backend: kuma_model::MetricsBackend =
+        serde_json::from_value(conf).expect("a prometheus backend parses");
+    (Some(backend), bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +176,57 @@ mod tests {
         assert_eq!(mesh_of(meta(&a), meta(&b)), "a");
         assert_eq!(mesh_of(Meta::default(), meta(&b)), "b");
         assert_eq!(mesh_of(Meta::default(), Meta::default()), "default");
+    }
+
+    /// `(port, path)` of the override, and the reports.
+    type Parsed = (Option<(Option<u32>, Option<String>)>, Vec<String>);
+
+    fn metrics(annotations: &[(&str, &str)]) -> Parsed {
+        let annotations = map(annotations);
+        let pod = Meta { labels: None, annotations: Some(&annotations) };
+        let (backend, bad) = metrics_override(pod);
+        let backend = backend.map(|b| {
+            assert_eq!(b.kind, "prometheus");
+            let conf = b.conf.expect("a conf");
+            (conf.port, conf.path)
+        });
+        (backend, bad.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn the_pods_metrics_port_and_path_override_the_mesh_and_either_may_be_alone() {
+        let both = metrics(&[(METRICS_PORT, "1234"), (METRICS_PATH, "/stats")]);
+        assert_eq!(both, (Some((Some(1234), Some("/stats".into()))), vec![]));
+        let port = metrics(&[(METRICS_PORT, " 65535 ")]);
+        assert_eq!(port, (Some((Some(65535), None)), vec![]));
+        let path = metrics(&[(METRICS_PATH, "/m")]);
+        assert_eq!(path, (Some((None, Some("/m".into()))), vec![]));
+        assert_eq!(metrics(&[]), (None, vec![]));
+        let labelled = map(&[(METRICS_PORT, "1234")]);
+        let on_labels = Meta { labels: Some(&labelled), annotations: None };
+        assert_eq!(metrics_override(on_labels), (None, vec![]), "labels are not read");
+    }
+
+    #[test]
+    fn a_bad_metrics_value_drops_the_override_and_says_which_annotation_and_why() {
+        for port in ["0", "65536", "http", "-1", ""] {
+            let (backend, bad) = metrics(&[(METRICS_PORT, port), (METRICS_PATH, "/ok")]);
+            assert_eq!(backend, None, "port {port:?}");
+            assert_eq!(
+                bad,
+                vec![format!(
+                    "annotation {METRICS_PORT}: {port:?} is not a port (1-65535), \
+                     so the Dataplane has no metrics override; fix or remove it"
+                )]
+            );
+        }
+        for path in ["metrics", "", " "] {
+            let (backend, bad) = metrics(&[(METRICS_PATH, path)]);
+            assert_eq!(backend, None, "path {path:?}");
+            assert_eq!(bad.len(), 1, "path {path:?}");
+            assert!(bad[0].contains(METRICS_PATH) && bad[0].contains("starting with"), "{bad:?}");
+        }
+        let (backend, bad) = metrics(&[(METRICS_PORT, "x"), (METRICS_PATH, "y")]);
+        assert_eq!((backend, bad.len()), (None, 2), "both are reported");
     }
 }

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
+use kuma_k8s::annotations::{METRICS_PATH, METRICS_PORT};
 use kuma_k8s::pods::{self, PodDataplane};
 use kuma_test_support::{golden, KubeApiServer};
 use serde::de::DeserializeOwned;
@@ -136,6 +137,31 @@ fn a_mesh_name_kuma_refuses_is_an_error_naming_the_pod() {
     let err = pods::convert(&pod, &services, &namespace).unwrap_err();
     assert_eq!(err.pod, "echo-server-7c8b9d5f4-qx2lz");
     assert!(err.invalid.to_string().contains("mesh"), "{}", err.invalid);
+}
+
+#[test]
+fn the_pods_metrics_annotations_are_the_dataplanes_metrics_override() {
+    let dp = converted("12").expect("case 12 has a Dataplane");
+    let metrics = dp.spec.metrics.expect("a metrics override");
+    assert_eq!(metrics.kind, "prometheus");
+    let conf = metrics.conf.expect("its conf");
+    assert_eq!((conf.port, conf.path.as_deref()), (Some(1234), Some("/stats")));
+    assert!(dp.ignored.is_empty(), "{:?}", dp.ignored);
+}
+
+#[test]
+fn a_bad_metrics_annotation_is_left_out_and_named_and_the_pod_keeps_its_dataplane() {
+    let mut pod: Pod = must_read(&testdata().join("12.pod.yaml"));
+    let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(METRICS_PORT.into(), "http".into());
+    let services: Vec<Service> = must_read_all(&testdata().join("12.services.yaml"));
+    let namespace = namespace_of("12", &pod);
+    let dp = pods::convert(&pod, &services, &namespace).unwrap().expect("a Dataplane");
+    assert_eq!(dp.spec.metrics, None, "no override, not half of one");
+    assert_eq!(dp.spec.networking.inbound.len(), 1);
+    let ignored: Vec<String> = dp.ignored.iter().map(ToString::to_string).collect();
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert!(ignored[0].contains(METRICS_PORT) && ignored[0].contains("\"http\""), "{ignored:?}");
 }
 
 // --- against a real kube-apiserver -----------------------------------------------------------
@@ -537,5 +563,94 @@ async fn a_controller_started_late_catches_up_with_pods_and_dataplanes() {
     let mut names: Vec<_> = left.items.iter().filter_map(|d| d.metadata.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["example", "hand-made"], "a user's Dataplane is never touched");
+    controller.must_stop().await;
+}
+
+/// The Warning Events about `pod` in `ns` whose message names `annotation`.
+async fn events_naming(client: &Client, ns: &str, pod: &str, annotation: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let events = api.list(&Default::default()).await.expect("events are listed");
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+        .filter(|e| e.message.as_deref().is_some_and(|m| m.contains(annotation)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_metrics_annotations_override_its_mesh_and_a_bad_one_is_reported_on_the_pod() {
+    let server = KubeApiServer::must_start();
+    let client = must_client(&server).await;
+    let test_ns: Namespace = must_read(&testdata().join("12.namespace.yaml"));
+    must_set_up(&client, &[test_ns]).await;
+    let controller = start_controller(&client);
+
+    let pod = must_create_case(&client, "12").await;
+    let name = pod.metadata.name.clone().unwrap();
+    must_set_ip(&client, "kuma-test", &name, "10.244.1.12").await;
+    must_match_golden(&client, "12", &pod).await;
+    let metrics = |dp: &DynamicObject| dp.data["spec"].get("metrics").cloned();
+    must_see(&client, "kuma-test", &name, "the annotations are the override", |dp| {
+        let expected =
+            json!({"name": "", "type": "prometheus", "conf": {"port": 1234, "path": "/stats"}});
+        (metrics(dp) == Some(expected)).then_some(()).ok_or(format!("{:?}", metrics(dp)))
+    })
+    .await;
+
+    // A port that is no port: the pod keeps its Dataplane, without the override, and a Warning
+    // Event on the pod says which annotation and why.
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), "kuma-test");
+    let bad = json!({"metadata": {"annotations": {METRICS_PORT: "70000"}}});
+    pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&bad)).await.unwrap();
+    must_see(&client, "kuma-test", &name, "a bad port drops the override", |dp| {
+        let inbound = dp.data["spec"]["networking"]["inbound"].as_array().map_or(0, Vec::len);
+        (metrics(dp).is_none() && inbound == 1)
+            .then_some(())
+            .ok_or(format!("metrics {:?}, {inbound} inbounds", metrics(dp)))
+    })
+    .await;
+    let reported = eventually("a Warning Event names the annotation", || async {
+        let events = events_naming(&client, "kuma-test", &name, METRICS_PORT).await;
+        match events.as_slice() {
+            [event] => Ok(event.clone()),
+            other => Err(format!("{} events", other.len())),
+        }
+    })
+    .await;
+    assert_eq!(reported.type_.as_deref(), Some("Warning"));
+    assert_eq!(reported.reason.as_deref(), Some(pods::INVALID_ANNOTATION));
+    assert_eq!(reported.involved_object.uid, pod.metadata.uid);
+    let message = reported.message.unwrap_or_default();
+    assert!(message.contains("\"70000\"") && message.contains("1-65535"), "{message}");
+
+    // Another change of the pod reconciles it again: the same bad value is not reported twice.
+    let label = json!({"metadata": {"labels": {"version": "v2"}}});
+    pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&label)).await.unwrap();
+    must_see(&client, "kuma-test", &name, "the new label is a tag", |dp| {
+        let tags = &dp.data["spec"]["networking"]["inbound"][0]["tags"];
+        (tags["version"] == "v2").then_some(()).ok_or(tags.to_string())
+    })
+    .await;
+    assert_eq!(events_naming(&client, "kuma-test", &name, METRICS_PORT).await.len(), 1);
+
+    // A bad path is reported too; fixing both brings the override back.
+    let bad_path =
+        json!({"metadata": {"annotations": {METRICS_PORT: "9102", METRICS_PATH: "stats"}}});
+    pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&bad_path)).await.unwrap();
+    eventually("a Warning Event names the path annotation", || async {
+        let events = events_naming(&client, "kuma-test", &name, METRICS_PATH).await;
+        (events.len() == 1).then_some(()).ok_or(format!("{} events", events.len()))
+    })
+    .await;
+    let fixed = json!({"metadata": {"annotations": {METRICS_PATH: "/custom"}}});
+    pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&fixed)).await.unwrap();
+    must_see(&client, "kuma-test", &name, "fixed annotations are the override again", |dp| {
+        let expected =
+            json!({"name": "", "type": "prometheus", "conf": {"port": 9102, "path": "/custom"}});
+        (metrics(dp) == Some(expected)).then_some(()).ok_or(format!("{:?}", metrics(dp)))
+    })
+    .await;
+
     controller.must_stop().await;
 }

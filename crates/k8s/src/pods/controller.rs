@@ -111,6 +111,7 @@ pub async fn run_with(client: Client, config: PodControllerConfig, stop: impl Fu
         services: services.clone(),
         namespaces: namespaces.clone(),
         dataplanes: dataplanes.clone(),
+        reported: Default::default(),
     });
     let mut ready = {
         let (pods, services, namespaces, dataplanes) =

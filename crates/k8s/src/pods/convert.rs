@@ -12,6 +12,9 @@
 //! - A pod no Service selects gets one inbound tagged `kuma.io/service: <pod>_<namespace>_svc` on
 //!   [`SERVICELESS_PORT`]: our validation (like Kuma's) wants at least one inbound with a port in
 //!   1-65535, so port 0 cannot say "no port"; Kuma uses the same reserved port for this.
+//! - `prometheus.metrics.kuma.io/port` and `/path` on the pod become the Dataplane's `metrics`
+//!   override (a `prometheus` backend; what they leave out comes from the mesh's backend). A bad
+//!   value leaves the override out and is carried in [`PodDataplane::ignored`] to be reported.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +26,7 @@ use kuma_model::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::annotations::{self, Meta, MESH, SERVICE_PROTOCOL_SUFFIX};
+use crate::annotations::{self, BadAnnotation, Meta, MESH, SERVICE_PROTOCOL_SUFFIX};
 
 /// The inbound port of a pod that no Service selects: the last port IANA registers (49151),
 /// reserved, so no workload is expected to listen on it.
@@ -54,6 +57,9 @@ pub struct PodDataplane {
     /// The pod's uid, for the owner reference; `None` for a pod never stored (tests).
     pub pod_uid: Option<String>,
     pub spec: DataplaneSpec,
+    /// Pod annotations left out of the spec because their values are bad (the pod still gets
+    /// its Dataplane); the controller reports them on the pod.
+    pub ignored: Vec<BadAnnotation>,
 }
 
 /// Why a pod in the mesh has no Dataplane: what it would become breaks Kuma's rules (a mesh name
@@ -172,6 +178,7 @@ pub fn convert<'a>(
     }
 
     let outbound = outbounds(&others, &ns);
+    let (metrics, ignored) = annotations::metrics_override(Meta::of(&pod.metadata));
     let spec = DataplaneSpec {
         networking: Networking {
             address: Some(ip.to_string()),
@@ -179,12 +186,12 @@ pub fn convert<'a>(
             outbound,
             ..Default::default()
         },
-        metrics: None,
+        metrics,
     };
     let labels =
         BTreeMap::from([(MESH.to_string(), mesh.clone()), (NAMESPACE_TAG.to_string(), ns.clone())]);
-    let dataplane =
-        PodDataplane { name, namespace: ns, mesh, labels, pod_uid: pod.metadata.uid.clone(), spec };
+    let pod_uid = pod.metadata.uid.clone();
+    let dataplane = PodDataplane { name, namespace: ns, mesh, labels, pod_uid, spec, ignored };
     let input = ResourceInput {
         key: ResourceKey::new(ResourceType::Dataplane, &dataplane.mesh, &dataplane.kuma_name()),
         spec: Spec::Dataplane(dataplane.spec.clone()),

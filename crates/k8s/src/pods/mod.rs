@@ -12,3 +12,4 @@ pub use convert::{
     convert, in_mesh, selects, ConvertError, PodDataplane, KUMA_API_VERSION, NAMESPACE_TAG,
     PROTOCOL_TAG, SERVICELESS_PORT, SERVICE_NAME_TAG, SERVICE_PORT_TAG,
 };
+pub use reconcile::INVALID_ANNOTATION;

@@ -1,11 +1,14 @@
 //! One pod's reconcile: convert, compare with the stored Dataplane, then write or delete only
 //! when something differs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, ObjectReference, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -13,6 +16,10 @@ use tracing::{debug, info, warn};
 
 use super::controller::{Key, PodControllerConfig};
 use super::convert::{convert, PodDataplane};
+use crate::annotations::BadAnnotation;
+
+/// The reason of the Warning Event posted on a pod whose annotation is left out.
+pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
 
 /// Why one pod's Dataplane could not be brought in line (retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,9 @@ impl std::fmt::Display for DisplayChain<'_> {
     }
 }
 
+/// What was last reported about a pod: its uid and its bad annotations.
+pub(super) type Reported = (Option<String>, Vec<BadAnnotation>);
+
 pub(super) struct Reconciler {
     pub(super) client: Client,
     pub(super) config: PodControllerConfig,
@@ -63,6 +73,10 @@ pub(super) struct Reconciler {
     pub(super) services: Store<Service>,
     pub(super) namespaces: Store<Namespace>,
     pub(super) dataplanes: Store<DynamicObject>,
+    /// The bad annotations last reported per pod (with its uid: a pod made anew under the same
+    /// name is reported again), so each is reported once, not on every reconcile; a pod is
+    /// forgotten once it has none or is gone.
+    pub(super) reported: Mutex<HashMap<Key, Reported>>,
 }
 
 impl Reconciler {
@@ -72,7 +86,10 @@ impl Reconciler {
             self.dataplanes.get(&ObjectRef::new_with(name, self.dp_resource.clone()).within(ns));
         let pod = self.pods.get(&ObjectRef::new(name).within(ns));
         let desired = match &pod {
-            None => None,
+            None => {
+                self.reported.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+                None
+            }
             Some(pod) => {
                 // A namespace always outlives its pods: missing here means its watch event is
                 // still on the way, and that event reconciles the pod again.
@@ -82,7 +99,11 @@ impl Reconciler {
                 };
                 let services = self.services.state();
                 match convert(pod, services.iter().map(Arc::as_ref), &namespace) {
-                    Ok(desired) => desired,
+                    Ok(desired) => {
+                        let ignored = desired.as_ref().map_or(&[][..], |d| &d.ignored[..]);
+                        self.report_ignored(key, pod, ignored).await;
+                        desired
+                    }
                     Err(e) => {
                         // Deterministic: only a change of the pod, its Services or namespace
                         // helps, and that triggers a new reconcile. The old Dataplane stays.
@@ -105,6 +126,67 @@ impl Reconciler {
             }
             (None, None) => Ok(()),
         }
+    }
+
+    /// Reports the pod's annotations left out of its Dataplane when they differ from what was
+    /// last reported: a warning line each and a Warning Event on the pod (`kubectl describe pod`
+    /// shows it). An Event that cannot be posted is logged; the Dataplane is written regardless.
+    async fn report_ignored(&self, key: &Key, pod: &Pod, ignored: &[BadAnnotation]) {
+        {
+            let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+            if ignored.is_empty() {
+                reported.remove(key);
+                return;
+            }
+            let now = (pod.metadata.uid.clone(), ignored.to_vec());
+            if reported.get(key) == Some(&now) {
+                return;
+            }
+            reported.insert(key.clone(), now);
+        }
+        let (ns, name) = key;
+        for bad in ignored {
+            warn!(namespace = %ns, pod = %name, "{bad}");
+            if let Err(e) = self.post_warning(pod, &bad.to_string()).await {
+                warn!(namespace = %ns, pod = %name, error = %DisplayChain(&e), "cannot post the Event about the pod's annotation");
+            }
+        }
+    }
+
+    /// Posts a Warning Event ([`INVALID_ANNOTATION`]) about `pod` in its namespace.
+    async fn post_warning(&self, pod: &Pod, message: &str) -> Result<(), kube::Error> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{name}.")),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(ns.clone()),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            type_: Some("Warning".into()),
+            reason: Some(INVALID_ANNOTATION.into()),
+            message: Some(message.into()),
+            source: Some(EventSource {
+                component: Some(self.config.field_manager.clone()),
+                ..Default::default()
+            }),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        api.create(&PostParams::default(), &event).await.map(drop)
     }
 
     async fn apply(
