@@ -3,7 +3,8 @@
 //! backend's port, whose only route (the backend's path) goes to Envoy's own admin
 //! `/stats/prometheus` through the [`ENVOY_ADMIN_CLUSTER`]. Prometheus scrapes Envoy there, at the
 //! address it finds through kuma-prometheus-sd, without reaching the admin port (which stays on
-//! loopback). A Dataplane's own `metrics` section changes the port or path for it alone.
+//! loopback). A Dataplane's own `metrics` section changes the port or path for it alone, in a mesh
+//! that enables a backend; in a mesh without one it turns nothing on, as in Kuma.
 //!
 //! The admin cluster is a static cluster of the bootstrap (only the bootstrap knows the admin
 //! port); an Envoy started without an admin port answers the path with 503.
@@ -90,19 +91,15 @@ pub fn dataplane_ip(dataplane: &DataplaneSpec) -> Option<IpAddr> {
     dataplane.networking.inbound.iter().find_map(|i| i.resolve(address)).map(|i| i.dataplane_ip)
 }
 
-/// Where the dataplane's metrics are served, when its mesh (or its own `metrics` section) enables
-/// a prometheus backend: the dataplane's settings over the mesh's over Kuma's defaults.
+/// Where the dataplane's metrics are served, when its mesh enables a prometheus backend: the
+/// dataplane's own `metrics` settings over the mesh's over Kuma's defaults. As in Kuma, a
+/// dataplane's own section only adjusts the mesh's backend; alone it turns nothing on.
 pub fn prometheus_endpoint(
     mesh: &MeshSpec,
     dataplane: &DataplaneSpec,
 ) -> Option<PrometheusEndpoint> {
-    let from_mesh = mesh_prometheus(mesh);
-    let own = own_prometheus(dataplane);
-    if from_mesh.is_none() && own.is_none() {
-        return None;
-    }
-    let (mesh_port, mesh_path) = from_mesh.unwrap_or_default();
-    let (own_port, own_path) = own.unwrap_or_default();
+    let (mesh_port, mesh_path) = mesh_prometheus(mesh)?;
+    let (own_port, own_path) = own_prometheus(dataplane).unwrap_or_default();
     let port = own_port
         .or(mesh_port)
         .and_then(|p| u16::try_from(p).ok())

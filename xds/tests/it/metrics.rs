@@ -69,8 +69,10 @@ fn the_endpoint_takes_the_dataplanes_settings_over_the_meshs_over_kumas_defaults
         prometheus_endpoint(&mesh(BACKEND_05), &dataplane(&own)),
         Some(PrometheusEndpoint { ip, port: 1234, path: "/own".into() })
     );
-    // A dataplane may turn its own metrics on in a mesh without any.
-    assert_eq!(prometheus_endpoint(&mesh("{}"), &dataplane(&own)).unwrap().port, 5670);
+    // A dataplane's own section only adjusts its mesh's backend: alone it turns nothing on (as
+    // Kuma's GetPrometheusEndpoint), so a pod's annotations in a mesh without metrics add no
+    // listener and no monitoring target.
+    assert_eq!(prometheus_endpoint(&mesh("{}"), &dataplane(&own)), None);
     // The seeds' form: the address comes from the inbound interface.
     let seeds = "type: Dataplane\nmesh: default\nname: r\nnetworking:\n  inbound:\n  - interface: 127.0.0.2:9000:6379\n    tags:\n      service: redis\n";
     assert_eq!(
