@@ -1252,7 +1252,9 @@ fn main() -> ExitCode {
             false => "both with mutual TLS between members",
             true => "etcd's members in plain HTTP (--etcd-plain-peers), kuma-cp's in mutual TLS",
         };
-        println!("raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store), {peers}...");
+        println!(
+            "raft-bench: starting 3 etcd members and 3 kuma-cp peers (Raft store), {peers}..."
+        );
         let mut etcd = Subject::new(Etcd::start(&etcd_bin, !args.etcd_plain_peers)?)?;
         let mut kuma = Subject::new(KumaCluster::start(&kuma_cp, &args.cp_env)?)?;
         let mut pg = None;
