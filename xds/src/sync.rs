@@ -128,7 +128,7 @@ async fn next_batch(
         .await
         .ok_or(StoreError::Unavailable { reason: "the store's change feed ended".to_string() })?;
     let first = first?;
-    batch.push((first.key, first.resource));
+    batch.push((first.key, first.resource.map(Arc::unwrap_or_clone)));
     let deadline = Instant::now() + MAX_BATCH_DELAY;
     loop {
         let quiet = (Instant::now() + debounce).min(deadline);
@@ -137,7 +137,7 @@ async fn next_batch(
             Ok(None) => return Ok((batch, seen_at)),
             Ok(Some((_, event))) => {
                 let event = event?;
-                batch.push((event.key, event.resource));
+                batch.push((event.key, event.resource.map(Arc::unwrap_or_clone)));
             }
         }
     }

@@ -77,7 +77,7 @@ pub(crate) fn event_from(row: &Row) -> Result<WatchEvent, StoreError> {
     } else {
         let resource = resource_at(row, 2)?;
         let key = resource.key.clone();
-        (Some(resource), key)
+        (Some(std::sync::Arc::new(resource)), key)
     };
     Ok(WatchEvent { revision: Revision(revision as u64), kind, key, resource })
 }

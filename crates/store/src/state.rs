@@ -162,7 +162,7 @@ impl StoreState {
         &mut self,
         kind: EventKind,
         key: ResourceKey,
-        resource: Option<Resource>,
+        resource: Option<Arc<Resource>>,
         events: &mut Vec<WatchEvent>,
     ) {
         let event = WatchEvent { revision: Revision(self.revision), kind, key, resource };
@@ -198,10 +198,11 @@ impl StoreState {
             creation_time: at,
             modification_time: at,
         };
-        self.insert(ok, Arc::new(resource.clone()));
+        let shared = Arc::new(resource);
+        self.insert(ok, shared.clone());
         let mut events = Vec::with_capacity(1);
-        self.record(EventKind::Created, key, Some(resource.clone()), &mut events);
-        Ok((resource, events))
+        self.record(EventKind::Created, key, Some(shared.clone()), &mut events);
+        Ok((Arc::unwrap_or_clone(shared), events))
     }
 
     /// Replaces a resource's spec at time `at` if its version is still `expected`.
@@ -233,11 +234,12 @@ impl StoreState {
             creation_time: current.creation_time,
             modification_time: at,
         };
-        *current = Arc::new(resource.clone());
+        let shared = Arc::new(resource);
+        *current = shared.clone();
         self.revision = revision;
         let mut events = Vec::with_capacity(1);
-        self.record(EventKind::Updated, key, Some(resource.clone()), &mut events);
-        Ok((resource, events))
+        self.record(EventKind::Updated, key, Some(shared.clone()), &mut events);
+        Ok((Arc::unwrap_or_clone(shared), events))
     }
 
     /// Deletes a resource and what it owns, if its version is still `expected` (when given).
@@ -292,9 +294,11 @@ impl StoreState {
             None => EventKind::Created,
         };
         self.revision += 1;
-        self.insert(ok, Arc::new(resource.clone()));
+        let key = resource.key.clone();
+        let shared = Arc::new(resource);
+        self.insert(ok, shared.clone());
         let mut events = Vec::with_capacity(1);
-        self.record(kind, resource.key.clone(), Some(resource), &mut events);
+        self.record(kind, key, Some(shared), &mut events);
         events.pop()
     }
 

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use kuma_model::{Resource, ResourceKey};
@@ -29,8 +30,9 @@ pub struct WatchEvent {
     pub revision: Revision,
     pub kind: EventKind,
     pub key: ResourceKey,
-    /// The resource after the change; `None` for a deletion.
-    pub resource: Option<Resource>,
+    /// The resource after the change; `None` for a deletion. Shared with the store's own copy
+    /// and its history: every watcher of every write holds the same one instead of a copy each.
+    pub resource: Option<Arc<Resource>>,
 }
 
 /// Change events; an `Err(Compacted)` ends it and means: list again, then watch anew.

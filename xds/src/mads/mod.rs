@@ -213,11 +213,11 @@ async fn follow_once(
     let ended = || StoreError::Unavailable { reason: "the store's change feed ended".to_string() };
     loop {
         let event = feed.next().await.ok_or_else(ended)??;
-        let mut relevant = inventory.apply(&event.key, event.resource.as_ref());
+        let mut relevant = inventory.apply(&event.key, event.resource.as_deref());
         let quiet = tokio::time::Instant::now() + DEBOUNCE;
         while let Ok(next) = tokio::time::timeout_at(quiet, feed.next()).await {
             let event = next.ok_or_else(ended)??;
-            relevant |= inventory.apply(&event.key, event.resource.as_ref());
+            relevant |= inventory.apply(&event.key, event.resource.as_deref());
         }
         if relevant {
             publish(published, &inventory);

@@ -72,7 +72,7 @@ async fn a_write_through_one_store_reaches_the_watchers_of_another_on_the_same_d
     let mut on_b = b.watch(None).await.unwrap();
     let mesh = must_create_mesh(&a, "default").await;
     let event = must_next_event(&mut on_b).await;
-    assert_eq!(event.resource.as_ref(), Some(&mesh));
+    assert_eq!(event.resource.as_deref(), Some(&mesh));
     assert_eq!(b.get(&mesh.key).await.unwrap(), mesh);
 }
 
