@@ -14,7 +14,7 @@ use kuma_test_support::{
 };
 use serde_json::Value;
 
-use crate::support::{dataplane, Kumactl};
+use crate::support::{dataplane, spawn_kuma_dp, Kumactl};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -245,17 +245,7 @@ fn a_single_control_plane_answers_for_its_own_dataplanes() {
         call(cp.api_port, "PUT", "/meshes/default/dataplanes/redis-1", Some(&body), None);
     assert!(code == 201 || code == 200, "{code} {reply}");
     let dir = tempfile::tempdir().unwrap();
-    let env = cp.must_kuma_dp_env("default", "redis-1");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = envoy_path();
-    let args = [
-        "run",
-        "--binary-path",
-        envoy.to_str().unwrap(),
-        "--config-dir",
-        dir.path().to_str().unwrap(),
-    ];
-    let sidecar = Proc::spawn(&bin_path("kuma-dp"), &args, &env);
+    let sidecar = spawn_kuma_dp(&cp.must_kuma_dp_env("default", "redis-1"), dir.path());
     let path = "/meshes/default/dataplanes/redis-1/xds";
     let dump = try_poll_until(CONVERGE, || match call(cp.api_port, "GET", path, None, None) {
         (200, body) => Ok(serde_json::from_str::<Value>(&body).unwrap()),

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kuma_test_support::{
-    bin_path, envoy_path, free_port, http_get, http_request, tcp_roundtrip, try_poll_until,
-    EchoServer, KumaCp, KumaCpBuilder, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD,
-    PG_USER,
+    bin_path, free_port, http_get, http_request, tcp_roundtrip, try_poll_until, EchoServer, KumaCp,
+    KumaCpBuilder, KumaCpCluster, PgServer, Proc, PG_DATABASE, PG_PASSWORD, PG_USER,
 };
 use serde_json::Value;
 
-use crate::support::{dataplane, must_create_backend_and_redis, must_put, Kumactl};
+use crate::support::{dataplane, must_create_backend_and_redis, must_put, spawn_kuma_dp, Kumactl};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -67,11 +66,7 @@ fn must_migrate(pg: &PgServer, db: &str) -> String {
 fn must_spawn_sidecar(cp: &KumaCp, name: &str, dir: &Path) -> Proc {
     let mut env = cp.must_kuma_dp_env("default", name);
     env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = envoy_path();
-    let args =
-        ["run", "--binary-path", envoy.to_str().unwrap(), "--config-dir", dir.to_str().unwrap()];
-    Proc::spawn(&bin_path("kuma-dp"), &args, &env)
+    spawn_kuma_dp(&env, dir)
 }
 
 fn replies(port: u16, n: usize) -> BTreeSet<String> {

@@ -133,6 +133,12 @@ pub fn must_spawn_sidecar(cluster: &KumaCpCluster, peer: usize, name: &str, dir:
     env.retain(|(k, _)| k != "KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL");
     env.push(("KUMA_CONTROL_PLANE_BOOTSTRAP_SERVER_URL".into(), urls));
     env.push(("KUMA_DATAPLANE_ADMIN_PORT".into(), free_port().to_string()));
+    spawn_kuma_dp(&env, dir)
+}
+
+/// `kuma-dp run` with the real Envoy, its config in `dir`, configured by `env` alone (the
+/// variables `KumaCp::must_kuma_dp_env` gives, and whatever a test adds).
+pub fn spawn_kuma_dp(env: &[(String, String)], dir: &Path) -> Proc {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let envoy = envoy_path();
     let args =

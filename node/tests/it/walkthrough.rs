@@ -8,7 +8,7 @@ use kuma_test_support::{
     bin_path, envoy_path, free_port, tcp_roundtrip, try_poll_until, KumaCp, Proc, Signal,
 };
 
-use crate::support::Kumactl;
+use crate::support::{spawn_kuma_dp, Kumactl};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -137,18 +137,7 @@ fn kuma_dp_for_an_unregistered_dataplane_says_so_and_fails() {
     let mut env = cp.must_kuma_dp_env("default", "ghost-1");
     env.push(("KUMA_CONTROL_PLANE_RETRY_BACKOFF".into(), "100ms".into()));
     env.push(("KUMA_CONTROL_PLANE_RETRY_MAX_DURATION".into(), "1s".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut dp = Proc::spawn(
-        &bin_path("kuma-dp"),
-        &[
-            "run",
-            "--binary-path",
-            envoy_path().to_str().unwrap(),
-            "--config-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &env,
-    );
+    let mut dp = spawn_kuma_dp(&env, dir.path());
     let exited = dp.must_exit_within(CONVERGE);
     assert_ne!(exited.code(), Some(0));
     let line = exited.must_error_line();

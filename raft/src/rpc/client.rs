@@ -12,7 +12,7 @@ use tonic::{Code, Request, Status};
 use tracing::warn;
 
 use super::codec::{ChunkCodec, JsonCodec, RawChunk};
-use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SNAPSHOT_PATH};
+use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, MAX_MESSAGE, SNAPSHOT_PATH};
 use crate::config::PeerTls;
 use crate::formation::Admission;
 
@@ -76,8 +76,8 @@ impl PeerClient {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
         let grpc = Grpc::new(endpoint.connect_lazy())
-            .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024);
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
         Ok(PeerClient { grpc, admission, address: address.into(), raw_refused: Arc::default() })
     }
 

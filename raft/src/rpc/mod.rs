@@ -33,6 +33,8 @@ pub const CALL_PATH: &str = "/kuma.raft.Peer/Call";
 /// knows no other path) instead of misreading the bytes, and the sender falls back to JSON.
 pub const SNAPSHOT_PATH: &str = "/kuma.raft.Peer/InstallSnapshot";
 pub const SERVICE_NAME: &str = "kuma.raft.Peer";
+/// The largest peer message either way, at both ends (a snapshot chunk is the largest).
+pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {

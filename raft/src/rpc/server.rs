@@ -10,11 +10,10 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::codec::{ChunkCodec, JsonCodec, RawChunk};
-use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, SERVICE_NAME, SNAPSHOT_PATH};
+use super::{
+    PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, MAX_MESSAGE, SERVICE_NAME, SNAPSHOT_PATH,
+};
 use crate::formation::{Admission, Refusal};
-
-/// The largest message either way.
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Serves peer requests; implemented by the Raft node.
 #[async_trait::async_trait]
