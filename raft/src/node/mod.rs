@@ -14,11 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use openraft::storage::RaftLogStorage;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 use crate::command::{Op, Outcome, PeerInfo};
@@ -197,27 +197,30 @@ impl RaftNode {
         node.admission.set_cluster_id(node.replica.cluster_id());
 
         let handler: Arc<dyn PeerHandler> = node.clone();
-        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
-        if let Some(tls) = &tls {
-            // Only peers holding a certificate from the cluster CA get past the handshake.
-            builder = builder
-                .tls_config(
-                    ServerTlsConfig::new()
-                        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-                        .client_ca_root(Certificate::from_pem(&tls.ca_pem)),
-                )
-                .map_err(|e| RaftStartError::Config(format!("peer TLS: {e}")))?;
-        }
-        let server = builder
+        // Only peers holding a certificate from the cluster CA get past the handshake.
+        let server_tls = match &tls {
+            Some(tls) => Some(
+                crate::rpc::server_tls(tls)
+                    .map_err(|e| RaftStartError::Config(format!("peer TLS: {e}")))?,
+            ),
+            None => None,
+        };
+        let shutdown = shutdown.shared();
+        // The port serves both forms of the peer RPC: direct connections here, gRPC by tonic.
+        let (grpc, accepting) = crate::rpc::listen(
+            listener,
+            server_tls,
+            handler.clone(),
+            admission.clone(),
+            shutdown.clone(),
+        );
+        let server = tonic::transport::Server::builder()
             .add_service(PeerServer::new(handler, admission))
-            // Accepted sockets get TCP_NODELAY: small RPCs must not wait for Nagle's algorithm.
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            );
+            .serve_with_incoming_shutdown(grpc, shutdown);
         let raft = node.raft.clone();
         let serving = tokio::spawn(async move {
-            if let Err(error) = server.await {
+            let (served, ()) = tokio::join!(server, accepting);
+            if let Err(error) = served {
                 warn!(%error, "Raft peer server failed");
             }
             let _ = raft.shutdown().await;

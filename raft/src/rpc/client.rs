@@ -12,6 +12,7 @@ use tonic::{Code, Request, Status};
 use tracing::warn;
 
 use super::codec::{ChunkCodec, JsonCodec, RawChunk};
+use super::direct::DirectClient;
 use super::{PeerRequest, PeerResponse, CALL_PATH, CLUSTER_HEADER, MAX_MESSAGE, SNAPSHOT_PATH};
 use crate::config::PeerTls;
 use crate::formation::Admission;
@@ -42,6 +43,8 @@ pub struct PeerClient {
     address: Arc<str>,
     /// When the peer last answered `SNAPSHOT_PATH` with `Unimplemented`; shared by the clones.
     raw_refused: Arc<Mutex<Option<Instant>>>,
+    /// Every request but snapshot chunks goes this way (see `direct`), shared by the clones.
+    direct: Arc<DirectClient>,
 }
 
 impl PeerClient {
@@ -78,7 +81,33 @@ impl PeerClient {
         let grpc = Grpc::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        Ok(PeerClient { grpc, admission, address: address.into(), raw_refused: Arc::default() })
+        let address: Arc<str> = address.into();
+        let direct =
+            DirectClient::new(address.clone(), tls, CONNECT_TIMEOUT).map_err(DialError::Tls)?;
+        Ok(PeerClient {
+            grpc,
+            admission,
+            address,
+            raw_refused: Arc::default(),
+            direct: Arc::new(direct),
+        })
+    }
+
+    /// Idle direct connections kept for this peer.
+    #[cfg(test)]
+    pub(super) fn idle_direct(&self) -> usize {
+        self.direct.idle_connections().0
+    }
+
+    /// Of those, the ones still open.
+    #[cfg(test)]
+    pub(super) fn open_idle_direct(&self) -> usize {
+        self.direct.idle_connections().1
+    }
+
+    /// The caller's cluster id, once it has one.
+    fn cluster_id(&self) -> Option<String> {
+        self.admission.as_ref().and_then(Admission::cluster_id)
     }
 
     /// Whether snapshot chunks go raw (`SNAPSHOT_PATH`): unless the peer refused them lately.
@@ -115,6 +144,11 @@ impl PeerClient {
                 }
             }
             request => {
+                let cluster = self.cluster_id();
+                if let Some(answer) = self.direct.call(&request, cluster.as_deref(), timeout).await
+                {
+                    return answer;
+                }
                 let codec = JsonCodec::<PeerRequest, PeerResponse>::default();
                 self.unary(request, CALL_PATH, codec, timeout).await
             }
@@ -135,7 +169,7 @@ impl PeerClient {
         let mut grpc = self.grpc.clone();
         let mut request = Request::new(message);
         request.set_timeout(timeout);
-        if let Some(id) = self.admission.as_ref().and_then(Admission::cluster_id) {
+        if let Some(id) = self.cluster_id() {
             if let Ok(value) = id.parse() {
                 request.metadata_mut().insert(CLUSTER_HEADER, value);
             }

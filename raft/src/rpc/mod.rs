@@ -4,11 +4,13 @@
 
 mod client;
 mod codec;
+mod direct;
 mod server;
 #[cfg(test)]
 mod tests;
 
 pub use client::{DialError, PeerClient, PeerClients};
+pub(crate) use direct::{listen, server_tls};
 pub use server::{PeerHandler, PeerServer};
 
 use openraft::error::{InstallSnapshotError, RaftError};

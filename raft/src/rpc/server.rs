@@ -54,14 +54,17 @@ fn serve(
         request.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
     let admitted = admission.admits(request.get_ref(), their_cluster.as_deref());
     Box::pin(async move {
-        match admitted {
-            Ok(()) => Ok(Response::new(handler.handle(request.into_inner()).await)),
-            Err(refusal @ Refusal::OtherCluster { .. }) => {
-                Err(Status::permission_denied(refusal.to_string()))
-            }
-            Err(refusal) => Err(Status::unavailable(refusal.to_string())),
-        }
+        admitted.map_err(refusal_status)?;
+        Ok(Response::new(handler.handle(request.into_inner()).await))
     })
+}
+
+/// What a caller is told when its request is turned away (by either form of the RPC).
+pub(super) fn refusal_status(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::OtherCluster { .. } => Status::permission_denied(refusal.to_string()),
+        refusal => Status::unavailable(refusal.to_string()),
+    }
 }
 
 struct Call(Arc<dyn PeerHandler>, Admission);

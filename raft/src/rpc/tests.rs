@@ -20,6 +20,7 @@ use tonic::server::NamedService;
 use super::codec::{ChunkError, RawChunk};
 use super::*;
 use crate::command::{Command, Op, RequestId};
+use crate::config::PeerTls;
 use crate::formation::{Admission, Gate};
 use crate::replica::ReplicaState;
 use crate::types::SnapshotMeta;
@@ -252,4 +253,173 @@ async fn a_peer_of_the_earlier_version_is_told_apart_and_sent_json() {
     let same = client.clone();
     same.call(PeerRequest::InstallSnapshot(chunk(0, &image, true)), TIMEOUT).await.unwrap();
     assert_eq!(peer.paths(), [CALL_PATH], "a clone knows");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The direct form (`direct`) beside gRPC on the same port
+
+/// This version's listener: direct connections served by it, gRPC ones by tonic through `Peer`
+/// (which notes their paths).
+async fn must_serve_both(tls: Option<&PeerTls>, admission: Admission) -> Running {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let chunks = Arc::new(Chunks::default());
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let handler: Arc<dyn PeerHandler> = chunks.clone();
+    let server_tls = tls.map(|tls| server_tls(tls).unwrap());
+    let (grpc, accepting) =
+        listen(listener, server_tls, handler.clone(), admission.clone(), std::future::pending());
+    let peer =
+        Peer { server: PeerServer::new(handler, admission), earlier: false, paths: paths.clone() };
+    tokio::spawn(accepting);
+    tokio::spawn(tonic::transport::Server::builder().add_service(peer).serve_with_incoming(grpc));
+    Running { address, chunks, paths }
+}
+
+fn tls_for(ca: &kuma_ca::ClusterCa, id: u64) -> PeerTls {
+    let issued = ca.issue_peer(id).unwrap();
+    PeerTls {
+        ca_pem: ca.ca.cert_pem.clone(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+        server_name: kuma_ca::PEER_SERVER_NAME.to_string(),
+    }
+}
+
+async fn must_pre_vote(client: &PeerClient) {
+    let answer = client.call(PeerRequest::PreVote { last_log_id: None }, TIMEOUT).await;
+    assert!(matches!(answer, Ok(PeerResponse::PreVote(false))), "{answer:?}");
+}
+
+#[tokio::test]
+async fn requests_go_direct_on_one_reused_connection_and_snapshot_chunks_by_grpc_beside_them() {
+    let peer = must_serve_both(None, Admission::new(Gate::Open)).await;
+    let client = PeerClient::new(&peer.address, None).unwrap();
+    for _ in 0..3 {
+        must_pre_vote(&client).await;
+        assert_eq!(client.idle_direct(), 1, "the one connection is kept for the next call");
+    }
+    assert!(peer.paths().is_empty(), "no request went by gRPC");
+
+    // The same port still serves gRPC: snapshot chunks go there, raw.
+    let image = image(5);
+    for answer in send(&client, &image).await {
+        assert!(matches!(answer, Ok(PeerResponse::InstallSnapshot(Ok(_)))), "{answer:?}");
+    }
+    assert_eq!(peer.paths(), [SNAPSHOT_PATH; 3]);
+    assert_eq!(joined(&peer.chunks()), image);
+    must_pre_vote(&client).await;
+    assert!(peer.paths().is_empty());
+}
+
+/// A rolling upgrade, both ways: a caller of the earlier version (gRPC only) is served on the
+/// same port, and a peer of the earlier version is sent every request by gRPC.
+#[tokio::test]
+async fn callers_and_peers_of_the_earlier_version_speak_grpc_with_this_one() {
+    let peer = must_serve_both(None, Admission::new(Gate::Open)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", peer.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut earlier_caller = tonic::client::Grpc::new(channel);
+    earlier_caller.ready().await.unwrap();
+    let answer = earlier_caller
+        .unary(
+            tonic::Request::new(PeerRequest::PreVote { last_log_id: None }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(CALL_PATH),
+            super::codec::JsonCodec::<PeerRequest, PeerResponse>::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(answer, PeerResponse::PreVote(false)), "{answer:?}");
+    assert_eq!(peer.paths(), [CALL_PATH]);
+
+    let earlier_peer = must_serve(false).await;
+    let client = PeerClient::new(&earlier_peer.address, None).unwrap();
+    must_pre_vote(&client).await;
+    assert_eq!(earlier_peer.paths(), [CALL_PATH], "sent by gRPC after the preface got HTTP/2");
+    must_pre_vote(&client).await;
+    assert_eq!(earlier_peer.paths(), [CALL_PATH], "and the next without trying again");
+    assert_eq!(client.idle_direct(), 0);
+}
+
+#[tokio::test]
+async fn over_tls_only_a_certificate_from_the_cluster_ca_gets_a_direct_answer() {
+    let ca = kuma_ca::ClusterCa::generate().unwrap();
+    let peer = must_serve_both(Some(&tls_for(&ca, 1)), Admission::new(Gate::Open)).await;
+    let member = PeerClient::new(&peer.address, Some(&tls_for(&ca, 2))).unwrap();
+    must_pre_vote(&member).await;
+    must_pre_vote(&member).await;
+    assert_eq!(member.idle_direct(), 1);
+    assert!(peer.paths().is_empty(), "no request went by gRPC");
+
+    let foreign = kuma_ca::ClusterCa::generate().unwrap();
+    let stranger = PeerClient::new(&peer.address, Some(&tls_for(&foreign, 9))).unwrap();
+    let refused = stranger.call(PeerRequest::PreVote { last_log_id: None }, TIMEOUT).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let plain = PeerClient::new(&peer.address, None).unwrap();
+    let refused = plain.call(PeerRequest::PreVote { last_log_id: None }, TIMEOUT).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(peer.paths().is_empty(), "neither got through to gRPC either");
+}
+
+#[tokio::test]
+async fn a_direct_request_from_another_cluster_is_refused_and_says_why() {
+    let ours = Admission::new(Gate::Open);
+    ours.set_cluster_id(Some("cluster-a".to_string()));
+    let peer = must_serve_both(None, ours).await;
+    let theirs = Admission::new(Gate::Open);
+    theirs.set_cluster_id(Some("cluster-b".to_string()));
+    let client = PeerClient::for_cluster(&peer.address, None, Some(theirs)).unwrap();
+    let refused =
+        client.call(PeerRequest::PreVote { last_log_id: None }, TIMEOUT).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("cluster-a"), "{}", refused.message());
+    assert_eq!(client.idle_direct(), 1, "a refusal is an answer: the connection stays good");
+
+    let deciding = must_serve_both(None, Admission::new(Gate::Deciding)).await;
+    let client = PeerClient::new(&deciding.address, None).unwrap();
+    let refused =
+        client.call(PeerRequest::PreVote { last_log_id: None }, TIMEOUT).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(refused.message().contains("still asking"), "{}", refused.message());
+}
+
+/// A peer that restarted closed the idle connections to it: the next call notices before sending
+/// and dials again.
+#[tokio::test]
+async fn a_connection_the_peer_closed_while_idle_is_not_used_again() {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let handler: Arc<dyn PeerHandler> = Arc::new(Chunks::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_grpc, accepting) =
+        listen(listener, None, handler.clone(), Admission::new(Gate::Open), async {
+            let _ = stopped.await;
+        });
+    let first = tokio::spawn(accepting);
+    let client = PeerClient::new(&address, None).unwrap();
+    must_pre_vote(&client).await;
+    assert_eq!(client.idle_direct(), 1);
+
+    // The listener stops (its connections with it) and a new one takes the port.
+    stop.send(()).unwrap();
+    first.await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while client.open_idle_direct() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped listener's connection stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.idle_direct(), 1, "closed by the peer, still kept until the next call");
+    let listener = TcpListener::bind(&address).await.unwrap();
+    let (_grpc, accepting) =
+        listen(listener, None, handler, Admission::new(Gate::Open), std::future::pending());
+    tokio::spawn(accepting);
+    must_pre_vote(&client).await;
+    assert_eq!(client.idle_direct(), 1, "the new connection, kept");
 }
