@@ -161,8 +161,12 @@ async fn read_frame(stream: &mut PeerStream) -> io::Result<Option<Vec<u8>>> {
             format!("a peer message of {len} bytes, over the limit of {MAX_MESSAGE}"),
         ));
     }
-    let mut frame = vec![0u8; len];
-    stream.read_exact(&mut frame).await?;
+    // Grown as the bytes arrive, not taken at the announced length up front.
+    let mut frame = Vec::with_capacity(len.min(64 * 1024));
+    stream.take(len as u64).read_to_end(&mut frame).await?;
+    if frame.len() < len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a peer message cut short"));
+    }
     Ok(Some(frame))
 }
 

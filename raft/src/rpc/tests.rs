@@ -423,3 +423,22 @@ async fn a_connection_the_peer_closed_while_idle_is_not_used_again() {
     must_pre_vote(&client).await;
     assert_eq!(client.idle_direct(), 1, "the new connection, kept");
 }
+
+/// A frame announcing more than the largest peer message is not read: the connection closes
+/// (nothing of that size is set aside for it), and the peer goes on serving others.
+#[tokio::test]
+async fn a_direct_frame_over_the_limit_closes_its_connection_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let peer = must_serve_both(None, Admission::new(Gate::Open)).await;
+    let mut raw = tokio::net::TcpStream::connect(&peer.address).await.unwrap();
+    raw.write_all(super::direct::PREFACE).await.unwrap();
+    let mut preface = [0u8; 24];
+    raw.read_exact(&mut preface).await.unwrap();
+    assert_eq!(&preface, super::direct::PREFACE);
+    raw.write_all(&(MAX_MESSAGE as u32 + 1).to_be_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, raw.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "closed without an answer: {read:?} {rest:?}");
+
+    must_pre_vote(&PeerClient::new(&peer.address, None).unwrap()).await;
+}
