@@ -171,6 +171,10 @@ pub struct RaftStoreConfig {
     pub snapshot_entries: u64,
     /// ... or this many bytes (KUMA_STORE_RAFT_SNAPSHOT_BYTES).
     pub snapshot_bytes: u64,
+    /// As leader, send new entries to idle followers while writing them to this peer's own disk,
+    /// so the two fsyncs of a lone write overlap; nothing is acknowledged before a majority holds
+    /// it on disk either way (KUMA_STORE_RAFT_EARLY_REPLICATION).
+    pub early_replication: bool,
     pub autopilot: RaftAutopilotConfig,
 }
 
@@ -215,6 +219,7 @@ impl Default for RaftStoreConfig {
             force_new_cluster: false,
             snapshot_entries: 5000,
             snapshot_bytes: 64 * 1024 * 1024,
+            early_replication: true,
             autopilot: RaftAutopilotConfig { remove_dead_after: Duration::ZERO, min_quorum: 3 },
         }
     }
@@ -478,6 +483,7 @@ impl KumaCpConfig {
             dial_overrides: kuma_raft::RaftConfig::parse_peers(&raft.dial_addresses)
                 .map_err(|e| vec![format!("store.raft.dialAddresses: {e}")])?,
             force_new_cluster: raft.force_new_cluster,
+            early_replication: raft.early_replication,
             upkeep: kuma_raft::Upkeep {
                 snapshot_entries: raft.snapshot_entries,
                 snapshot_bytes: raft.snapshot_bytes,

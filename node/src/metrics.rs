@@ -131,6 +131,10 @@ fn describe() {
         "raft_snapshots_total",
         "Raft snapshots this peer stored, built or installed"
     );
+    describe_counter!(
+        "raft_early_appends_total",
+        "New entries this leader sent a follower while writing them itself, by outcome (appended, refused, failed)"
+    );
     describe_gauge!(
         "raft_snapshot_size_bytes",
         "The size of the latest Raft snapshot this peer stored"

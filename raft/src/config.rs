@@ -37,6 +37,9 @@ pub struct RaftConfig {
     /// Before openraft reads the data, make this peer the only member of its cluster, keeping
     /// every log entry (`kuma-cp run --force-new-cluster`, after a majority is lost for good).
     pub force_new_cluster: bool,
+    /// As leader, send new entries to idle followers while writing them to this peer's disk
+    /// (see `early`); off, a follower gets them only once the leader's write is durable.
+    pub early_replication: bool,
     /// Snapshots, log compaction and dead-peer cleanup.
     pub upkeep: Upkeep,
 }

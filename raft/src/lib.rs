@@ -14,6 +14,7 @@ mod command;
 mod config;
 mod db;
 mod disk;
+mod early;
 mod election;
 mod formation;
 mod log_store;

@@ -5,6 +5,9 @@
 //! The newest entries are also kept in memory as they were appended (`Recent`): openraft reads
 //! every entry back right after appending it, to send it to the followers and again to apply it
 //! once committed, and those reads are then served without RocksDB and without decoding JSON.
+//!
+//! On the leader, an append hands its entries to `early` before the synced write, so the
+//! followers write them while the leader does (see `early`).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -19,6 +22,7 @@ use serde::Serialize;
 
 use crate::db::{index_key, CF_LOGS, CF_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
 use crate::disk::DiskHealth;
+use crate::early::EarlyAppend;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone)]
@@ -29,6 +33,10 @@ pub struct LogStore {
     appended: Arc<std::sync::atomic::AtomicU64>,
     /// Shared by the clones openraft reads with.
     recent: Arc<Mutex<Recent>>,
+    /// The vote last saved or read: whether this peer leads the entries it appends.
+    vote: Arc<Mutex<Option<Vote>>>,
+    /// Sends the leader's entries to idle followers as its own write starts; `None`: off.
+    early: Option<EarlyAppend>,
 }
 
 /// Entries kept at most in `Recent`, and their encoded bytes at most.
@@ -89,6 +97,12 @@ impl Recent {
                 self.bytes -= bytes;
             }
         }
+    }
+
+    /// The log id right before `index`, if the entry there is kept.
+    fn log_id_before(&self, index: u64) -> Option<LogId> {
+        let (last, _) = self.entries.back()?;
+        (last.log_id.index + 1 == index).then_some(last.log_id)
     }
 
     /// Entries `start..end`, if all of them are kept.
@@ -154,7 +168,34 @@ impl LogStore {
             disk: DiskHealth::default(),
             appended: Arc::default(),
             recent: Arc::default(),
+            vote: Arc::default(),
+            early: None,
         }
+    }
+
+    /// Appends of the leader's own entries send them to idle followers first (see `early`).
+    pub(crate) fn with_early(self, early: EarlyAppend) -> LogStore {
+        LogStore { early: Some(early), ..self }
+    }
+
+    fn remember_vote(&self, vote: Option<Vote>) {
+        *self.vote.lock().unwrap_or_else(|p| p.into_inner()) = vote;
+    }
+
+    /// Offers `entries` to early replication, when this peer leads them and knows the log id
+    /// before them (it does whenever it appended that one itself since it started).
+    fn send_early(&self, entries: &[Entry]) {
+        let Some(early) = &self.early else { return };
+        let Some(vote) = *self.vote.lock().unwrap_or_else(|p| p.into_inner()) else { return };
+        let Some(first) = entries.first() else { return };
+        let prev = match first.log_id.index {
+            0 => None,
+            index => match self.recent().log_id_before(index) {
+                Some(prev) => Some(prev),
+                None => return,
+            },
+        };
+        early.offer(&vote, prev, entries);
     }
 
     /// Counts the bytes of entries appended since this peer started; holds no reference to the
@@ -290,11 +331,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote, true).await
+        self.put_meta(KEY_VOTE, vote, true).await?;
+        self.remember_vote(Some(*vote));
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE)
+        let vote = self.get_meta(KEY_VOTE)?;
+        self.remember_vote(vote);
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -317,7 +362,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        self.send_early(&entries);
         let rows = encode_rows(&entries)?;
+        #[cfg(test)]
+        tests::slow_disk::wait(self.db.path());
         self.disk
             .until_written("Raft log", || self.write_rows(&rows))
             .await
@@ -385,8 +433,31 @@ pub fn probe_synced_appends(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A disk whose appends take longer, for tests of what overlaps them (nextest runs each test
+    /// in its own process; under `cargo test` the data directory keeps tests apart).
+    pub(crate) mod slow_disk {
+        use std::collections::BTreeMap;
+        use std::path::{Path, PathBuf};
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        static SLOW: Mutex<BTreeMap<PathBuf, Duration>> = Mutex::new(BTreeMap::new());
+
+        /// Every append of the log in `data_dir` takes `by` longer from now on.
+        pub(crate) fn set(data_dir: &Path, by: Duration) {
+            SLOW.lock().unwrap().insert(data_dir.to_path_buf(), by);
+        }
+
+        pub(crate) fn wait(db_path: &Path) {
+            let by = SLOW.lock().unwrap().iter().find(|(dir, _)| db_path.starts_with(dir)).map(|(_, by)| *by);
+            if let Some(by) = by {
+                std::thread::sleep(by);
+            }
+        }
+    }
     use crate::command::{Command, RequestId};
 
     fn entry(term: u64, index: u64) -> Entry {

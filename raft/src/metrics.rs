@@ -27,6 +27,10 @@ pub(crate) struct Recorded {
     /// Snapshots stored (built here or installed from the leader), and the size of the latest.
     pub snapshots: Counter,
     pub snapshot_bytes: Gauge,
+    /// Early AppendEntries requests (see `early`) by how they ended.
+    pub early_appended: Counter,
+    pub early_refused: Counter,
+    pub early_failed: Counter,
 }
 
 pub(crate) static RECORDED: LazyLock<Recorded> = LazyLock::new(|| Recorded {
@@ -36,7 +40,19 @@ pub(crate) static RECORDED: LazyLock<Recorded> = LazyLock::new(|| Recorded {
     commit_index: metrics::gauge!("raft_commit_index"),
     snapshots: metrics::counter!("raft_snapshots_total"),
     snapshot_bytes: metrics::gauge!("raft_snapshot_size_bytes"),
+    early_appended: metrics::counter!("raft_early_appends_total", "outcome" => "appended"),
+    early_refused: metrics::counter!("raft_early_appends_total", "outcome" => "refused"),
+    early_failed: metrics::counter!("raft_early_appends_total", "outcome" => "failed"),
 });
+
+/// Counts an early AppendEntries request (see `early`) by its outcome.
+pub(crate) fn early_append(outcome: &str) {
+    match outcome {
+        "appended" => RECORDED.early_appended.increment(1),
+        "refused" => RECORDED.early_refused.increment(1),
+        _ => RECORDED.early_failed.increment(1),
+    }
+}
 
 /// Runs `write` (a synced write) and records how long it took.
 pub(crate) fn fsync<T>(write: impl FnOnce() -> T) -> T {

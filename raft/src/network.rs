@@ -9,6 +9,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::early::InFlight;
 use crate::rpc::{DialError, PeerClient, PeerClients, PeerRequest, PeerResponse};
 use crate::types::{NodeId, PeerNode, TypeConfig};
 
@@ -16,6 +17,8 @@ use crate::types::{NodeId, PeerNode, TypeConfig};
 pub struct NetworkFactory {
     pub clients: PeerClients,
     pub dial_overrides: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+    /// Which peers have a replication request in flight (early replication skips them).
+    pub(crate) in_flight: InFlight,
 }
 
 /// Raft's connection to one peer.
@@ -23,6 +26,7 @@ pub struct NetworkFactory {
 pub struct PeerConnection {
     target: NodeId,
     client: Result<PeerClient, DialError>,
+    in_flight: InFlight,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -32,7 +36,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         let address = self.dial_overrides.get(&target).unwrap_or(&node.raft_address);
         // openraft asks for a connection per replication stream, and again for every leadership
         // check (each consistent read): reuse the peer's client.
-        PeerConnection { target, client: self.clients.get(address) }
+        PeerConnection {
+            target,
+            client: self.clients.get(address),
+            in_flight: self.in_flight.clone(),
+        }
     }
 }
 
@@ -75,6 +83,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        // A heartbeat carries no entries: an early request may go beside it.
+        let _replicating =
+            (!rpc.entries.is_empty()).then(|| self.in_flight.replicating(self.target));
         match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
             PeerResponse::AppendEntries(result) => {
                 result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -91,6 +102,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
+        let _replicating = self.in_flight.replicating(self.target);
         match self.call(PeerRequest::InstallSnapshot(rpc), &option).await? {
             PeerResponse::InstallSnapshot(result) => {
                 result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -64,7 +64,7 @@ struct Args {
     #[arg(long = "no-postgres", action = clap::ArgAction::SetFalse)]
     postgres: bool,
     /// An extra environment variable for the Raft peers, NAME=VALUE (repeatable): compares a
-    /// setting with one binary, e.g. KUMA_STORE_RAFT_SNAPSHOT_ENTRIES=1000.
+    /// setting with one binary, e.g. KUMA_STORE_RAFT_EARLY_REPLICATION=false.
     #[arg(long = "cp-env", value_parser = parse_env)]
     cp_env: Vec<(String, String)>,
     /// Let the etcd members talk plain HTTP to each other (before 2026-12-03 they always did,
@@ -726,6 +726,30 @@ impl KumaCluster {
         Ok(cluster)
     }
 
+    /// How many early AppendEntries requests the peers sent (`raft_early_appends_total` on each
+    /// peer's `/metrics`), by outcome: whether early replication took part in the run.
+    async fn early_appends(&self) -> String {
+        let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+        for m in 0..3 {
+            let Ok(text) =
+                kuma_chaos_tests::scrape::metrics_text(self.ports[m][1], Duration::from_secs(2))
+                    .await
+            else {
+                continue;
+            };
+            for line in text.lines().filter(|l| l.starts_with("raft_early_appends_total{")) {
+                let outcome = line.split('"').nth(1).unwrap_or("?").to_string();
+                let count = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                *totals.entry(outcome).or_default() += count;
+            }
+        }
+        let counts: Vec<String> = totals.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        match counts.is_empty() {
+            true => "early appends: none (early replication off, or a kuma-cp without it)".into(),
+            false => format!("early appends: {}", counts.join(", ")),
+        }
+    }
+
     fn spawn(&mut self, m: usize) -> anyhow::Result<()> {
         let peers = (0..3)
             .map(|i| format!("{}=127.0.0.1:{}", i + 1, self.ports[i][5]))
@@ -1271,6 +1295,7 @@ fn main() -> ExitCode {
         let pg_figures = pg.as_mut().map(Subject::figures);
         drop(pg);
         let (mut etcd, mut kuma) = (unwrap_system(etcd)?, unwrap_system(kuma)?);
+        println!("raft-bench: {}", kuma.early_appends().await);
         println!("raft-bench: failovers ({} leader kills each)...", args.kills);
         etcd_figures.failover = failovers(&mut etcd, args.kills).await?;
         drop(etcd);

@@ -27,6 +27,7 @@ use crate::disk::DiskHealth;
 use crate::election::{self, ElectionTimings, LeaderContact};
 use crate::formation::{self, Admission, Decision, Gate};
 use crate::log_store::{LastLogId, LogStore};
+use crate::early::{EarlyAppend, InFlight};
 use crate::network::NetworkFactory;
 use crate::replica::Replica;
 use crate::rpc::{PeerClients, PeerHandler, PeerRequest, PeerResponse, PeerServer};
@@ -72,6 +73,9 @@ pub struct RaftNode {
     /// Bytes of log entries appended (snapshots by size). Not the log store itself: a task still
     /// holding the node after a stop would keep RocksDB locked.
     appended: Arc<std::sync::atomic::AtomicU64>,
+    /// Which followers have a replication request in flight (see `early`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) in_flight: InFlight,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -131,7 +135,18 @@ impl RaftNode {
         let tls = config.tls.clone().map(Arc::new);
         let clients = PeerClients::of_cluster(tls.clone(), admission.clone());
         let dial_overrides = Arc::new(config.dial_overrides.clone());
-        let log = LogStore::new(db).with_disk(disk.clone());
+        let in_flight = InFlight::default();
+        let raft_clients = PeerClients::of_cluster(tls.clone(), admission.clone());
+        let early = EarlyAppend::new(
+            config.node_id,
+            raft_clients.clone(),
+            dial_overrides.clone(),
+            in_flight.clone(),
+        );
+        let mut log = LogStore::new(db).with_disk(disk.clone());
+        if config.early_replication {
+            log = log.with_early(early.clone());
+        }
         let stored_term = log
             .clone()
             .read_vote()
@@ -142,15 +157,18 @@ impl RaftNode {
             config.node_id,
             Arc::new(raft_config),
             NetworkFactory {
-                // Not shared with the committer's: see `PeerClients`.
-                clients: PeerClients::of_cluster(tls.clone(), admission.clone()),
+                // Not shared with the committer's: see `PeerClients`. Early replication shares
+                // it, so an early request goes down the connection openraft's own will take.
+                clients: raft_clients,
                 dial_overrides: dial_overrides.clone(),
+                in_flight: in_flight.clone(),
             },
             log.clone(),
             state_machine,
         )
         .await
         .map_err(|e| RaftStartError::Raft(e.to_string()))?;
+        early.follow(raft.metrics());
         // openraft loads its state in its own task: until then its metrics say term 0 and no
         // membership, and this peer's status would too.
         let _ = raft
@@ -193,6 +211,7 @@ impl RaftNode {
             admission: admission.clone(),
             disk,
             appended: log.appended_counter(),
+            in_flight,
         });
         node.admission.set_cluster_id(node.replica.cluster_id());
 

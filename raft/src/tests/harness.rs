@@ -87,6 +87,7 @@ pub fn config(id: NodeId, ports: &BTreeMap<NodeId, u16>, root: &std::path::Path)
         listen_loopback_only: true,
         dial_overrides: BTreeMap::new(),
         force_new_cluster: false,
+        early_replication: true,
         upkeep: crate::config::Upkeep::default(),
     }
 }

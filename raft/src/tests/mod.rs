@@ -2,6 +2,7 @@
 //! suite on a one-peer cluster, and in-process three-peer clusters on loopback.
 
 mod cluster;
+mod early;
 mod harness;
 mod operations;
 mod recovery;
