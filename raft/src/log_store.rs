@@ -452,7 +452,12 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn wait(db_path: &Path) {
-            let by = SLOW.lock().unwrap().iter().find(|(dir, _)| db_path.starts_with(dir)).map(|(_, by)| *by);
+            let by = SLOW
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(dir, _)| db_path.starts_with(dir))
+                .map(|(_, by)| *by);
             if let Some(by) = by {
                 std::thread::sleep(by);
             }
