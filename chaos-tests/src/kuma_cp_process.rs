@@ -1,6 +1,5 @@
 //! A real `kuma-cp run` process on free 127.0.0.1 ports, stopped when dropped.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -62,9 +61,10 @@ impl CpPorts {
     }
 }
 
-/// A port nobody listens on right now (the OS picks it; it may be taken again before use).
+/// A port nobody listens on right now and not handed out before by this process (the OS's
+/// pick of port 0 can repeat, and two servers of one kuma-cp then collide).
 fn free_port() -> Result<u16, std::io::Error> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    crate::chaos::free_port().map_err(std::io::Error::other)
 }
 
 /// How to start a kuma-cp.

@@ -21,7 +21,6 @@
 //! appended to a growing file, overwriting an already written one, and through the Raft log's
 //! RocksDB.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -117,11 +116,9 @@ struct Figures {
     failover: Percentiles,
 }
 
+/// A free port not handed out before in this run (the OS's pick of port 0 can repeat).
 fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    kuma_chaos_tests::chaos::free_port().expect("a free port")
 }
 
 fn value() -> String {

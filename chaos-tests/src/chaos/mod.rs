@@ -33,7 +33,7 @@ pub use error::ChaosError;
 pub use history::{Action, Operation, Outcome, OutcomeCounts, ProcessId};
 pub use membership_faults::{TransferRound, WipeRound};
 pub use nemesis::{schedule, Fault, Nemesis, NemesisConfig, NemesisReport};
-pub use peer::{pick_ports, ChaosPeer, PeerPorts};
+pub use peer::{free_port, pick_ports, ChaosPeer, PeerPorts};
 pub use proxy::LinkProxy;
 pub use report::ChaosReport;
 pub use runner::{kuma_cp_beside_this_program, run_chaos, ChaosConfig};
