@@ -7,6 +7,16 @@ use std::time::Duration;
 use crate::command::PeerInfo;
 use crate::types::NodeId;
 
+/// The address to dial peer `id` at: its entry in `overrides` (`dialAddresses`), else the address
+/// the membership lists for it.
+pub(crate) fn dial_address<'a>(
+    overrides: &'a BTreeMap<NodeId, String>,
+    id: NodeId,
+    membership_address: &'a str,
+) -> &'a str {
+    overrides.get(&id).map_or(membership_address, String::as_str)
+}
+
 /// Everything a Raft peer needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaftConfig {

@@ -118,25 +118,31 @@ impl EarlyAppend {
             return 0;
         }
         let Some(metrics) = self.metrics.get() else { return 0 };
-        let voters: Vec<(NodeId, String)> = {
+        let targets: Vec<(Arc<Follower>, String)> = {
             let metrics = metrics.borrow();
             let membership = metrics.membership_config.membership();
             membership
                 .voter_ids()
                 .filter(|id| *id != self.me)
-                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.raft_address.clone())))
+                .filter_map(|id| {
+                    let node = membership.get_node(&id)?;
+                    let follower = self.in_flight.follower(id);
+                    // Checked before anything is copied: under concurrent writes every follower
+                    // is busy, and an append then costs this check alone.
+                    if follower.replicating.load(Ordering::Acquire) > 0
+                        || backing_off(&follower)
+                        || follower.early.swap(true, Ordering::AcqRel)
+                    {
+                        return None;
+                    }
+                    let address =
+                        crate::config::dial_address(&self.dial_overrides, id, &node.raft_address);
+                    Some((follower, address.to_string()))
+                })
                 .collect()
         };
         let mut sent = 0;
-        for (id, address) in voters {
-            let follower = self.in_flight.follower(id);
-            if follower.replicating.load(Ordering::Acquire) > 0 || backing_off(&follower) {
-                continue;
-            }
-            if follower.early.swap(true, Ordering::AcqRel) {
-                continue;
-            }
-            let address = self.dial_overrides.get(&id).cloned().unwrap_or(address);
+        for (follower, address) in targets {
             let Ok(client) = self.clients.get(&address) else {
                 follower.early.store(false, Ordering::Release);
                 continue;

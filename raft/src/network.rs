@@ -33,7 +33,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
-        let address = self.dial_overrides.get(&target).unwrap_or(&node.raft_address);
+        let address = crate::config::dial_address(&self.dial_overrides, target, &node.raft_address);
         // openraft asks for a connection per replication stream, and again for every leadership
         // check (each consistent read): reuse the peer's client.
         PeerConnection {

@@ -181,7 +181,7 @@ impl Committer {
 
     /// The address to dial peer `id` at: its override, else `membership_address`.
     pub fn dial_address(&self, id: NodeId, membership_address: &str) -> String {
-        self.dial_overrides.get(&id).cloned().unwrap_or_else(|| membership_address.to_string())
+        crate::config::dial_address(&self.dial_overrides, id, membership_address).to_string()
     }
 
     /// The clients this peer calls others with.
