@@ -60,11 +60,16 @@ impl InFlight {
         followers.entry(id).or_default().clone()
     }
 
-    /// Whether no request of openraft's replication carrying entries is in flight.
+    /// Whether an early request would go to every follower known here now: none has a request
+    /// of openraft's replication carrying entries in flight, nor an early one, nor is backed off.
     #[cfg(test)]
     pub(crate) fn idle(&self) -> bool {
         let followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
-        followers.values().all(|f| f.replicating.load(Ordering::Acquire) == 0)
+        followers.values().all(|f| {
+            f.replicating.load(Ordering::Acquire) == 0
+                && !f.early.load(Ordering::Acquire)
+                && !backing_off(f)
+        })
     }
 
     /// Marks a request of openraft's replication to `target` as in flight until the guard drops.
